@@ -1,0 +1,3 @@
+"""Flow Memory: a dry-run marketplace for inference capacity."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,84 @@
+"""create_app(settings): routers, middleware, error handlers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from flow_memory import __version__
+from flow_memory.credentials.api import router as credentials_router
+from flow_memory.kit.clock import Clock, SystemClock
+from flow_memory.kit.db import make_engine, make_session_factory
+from flow_memory.kit.http import (
+    AccessLogMiddleware,
+    FlowJSONResponse,
+    SafetyGuardMiddleware,
+    install_error_handlers,
+)
+from flow_memory.providers.api import router as providers_router
+from flow_memory.settings import Settings
+
+DESCRIPTION = """Flow Memory is a dry-run marketplace for inference capacity. Every market
+record is an application record: no funds move, nothing is signed or broadcast, and every
+response carries the seven safety fields. Authenticate with `Authorization: Bearer fm_…`;
+narrow a key's scopes for one request with `x-flow-memory-scopes`."""
+
+
+class Liveness(BaseModel):
+    ok: Literal[True] = True
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class Readiness(BaseModel):
+    ok: bool
+    status: Literal["ready", "unavailable"]
+    database: Literal["reachable", "unreachable"]
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """Build the ASGI app; the database schema must already be migrated."""
+    settings = settings or Settings.from_env()
+    engine = make_engine(settings.database_url)
+    app = FastAPI(
+        title="Flow Memory",
+        version=__version__,
+        description=DESCRIPTION,
+        default_response_class=FlowJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.clock = clock or SystemClock()
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+
+    install_error_handlers(app)
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(
+        SafetyGuardMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_string_length=settings.max_string_length,
+        max_list_length=settings.max_list_length,
+    )
+    app.include_router(credentials_router)
+    app.include_router(providers_router)
+
+    @app.get("/healthz", response_model=Liveness, tags=["service"], summary="Liveness")
+    def healthz() -> FlowJSONResponse:
+        return FlowJSONResponse({"ok": True, "status": "ok", "version": __version__})
+
+    @app.get("/readyz", response_model=Readiness, tags=["service"],
+             responses={503: {"model": Readiness}}, summary="Readiness: the database answers")
+    def readyz() -> FlowJSONResponse:
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            return FlowJSONResponse(
+                {"ok": False, "status": "unavailable", "database": "unreachable"},
+                status_code=503,
+            )
+        return FlowJSONResponse({"ok": True, "status": "ready", "database": "reachable"})
+    return app

@@ -1,0 +1,123 @@
+"""The ``flow-memory`` command: serve, demo, keys, db."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from flow_memory.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="flow-memory", description="Flow Memory service")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    demo = commands.add_parser("demo", help="serve with a seeded demo market")
+    demo.add_argument("--host")
+    demo.add_argument("--port", type=int)
+    demo.add_argument("--keep", action="store_true", help="keep an existing demo database")
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create a key (its secret is shown once)")
+    create.add_argument("--owner", required=True)
+    create.add_argument("--scopes", required=True,
+                        help="comma-separated, e.g. inference:read,inference:buy")
+    create.add_argument("--label", default="")
+    listing = key_commands.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    revoke = key_commands.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("key_id")
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="apply migrations up to the latest schema")
+
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ValueError as error:
+        print(f"flow-memory: {error}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(settings, args.host, args.port)
+    if args.command == "demo":
+        from flow_memory.demo import run_demo
+
+        return run_demo(settings, host=args.host, port=args.port, keep=args.keep)
+    if args.command == "keys":
+        return _keys(settings, args)
+    if args.command == "db":
+        from flow_memory.migrations import upgrade
+
+        upgrade(settings.database_url)
+        print("database schema is up to date")
+        return 0
+    return 2
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from flow_memory.app import create_app
+    from flow_memory.migrations import upgrade
+
+    configure_logging(settings)
+    if settings.auto_migrate:
+        upgrade(settings.database_url)
+    app = create_app(settings)
+    uvicorn.run(app, host=host or settings.host, port=port or settings.port,
+                access_log=False, log_level=settings.log_level)
+    return 0
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    from flow_memory.keys import service
+    from flow_memory.kit.clock import SystemClock, isoformat_z
+    from flow_memory.kit.db import make_engine, make_session_factory
+    from flow_memory.kit.errors import FlowMemoryError
+    from flow_memory.migrations import upgrade
+
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    now = SystemClock().now()
+    try:
+        with make_session_factory(engine).begin() as session:
+            if args.keys_command == "create":
+                scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+                issued = service.create_key(session, owner_id=args.owner, scopes=scopes,
+                                            label=args.label, now=now)
+                print(f"key_id: {issued.record.key_id}")
+                print(f"owner:  {issued.record.owner_id}")
+                print(f"scopes: {', '.join(issued.record.scopes)}")
+                print(f"secret: {issued.secret}   (shown once; store it now)")
+            elif args.keys_command == "list":
+                for key in service.list_keys(session, include_revoked=args.all):
+                    state = f"revoked {isoformat_z(key.revoked_at)}" if key.revoked_at else "active"
+                    print(f"{key.key_id}  {key.key_preview}  owner={key.owner_id}  "
+                          f"scopes={','.join(key.scopes)}  {state}  {key.label}")
+            else:
+                record = service.revoke_key(session, key_id=args.key_id, now=now)
+                print(f"revoked {record.key_id}")
+    except FlowMemoryError as error:
+        print(f"flow-memory: {error.message}" + (f" ({error.hint})" if error.hint else ""),
+              file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

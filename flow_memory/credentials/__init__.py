@@ -1,0 +1,1 @@
+"""Credential references: opaque pointers to secrets managed on the operator's side."""

@@ -1,0 +1,1 @@
+"""Flow Memory API keys: hashed, owned, scoped."""

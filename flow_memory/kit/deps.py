@@ -1,0 +1,114 @@
+"""FastAPI dependencies shared by every router: session, clock, settings, principal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from flow_memory.keys.service import KEY_PREFIX, find_active_key
+from flow_memory.kit.clock import Clock
+from flow_memory.kit.errors import Forbidden, Invalid, NotFound, Unauthenticated
+from flow_memory.kit.scopes import ADMIN, ALL_SCOPES
+from flow_memory.settings import Settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request, committed here and nowhere else."""
+    session: Session = request.app.state.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+SCOPES_HEADER = "x-flow-memory-scopes"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's owner and the scopes in force for this request."""
+
+    key_id: str
+    owner_id: str
+    scopes: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN in self.scopes
+
+    def can_see(self, owner_id: str) -> bool:
+        return self.is_admin or owner_id == self.owner_id
+
+    def ensure_visible(self, owner_id: str, what: str) -> None:
+        """Another owner's record is reported as absent, never as forbidden."""
+        if not self.can_see(owner_id):
+            raise NotFound(f"{what} not found")
+
+
+def _authenticate(request: Request, session: Session) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(KEY_PREFIX):
+        raise Unauthenticated(
+            "a Flow Memory API key is required",
+            hint="send Authorization: Bearer fm_… (the demo prints one for each role)",
+        )
+    record = find_active_key(session, token)
+    if record is None:
+        raise Unauthenticated("the API key is unknown or revoked", hint="create a key with "
+                              "`flow-memory keys create`")
+    scopes = frozenset(record.scopes)
+    narrowing = request.headers.get(SCOPES_HEADER)
+    if narrowing is not None:
+        asked = {s for s in narrowing.replace(",", " ").split() if s}
+        unknown = sorted(asked - ALL_SCOPES)
+        if unknown:
+            raise Invalid(
+                f"{SCOPES_HEADER} names unknown scopes: {', '.join(unknown)}",
+                field=SCOPES_HEADER,
+                code="invalid_scopes_header",
+                hint=f"choose from {', '.join(sorted(ALL_SCOPES))}",
+            )
+        scopes = scopes & asked
+    return Principal(key_id=record.key_id, owner_id=record.owner_id, scopes=scopes)
+
+
+def require_scopes(*any_of: str) -> Callable[..., Principal]:
+    """A dependency that authenticates and demands one of ``any_of`` (admin satisfies any)."""
+
+    def dependency(request: Request, session: SessionDep) -> Principal:
+        principal = _authenticate(request, session)
+        if not (principal.scopes & {*any_of, ADMIN}):
+            needed = " or ".join(any_of)
+            raise Forbidden(
+                f"this endpoint needs the scope {needed}",
+                field="scope",
+                hint=f"use a key with {needed}; {SCOPES_HEADER} can only narrow a key's scopes",
+            )
+        return principal
+
+    dependency.__name__ = "require_" + "_or_".join(s.split(":")[-1] for s in any_of)
+    return dependency

@@ -1,0 +1,255 @@
+"""HTTP plumbing: JSON rendering, the safety envelope on every response, error handlers,
+the safety guard and the access log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flow_memory.kit import jsonenc
+from flow_memory.kit.errors import FlowMemoryError, ForbiddenMaterial, Invalid, PayloadTooLarge
+from flow_memory.kit.safety import (
+    SAFETY_ENVELOPE,
+    find_forbidden,
+    find_forbidden_in_query,
+    secret_kind_in_text,
+)
+
+log = logging.getLogger("flow_memory.http")
+
+
+class FlowJSONResponse(Response):
+    """JSON with Decimal rendered as plain numbers."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return jsonenc.dumps(content).encode()
+
+
+def respond(payload: BaseModel | Mapping[str, Any], status_code: int = 200) -> FlowJSONResponse:
+    """Render a success body with ``ok`` first and the safety envelope last."""
+    body = payload.model_dump(mode="python") if isinstance(payload, BaseModel) else dict(payload)
+    body = {"ok": True, **body, **SAFETY_ENVELOPE}
+    return FlowJSONResponse(body, status_code=status_code)
+
+
+def error_body(
+    code: str, message: str, field: str | None = None, hint: str | None = None
+) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "error": {"code": code, "message": message, "field": field, "hint": hint},
+        **SAFETY_ENVELOPE,
+    }
+
+
+def error_response(error: FlowMemoryError) -> FlowJSONResponse:
+    return FlowJSONResponse(
+        error_body(error.code, error.message, error.field, error.hint),
+        status_code=error.status_code,
+    )
+
+
+_VALIDATION_CODES = {
+    "extra_forbidden": "unknown_field",
+    "missing": "missing_field",
+    "json_invalid": "invalid_json",
+}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [p for p in loc if p not in ("body",)]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FlowMemoryError)
+    async def _flow_error(_: Request, exc: FlowMemoryError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+        # Pydantic's own messages are used, never its "input" echo: a refused value stays unseen.
+        first = exc.errors()[0] if exc.errors() else {"type": "invalid", "loc": (), "msg": ""}
+        code = _VALIDATION_CODES.get(str(first.get("type")), "invalid_request")
+        field = _field_path(tuple(first.get("loc", ())))
+        message = f"{field}: {first.get('msg', 'invalid value')}"
+        if len(exc.errors()) > 1:
+            message += f" (and {len(exc.errors()) - 1} more problem(s))"
+        return error_response(Invalid(message, field=field, code=code))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        code = codes.get(exc.status_code, "http_error")
+        message = "no such route" if exc.status_code == 404 else str(exc.detail)
+        return FlowJSONResponse(error_body(code, message), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log.error("unhandled error: %s", type(exc).__name__)
+        return FlowJSONResponse(
+            error_body("internal_error", "the server could not complete the request"),
+            status_code=500,
+        )
+
+
+class SafetyGuardMiddleware:
+    """Refuses forbidden material, oversized bodies and unbounded structures before the app
+    sees the request: nothing refused here reaches a handler, a table or a log line."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_string_length: int,
+        max_list_length: int,
+        max_depth: int = 16,
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_string_length = max_string_length
+        self.max_list_length = max_list_length
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            kind = secret_kind_in_text(unquote(scope.get("path", "")))
+            if kind is not None:
+                raise _forbidden("path", kind)
+            query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), True)
+            found = find_forbidden_in_query(query)
+            if found is not None:
+                raise _forbidden(found.field, found.kind)
+            body = await self._read_body(scope, receive)
+            if body:
+                self._check_body(body)
+        except FlowMemoryError as error:
+            await error_response(error)(scope, receive, send)
+            return
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        headers = dict(scope.get("headers", []))
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise _too_large(self.max_body_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _too_large(self.max_body_bytes)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _check_body(self, body: bytes) -> None:
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return  # not JSON: the route's own validation answers it
+        self._check_bounds(document, "", 0)
+        found = find_forbidden(document)
+        if found is not None:
+            raise _forbidden(found.field, found.kind)
+
+    def _check_bounds(self, value: Any, path: str, depth: int) -> None:
+        if depth > self.max_depth:
+            raise Invalid(f"{path or 'body'} is nested too deeply", field=path or "body",
+                          code="too_deep", hint=f"at most {self.max_depth} levels")
+        if isinstance(value, str) and len(value) > self.max_string_length:
+            raise Invalid(f"{path or 'body'} is too long", field=path or "body",
+                          code="value_too_long", hint=f"at most {self.max_string_length} characters")
+        if isinstance(value, list):
+            if len(value) > self.max_list_length:
+                raise Invalid(f"{path or 'body'} has too many items", field=path or "body",
+                              code="list_too_long", hint=f"at most {self.max_list_length} items")
+            for index, item in enumerate(value):
+                self._check_bounds(item, f"{path}[{index}]", depth + 1)
+        elif isinstance(value, dict):
+            if len(value) > self.max_list_length:
+                raise Invalid(f"{path or 'body'} has too many fields", field=path or "body",
+                              code="object_too_large")
+            for key, item in value.items():
+                self._check_bounds(item, f"{path}.{key}" if path else str(key), depth + 1)
+
+
+def _forbidden(field: str, kind: str) -> ForbiddenMaterial:
+    return ForbiddenMaterial(
+        f"{field} holds forbidden material ({kind.replace('_', ' ')}); the request was refused "
+        "and nothing was stored",
+        field=field,
+        hint="send only opaque credential references such as secret://inference/provider-alpha "
+        "and leave every safety flag at its dry-run value",
+    )
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body exceeds {limit} bytes", field="body",
+                           hint="send a smaller body")
+
+
+class AccessLogMiddleware:
+    """Logs method, path (never the query string), status and duration."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            log.info(
+                "%s %s %d %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000,
+            )

@@ -1,0 +1,66 @@
+"""A JSON encoder that writes Decimal as a plain number (0.00000075, never "7.5E-7")."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel
+
+from flow_memory.kit.clock import isoformat_z
+from flow_memory.kit.money import plain
+
+_encode_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def dumps(value: Any) -> str:
+    """Encode plain Python data (dict, list, str, int, float, bool, None, Decimal, datetime)."""
+    parts: list[str] = []
+    _encode(value, parts)
+    return "".join(parts)
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(_encode_str(value))
+    elif isinstance(value, Decimal):
+        out.append(plain(value))
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        out.append(json.dumps(value))
+    elif isinstance(value, dict):
+        out.append("{")
+        first = True
+        for key, item in value.items():
+            if not first:
+                out.append(",")
+            first = False
+            out.append(_encode_str(str(key)))
+            out.append(":")
+            _encode(item, out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    elif isinstance(value, datetime):
+        out.append(_encode_str(isoformat_z(value)))
+    elif isinstance(value, BaseModel):
+        _encode(value.model_dump(mode="python"), out)
+    elif isinstance(value, Enum):
+        _encode(value.value, out)
+    else:
+        raise TypeError(f"cannot encode {type(value).__name__} as JSON")

@@ -1,0 +1,15 @@
+"""Imports every table module so Base.metadata knows the whole schema."""
+
+from flow_memory.credentials.models import CredentialRef, CredentialRefRotation
+from flow_memory.keys.models import ApiKey
+from flow_memory.providers.models import CapacityEntry, CatalogEntry, PairingToken, Provider
+
+__all__ = [
+    "ApiKey",
+    "CapacityEntry",
+    "CatalogEntry",
+    "CredentialRef",
+    "CredentialRefRotation",
+    "PairingToken",
+    "Provider",
+]

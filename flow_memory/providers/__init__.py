@@ -1,0 +1,1 @@
+"""Provider-agent runtime: enrollment, pairing, heartbeats, catalog, capacity and health."""

@@ -1,0 +1,66 @@
+"""Every FLOW_MEMORY_* setting, read in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(os.environ.get("FLOW_MEMORY_DATA_DIR", Path.cwd() / "var"))
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{DEFAULT_DATA_DIR / 'flow_memory.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration; each field maps to FLOW_MEMORY_<FIELD_NAME_UPPERCASE>."""
+
+    database_url: str = field(default_factory=_default_database_url)
+    host: str = "127.0.0.1"
+    port: int = 8765
+    auto_migrate: bool = True
+    log_level: str = "info"
+
+    max_body_bytes: int = 1_048_576
+    max_string_length: int = 4_096
+    max_list_length: int = 1_000
+
+    heartbeat_stale_seconds: int = 90
+    catalog_stale_seconds: int = 86_400
+    capacity_stale_seconds: int = 900
+    pairing_token_ttl_seconds: int = 600
+
+    allow_loopback_upstreams: bool = True
+    allow_private_upstreams: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from FLOW_MEMORY_* variables, then explicit overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"FLOW_MEMORY_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f.name, raw, f.type)
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _coerce(name: str, raw: str, kind: object) -> object:
+    if kind in (bool, "bool"):
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"FLOW_MEMORY_{name.upper()} must be true or false, got {raw!r}")
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"FLOW_MEMORY_{name.upper()} must be an integer") from None
+    return raw
