@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
@@ -12,12 +13,14 @@ from flow_memory import __version__
 from flow_memory.credentials.api import router as credentials_router
 from flow_memory.kit.clock import Clock, SystemClock
 from flow_memory.kit.db import make_engine, make_session_factory
+from flow_memory.kit.deps import refuse_unstorable_path_parameters
 from flow_memory.kit.http import (
     AccessLogMiddleware,
     FlowJSONResponse,
     SafetyGuardMiddleware,
     install_error_handlers,
 )
+from flow_memory.kit.schemas import GUARD_RESPONSES
 from flow_memory.providers.api import router as providers_router
 from flow_memory.settings import Settings
 
@@ -25,6 +28,11 @@ DESCRIPTION = """Flow Memory is a dry-run marketplace for inference capacity. Ev
 record is an application record: no funds move, nothing is signed or broadcast, and every
 response carries the seven safety fields. Authenticate with `Authorization: Bearer fm_…`;
 narrow a key's scopes for one request with `x-flow-memory-scopes`."""
+
+
+class DocumentedJSONResponse(FlowJSONResponse, JSONResponse):
+    """FlowJSONResponse rendering; FastAPI documents a route's response_model only when the
+    response class is a JSONResponse, otherwise it publishes every 2xx body as a string."""
 
 
 class Liveness(BaseModel):
@@ -47,7 +55,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         title="Flow Memory",
         version=__version__,
         description=DESCRIPTION,
-        default_response_class=FlowJSONResponse,
+        default_response_class=DocumentedJSONResponse,
+        dependencies=[Depends(refuse_unstorable_path_parameters)],
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
@@ -65,12 +74,23 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(credentials_router)
     app.include_router(providers_router)
 
-    @app.get("/healthz", response_model=Liveness, tags=["service"], summary="Liveness")
+    @app.get(
+        "/healthz",
+        response_model=Liveness,
+        tags=["service"],
+        summary="Liveness",
+        responses=GUARD_RESPONSES,
+    )
     def healthz() -> FlowJSONResponse:
         return FlowJSONResponse({"ok": True, "status": "ok", "version": __version__})
 
-    @app.get("/readyz", response_model=Readiness, tags=["service"],
-             responses={503: {"model": Readiness}}, summary="Readiness: the database answers")
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        tags=["service"],
+        responses={**GUARD_RESPONSES, 503: {"model": Readiness}},
+        summary="Readiness: the database answers",
+    )
     def readyz() -> FlowJSONResponse:
         try:
             with engine.connect() as connection:
@@ -81,4 +101,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 status_code=503,
             )
         return FlowJSONResponse({"ok": True, "status": "ready", "database": "reachable"})
+
     return app

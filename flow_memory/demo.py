@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,13 +19,16 @@ from flow_memory.kit.clock import SystemClock
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.scopes import ADMIN, ALL_SCOPES, AUDIT, BUY, PLAN, PROXY, READ, SELL
 from flow_memory.providers import service as providers
+from flow_memory.providers.repository import find_by_name
 from flow_memory.providers.schemas import (
     CapacityItem,
+    CompatibleApi,
     CatalogModel,
     ProviderCapacity,
     ProviderCatalog,
     ProviderEnroll,
     ProviderHeartbeat,
+    UnitType,
 )
 from flow_memory.settings import DEFAULT_DATA_DIR, Settings
 
@@ -38,27 +41,64 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "auditor": ("auditor", (READ, AUDIT)),
 }
 
+@dataclass(frozen=True)
+class DemoModel:
+    model: str
+    compatible_api: CompatibleApi
+    unit_types: tuple[UnitType, ...]
+    context_window: int
+
+
+@dataclass(frozen=True)
+class DemoAsk:
+    model: str
+    unit_type: UnitType
+    available_units: int
+    ask_unit_price: Decimal
+    min_order_units: int
+
+
+@dataclass(frozen=True)
+class DemoProvider:
+    name: str
+    credential_ref: str
+    base_url: str
+    models: tuple[DemoModel, ...]
+    capacity: tuple[DemoAsk, ...]
+
+
 DEMO_PROVIDERS = (
-    {
-        "name": "Provider Alpha",
-        "ref": "secret://inference/provider-alpha",
-        "base_url": "http://127.0.0.1:8801/v1",
-        "models": [("flow-memory-orchestrator", "chat_responses", ["token", "request"], 128_000),
-                   ("flow-memory-message-chat", "messages", ["request"], 200_000)],
-        "capacity": [("flow-memory-orchestrator", "token", 2_500_000, "0.00000075", 1000),
-                     ("flow-memory-message-chat", "request", 5_000, "0.0021", 1)],
-    },
-    {
-        "name": "Provider Beta",
-        "ref": "secret://inference/provider-beta",
-        "base_url": "http://127.0.0.1:8802/v1",
-        "models": [("flow-memory-orchestrator", "chat_responses", ["token"], 128_000),
-                   ("flow-memory-embed", "embeddings", ["token"], 8_192)],
-        "capacity": [("flow-memory-orchestrator", "token", 1_200_000, "0.00000070", 5000),
-                     ("flow-memory-embed", "token", 40_000_000, "0.00000002", 1000)],
-    },
+    DemoProvider(
+        name="Provider Alpha",
+        credential_ref="secret://inference/provider-alpha",
+        base_url="http://127.0.0.1:8801/v1",
+        models=(
+            DemoModel("flow-memory-orchestrator", "chat_responses", ("token", "request"), 128_000),
+            DemoModel("flow-memory-message-chat", "messages", ("request",), 200_000),
+        ),
+        capacity=(
+            DemoAsk("flow-memory-orchestrator", "token", 2_500_000, Decimal("0.00000075"), 1000),
+            DemoAsk("flow-memory-message-chat", "request", 5_000, Decimal("0.0021"), 1),
+        ),
+    ),
+    DemoProvider(
+        name="Provider Beta",
+        credential_ref="secret://inference/provider-beta",
+        base_url="http://127.0.0.1:8802/v1",
+        models=(
+            DemoModel("flow-memory-orchestrator", "chat_responses", ("token",), 128_000),
+            DemoModel("flow-memory-embed", "embeddings", ("token",), 8_192),
+        ),
+        capacity=(
+            DemoAsk("flow-memory-orchestrator", "token", 1_200_000, Decimal("0.00000070"), 5000),
+            DemoAsk("flow-memory-embed", "token", 40_000_000, Decimal("0.00000002"), 1000),
+        ),
+    ),
 )
-REFERENCE_PRICES = {"flow-memory-orchestrator": {"token": Decimal("0.000001")}}
+REFERENCE_PRICES: dict[str, dict[UnitType, Decimal]] = {
+    "flow-memory-orchestrator": {"token": Decimal("0.000001")}
+}
+DEMO_SELLER = Principal(key_id="demo", owner_id=ROLES["provider"][0], scopes=frozenset({SELL}))
 
 
 def seed_demo_market(session: Session, *, now: datetime) -> dict[str, str]:
@@ -68,65 +108,70 @@ def seed_demo_market(session: Session, *, now: datetime) -> dict[str, str]:
                          now=now).secret
         for role, (owner, scopes) in ROLES.items()
     }
-    seller = Principal(key_id="demo", owner_id=ROLES["provider"][0], scopes=frozenset({SELL}))
+    settings = Settings()
     for spec in DEMO_PROVIDERS:
-        ref = create_credential_ref(session, principal=seller, now=now, body=CredentialRefCreate(
-            credential_ref=str(spec["ref"]), display_name=f"{spec['name']} reference",
-            allowed_models=[m[0] for m in spec["models"]],  # type: ignore[union-attr]
+        ref = create_credential_ref(session, principal=DEMO_SELLER, now=now,
+                                    body=CredentialRefCreate(
+            credential_ref=spec.credential_ref, display_name=f"{spec.name} reference",
+            allowed_models=[m.model for m in spec.models],
         ))
         provider, _ = providers.enroll_provider(
-            session, principal=seller, now=now, settings=Settings(),
-            body=ProviderEnroll(provider_name=str(spec["name"]),
-                                base_url=str(spec["base_url"]),  # type: ignore[arg-type]
-                                credential_ref_id=ref.credential_ref_id,
-                                supported_units=["token", "request"]),
+            session, principal=DEMO_SELLER, now=now, settings=settings,
+            body=ProviderEnroll.model_validate({
+                "provider_name": spec.name, "base_url": spec.base_url,
+                "credential_ref_id": ref.credential_ref_id,
+                "supported_units": ["token", "request"],
+            }),
         )
-        _, secret = providers.issue_pairing_token(session, principal=seller,
+        _, secret = providers.issue_pairing_token(session, principal=DEMO_SELLER,
                                                   provider_id=provider.provider_id,
-                                                  settings=Settings(), now=now)
-        providers.record_heartbeat(session, principal=seller, provider_id=provider.provider_id,
+                                                  settings=settings, now=now)
+        providers.record_heartbeat(session, principal=DEMO_SELLER,
+                                   provider_id=provider.provider_id,
                                    body=ProviderHeartbeat(agent_version="demo"),
                                    pairing_token=secret, now=now)
-        providers.publish_catalog(session, principal=seller, provider_id=provider.provider_id,
-                                  now=now, body=ProviderCatalog(catalog_version=now, models=[
-            CatalogModel(model=m, compatible_api=api, unit_types=units, context_window=window,
+        providers.publish_catalog(session, principal=DEMO_SELLER,
+                                  provider_id=provider.provider_id, now=now,
+                                  body=ProviderCatalog(catalog_version=now, models=[
+            CatalogModel(model=m.model, compatible_api=m.compatible_api,
+                         unit_types=list(m.unit_types), context_window=m.context_window,
                          tool_calling="metadata_only",
-                         reference_unit_prices=REFERENCE_PRICES.get(m, {}))  # type: ignore[arg-type]
-            for m, api, units, window in spec["models"]  # type: ignore[attr-defined]
+                         reference_unit_prices=REFERENCE_PRICES.get(m.model, {}))
+            for m in spec.models
         ]))
-        _publish_capacity(session, seller, provider.provider_id, spec, now)
+        publish_demo_capacity(session, provider.provider_id, spec, now)
     return keys
 
 
-def _publish_capacity(session: Session, seller: Principal, provider_id: str,
-                      spec: dict[str, object], now: datetime) -> None:
-    providers.publish_capacity(session, principal=seller, provider_id=provider_id, now=now,
+def publish_demo_capacity(session: Session, provider_id: str, spec: DemoProvider,
+                          now: datetime) -> None:
+    providers.publish_capacity(session, principal=DEMO_SELLER, provider_id=provider_id, now=now,
                                body=ProviderCapacity(capacity_version=now, inventory=[
-        CapacityItem(model=m, unit_type=u, available_units=units, ask_unit_price=Decimal(price),
-                     min_order_units=minimum, quality_score=0.97, reliability_score=0.99,
+        CapacityItem(model=a.model, unit_type=a.unit_type, available_units=a.available_units,
+                     ask_unit_price=a.ask_unit_price, min_order_units=a.min_order_units,
+                     quality_score=0.97, reliability_score=0.99,
                      expires_at=now + timedelta(days=1))
-        for m, u, units, price, minimum in spec["capacity"]  # type: ignore[attr-defined]
+        for a in spec.capacity
     ]))
 
 
 def keep_demo_providers_live(factory: sessionmaker[Session], stop: threading.Event,
                              interval: float = 30.0) -> None:
     """Refresh the seeded providers' heartbeats and capacity so the demo market stays live."""
-    seller = Principal(key_id="demo", owner_id=ROLES["provider"][0], scopes=frozenset({SELL}))
     clock = SystemClock()
     while not stop.wait(interval):
         try:
             with factory.begin() as session:
-                from flow_memory.providers.models import Provider
-
-                for provider in session.query(Provider).filter_by(owner_id=seller.owner_id):
-                    spec = next(s for s in DEMO_PROVIDERS if s["name"] == provider.provider_name)
+                for spec in DEMO_PROVIDERS:
+                    provider = find_by_name(session, DEMO_SELLER.owner_id, spec.name)
+                    if provider is None:
+                        continue
                     now = clock.now()
-                    providers.record_heartbeat(session, principal=seller,
+                    providers.record_heartbeat(session, principal=DEMO_SELLER,
                                                provider_id=provider.provider_id,
                                                body=ProviderHeartbeat(agent_version="demo"),
                                                pairing_token=None, now=now)
-                    _publish_capacity(session, seller, provider.provider_id, spec, now)
+                    publish_demo_capacity(session, provider.provider_id, spec, now)
         except Exception:
             log.exception("demo refresh failed")
 

@@ -8,7 +8,8 @@ from sqlalchemy.orm import Session
 from flow_memory.credentials.models import CredentialRef
 
 
-def get(session: Session, credential_ref_id: str, *, for_update: bool = False) -> CredentialRef | None:
+def get(session: Session, credential_ref_id: str, *,
+        for_update: bool = False) -> CredentialRef | None:
     query = select(CredentialRef).where(CredentialRef.credential_ref_id == credential_ref_id)
     if for_update:
         query = query.with_for_update()
@@ -17,7 +18,8 @@ def get(session: Session, credential_ref_id: str, *, for_update: bool = False) -
 
 def list_visible(session: Session, *, owner_id: str | None, status: str | None,
                  limit: int, offset: int) -> list[CredentialRef]:
-    query = select(CredentialRef).order_by(CredentialRef.created_at, CredentialRef.credential_ref_id)
+    query = select(CredentialRef).order_by(CredentialRef.created_at,
+                                           CredentialRef.credential_ref_id)
     if owner_id is not None:
         query = query.where(CredentialRef.owner_id == owner_id)
     if status is not None:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from flow_memory.kit.schemas import (
     CredentialPointer,
     Identifier,
+    ProviderApi,
     Metadata,
     Name,
     RequestModel,
@@ -23,7 +24,7 @@ class CredentialRefCreate(RequestModel):
     )
     workspace_id: Identifier = "workspace-default"
     credential_ref: CredentialPointer
-    provider_api: Identifier = "sdk_compatible"
+    provider_api: ProviderApi = "sdk_compatible"
     display_name: Name
     allowed_models: list[Identifier] = Field(default_factory=list, max_length=256)
     metadata: Metadata = Field(default_factory=dict)

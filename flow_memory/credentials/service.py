@@ -31,7 +31,7 @@ def to_read(record: CredentialRef) -> CredentialRefRead:
         display_name=record.display_name,
         allowed_models=list(record.allowed_models),
         metadata=dict(record.metadata_),
-        status=record.status,  # type: ignore[arg-type]
+        status=record.status,
         created_at=record.created_at,
         updated_at=record.updated_at,
         rotated_at=record.rotated_at,

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from flow_memory.kit.money import exact
 from sqlalchemy import JSON, DateTime, Engine, Numeric, String, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -59,7 +60,7 @@ class Money(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return Decimal(str(value)).normalize() if not isinstance(value, Decimal) else value.normalize()
+        return exact(value if isinstance(value, Decimal) else Decimal(str(value)))
 
 
 class JSONDocument(TypeDecorator[Any]):

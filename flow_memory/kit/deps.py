@@ -16,17 +16,46 @@ from flow_memory.kit.scopes import ADMIN, ALL_SCOPES
 from flow_memory.settings import Settings
 
 
+SessionEndHook = Callable[[bool], None]
+
+
+def on_session_end(session: Session, hook: SessionEndHook) -> None:
+    """Run ``hook(committed)`` once the request's transaction has committed or rolled back."""
+    session.info.setdefault("on_end", []).append(hook)
+
+
+def _run_end_hooks(session: Session, committed: bool) -> None:
+    hooks: list[SessionEndHook] = session.info.pop("on_end", [])
+    for hook in reversed(hooks):
+        hook(committed)
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request, committed here and nowhere else."""
     session: Session = request.app.state.session_factory()
+    committed = False
     try:
         yield session
         session.commit()
+        committed = True
     except BaseException:
         session.rollback()
         raise
     finally:
+        _run_end_hooks(session, committed)
         session.close()
+
+
+def refuse_unstorable_path_parameters(request: Request) -> None:
+    """Path ids are compared in SQL, and PostgreSQL text cannot hold NUL: such an id is refused
+    alike on every backend instead of failing in the database."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise Invalid(
+                f"{name} must not contain the NUL character (U+0000)",
+                field=name,
+                code="invalid_character",
+            )
 
 
 def get_clock(request: Request) -> Clock:
@@ -78,8 +107,9 @@ def _authenticate(request: Request, session: Session) -> Principal:
         )
     record = find_active_key(session, token)
     if record is None:
-        raise Unauthenticated("the API key is unknown or revoked", hint="create a key with "
-                              "`flow-memory keys create`")
+        raise Unauthenticated(
+            "the API key is unknown or revoked", hint="create a key with `flow-memory keys create`"
+        )
     scopes = frozenset(record.scopes)
     narrowing = request.headers.get(SCOPES_HEADER)
     if narrowing is not None:

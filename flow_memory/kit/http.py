@@ -21,6 +21,7 @@ from flow_memory.kit import jsonenc
 from flow_memory.kit.errors import FlowMemoryError, ForbiddenMaterial, Invalid, PayloadTooLarge
 from flow_memory.kit.safety import (
     SAFETY_ENVELOPE,
+    field_segment,
     find_forbidden,
     find_forbidden_in_query,
     secret_kind_in_text,
@@ -181,20 +182,30 @@ class SafetyGuardMiddleware:
     def _check_body(self, body: bytes) -> None:
         try:
             document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except RecursionError:
+            # json gives up on nesting far beyond max_depth; it is the same refusal.
+            raise _too_deep("body", self.max_depth) from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
             return  # not JSON: the route's own validation answers it
+        except ValueError:
+            # Valid JSON that Python refuses to convert: an integer of thousands of digits.
+            raise Invalid(
+                "body holds a number that is too long", field="body", code="value_too_long",
+                hint="send numbers of at most 4300 digits",
+            ) from None
         self._check_bounds(document, "", 0)
         found = find_forbidden(document)
         if found is not None:
             raise _forbidden(found.field, found.kind)
 
     def _check_bounds(self, value: Any, path: str, depth: int) -> None:
+        # Paths are built with field_segment: a key not yet scanned may itself be a secret.
         if depth > self.max_depth:
-            raise Invalid(f"{path or 'body'} is nested too deeply", field=path or "body",
-                          code="too_deep", hint=f"at most {self.max_depth} levels")
+            raise _too_deep(path or "body", self.max_depth)
         if isinstance(value, str) and len(value) > self.max_string_length:
             raise Invalid(f"{path or 'body'} is too long", field=path or "body",
-                          code="value_too_long", hint=f"at most {self.max_string_length} characters")
+                          code="value_too_long",
+                          hint=f"at most {self.max_string_length} characters")
         if isinstance(value, list):
             if len(value) > self.max_list_length:
                 raise Invalid(f"{path or 'body'} has too many items", field=path or "body",
@@ -206,7 +217,13 @@ class SafetyGuardMiddleware:
                 raise Invalid(f"{path or 'body'} has too many fields", field=path or "body",
                               code="object_too_large")
             for key, item in value.items():
-                self._check_bounds(item, f"{path}.{key}" if path else str(key), depth + 1)
+                key_text = str(key)
+                if len(key_text) > self.max_string_length:
+                    raise Invalid(f"{path or 'body'} has a field name that is too long",
+                                  field=path or "body", code="value_too_long",
+                                  hint=f"at most {self.max_string_length} characters")
+                segment = field_segment(key_text)
+                self._check_bounds(item, f"{path}.{segment}" if path else segment, depth + 1)
 
 
 def _forbidden(field: str, kind: str) -> ForbiddenMaterial:
@@ -217,6 +234,11 @@ def _forbidden(field: str, kind: str) -> ForbiddenMaterial:
         hint="send only opaque credential references such as secret://inference/provider-alpha "
         "and leave every safety flag at its dry-run value",
     )
+
+
+def _too_deep(field: str, limit: int) -> Invalid:
+    return Invalid(f"{field} is nested too deeply", field=field, code="too_deep",
+                   hint=f"at most {limit} levels")
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

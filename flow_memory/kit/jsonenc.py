@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from flow_memory.kit.clock import isoformat_z
 from flow_memory.kit.money import plain
 
-_encode_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_encode_str = json.encoder.encode_basestring_ascii
 
 
 def dumps(value: Any) -> str:
@@ -37,7 +37,7 @@ def _encode(value: Any, out: list[str]) -> None:
     elif isinstance(value, int):
         out.append(int.__repr__(value))
     elif isinstance(value, float):
-        out.append(json.dumps(value))
+        out.append(json.dumps(value, allow_nan=False))
     elif isinstance(value, dict):
         out.append("{")
         first = True

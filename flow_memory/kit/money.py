@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Annotated
 
 from pydantic import Field, WithJsonSchema
 
-# Prices are positive and carry at most 18 decimal places (stored NUMERIC(38, 18)).
+# Prices are positive and carry at most 18 decimal places (stored NUMERIC(38, 18)), so a price
+# lies in [1e-18, 1e20); the published request schema states those bounds.
+_DECIMAL_RULE = "A decimal JSON number with at most 18 decimal places and 38 digits in total."
 UnitPrice = Annotated[
     Decimal,
     Field(gt=0, max_digits=38, decimal_places=18, allow_inf_nan=False),
-    WithJsonSchema({"type": "number", "exclusiveMinimum": 0}),
+    WithJsonSchema(
+        {"type": "number", "minimum": 1e-18, "exclusiveMaximum": 1e20, "description": _DECIMAL_RULE}
+    ),
 ]
 Amount = Annotated[
     Decimal,
     Field(ge=0, max_digits=38, decimal_places=18, allow_inf_nan=False),
-    WithJsonSchema({"type": "number", "minimum": 0}),
+    WithJsonSchema({"type": "number", "minimum": 0, "description": _DECIMAL_RULE}),
 ]
+
+
+_EXACT = Context(prec=60)
 
 
 def plain(value: Decimal) -> str:
     """Fixed-point text of a Decimal without exponent or trailing zeros: 0.00000075, 0.2, 100."""
-    text = format(value.normalize(), "f")
+    if not value.is_finite():
+        raise ValueError("NaN and Infinity are not JSON numbers")
+    text = format(value.normalize(_EXACT), "f")
     return text if text not in {"-0", ""} else "0"
+
+
+def exact(value: Decimal) -> Decimal:
+    """Drop trailing zeros without rounding (the default context keeps only 28 digits)."""
+    return value.normalize(_EXACT)

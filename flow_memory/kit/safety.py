@@ -1,6 +1,6 @@
 """The safety boundary: the dry-run envelope and the forbidden-material scanner.
 
-Pure logic, no web or database imports. The HTTP guard in ``kit.guard`` calls ``find_forbidden``
+Pure logic, no web or database imports. The HTTP guard in ``kit.http`` calls ``find_forbidden``
 on every request body and query string before anything is validated, stored or logged.
 """
 
@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 from types import MappingProxyType
 from typing import Any
 
@@ -94,11 +95,34 @@ _SECRET_WORDS = frozenset(
         "seedphrase",
     }
 )
+# Run-together spellings (``clientsecret``, ``privatekey``, ``dbpassword``) found in the name
+# with its separators removed; ``secretar…`` is left alone so ``secretary`` stays a plain name.
+_SECRET_COMPACT = re.compile(
+    r"apikey|privatekey|privkey|secretkey|accesstoken|authtoken|refreshtoken|sessiontoken"
+    r"|bearertoken|seedphrase|mnemonic|password|passwd|passphrase|secret(?!ar)"
+)
+# A name ending in ``token`` is a credential unless the word before says it is a unit or a cursor.
+_TOKEN_NOT_SECRET_AFTER = frozenset({"per", "next", "page", "prev", "previous", "continuation"})
+# Unit types that are also secret-like words; see secret_like_field.
+_UNIT_NAMES = frozenset({"token"})
 # Adjacent word pairs that make a field name secret-like.
 _SECRET_PAIRS = frozenset(
     {
         ("api", "key"),
         ("api", "keys"),
+        ("api", "token"),
+        ("api", "tokens"),
+        ("access", "token"),
+        ("access", "tokens"),
+        ("auth", "token"),
+        ("auth", "tokens"),
+        ("refresh", "token"),
+        ("refresh", "tokens"),
+        ("bearer", "token"),
+        ("bearer", "tokens"),
+        ("session", "token"),
+        ("session", "tokens"),
+        ("id", "token"),
         ("private", "key"),
         ("private", "keys"),
         ("secret", "key"),
@@ -129,15 +153,20 @@ _ALLOWED_NAMES = frozenset(
 
 _VALUE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("pem_private_key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")),
-    ("hex_private_key", re.compile(r"(?<![0-9A-Za-z])0x[0-9a-fA-F]{64}(?![0-9A-Za-z])")),
+    ("hex_private_key", re.compile(r"(?<![0-9A-Za-z])0[xX][0-9a-fA-F]{64}(?![0-9A-Za-z])")),
     ("jwt", re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}")),
-    ("bearer_token", re.compile(r"(?i)\b(?:bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{16,}")),
+    # The credential must look random (see _credential_shaped): "per token internationalization"
+    # is prose, "Bearer 9fQ2…" is not.
+    (
+        "bearer_token",
+        re.compile(r"(?i)\b(?:bearer|basic|token)\s+([A-Za-z0-9._~+/=-]{16,})"),
+    ),
     (
         "provider_api_key",
         re.compile(
             r"(?<![A-Za-z0-9])(?:"
             r"sk-[A-Za-z0-9_-]{16,}"
-            r"|(?:sk|rk|pk)_live_[A-Za-z0-9]{16,}"
+            r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"
             r"|AKIA[0-9A-Z]{16}"
             r"|ASIA[0-9A-Z]{16}"
             r"|AIza[0-9A-Za-z_-]{35}"
@@ -148,18 +177,28 @@ _VALUE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"|hf_[A-Za-z0-9]{30,}"
             r"|gsk_[A-Za-z0-9]{30,}"
             r"|r8_[A-Za-z0-9]{30,}"
-            r"|fm_[A-Za-z0-9_-]{24,}"
+            # Flow Memory keys are 43 url-safe random characters, so mixed case: an identifier
+            # such as fm_orchestrator_pool_primary_west is not one.
+            r"|fm_(?=[A-Za-z0-9_-]*[A-Z])(?=[A-Za-z0-9_-]*[a-z])[A-Za-z0-9_-]{24,}"
             r")"
         ),
     ),
     (
         "secret_assignment",
         re.compile(
-            r"(?i)\b(?:api[_-]?key|secret|password|passwd|private[_-]?key|access[_-]?token)"
-            r"\s*[:=]\s*(?!//)\S{8,}"
+            # No \b: in DB_PASSWORD=… or client_secret=… the word follows an underscore.
+            r"(?i)(?<![A-Za-z0-9])(?:api[_-]?key|secret|password|passwd|private[_-]?key"
+            r"|access[_-]?token)"
+            # An optional closing quote catches JSON or YAML text: "password": "…"; a value that
+            # is a reference (secret://…) is what the API asks for.
+            r"[\"']?\s*[:=]\s*(?![\"']?(?:secret:)?//)\S{8,}"
         ),
     ),
 )
+
+_SEED_PHRASE_WORDS = 12
+# Stands in for a mapping key in a field path when the key itself holds secret material.
+REDACTED_KEY = "<redacted>"
 
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 _PHRASE_WORD = re.compile(r"[a-z]+")
@@ -182,9 +221,20 @@ def secret_like_name(name: str) -> bool:
     words = normalized.split("_")
     if any(word in _SECRET_WORDS for word in words):
         return True
-    if words and words[-1] == "token":
+    if _SECRET_COMPACT.search("".join(words)):
         return True
-    return any(pair in _SECRET_PAIRS for pair in zip(words, words[1:], strict=False))
+    if words[-1] == "token" and (len(words) == 1 or words[-2] not in _TOKEN_NOT_SECRET_AFTER):
+        return True
+    return any(pair in _SECRET_PAIRS for pair in pairwise(words))
+
+
+def secret_like_field(name: str, value: Any) -> bool:
+    """``secret_like_name`` for a field holding ``value``: a unit name keying a number or an
+    object (``{"token": 0.00000075}``, a price per token) is marketplace data, not a secret."""
+    unit_data = isinstance(value, int | float | Mapping) and not isinstance(value, bool)
+    if unit_data and normalized_name(name) in _UNIT_NAMES:
+        return False
+    return secret_like_name(name)
 
 
 def unsafe_flag(name: str, value: Any) -> bool:
@@ -234,25 +284,55 @@ def _seed_words() -> frozenset[str]:
 def secret_kind_in_text(text: str) -> str | None:
     """Name the kind of raw secret a string holds, or None when it holds none."""
     for kind, pattern in _VALUE_PATTERNS:
-        if pattern.search(text):
+        if kind == "bearer_token":
+            if any(_credential_shaped(m.group(1)) for m in pattern.finditer(text)):
+                return kind
+        elif pattern.search(text):
             return kind
     if _looks_like_seed_phrase(text):
         return "seed_phrase"
     return None
 
 
+def _credential_shaped(candidate: str) -> bool:
+    """True when a string looks machine-generated: letters with digits, or mixed case."""
+    digits = sum(c.isdigit() for c in candidate)
+    upper = sum(c.isupper() for c in candidate)
+    lower = sum(c.islower() for c in candidate)
+    return (digits > 0 and upper + lower > 0) or (upper >= 2 and lower >= 2)
+
+
+def field_segment(key: str) -> str:
+    """How a mapping key appears in a reported field path: never the secret it may hold."""
+    return REDACTED_KEY if secret_kind_in_text(key) is not None else key
+
+
 def _looks_like_seed_phrase(text: str) -> bool:
     words = _PHRASE_WORD.findall(text.lower())
-    if len(words) < 12:
-        return False
+    return len(words) >= _SEED_PHRASE_WORDS and _has_seed_run(words)
+
+
+def _has_seed_run(words: Iterable[str]) -> bool:
     wordlist = _seed_words()
     # Any run of 12 or more consecutive wordlist words is treated as a recovery phrase.
     run = 0
     for word in words:
         run = run + 1 if word in wordlist else 0
-        if run >= 12:
+        if run >= _SEED_PHRASE_WORDS:
             return True
     return False
+
+
+def _is_seed_word_list(items: list[Any] | tuple[Any, ...]) -> bool:
+    """True when a list spells a recovery phrase one word per item (``["legal", "winner", …]``)."""
+    if len(items) < _SEED_PHRASE_WORDS:
+        return False
+    # An item that is not a single bare word breaks the run, as a non-wordlist word would.
+    words = (
+        item.strip().lower() if isinstance(item, str) and item.strip().isalpha() else ""
+        for item in items
+    )
+    return _has_seed_run(words)
 
 
 def find_forbidden(value: Any, path: str = "") -> Finding | None:
@@ -260,19 +340,23 @@ def find_forbidden(value: Any, path: str = "") -> Finding | None:
     if isinstance(value, Mapping):
         for key, item in value.items():
             key_text = str(key)
+            if (kind := secret_kind_in_text(key_text)) is not None:
+                # The key itself is the secret: name its place without repeating it. This comes
+                # first, since a key such as "api_key=…" is also a secret-like name.
+                return Finding(f"{path}.{REDACTED_KEY}" if path else REDACTED_KEY, kind)
             child = f"{path}.{key_text}" if path else key_text
             if is_safety_flag(key_text):
                 if unsafe_flag(key_text, item):
                     return Finding(child, "unsafe_flag")
-            elif secret_like_name(key_text):
+            elif secret_like_field(key_text, item):
                 return Finding(child, "secret_field_name")
-            elif (kind := secret_kind_in_text(key_text)) is not None:
-                return Finding(child, kind)
             found = find_forbidden(item, child)
             if found is not None:
                 return found
         return None
     if isinstance(value, list | tuple):
+        if _is_seed_word_list(value):
+            return Finding(path or "body", "seed_phrase")
         for index, item in enumerate(value):
             found = find_forbidden(item, f"{path}[{index}]")
             if found is not None:

@@ -2,17 +2,55 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 
 from flow_memory.kit.safety import SAFETY_ENVELOPE
 
 
 class RequestModel(BaseModel):
-    """Base for request bodies: unknown fields are refused, strings are bounded."""
+    """Base for request bodies: unknown fields are refused, strings are bounded, and every
+    value must be storable as sent on both SQLite and PostgreSQL."""
 
     model_config = ConfigDict(extra="forbid", str_max_length=4096, frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return storable(value)
+
+
+def storable(value: Any) -> Any:
+    """Refuse what a database cannot hold and normalise what it holds differently.
+
+    PostgreSQL text cannot contain NUL, so NUL is refused on every backend alike. Datetimes are
+    stored in UTC: a naive one is refused, and one that leaves the calendar once converted
+    (``9999-12-31T23:59:59-01:00``) is refused here instead of failing in the database layer."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise PydanticCustomError(
+                "invalid_character", "text must not contain the NUL character (U+0000)"
+            )
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise PydanticCustomError(
+                "timezone_aware", "datetime must carry a timezone (Z for UTC)"
+            )
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise PydanticCustomError(
+                "datetime_out_of_range", "datetime is outside the representable range in UTC"
+            ) from None
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    return value
 
 
 class SafetyFields(BaseModel):
@@ -54,11 +92,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         422: "Invalid request or forbidden material",
     }.items()
 }
+# What the safety guard can answer on any route, before a handler or auth runs.
+GUARD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: ERROR_RESPONSES[status] for status in (413, 422)
+}
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
 Text = Annotated[str, StringConstraints(max_length=512)]
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
+]
+ProviderApi = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ]
 CredentialPointer = Annotated[
     str,

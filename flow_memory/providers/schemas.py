@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, Field, UrlConstraints
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, Field, UrlConstraints
 
 from flow_memory.kit.money import Amount, UnitPrice
-from flow_memory.kit.schemas import Identifier, Metadata, Name, RequestModel, SafetyFields
+from flow_memory.kit.schemas import Identifier, ProviderApi, Metadata, Name, RequestModel, SafetyFields
 
 UnitType = Literal["token", "request", "second", "image"]
 CompatibleApi = Literal["chat_responses", "chat_completions", "responses", "messages", "embeddings"]
@@ -20,12 +20,12 @@ class ProviderEnroll(RequestModel):
     owner_id: Identifier | None = None
     workspace_id: Identifier = "workspace-default"
     provider_name: Name
-    provider_api: Identifier = "sdk_compatible"
+    provider_api: ProviderApi = "sdk_compatible"
     base_url: BaseUrl
     credential_ref_id: Identifier
     credential_ref: Annotated[str, Field(max_length=256)] | None = None
-    supported_units: list[UnitType] = Field(default_factory=lambda: ["token"], min_length=1,
-                                            max_length=4)
+    supported_units: list[UnitType] = Field(default_factory=lambda: list[UnitType](["token"]),
+                                            min_length=1, max_length=4)
     contact: Metadata = Field(default_factory=dict)
 
 
@@ -46,7 +46,7 @@ class CatalogModel(RequestModel):
 
 
 class ProviderCatalog(RequestModel):
-    catalog_version: datetime
+    catalog_version: AwareDatetime
     models: list[CatalogModel] = Field(min_length=1, max_length=256)
 
 
@@ -58,11 +58,11 @@ class CapacityItem(RequestModel):
     min_order_units: Annotated[int, Field(ge=1, le=10**15)] = 1
     quality_score: Score = 1.0
     reliability_score: Score = 1.0
-    expires_at: datetime
+    expires_at: AwareDatetime
 
 
 class ProviderCapacity(RequestModel):
-    capacity_version: datetime
+    capacity_version: AwareDatetime
     inventory: list[CapacityItem] = Field(max_length=1000)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -14,6 +15,9 @@ _METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254",
                                        "100.100.100.200")}
 )
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 @dataclass(frozen=True)
@@ -52,29 +56,72 @@ def check_base_url(base_url: str, policy: UpstreamPolicy) -> None:
         check_address(ipaddress.ip_address("127.0.0.1"), policy)
         return
     try:
-        address = ipaddress.ip_address(host)
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
     except ValueError:
-        return  # a name: its addresses are checked again when Flow Memory connects
+        legacy = _legacy_ipv4(host)
+        if legacy is None:
+            return  # a name: its addresses are checked again when Flow Memory connects
+        address = legacy
     check_address(address, policy)
+
+
+_NUMERIC_PART = re.compile(r"^(?:0[xX][0-9a-fA-F]*|[0-9]+)$")
+
+
+def _legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """Read the shorthand IPv4 forms resolvers accept (``2852039166``, ``0xa9.0376.169.254``,
+    ``127.1``); None when the host is a name. A numeric-looking host that is no valid address
+    is refused rather than handed to a resolver."""
+    parts = host.split(".")
+    if not _NUMERIC_PART.match(parts[-1]):
+        return None
+    if len(parts) > 4 or not all(_NUMERIC_PART.match(p) for p in parts):
+        raise UpstreamRefused("invalid_host", "base_url has a malformed numeric host")
+    numbers: list[int] = []
+    for part in parts:
+        if part[:2] in ("0x", "0X"):
+            numbers.append(int(part[2:] or "0", 16))
+        elif len(part) > 1 and part.startswith("0"):
+            if not set(part) <= set("01234567"):
+                raise UpstreamRefused("invalid_host", "base_url has a malformed numeric host")
+            numbers.append(int(part, 8))
+        else:
+            numbers.append(int(part))
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
+        raise UpstreamRefused("invalid_host", "base_url has a malformed numeric host")
+    value = last
+    for index, number in enumerate(head):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
 
 
 def check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
                   policy: UpstreamPolicy) -> None:
     """Apply the address rules to one resolved address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # An IPv6 form that carries an IPv4 address (mapped, 6to4, NAT64) is judged by it.
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            address = embedded
     if address in _METADATA_ADDRESSES:
         raise UpstreamRefused("metadata_address", "cloud metadata addresses are never upstreams")
     if address.is_link_local:
         raise UpstreamRefused("link_local_address", "link-local addresses are never upstreams")
-    if address.is_unspecified or address.is_multicast or address.is_reserved:
+    if address.is_unspecified:
         raise UpstreamRefused("unroutable_address", "base_url points at an unusable address")
+    # Loopback before the reserved check: ::1 lies inside the reserved ::/8 block.
     if address.is_loopback:
         if not policy.allow_loopback:
             raise UpstreamRefused(
                 "loopback_address", "loopback upstreams are disabled by the operator"
             )
         return
-    if address.is_private and not policy.allow_private:
+    if address.is_multicast or address.is_reserved:
+        raise UpstreamRefused("unroutable_address", "base_url points at an unusable address")
+    # Private ranges include the other non-public ones (shared 100.64/10, benchmarking, …).
+    if (address.is_private or not address.is_global) and not policy.allow_private:
         raise UpstreamRefused("private_address", "private-range upstreams are disabled by the "
                               "operator (FLOW_MEMORY_ALLOW_PRIVATE_UPSTREAMS)")

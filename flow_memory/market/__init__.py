@@ -1,0 +1,1 @@
+"""The market: order book, orders and cancels, depth, reservations and the feed."""

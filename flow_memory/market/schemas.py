@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from flow_memory.kit.money import Amount, UnitPrice
+from flow_memory.kit.schemas import Identifier, Metadata, Name, RequestModel, SafetyFields
+from flow_memory.providers.schemas import UnitType
+
+Units = Annotated[int, Field(ge=1, le=10**15)]
+OrderStatus = Literal["open", "partially_filled", "filled", "cancelled", "expired"]
+
+
+class RoutingPolicy(RequestModel):
+    """A bid's routing preferences; the safety flags may only hold their dry-run values."""
+
+    min_discount_bps: Annotated[int, Field(ge=0, le=10_000)] = 0
+    allow_fallback: bool = True
+    dry_run_required: Literal[True] = True
+    raw_credentials_allowed: Literal[False] = False
+    broadcast_enabled: Literal[False] = False
+    sensitive_signing_inputs_allowed: Literal[False] = False
+
+
+class OrderCreate(RequestModel):
+    side: Literal["bid", "ask"]
+    model: Identifier
+    unit_type: UnitType
+    units: Units
+    limit_unit_price: UnitPrice
+    currency: Literal["USD_CREDIT"] = "USD_CREDIT"
+    min_fill_units: Units = 1
+    time_in_force: Literal["gtc", "ioc", "fok"] = "gtc"
+    buyer_id: Identifier | None = None
+    provider_id: Identifier | None = None
+    routing_policy: RoutingPolicy | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _side_fields(self) -> OrderCreate:
+        if self.side == "ask" and self.provider_id is None:
+            raise ValueError("an ask needs provider_id")
+        if self.side == "ask" and self.routing_policy is not None:
+            raise ValueError("routing_policy belongs to bids")
+        if self.min_fill_units > self.units:
+            raise ValueError("min_fill_units cannot exceed units")
+        return self
+
+
+class OrderCancel(RequestModel):
+    cancel_reason: Name
+    requested_by: Identifier | None = None
+
+
+class FillRead(BaseModel):
+    fill_id: str
+    bid_order_id: str
+    ask_order_id: str
+    provider_id: str | None
+    units: int
+    unit_price: Amount
+    created_at: datetime
+
+
+class OrderRead(BaseModel):
+    order_id: str
+    side: Literal["bid", "ask"]
+    model: str
+    unit_type: str
+    owner_id: str
+    buyer_id: str | None
+    provider_id: str | None
+    units: int
+    filled_units: int
+    remaining_units: int
+    limit_unit_price: Amount
+    currency: str
+    min_fill_units: int
+    time_in_force: str
+    status: OrderStatus
+    source: str
+    metadata: dict[str, object]
+    expires_at: datetime | None
+    cancel_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderResponse(SafetyFields):
+    ok: Literal[True] = True
+    order: OrderRead
+    fills: list[FillRead]
+
+
+class PriceLevelRead(BaseModel):
+    unit_price: Amount
+    available_units: int
+    order_count: int
+
+
+class Spread(BaseModel):
+    best_bid: Amount | None
+    best_ask: Amount | None
+    crossed: bool
+
+
+class ActiveReservations(BaseModel):
+    count: int
+    held_units: int
+
+
+class DepthResponse(SafetyFields):
+    ok: Literal[True] = True
+    model: str
+    unit_type: str
+    bids: list[PriceLevelRead]
+    asks: list[PriceLevelRead]
+    spread: Spread
+    last_fill: FillRead | None
+    recent_fills: list[FillRead]
+    active_reservations: ActiveReservations
+
+
+class ReservationCreate(RequestModel):
+    buyer_id: Identifier | None = None
+    provider_id: Identifier | None = None
+    model: Identifier
+    unit_type: UnitType
+    requested_units: Units
+    max_unit_price: UnitPrice
+    hold_seconds: Annotated[int, Field(ge=1, le=3600)] = 300
+    allow_partial: bool = True
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class MatchedOrder(BaseModel):
+    order_id: str
+    provider_id: str | None
+    units: int
+    unit_price: Amount
+
+
+class ReservationRead(BaseModel):
+    reservation_id: str
+    buyer_id: str
+    model: str
+    unit_type: str
+    provider_id: str | None
+    requested_units: int
+    held_units: int
+    max_unit_price: Amount
+    status: Literal["active", "expired", "released"]
+    expires_at: datetime
+    created_at: datetime
+    idempotency_key: str
+    matched_orders: list[MatchedOrder]
+
+
+class ReservationResponse(SafetyFields):
+    ok: Literal[True] = True
+    reservation_id: str
+    held_units: int
+    expires_at: datetime
+    matched_orders: list[MatchedOrder]
+    reservation: ReservationRead
+    idempotent_replay: bool
