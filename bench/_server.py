@@ -31,8 +31,22 @@ def free_port() -> int:
 
 def create_key(env: dict[str, str], owner: str, scopes: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "flow_memory.cli", "keys", "create", "--owner", owner,
-         "--scopes", scopes], env=env, check=True, capture_output=True, text=True).stdout
+        [
+            sys.executable,
+            "-m",
+            "flow_memory.cli",
+            "keys",
+            "create",
+            "--owner",
+            owner,
+            "--scopes",
+            scopes,
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     for line in out.splitlines():
         if line.startswith("secret:"):
             return line.split()[1]
@@ -40,18 +54,32 @@ def create_key(env: dict[str, str], owner: str, scopes: str) -> str:
 
 
 @contextmanager
-def running_server(database_url: str | None = None,
-                   extra_env: dict[str, str] | None = None) -> Iterator[RunningServer]:
+def running_server(
+    database_url: str | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[RunningServer]:
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
         port = free_port()
-        env = {**os.environ, "FLOW_MEMORY_DATABASE_URL": url, "FLOW_MEMORY_PORT": str(port),
-               "FLOW_MEMORY_LOG_LEVEL": "warning", **(extra_env or {})}
-        subprocess.run([sys.executable, "-m", "flow_memory.cli", "db", "upgrade"], env=env,
-                       check=True, capture_output=True)
+        env = {
+            **os.environ,
+            "FLOW_MEMORY_DATABASE_URL": url,
+            "FLOW_MEMORY_PORT": str(port),
+            "FLOW_MEMORY_LOG_LEVEL": "warning",
+            **(extra_env or {}),
+        }
+        subprocess.run(
+            [sys.executable, "-m", "flow_memory.cli", "db", "upgrade"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115
-        process = subprocess.Popen([sys.executable, "-m", "flow_memory.cli", "serve"], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flow_memory.cli", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30

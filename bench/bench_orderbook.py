@@ -131,7 +131,7 @@ def run(ops: int, seed: int) -> None:
         work.track(order)
 
     latencies = array("q", bytes(8 * ops))
-    counts = {"rest": 0, "cancel": 0, "cross": 0}
+    kinds = array("b", bytes(ops))  # 0 rest, 1 cancel, 2 crossing
     fills = 0
     clock = time.perf_counter_ns
     rng = random.Random(seed + 1)
@@ -143,21 +143,20 @@ def run(ops: int, seed: int) -> None:
             start = clock()
             book.submit(order)
             latencies[i] = clock() - start
-            counts["rest"] += 1
             work.track(order)
         elif draw < 0.85:
             order_id = work.cancel_target()
             start = clock()
             book.cancel(order_id)
             latencies[i] = clock() - start
-            counts["cancel"] += 1
+            kinds[i] = 1
             work.forget(order_id)
         else:
             order = work.crossing_order()
             start = clock()
             result = book.submit(order)
             latencies[i] = clock() - start
-            counts["cross"] += 1
+            kinds[i] = 2
             fills += len(result.fills)
             for fill in result.fills:
                 if fill.maker_order_id not in book.orders:
@@ -165,14 +164,24 @@ def run(ops: int, seed: int) -> None:
     wall = clock() - wall_start
 
     engine_ns = sum(latencies)
+    counts = [0, 0, 0]
+    spent = [0, 0, 0]
+    for kind, latency in zip(kinds, latencies, strict=True):
+        counts[kind] += 1
+        spent[kind] += latency
     ordered = array("q", sorted(latencies))
     ops_per_second = ops / (engine_ns / 1e9)
     bids, asks = book.depth("bid", limit=LEVELS * 2), book.depth("ask", limit=LEVELS * 2)
     print("== order book benchmark (engine only, one book, one core)")
     print(f"operations         {ops:>12,}")
     print(
-        f"mix                rest {counts['rest']:,} / cancel {counts['cancel']:,} / "
-        f"crossing {counts['cross']:,} ({fills:,} fills)"
+        f"mix                rest {counts[0]:,} / cancel {counts[1]:,} / "
+        f"crossing {counts[2]:,} ({fills:,} fills)"
+    )
+    means = [spent[k] / counts[k] / 1000 if counts[k] else 0.0 for k in range(3)]
+    print(
+        f"mean latency       rest {means[0]:.2f} us / cancel {means[1]:.2f} us / "
+        f"crossing {means[2]:.2f} us"
     )
     print(
         f"book at end        {len(book.orders):,} resting orders; "

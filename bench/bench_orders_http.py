@@ -29,60 +29,111 @@ MODEL = "bench-model"
 def setup_market(base: str, seller: str) -> str:
     headers = {"authorization": f"Bearer {seller}"}
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-        ref = client.post("/inference/credential-refs", json={
-            "credential_ref": "secret://inference/bench", "display_name": "bench"}).json()
-        provider = client.post("/inference/providers/enroll", json={
-            "provider_name": "Bench Provider", "base_url": "http://127.0.0.1:9/v1",
-            "credential_ref_id": ref["credential_ref"]["credential_ref_id"],
-            "supported_units": ["token"]}).json()["provider"]
+        ref = client.post(
+            "/inference/credential-refs",
+            json={"credential_ref": "secret://inference/bench", "display_name": "bench"},
+        ).json()
+        provider = client.post(
+            "/inference/providers/enroll",
+            json={
+                "provider_name": "Bench Provider",
+                "base_url": "http://127.0.0.1:9/v1",
+                "credential_ref_id": ref["credential_ref"]["credential_ref_id"],
+                "supported_units": ["token"],
+            },
+        ).json()["provider"]
         pid = provider["provider_id"]
         token = client.post(f"/inference/providers/{pid}/pairing-token").json()["pairing_token"]
-        client.post(f"/inference/providers/{pid}/heartbeat",
-                    headers={"x-flow-memory-pairing-token": token}).raise_for_status()
-        client.post(f"/inference/providers/{pid}/catalog", json={
-            "catalog_version": "2026-01-01T00:00:00Z",
-            "models": [{"model": MODEL, "compatible_api": "chat_completions",
-                        "unit_types": ["token"], "context_window": 8192}]}).raise_for_status()
-        client.post(f"/inference/providers/{pid}/capacity", json={
-            "capacity_version": "2026-01-01T00:00:00Z",
-            "inventory": [{"model": MODEL, "unit_type": "token",
-                           "available_units": 10**15 // 2, "ask_unit_price": 0.001,
-                           "expires_at": "2099-01-01T00:00:00Z"}]}).raise_for_status()
+        client.post(
+            f"/inference/providers/{pid}/heartbeat", headers={"x-flow-memory-pairing-token": token}
+        ).raise_for_status()
+        client.post(
+            f"/inference/providers/{pid}/catalog",
+            json={
+                "catalog_version": "2026-01-01T00:00:00Z",
+                "models": [
+                    {
+                        "model": MODEL,
+                        "compatible_api": "chat_completions",
+                        "unit_types": ["token"],
+                        "context_window": 8192,
+                    }
+                ],
+            },
+        ).raise_for_status()
+        client.post(
+            f"/inference/providers/{pid}/capacity",
+            json={
+                "capacity_version": "2026-01-01T00:00:00Z",
+                "inventory": [
+                    {
+                        "model": MODEL,
+                        "unit_type": "token",
+                        "available_units": 10**15 // 2,
+                        "ask_unit_price": 0.001,
+                        "expires_at": "2099-01-01T00:00:00Z",
+                    }
+                ],
+            },
+        ).raise_for_status()
         return str(pid)
 
 
-async def client_loop(base: str, buyer: str, seller: str, provider_id: str, stop: float,
-                      latencies: list[float], errors: list[int], seed: int) -> None:
+async def client_loop(
+    base: str,
+    buyer: str,
+    seller: str,
+    provider_id: str,
+    stop: float,
+    latencies: list[float],
+    errors: list[int],
+    seed: int,
+) -> None:
     rng = random.Random(seed)
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         while time.perf_counter() < stop:
             if rng.random() < 0.5:
-                body = {"side": "ask", "provider_id": provider_id, "model": MODEL,
-                        "unit_type": "token", "units": rng.randint(1, 50) * 100,
-                        "limit_unit_price": f"0.000{rng.randint(500, 520)}"}
+                body = {
+                    "side": "ask",
+                    "provider_id": provider_id,
+                    "model": MODEL,
+                    "unit_type": "token",
+                    "units": rng.randint(1, 50) * 100,
+                    "limit_unit_price": f"0.000{rng.randint(500, 520)}",
+                }
                 key = seller
             else:
-                body = {"side": "bid", "model": MODEL, "unit_type": "token",
-                        "units": rng.randint(1, 50) * 100,
-                        "limit_unit_price": f"0.000{rng.randint(505, 525)}",
-                        "time_in_force": rng.choice(["gtc", "ioc"])}
+                body = {
+                    "side": "bid",
+                    "model": MODEL,
+                    "unit_type": "token",
+                    "units": rng.randint(1, 50) * 100,
+                    "limit_unit_price": f"0.000{rng.randint(505, 525)}",
+                    "time_in_force": rng.choice(["gtc", "ioc"]),
+                }
                 key = buyer
             started = time.perf_counter()
-            response = await client.post("/inference/market/orders", json=body,
-                                         headers={"authorization": f"Bearer {key}"})
+            response = await client.post(
+                "/inference/market/orders", json=body, headers={"authorization": f"Bearer {key}"}
+            )
             latencies.append(time.perf_counter() - started)
             if response.status_code != 201:
                 errors.append(response.status_code)
 
 
-async def run(base: str, buyer: str, seller: str, provider_id: str, clients: int,
-              seconds: float) -> tuple[list[float], list[int], float]:
+async def run(
+    base: str, buyer: str, seller: str, provider_id: str, clients: int, seconds: float
+) -> tuple[list[float], list[int], float]:
     latencies: list[float] = []
     errors: list[int] = []
     started = time.perf_counter()
     stop = started + seconds
-    await asyncio.gather(*(client_loop(base, buyer, seller, provider_id, stop, latencies,
-                                       errors, seed) for seed in range(clients)))
+    await asyncio.gather(
+        *(
+            client_loop(base, buyer, seller, provider_id, stop, latencies, errors, seed)
+            for seed in range(clients)
+        )
+    )
     return latencies, errors, time.perf_counter() - started
 
 
@@ -102,7 +153,8 @@ def main() -> None:
         buyer = create_key(server.env, "bench-buyer", "inference:buy,inference:read")
         provider_id = setup_market(server.base_url, seller)
         latencies, errors, elapsed = asyncio.run(
-            run(server.base_url, buyer, seller, provider_id, args.clients, args.seconds))
+            run(server.base_url, buyer, seller, provider_id, args.clients, args.seconds)
+        )
     acked = len(latencies) - len(errors)
     print("orders over HTTP (real server, SQLite WAL, synchronous=FULL)")
     print(f"  clients:           {args.clients}")

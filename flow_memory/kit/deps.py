@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from flow_memory.keys.service import KEY_PREFIX, find_active_key
@@ -73,6 +74,10 @@ ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 SCOPES_HEADER = "x-flow-memory-scopes"
+# Declares the bearer scheme in the OpenAPI document (the docs page's Authorize button);
+# the key itself is checked by _authenticate so every failure has Flow Memory's error shape.
+_bearer = HTTPBearer(auto_error=False, scheme_name="FlowMemoryKey",
+                     description="A Flow Memory API key: fm_…")
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,11 @@ def _authenticate(request: Request, session: Session) -> Principal:
 def require_scopes(*any_of: str) -> Callable[..., Principal]:
     """A dependency that authenticates and demands one of ``any_of`` (admin satisfies any)."""
 
-    def dependency(request: Request, session: SessionDep) -> Principal:
+    def dependency(
+        request: Request,
+        session: SessionDep,
+        _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
         principal = _authenticate(request, session)
         if not (principal.scopes & {*any_of, ADMIN}):
             needed = " or ".join(any_of)

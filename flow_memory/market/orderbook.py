@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import attrgetter
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 Side = Literal["bid", "ask"]
 TimeInForce = Literal["gtc", "ioc", "fok"]
@@ -78,8 +78,11 @@ class Order:
         return self.status in ("open", "partially_filled") and self.remaining > 0
 
 
-@dataclass(frozen=True, slots=True)
-class Fill:
+class Fill(NamedTuple):
+    """One trade between a taker and the resting order it met, at the maker's price."""
+
+    # A NamedTuple rather than a frozen dataclass: it is built on the hot path, and a frozen
+    # dataclass's __init__ costs several times more.
     taker_order_id: str
     maker_order_id: str
     bid_order_id: str
@@ -234,15 +237,27 @@ class OrderBook:
         elif sequence <= self._sequence:
             raise ValueError("sequence must be above every earlier order's")
         self._sequence = order.sequence = sequence
-        result = Result(order)
-        if order.time_in_force == "fok" and self._fillable(order) < order.units:
+        fills: list[Fill] = []
+        result = Result(order, fills)
+        price = order.limit_unit_price
+        # Most orders rest without touching the other side; see that with one comparison.
+        if order.side == "bid":
+            opposite = self.asks.levels
+            crosses = bool(opposite) and opposite[0].price <= price
+        else:
+            opposite = self.bids.levels
+            crosses = bool(opposite) and opposite[0].price >= price
+        time_in_force = order.time_in_force
+        if time_in_force == "fok" and (not crosses or self._fillable(order) < order.units):
             order.status = "expired"
             return result
-        self._match(order, result.fills)
+        if crosses:
+            self._match(order, fills)
         if order.remaining == 0:
             order.status = "filled"
-        elif order.time_in_force == "gtc":
-            order.status = "partially_filled" if result.fills else "open"
+        elif time_in_force == "gtc":
+            if fills:
+                order.status = "partially_filled"
             self._rest(order)
         else:
             order.status = "expired"
@@ -274,10 +289,16 @@ class OrderBook:
 
     def cancel(self, order_id: str) -> Order | None:
         """Cancel a resting order; None when it is not resting (filled, ended or unknown)."""
-        order = self.orders.get(order_id)
+        order = self.orders.pop(order_id, None)
         if order is None:
             return None
-        self._end(order, "cancelled")
+        side = self.bids if order.side == "bid" else self.asks
+        level = side.by_price[order.limit_unit_price]
+        level.count -= 1
+        level.available -= order.remaining - order.held
+        order.status = "cancelled"
+        order.held = 0
+        side.settle(order, level)
         return order
 
     def expire(self, now: float) -> list[Order]:
@@ -392,7 +413,15 @@ class OrderBook:
 
     def _rest(self, order: Order) -> None:
         self.orders[order.order_id] = order
-        (self.bids if order.side == "bid" else self.asks).add(order)
+        side = self.bids if order.side == "bid" else self.asks
+        level = side.by_price.get(order.limit_unit_price)
+        if level is None or (level.queue and level.queue[-1].sequence > order.sequence):
+            side.add(order)
+        else:
+            # The common case of side.add, inlined: a later order joins an existing level.
+            level.queue.append(order)
+            level.count += 1
+            level.available += order.remaining - order.held
         if order.expires_at is not None:
             expiries = self._expiries
             if len(expiries) > 2 * len(self.orders) + _EXPIRY_SLACK:
@@ -502,12 +531,8 @@ class OrderBook:
                     break
         return incoming.remaining - remaining
 
-    def _match(self, taker: Order, fills: list[Fill]) -> bool:
-        """Fill ``taker`` against the opposite side.
-
-        Returns whether a resting order with ``min_fill_units`` above 1 was left partly filled:
-        it now accepts smaller fills, so it may trade with orders that rest beside it.
-        """
+    def _match(self, taker: Order, fills: list[Fill]) -> None:
+        """Fill ``taker`` against the opposite side, as the fill rule in the module says."""
         if taker.side == "bid":
             book, bound = self.asks, taker.limit_unit_price
             routable = self._routable
@@ -516,16 +541,13 @@ class OrderBook:
             book, bound = self.bids, -taker.limit_unit_price
             routable = None
             if self._routable is not None and not self._routable(taker.provider_id):
-                return False
+                return
         levels = book.levels
-        if not levels or levels[0].key > bound:
-            return False
         taker_is_bid = taker.side == "bid"
         taker_id = taker.order_id
         least = taker.min_fill_units
         remaining = taker.remaining
         orders = self.orders
-        loosened = False
         # A resting order skipped because the fill would be below the taker's own minimum can
         # become tradeable once the taker has less left; after the next fill, start over.
         blocked = False
@@ -583,8 +605,6 @@ class OrderBook:
                         position += 1
                 else:
                     resting.status = "partially_filled"
-                    if resting_least > 1:
-                        loosened = True
                     position += 1
                 if not remaining:
                     break
@@ -601,4 +621,3 @@ class OrderBook:
                 blocked = False
                 index = 0
         taker.remaining = remaining
-        return loosened

@@ -438,9 +438,6 @@ class TestCatalog:
         assert '"reference_unit_prices":{"request":0.00000075}' in response.text
         assert '"reference_unit_prices":{"request":0.2}' in response.text
 
-    @pytest.mark.xfail(strict=True, reason="kit/safety.py treats any field named 'token' as a "
-                       "secret, so prices keyed by the 'token' unit are refused as forbidden "
-                       "material")
     def test_a_reference_price_per_token_is_accepted(
         self, client: TestClient, seller: Headers, paired_id: str
     ) -> None:
