@@ -21,7 +21,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._server import create_key, running_server  # noqa: E402
+from bench._server import create_key, running_server
 
 MODEL = "bench-model"
 

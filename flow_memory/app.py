@@ -21,6 +21,9 @@ from flow_memory.kit.http import (
     install_error_handlers,
 )
 from flow_memory.kit.schemas import GUARD_RESPONSES
+from flow_memory.market.api import router as market_router
+from flow_memory.market.discovery_api import router as discovery_router
+from flow_memory.market.service import MarketRegistry
 from flow_memory.providers.api import router as providers_router
 from flow_memory.settings import Settings
 
@@ -71,8 +74,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         max_string_length=settings.max_string_length,
         max_list_length=settings.max_list_length,
     )
+    app.state.markets = MarketRegistry()
     app.include_router(credentials_router)
+    app.include_router(discovery_router)
     app.include_router(providers_router)
+    app.include_router(market_router)
 
     @app.get(
         "/healthz",

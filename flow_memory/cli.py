@@ -27,8 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="create a key (its secret is shown once)")
     create.add_argument("--owner", required=True)
-    create.add_argument("--scopes", required=True,
-                        help="comma-separated, e.g. inference:read,inference:buy")
+    create.add_argument(
+        "--scopes", required=True, help="comma-separated, e.g. inference:read,inference:buy"
+    )
     create.add_argument("--label", default="")
     listing = key_commands.add_parser("list", help="list keys (never their secrets)")
     listing.add_argument("--all", action="store_true", help="include revoked keys")
@@ -63,8 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
@@ -77,8 +79,13 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     if settings.auto_migrate:
         upgrade(settings.database_url)
     app = create_app(settings)
-    uvicorn.run(app, host=host or settings.host, port=port or settings.port,
-                access_log=False, log_level=settings.log_level)
+    uvicorn.run(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        access_log=False,
+        log_level=settings.log_level,
+    )
     return 0
 
 
@@ -96,8 +103,9 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
         with make_session_factory(engine).begin() as session:
             if args.keys_command == "create":
                 scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-                issued = service.create_key(session, owner_id=args.owner, scopes=scopes,
-                                            label=args.label, now=now)
+                issued = service.create_key(
+                    session, owner_id=args.owner, scopes=scopes, label=args.label, now=now
+                )
                 print(f"key_id: {issued.record.key_id}")
                 print(f"owner:  {issued.record.owner_id}")
                 print(f"scopes: {', '.join(issued.record.scopes)}")
@@ -105,14 +113,18 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
             elif args.keys_command == "list":
                 for key in service.list_keys(session, include_revoked=args.all):
                     state = f"revoked {isoformat_z(key.revoked_at)}" if key.revoked_at else "active"
-                    print(f"{key.key_id}  {key.key_preview}  owner={key.owner_id}  "
-                          f"scopes={','.join(key.scopes)}  {state}  {key.label}")
+                    print(
+                        f"{key.key_id}  {key.key_preview}  owner={key.owner_id}  "
+                        f"scopes={','.join(key.scopes)}  {state}  {key.label}"
+                    )
             else:
                 record = service.revoke_key(session, key_id=args.key_id, now=now)
                 print(f"revoked {record.key_id}")
     except FlowMemoryError as error:
-        print(f"flow-memory: {error.message}" + (f" ({error.hint})" if error.hint else ""),
-              file=sys.stderr)
+        print(
+            f"flow-memory: {error.message}" + (f" ({error.hint})" if error.hint else ""),
+            file=sys.stderr,
+        )
         return 1
     finally:
         engine.dispose()

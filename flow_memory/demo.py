@@ -16,14 +16,15 @@ from flow_memory.credentials.schemas import CredentialRefCreate
 from flow_memory.credentials.service import create_credential_ref
 from flow_memory.keys.service import create_key
 from flow_memory.kit.clock import SystemClock
-from flow_memory.kit.deps import Principal
-from flow_memory.kit.scopes import ADMIN, ALL_SCOPES, AUDIT, BUY, PLAN, PROXY, READ, SELL
+from flow_memory.kit.deps import Principal, transaction
+from flow_memory.kit.scopes import ALL_SCOPES, AUDIT, BUY, PLAN, PROXY, READ, SELL
+from flow_memory.market.service import MarketRegistry, publish_capacity
 from flow_memory.providers import service as providers
 from flow_memory.providers.repository import find_by_name
 from flow_memory.providers.schemas import (
     CapacityItem,
-    CompatibleApi,
     CatalogModel,
+    CompatibleApi,
     ProviderCapacity,
     ProviderCatalog,
     ProviderEnroll,
@@ -40,6 +41,7 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "buyer": ("agent-research-1", (READ, BUY, PLAN, PROXY)),
     "auditor": ("auditor", (READ, AUDIT)),
 }
+
 
 @dataclass(frozen=True)
 class DemoModel:
@@ -101,77 +103,133 @@ REFERENCE_PRICES: dict[str, dict[UnitType, Decimal]] = {
 DEMO_SELLER = Principal(key_id="demo", owner_id=ROLES["provider"][0], scopes=frozenset({SELL}))
 
 
-def seed_demo_market(session: Session, *, now: datetime) -> dict[str, str]:
+def seed_demo_market(session: Session, markets: MarketRegistry, *, now: datetime) -> dict[str, str]:
     """Create keys for each role and an enrolled, paired, published set of providers."""
     keys = {
-        role: create_key(session, owner_id=owner, scopes=scopes, label=f"demo {role}",
-                         now=now).secret
+        role: create_key(
+            session, owner_id=owner, scopes=scopes, label=f"demo {role}", now=now
+        ).secret
         for role, (owner, scopes) in ROLES.items()
     }
     settings = Settings()
     for spec in DEMO_PROVIDERS:
-        ref = create_credential_ref(session, principal=DEMO_SELLER, now=now,
-                                    body=CredentialRefCreate(
-            credential_ref=spec.credential_ref, display_name=f"{spec.name} reference",
-            allowed_models=[m.model for m in spec.models],
-        ))
-        provider, _ = providers.enroll_provider(
-            session, principal=DEMO_SELLER, now=now, settings=settings,
-            body=ProviderEnroll.model_validate({
-                "provider_name": spec.name, "base_url": spec.base_url,
-                "credential_ref_id": ref.credential_ref_id,
-                "supported_units": ["token", "request"],
-            }),
+        ref = create_credential_ref(
+            session,
+            principal=DEMO_SELLER,
+            now=now,
+            body=CredentialRefCreate(
+                credential_ref=spec.credential_ref,
+                display_name=f"{spec.name} reference",
+                allowed_models=[m.model for m in spec.models],
+            ),
         )
-        _, secret = providers.issue_pairing_token(session, principal=DEMO_SELLER,
-                                                  provider_id=provider.provider_id,
-                                                  settings=settings, now=now)
-        providers.record_heartbeat(session, principal=DEMO_SELLER,
-                                   provider_id=provider.provider_id,
-                                   body=ProviderHeartbeat(agent_version="demo"),
-                                   pairing_token=secret, now=now)
-        providers.publish_catalog(session, principal=DEMO_SELLER,
-                                  provider_id=provider.provider_id, now=now,
-                                  body=ProviderCatalog(catalog_version=now, models=[
-            CatalogModel(model=m.model, compatible_api=m.compatible_api,
-                         unit_types=list(m.unit_types), context_window=m.context_window,
-                         tool_calling="metadata_only",
-                         reference_unit_prices=REFERENCE_PRICES.get(m.model, {}))
-            for m in spec.models
-        ]))
-        publish_demo_capacity(session, provider.provider_id, spec, now)
+        provider, _ = providers.enroll_provider(
+            session,
+            principal=DEMO_SELLER,
+            now=now,
+            settings=settings,
+            body=ProviderEnroll.model_validate(
+                {
+                    "provider_name": spec.name,
+                    "base_url": spec.base_url,
+                    "credential_ref_id": ref.credential_ref_id,
+                    "supported_units": ["token", "request"],
+                }
+            ),
+        )
+        _, secret = providers.issue_pairing_token(
+            session,
+            principal=DEMO_SELLER,
+            provider_id=provider.provider_id,
+            settings=settings,
+            now=now,
+        )
+        providers.record_heartbeat(
+            session,
+            principal=DEMO_SELLER,
+            provider_id=provider.provider_id,
+            body=ProviderHeartbeat(agent_version="demo"),
+            pairing_token=secret,
+            now=now,
+        )
+        providers.publish_catalog(
+            session,
+            principal=DEMO_SELLER,
+            provider_id=provider.provider_id,
+            now=now,
+            body=ProviderCatalog(
+                catalog_version=now,
+                models=[
+                    CatalogModel(
+                        model=m.model,
+                        compatible_api=m.compatible_api,
+                        unit_types=list(m.unit_types),
+                        context_window=m.context_window,
+                        tool_calling="metadata_only",
+                        reference_unit_prices=REFERENCE_PRICES.get(m.model, {}),
+                    )
+                    for m in spec.models
+                ],
+            ),
+        )
+        publish_demo_capacity(session, markets, provider.provider_id, spec, now)
     return keys
 
 
-def publish_demo_capacity(session: Session, provider_id: str, spec: DemoProvider,
-                          now: datetime) -> None:
-    providers.publish_capacity(session, principal=DEMO_SELLER, provider_id=provider_id, now=now,
-                               body=ProviderCapacity(capacity_version=now, inventory=[
-        CapacityItem(model=a.model, unit_type=a.unit_type, available_units=a.available_units,
-                     ask_unit_price=a.ask_unit_price, min_order_units=a.min_order_units,
-                     quality_score=0.97, reliability_score=0.99,
-                     expires_at=now + timedelta(days=1))
-        for a in spec.capacity
-    ]))
+def publish_demo_capacity(
+    session: Session, markets: MarketRegistry, provider_id: str, spec: DemoProvider, now: datetime
+) -> None:
+    publish_capacity(
+        session,
+        markets,
+        settings=Settings(),
+        principal=DEMO_SELLER,
+        provider_id=provider_id,
+        now=now,
+        body=ProviderCapacity(
+            capacity_version=now,
+            inventory=[
+                CapacityItem(
+                    model=a.model,
+                    unit_type=a.unit_type,
+                    available_units=a.available_units,
+                    ask_unit_price=a.ask_unit_price,
+                    min_order_units=a.min_order_units,
+                    quality_score=0.97,
+                    reliability_score=0.99,
+                    expires_at=now + timedelta(days=1),
+                )
+                for a in spec.capacity
+            ],
+        ),
+    )
 
 
-def keep_demo_providers_live(factory: sessionmaker[Session], stop: threading.Event,
-                             interval: float = 30.0) -> None:
+def keep_demo_providers_live(
+    factory: sessionmaker[Session],
+    markets: MarketRegistry,
+    stop: threading.Event,
+    interval: float = 30.0,
+) -> None:
     """Refresh the seeded providers' heartbeats and capacity so the demo market stays live."""
     clock = SystemClock()
     while not stop.wait(interval):
         try:
-            with factory.begin() as session:
+            with transaction(factory) as session:
                 for spec in DEMO_PROVIDERS:
                     provider = find_by_name(session, DEMO_SELLER.owner_id, spec.name)
                     if provider is None:
                         continue
                     now = clock.now()
-                    providers.record_heartbeat(session, principal=DEMO_SELLER,
-                                               provider_id=provider.provider_id,
-                                               body=ProviderHeartbeat(agent_version="demo"),
-                                               pairing_token=None, now=now)
-                    publish_demo_capacity(session, provider.provider_id, spec, now)
+                    providers.record_heartbeat(
+                        session,
+                        principal=DEMO_SELLER,
+                        provider_id=provider.provider_id,
+                        body=ProviderHeartbeat(agent_version="demo"),
+                        pairing_token=None,
+                        now=now,
+                    )
+                    publish_demo_capacity(session, markets, provider.provider_id, spec, now)
         except Exception:
             log.exception("demo refresh failed")
 
@@ -193,8 +251,8 @@ def run_demo(settings: Settings, *, host: str | None, port: int | None, keep: bo
     upgrade(settings.database_url)
     app = create_app(settings)
     factory = app.state.session_factory
-    with factory.begin() as session:
-        keys = seed_demo_market(session, now=SystemClock().now())
+    with transaction(factory) as session:
+        keys = seed_demo_market(session, app.state.markets, now=SystemClock().now())
     bind_host, bind_port = host or settings.host, port or settings.port
     base = f"http://{bind_host}:{bind_port}"
     print("\nFlow Memory demo market is starting (dry-run records only; no funds move).")
@@ -205,15 +263,23 @@ def run_demo(settings: Settings, *, host: str | None, port: int | None, keep: bo
     for role, secret in keys.items():
         owner, scopes = ROLES[role]
         print(f"    {role:<9} {secret}   owner={owner} scopes={','.join(scopes)}")
-    print(f"  try: curl -H 'Authorization: Bearer {keys['operator']}' "
-          f"{base}/inference/credential-refs\n", flush=True)
+    print(
+        f"  try: curl -H 'Authorization: Bearer {keys['operator']}' "
+        f"{base}/inference/credential-refs\n",
+        flush=True,
+    )
     stop = threading.Event()
-    refresher = threading.Thread(target=keep_demo_providers_live, args=(factory, stop),
-                                 daemon=True, name="demo-refresh")
+    refresher = threading.Thread(
+        target=keep_demo_providers_live,
+        args=(factory, app.state.markets, stop),
+        daemon=True,
+        name="demo-refresh",
+    )
     refresher.start()
     try:
-        uvicorn.run(app, host=bind_host, port=bind_port, access_log=False,
-                    log_level=settings.log_level)
+        uvicorn.run(
+            app, host=bind_host, port=bind_port, access_log=False, log_level=settings.log_level
+        )
     finally:
         stop.set()
     return 0

@@ -2,6 +2,14 @@
 
 from flow_memory.credentials.models import CredentialRef, CredentialRefRotation
 from flow_memory.keys.models import ApiKey
+from flow_memory.market.models import (
+    FeedEvent,
+    Market,
+    MarketFill,
+    MarketOrder,
+    Reservation,
+    ReservationHold,
+)
 from flow_memory.providers.models import CapacityEntry, CatalogEntry, PairingToken, Provider
 
 __all__ = [
@@ -10,6 +18,12 @@ __all__ = [
     "CatalogEntry",
     "CredentialRef",
     "CredentialRefRotation",
+    "FeedEvent",
+    "Market",
+    "MarketFill",
+    "MarketOrder",
     "PairingToken",
     "Provider",
+    "Reservation",
+    "ReservationHold",
 ]

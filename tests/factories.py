@@ -18,8 +18,9 @@ BUYER = "agent-research-1"
 def key_headers(app: FastAPI, owner_id: str, *scopes: str) -> Headers:
     """Issue a key for ``owner_id`` with ``scopes`` and return its Authorization header."""
     with app.state.session_factory.begin() as session:
-        issued = create_key(session, owner_id=owner_id, scopes=scopes, label="test",
-                            now=app.state.clock.now())
+        issued = create_key(
+            session, owner_id=owner_id, scopes=scopes, label="test", now=app.state.clock.now()
+        )
     return {"authorization": f"Bearer {issued.secret}"}
 
 
@@ -45,8 +46,9 @@ def credential_ref_body(**overrides: Any) -> dict[str, Any]:
 
 
 def create_credential_ref(client: TestClient, headers: Headers, **overrides: Any) -> dict[str, Any]:
-    response = client.post("/inference/credential-refs", json=credential_ref_body(**overrides),
-                           headers=headers)
+    response = client.post(
+        "/inference/credential-refs", json=credential_ref_body(**overrides), headers=headers
+    )
     assert response.status_code == 201, response.text
     return dict(response.json()["credential_ref"])
 
@@ -65,12 +67,16 @@ def enroll_body(credential_ref_id: str, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-def enroll_provider(client: TestClient, headers: Headers, credential_ref_id: str | None = None,
-                    **overrides: Any) -> dict[str, Any]:
+def enroll_provider(
+    client: TestClient, headers: Headers, credential_ref_id: str | None = None, **overrides: Any
+) -> dict[str, Any]:
     if credential_ref_id is None:
         credential_ref_id = create_credential_ref(client, headers)["credential_ref_id"]
-    response = client.post("/inference/providers/enroll",
-                           json=enroll_body(credential_ref_id, **overrides), headers=headers)
+    response = client.post(
+        "/inference/providers/enroll",
+        json=enroll_body(credential_ref_id, **overrides),
+        headers=headers,
+    )
     assert response.status_code in (200, 201), response.text
     return dict(response.json()["provider"])
 
@@ -78,9 +84,10 @@ def enroll_provider(client: TestClient, headers: Headers, credential_ref_id: str
 def pair_provider(client: TestClient, headers: Headers, provider_id: str) -> None:
     token = client.post(f"/inference/providers/{provider_id}/pairing-token", headers=headers)
     assert token.status_code == 201, token.text
-    beat = client.post(f"/inference/providers/{provider_id}/heartbeat",
-                       headers={**headers, "x-flow-memory-pairing-token":
-                                token.json()["pairing_token"]})
+    beat = client.post(
+        f"/inference/providers/{provider_id}/heartbeat",
+        headers={**headers, "x-flow-memory-pairing-token": token.json()["pairing_token"]},
+    )
     assert beat.status_code == 200, beat.text
 
 
@@ -88,12 +95,20 @@ def catalog_body(version: str = "2026-06-17T00:00:00Z") -> dict[str, Any]:
     return {
         "catalog_version": version,
         "models": [
-            {"model": "flow-memory-orchestrator", "compatible_api": "chat_responses",
-             "unit_types": ["token", "request"], "context_window": 128000,
-             "tool_calling": "metadata_only"},
-            {"model": "flow-memory-message-chat", "compatible_api": "messages",
-             "unit_types": ["request"], "context_window": 200000,
-             "tool_calling": "metadata_only"},
+            {
+                "model": "flow-memory-orchestrator",
+                "compatible_api": "chat_responses",
+                "unit_types": ["token", "request"],
+                "context_window": 128000,
+                "tool_calling": "metadata_only",
+            },
+            {
+                "model": "flow-memory-message-chat",
+                "compatible_api": "messages",
+                "unit_types": ["request"],
+                "context_window": 200000,
+                "tool_calling": "metadata_only",
+            },
         ],
     }
 
@@ -118,8 +133,16 @@ def eligible_provider(client: TestClient, headers: Headers, **overrides: Any) ->
     provider = enroll_provider(client, headers, **overrides)
     provider_id = provider["provider_id"]
     pair_provider(client, headers, provider_id)
-    assert client.post(f"/inference/providers/{provider_id}/catalog", json=catalog_body(),
-                       headers=headers).status_code == 200
-    assert client.post(f"/inference/providers/{provider_id}/capacity", json=capacity_body(),
-                       headers=headers).status_code == 200
+    assert (
+        client.post(
+            f"/inference/providers/{provider_id}/catalog", json=catalog_body(), headers=headers
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            f"/inference/providers/{provider_id}/capacity", json=capacity_body(), headers=headers
+        ).status_code
+        == 200
+    )
     return provider

@@ -21,25 +21,34 @@ from flow_memory.kit.http import FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import ADMIN, READ, SELL
 
-router = APIRouter(prefix="/inference/credential-refs", tags=["credential refs"],
-                   responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/inference/credential-refs", tags=["credential refs"], responses=ERROR_RESPONSES
+)
 
 
-@router.post("", status_code=201, response_model=CredentialRefResponse,
-             name="credentialRefs", summary="Create a credential reference record")
+@router.post(
+    "",
+    status_code=201,
+    response_model=CredentialRefResponse,
+    name="credentialRefs",
+    summary="Create a credential reference record",
+)
 def create_credential_ref(
     body: CredentialRefCreate,
     session: SessionDep,
     clock: ClockDep,
     principal: Annotated[Principal, Depends(require_scopes(SELL, ADMIN))],
 ) -> FlowJSONResponse:
-    record = service.create_credential_ref(session, principal=principal, body=body,
-                                           now=clock.now())
+    record = service.create_credential_ref(session, principal=principal, body=body, now=clock.now())
     return respond({"credential_ref": service.to_read(record)}, status_code=201)
 
 
-@router.get("", response_model=CredentialRefListResponse, name="credentialRefs",
-            summary="List visible credential reference records without secrets")
+@router.get(
+    "",
+    response_model=CredentialRefListResponse,
+    name="credentialRefs",
+    summary="List visible credential reference records without secrets",
+)
 def list_credential_refs(
     session: SessionDep,
     principal: Annotated[Principal, Depends(require_scopes(READ))],
@@ -47,14 +56,19 @@ def list_credential_refs(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> FlowJSONResponse:
-    records = service.list_credential_refs(session, principal=principal, status=status,
-                                           limit=limit, offset=offset)
+    records = service.list_credential_refs(
+        session, principal=principal, status=status, limit=limit, offset=offset
+    )
     reads = [service.to_read(r) for r in records]
     return respond({"credential_refs": reads, "count": len(reads)})
 
 
-@router.patch("/{credential_ref_id}/rotate", response_model=CredentialRefRotateResponse,
-              name="credentialRefRotate", summary="Rotate a reference pointer")
+@router.patch(
+    "/{credential_ref_id}/rotate",
+    response_model=CredentialRefRotateResponse,
+    name="credentialRefRotate",
+    summary="Rotate a reference pointer",
+)
 def rotate_credential_ref(
     credential_ref_id: str,
     body: CredentialRefRotate,
@@ -63,14 +77,21 @@ def rotate_credential_ref(
     principal: Annotated[Principal, Depends(require_scopes(ADMIN))],
 ) -> FlowJSONResponse:
     record, rotation = service.rotate_credential_ref(
-        session, principal=principal, credential_ref_id=credential_ref_id, body=body,
-        now=clock.now()
+        session,
+        principal=principal,
+        credential_ref_id=credential_ref_id,
+        body=body,
+        now=clock.now(),
     )
     return respond({"credential_ref": service.to_read(record), "rotation": rotation})
 
 
-@router.post("/{credential_ref_id}/revoke", response_model=CredentialRefRevokeResponse,
-             name="credentialRefRevoke", summary="Revoke a reference and gate provider routes")
+@router.post(
+    "/{credential_ref_id}/revoke",
+    response_model=CredentialRefRevokeResponse,
+    name="credentialRefRevoke",
+    summary="Revoke a reference and gate provider routes",
+)
 def revoke_credential_ref(
     credential_ref_id: str,
     body: CredentialRefRevoke,
@@ -79,7 +100,10 @@ def revoke_credential_ref(
     principal: Annotated[Principal, Depends(require_scopes(ADMIN))],
 ) -> FlowJSONResponse:
     record, gated = service.revoke_credential_ref(
-        session, principal=principal, credential_ref_id=credential_ref_id, body=body,
-        now=clock.now()
+        session,
+        principal=principal,
+        credential_ref_id=credential_ref_id,
+        body=body,
+        now=clock.now(),
     )
     return respond({"credential_ref": service.to_read(record), "gated_provider_ids": gated})

@@ -8,9 +8,9 @@ from pydantic import BaseModel, Field
 from flow_memory.kit.schemas import (
     CredentialPointer,
     Identifier,
-    ProviderApi,
     Metadata,
     Name,
+    ProviderApi,
     RequestModel,
     SafetyFields,
 )

@@ -80,25 +80,33 @@ def list_credential_refs(
     session: Session, *, principal: Principal, status: str | None, limit: int, offset: int
 ) -> list[CredentialRef]:
     owner = None if principal.is_admin else principal.owner_id
-    return repository.list_visible(session, owner_id=owner, status=status, limit=limit,
-                                   offset=offset)
+    return repository.list_visible(
+        session, owner_id=owner, status=status, limit=limit, offset=offset
+    )
 
 
-def get_visible(session: Session, *, principal: Principal, credential_ref_id: str,
-                for_update: bool = False) -> CredentialRef:
+def get_visible(
+    session: Session, *, principal: Principal, credential_ref_id: str, for_update: bool = False
+) -> CredentialRef:
     record = repository.get(session, credential_ref_id, for_update=for_update)
     if record is None or not principal.can_see(record.owner_id):
-        raise NotFound(f"credential reference {credential_ref_id} not found",
-                       field="credential_ref_id")
+        raise NotFound(
+            f"credential reference {credential_ref_id} not found", field="credential_ref_id"
+        )
     return record
 
 
 def rotate_credential_ref(
-    session: Session, *, principal: Principal, credential_ref_id: str, body: CredentialRefRotate,
+    session: Session,
+    *,
+    principal: Principal,
+    credential_ref_id: str,
+    body: CredentialRefRotate,
     now: datetime,
 ) -> tuple[CredentialRef, RotationRead]:
-    record = get_visible(session, principal=principal, credential_ref_id=credential_ref_id,
-                         for_update=True)
+    record = get_visible(
+        session, principal=principal, credential_ref_id=credential_ref_id, for_update=True
+    )
     if record.status == "revoked":
         raise Conflict(
             f"credential reference {credential_ref_id} is revoked and cannot be rotated",
@@ -106,9 +114,12 @@ def rotate_credential_ref(
             hint="create a new credential reference instead",
         )
     if body.new_credential_ref == record.credential_ref:
-        raise Conflict("new_credential_ref equals the current pointer", field="new_credential_ref",
-                       code="credential_ref_unchanged",
-                       hint="rotate to the pointer of the new secret version")
+        raise Conflict(
+            "new_credential_ref equals the current pointer",
+            field="new_credential_ref",
+            code="credential_ref_unchanged",
+            hint="rotate to the pointer of the new secret version",
+        )
     rotation = CredentialRefRotation(
         rotation_id=new_id("rot"),
         credential_ref_id=record.credential_ref_id,
@@ -121,8 +132,9 @@ def rotate_credential_ref(
     )
     # Providers still enrolled with the old pointer are now stale: health derives that from
     # the pointer mismatch until they re-enroll with the new one.
-    stale = providers_repository.ids_using_pointer(session, record.credential_ref_id,
-                                                   record.credential_ref)
+    stale = providers_repository.ids_using_pointer(
+        session, record.credential_ref_id, record.credential_ref
+    )
     record.credential_ref = body.new_credential_ref
     record.rotated_at = now
     record.updated_at = now
@@ -141,14 +153,21 @@ def rotate_credential_ref(
 
 
 def revoke_credential_ref(
-    session: Session, *, principal: Principal, credential_ref_id: str, body: CredentialRefRevoke,
+    session: Session,
+    *,
+    principal: Principal,
+    credential_ref_id: str,
+    body: CredentialRefRevoke,
     now: datetime,
 ) -> tuple[CredentialRef, list[str]]:
-    record = get_visible(session, principal=principal, credential_ref_id=credential_ref_id,
-                         for_update=True)
+    record = get_visible(
+        session, principal=principal, credential_ref_id=credential_ref_id, for_update=True
+    )
     if record.status == "revoked":
-        raise Conflict(f"credential reference {credential_ref_id} is already revoked",
-                       code="credential_ref_revoked")
+        raise Conflict(
+            f"credential reference {credential_ref_id} is already revoked",
+            code="credential_ref_revoked",
+        )
     record.status = "revoked"
     record.revoked_at = now
     record.updated_at = now

@@ -11,10 +11,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from flow_memory.keys.models import ApiKey
 from flow_memory.kit.errors import Conflict, Invalid, NotFound
 from flow_memory.kit.ids import new_id
 from flow_memory.kit.scopes import ALL_SCOPES
-from flow_memory.keys.models import ApiKey
 
 KEY_PREFIX = "fm_"
 

@@ -8,11 +8,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from flow_memory.kit.money import exact
 from sqlalchemy import JSON, DateTime, Engine, Numeric, String, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeEngine
+
+from flow_memory.kit.money import exact
 
 
 class Base(DeclarativeBase):

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.keys.service import KEY_PREFIX, find_active_key
 from flow_memory.kit.clock import Clock
 from flow_memory.kit.errors import Forbidden, Invalid, NotFound, Unauthenticated
 from flow_memory.kit.scopes import ADMIN, ALL_SCOPES
 from flow_memory.settings import Settings
-
 
 SessionEndHook = Callable[[bool], None]
 
@@ -31,9 +31,10 @@ def _run_end_hooks(session: Session, committed: bool) -> None:
         hook(committed)
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request, committed here and nowhere else."""
-    session: Session = request.app.state.session_factory()
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on error, then run the end hooks."""
+    session = factory()
     committed = False
     try:
         yield session
@@ -45,6 +46,12 @@ def get_session(request: Request) -> Iterator[Session]:
     finally:
         _run_end_hooks(session, committed)
         session.close()
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request, committed here and nowhere else."""
+    with transaction(request.app.state.session_factory) as session:
+        yield session
 
 
 def refuse_unstorable_path_parameters(request: Request) -> None:
@@ -76,8 +83,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SCOPES_HEADER = "x-flow-memory-scopes"
 # Declares the bearer scheme in the OpenAPI document (the docs page's Authorize button);
 # the key itself is checked by _authenticate so every failure has Flow Memory's error shape.
-_bearer = HTTPBearer(auto_error=False, scheme_name="FlowMemoryKey",
-                     description="A Flow Memory API key: fm_…")
+_bearer = HTTPBearer(
+    auto_error=False, scheme_name="FlowMemoryKey", description="A Flow Memory API key: fm_…"
+)
 
 
 @dataclass(frozen=True)

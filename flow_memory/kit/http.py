@@ -190,7 +190,9 @@ class SafetyGuardMiddleware:
         except ValueError:
             # Valid JSON that Python refuses to convert: an integer of thousands of digits.
             raise Invalid(
-                "body holds a number that is too long", field="body", code="value_too_long",
+                "body holds a number that is too long",
+                field="body",
+                code="value_too_long",
                 hint="send numbers of at most 4300 digits",
             ) from None
         self._check_bounds(document, "", 0)
@@ -203,25 +205,38 @@ class SafetyGuardMiddleware:
         if depth > self.max_depth:
             raise _too_deep(path or "body", self.max_depth)
         if isinstance(value, str) and len(value) > self.max_string_length:
-            raise Invalid(f"{path or 'body'} is too long", field=path or "body",
-                          code="value_too_long",
-                          hint=f"at most {self.max_string_length} characters")
+            raise Invalid(
+                f"{path or 'body'} is too long",
+                field=path or "body",
+                code="value_too_long",
+                hint=f"at most {self.max_string_length} characters",
+            )
         if isinstance(value, list):
             if len(value) > self.max_list_length:
-                raise Invalid(f"{path or 'body'} has too many items", field=path or "body",
-                              code="list_too_long", hint=f"at most {self.max_list_length} items")
+                raise Invalid(
+                    f"{path or 'body'} has too many items",
+                    field=path or "body",
+                    code="list_too_long",
+                    hint=f"at most {self.max_list_length} items",
+                )
             for index, item in enumerate(value):
                 self._check_bounds(item, f"{path}[{index}]", depth + 1)
         elif isinstance(value, dict):
             if len(value) > self.max_list_length:
-                raise Invalid(f"{path or 'body'} has too many fields", field=path or "body",
-                              code="object_too_large")
+                raise Invalid(
+                    f"{path or 'body'} has too many fields",
+                    field=path or "body",
+                    code="object_too_large",
+                )
             for key, item in value.items():
                 key_text = str(key)
                 if len(key_text) > self.max_string_length:
-                    raise Invalid(f"{path or 'body'} has a field name that is too long",
-                                  field=path or "body", code="value_too_long",
-                                  hint=f"at most {self.max_string_length} characters")
+                    raise Invalid(
+                        f"{path or 'body'} has a field name that is too long",
+                        field=path or "body",
+                        code="value_too_long",
+                        hint=f"at most {self.max_string_length} characters",
+                    )
                 segment = field_segment(key_text)
                 self._check_bounds(item, f"{path}.{segment}" if path else segment, depth + 1)
 
@@ -237,13 +252,18 @@ def _forbidden(field: str, kind: str) -> ForbiddenMaterial:
 
 
 def _too_deep(field: str, limit: int) -> Invalid:
-    return Invalid(f"{field} is nested too deeply", field=field, code="too_deep",
-                   hint=f"at most {limit} levels")
+    return Invalid(
+        f"{field} is nested too deeply",
+        field=field,
+        code="too_deep",
+        hint=f"at most {limit} levels",
+    )
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"request body exceeds {limit} bytes", field="body",
-                           hint="send a smaller body")
+    return PayloadTooLarge(
+        f"request body exceeds {limit} bytes", field="body", hint="send a smaller body"
+    )
 
 
 class AccessLogMiddleware:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
 from flow_memory.kit.deps import ClockDep, Principal, SessionDep, SettingsDep, require_scopes
 from flow_memory.kit.http import FlowJSONResponse, respond
@@ -20,17 +20,12 @@ from flow_memory.market.schemas import (
     ReservationCreate,
     ReservationResponse,
 )
+from flow_memory.market.service import MarketsDep
 from flow_memory.providers.schemas import UnitType
 
 router = APIRouter(prefix="/inference/market", tags=["market"], responses=ERROR_RESPONSES)
 
 
-def get_markets(request: Request) -> service.MarketRegistry:
-    markets: service.MarketRegistry = request.app.state.markets
-    return markets
-
-
-MarketsDep = Annotated[service.MarketRegistry, Depends(get_markets)]
 Trader = Annotated[Principal, Depends(require_scopes(BUY, SELL))]
 
 
@@ -72,29 +67,63 @@ def order_read(order: MarketOrder) -> dict[str, Any]:
     }
 
 
-@router.post("/orders", status_code=201, response_model=OrderResponse, name="marketOrders",
-             summary="Create a dry-run bid or ask order")
-def create_order(body: OrderCreate, session: SessionDep, clock: ClockDep, settings: SettingsDep,
-                 markets: MarketsDep, principal: Trader) -> FlowJSONResponse:
-    order, fills = service.place_order(session, markets, principal=principal, body=body,
-                                       settings=settings, now=clock.now())
-    return respond({"order": order_read(order), "fills": [fill_read(f) for f in fills]},
-                   status_code=201)
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderResponse,
+    name="marketOrders",
+    summary="Create a dry-run bid or ask order",
+)
+def create_order(
+    body: OrderCreate,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    markets: MarketsDep,
+    principal: Trader,
+) -> FlowJSONResponse:
+    order, fills = service.place_order(
+        session, markets, principal=principal, body=body, settings=settings, now=clock.now()
+    )
+    return respond(
+        {"order": order_read(order), "fills": [fill_read(f) for f in fills]}, status_code=201
+    )
 
 
-@router.post("/orders/{order_id}/cancel", response_model=OrderResponse,
-             name="marketOrderCancel", summary="Cancel an active dry-run order")
-def cancel_order(order_id: Annotated[str, Path(max_length=64)], body: OrderCancel,
-                 session: SessionDep, clock: ClockDep, settings: SettingsDep,
-                 markets: MarketsDep, principal: Trader) -> FlowJSONResponse:
-    order = service.cancel_order(session, markets, principal=principal, order_id=order_id,
-                                 body=body, settings=settings, now=clock.now())
+@router.post(
+    "/orders/{order_id}/cancel",
+    response_model=OrderResponse,
+    name="marketOrderCancel",
+    summary="Cancel an active dry-run order",
+)
+def cancel_order(
+    order_id: Annotated[str, Path(max_length=64)],
+    body: OrderCancel,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    markets: MarketsDep,
+    principal: Trader,
+) -> FlowJSONResponse:
+    order = service.cancel_order(
+        session,
+        markets,
+        principal=principal,
+        order_id=order_id,
+        body=body,
+        settings=settings,
+        now=clock.now(),
+    )
     fills = service.order_fills(session, order.order_id)
     return respond({"order": order_read(order), "fills": [fill_read(f) for f in fills]})
 
 
-@router.get("/depth", response_model=DepthResponse, name="marketDepth",
-            summary="Bid/ask depth, spread, recent fills and active reservations")
+@router.get(
+    "/depth",
+    response_model=DepthResponse,
+    name="marketDepth",
+    summary="Bid/ask depth, spread, recent fills and active reservations",
+)
 def market_depth(
     model: Annotated[Identifier, Query()],
     unit_type: Annotated[UnitType, Query()],
@@ -105,22 +134,31 @@ def market_depth(
     _principal: Annotated[Principal, Depends(require_scopes(READ))],
     levels: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> FlowJSONResponse:
-    view = service.market_depth(session, markets, model=model, unit_type=unit_type,
-                                levels=levels, settings=settings, now=clock.now())
+    view = service.market_depth(
+        session,
+        markets,
+        model=model,
+        unit_type=unit_type,
+        levels=levels,
+        settings=settings,
+        now=clock.now(),
+    )
     fills = [fill_read(f) for f in view.recent_fills]
-    crossed = (view.best_bid is not None and view.best_ask is not None
-               and view.best_bid >= view.best_ask)
-    return respond({
-        "model": model,
-        "unit_type": unit_type,
-        "bids": view.bids,
-        "asks": view.asks,
-        "spread": {"best_bid": view.best_bid, "best_ask": view.best_ask, "crossed": crossed},
-        "last_fill": fills[0] if fills else None,
-        "recent_fills": fills,
-        "active_reservations": {"count": view.reservation_count,
-                                "held_units": view.held_units},
-    })
+    crossed = (
+        view.best_bid is not None and view.best_ask is not None and view.best_bid >= view.best_ask
+    )
+    return respond(
+        {
+            "model": model,
+            "unit_type": unit_type,
+            "bids": view.bids,
+            "asks": view.asks,
+            "spread": {"best_bid": view.best_bid, "best_ask": view.best_ask, "crossed": crossed},
+            "last_fill": fills[0] if fills else None,
+            "recent_fills": fills,
+            "active_reservations": {"count": view.reservation_count, "held_units": view.held_units},
+        }
+    )
 
 
 def reservation_read(reservation: Reservation, holds: list[ReservationHold]) -> dict[str, Any]:
@@ -137,27 +175,51 @@ def reservation_read(reservation: Reservation, holds: list[ReservationHold]) -> 
         "expires_at": reservation.expires_at,
         "created_at": reservation.created_at,
         "idempotency_key": reservation.idempotency_key,
-        "matched_orders": [{"order_id": h.order_id, "provider_id": h.provider_id,
-                            "units": h.units, "unit_price": h.unit_price} for h in holds],
+        "matched_orders": [
+            {
+                "order_id": h.order_id,
+                "provider_id": h.provider_id,
+                "units": h.units,
+                "unit_price": h.unit_price,
+            }
+            for h in holds
+        ],
     }
 
 
-@router.post("/reservations", status_code=201, response_model=ReservationResponse,
-             name="marketReservations", summary="Hold capacity without funds movement",
-             responses={200: {"model": ReservationResponse,
-                              "description": "Idempotent replay of an earlier reservation"}})
-def create_reservation(body: ReservationCreate, session: SessionDep, clock: ClockDep,
-                       settings: SettingsDep, markets: MarketsDep,
-                       principal: Annotated[Principal, Depends(require_scopes(BUY))]
-                       ) -> FlowJSONResponse:
+@router.post(
+    "/reservations",
+    status_code=201,
+    response_model=ReservationResponse,
+    name="marketReservations",
+    summary="Hold capacity without funds movement",
+    responses={
+        200: {
+            "model": ReservationResponse,
+            "description": "Idempotent replay of an earlier reservation",
+        }
+    },
+)
+def create_reservation(
+    body: ReservationCreate,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    markets: MarketsDep,
+    principal: Annotated[Principal, Depends(require_scopes(BUY))],
+) -> FlowJSONResponse:
     reservation, holds, replay = service.create_reservation(
-        session, markets, principal=principal, body=body, settings=settings, now=clock.now())
+        session, markets, principal=principal, body=body, settings=settings, now=clock.now()
+    )
     read = reservation_read(reservation, holds)
-    return respond({
-        "reservation_id": reservation.reservation_id,
-        "held_units": reservation.held_units,
-        "expires_at": reservation.expires_at,
-        "matched_orders": read["matched_orders"],
-        "reservation": read,
-        "idempotent_replay": replay,
-    }, status_code=200 if replay else 201)
+    return respond(
+        {
+            "reservation_id": reservation.reservation_id,
+            "held_units": reservation.held_units,
+            "expires_at": reservation.expires_at,
+            "matched_orders": read["matched_orders"],
+            "reservation": read,
+            "idempotent_replay": replay,
+        },
+        status_code=200 if replay else 201,
+    )

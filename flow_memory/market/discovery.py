@@ -53,12 +53,18 @@ def market_summaries(session: Session, model: str | None = None) -> list[MarketS
     def summary(m: str, u: str) -> MarketSummary:
         return summaries.setdefault((m, u), MarketSummary(m, u))
 
-    orders = select(MarketOrder.model, MarketOrder.unit_type, MarketOrder.side,
-                    MarketOrder.remaining_units, MarketOrder.limit_unit_price,
-                    MarketOrder.provider_id).where(MarketOrder.status.in_(ACTIVE))
+    orders = select(
+        MarketOrder.model,
+        MarketOrder.unit_type,
+        MarketOrder.side,
+        MarketOrder.remaining_units,
+        MarketOrder.limit_unit_price,
+        MarketOrder.provider_id,
+    ).where(MarketOrder.status.in_(ACTIVE))
     catalog = select(CatalogEntry.model, CatalogEntry.unit_types, CatalogEntry.provider_id)
-    fills = select(MarketFill.model, MarketFill.unit_type, MarketFill.unit_price,
-                   MarketFill.created_at).order_by(MarketFill.created_at)
+    fills = select(
+        MarketFill.model, MarketFill.unit_type, MarketFill.unit_price, MarketFill.created_at
+    ).order_by(MarketFill.created_at)
     if model is not None:
         orders = orders.where(MarketOrder.model == model)
         catalog = catalog.where(CatalogEntry.model == model)
@@ -87,9 +93,10 @@ def market_summaries(session: Session, model: str | None = None) -> list[MarketS
 def model_offers(session: Session, model: str) -> list[dict[str, Any]]:
     """The providers whose catalog lists ``model``, with their published capacity."""
     rows = session.execute(
-        select(CatalogEntry, Provider).join(Provider,
-                                            Provider.provider_id == CatalogEntry.provider_id)
-        .where(CatalogEntry.model == model).order_by(Provider.provider_id)
+        select(CatalogEntry, Provider)
+        .join(Provider, Provider.provider_id == CatalogEntry.provider_id)
+        .where(CatalogEntry.model == model)
+        .order_by(Provider.provider_id)
     ).all()
     capacity: dict[str, list[CapacityEntry]] = defaultdict(list)
     for entry in session.scalars(select(CapacityEntry).where(CapacityEntry.model == model)):
@@ -103,10 +110,15 @@ def model_offers(session: Session, model: str) -> list[dict[str, Any]]:
             "context_window": entry.context_window,
             "tool_calling": entry.tool_calling,
             "capacity": [
-                {"unit_type": c.unit_type, "available_units": c.available_units,
-                 "ask_unit_price": c.ask_unit_price, "min_order_units": c.min_order_units,
-                 "quality_score": c.quality_score, "reliability_score": c.reliability_score,
-                 "expires_at": c.expires_at}
+                {
+                    "unit_type": c.unit_type,
+                    "available_units": c.available_units,
+                    "ask_unit_price": c.ask_unit_price,
+                    "min_order_units": c.min_order_units,
+                    "quality_score": c.quality_score,
+                    "reliability_score": c.reliability_score,
+                    "expires_at": c.expires_at,
+                }
                 for c in sorted(capacity[provider.provider_id], key=lambda c: c.unit_type)
             ],
         }
@@ -114,8 +126,9 @@ def model_offers(session: Session, model: str) -> list[dict[str, Any]]:
     ]
 
 
-def feed_page(session: Session, *, after: int, limit: int, kind: str | None,
-              model: str | None) -> tuple[list[FeedEvent], int | None]:
+def feed_page(
+    session: Session, *, after: int, limit: int, kind: str | None, model: str | None
+) -> tuple[list[FeedEvent], int | None]:
     query = select(FeedEvent).where(FeedEvent.event_id > after)
     if kind is not None:
         query = query.where(FeedEvent.kind == kind)
@@ -140,8 +153,9 @@ def _volume(fills: list[MarketFill]) -> dict[str, Any]:
 def buyer_profile(session: Session, buyer_id: str) -> dict[str, Any]:
     orders = list(session.scalars(select(MarketOrder).where(MarketOrder.buyer_id == buyer_id)))
     fills = list(session.scalars(select(MarketFill).where(MarketFill.buyer_id == buyer_id)))
-    reservations = list(session.scalars(select(Reservation)
-                                        .where(Reservation.buyer_id == buyer_id)))
+    reservations = list(
+        session.scalars(select(Reservation).where(Reservation.buyer_id == buyer_id))
+    )
     by_status: dict[str, int] = defaultdict(int)
     for order in orders:
         by_status[order.status] += 1
@@ -157,16 +171,27 @@ def buyer_profile(session: Session, buyer_id: str) -> dict[str, Any]:
 
 def seller_profile(session: Session, seller_id: str) -> dict[str, Any] | None:
     """A seller is a provider (by provider_id) or a provider owner (by owner_id)."""
-    providers = list(session.scalars(select(Provider).where(
-        (Provider.provider_id == seller_id) | (Provider.owner_id == seller_id))))
+    providers = list(
+        session.scalars(
+            select(Provider).where(
+                (Provider.provider_id == seller_id) | (Provider.owner_id == seller_id)
+            )
+        )
+    )
     if not providers:
         return None
     ids = [p.provider_id for p in providers]
     fills = list(session.scalars(select(MarketFill).where(MarketFill.provider_id.in_(ids))))
-    capacity = list(session.scalars(select(CapacityEntry)
-                                    .where(CapacityEntry.provider_id.in_(ids))))
-    asks = list(session.scalars(select(MarketOrder).where(MarketOrder.provider_id.in_(ids),
-                                                          MarketOrder.status.in_(ACTIVE))))
+    capacity = list(
+        session.scalars(select(CapacityEntry).where(CapacityEntry.provider_id.in_(ids)))
+    )
+    asks = list(
+        session.scalars(
+            select(MarketOrder).where(
+                MarketOrder.provider_id.in_(ids), MarketOrder.status.in_(ACTIVE)
+            )
+        )
+    )
     scores = [c.reliability_score for c in capacity]
     qualities = [c.quality_score for c in capacity]
     return {

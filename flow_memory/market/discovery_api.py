@@ -105,26 +105,41 @@ class ManifestResponse(SafetyFields):
     safety_fields: dict[str, bool]
 
 
-@router.get("/inference/market/list", response_model=MarketListResponse, name="marketList",
-            summary="List market models with summary depth")
+@router.get(
+    "/inference/market/list",
+    response_model=MarketListResponse,
+    name="marketList",
+    summary="List market models with summary depth",
+)
 def market_list(session: SessionDep, _principal: Reader) -> FlowJSONResponse:
     markets = [s.read() for s in discovery.market_summaries(session)]
     return respond({"markets": markets, "count": len(markets)})
 
 
-@router.get("/inference/market/models/{model}", response_model=ModelDetailResponse,
-            name="modelDetail", summary="One model's markets and the providers offering it")
+@router.get(
+    "/inference/market/models/{model}",
+    response_model=ModelDetailResponse,
+    name="modelDetail",
+    summary="One model's markets and the providers offering it",
+)
 def model_detail(model: PathId, session: SessionDep, _principal: Reader) -> FlowJSONResponse:
     markets = [s.read() for s in discovery.market_summaries(session, model)]
     offers = discovery.model_offers(session, model)
     if not markets and not offers:
-        raise NotFound(f"no market or provider offers model {model}", field="model",
-                       hint="GET /inference/market/list shows the models on offer")
+        raise NotFound(
+            f"no market or provider offers model {model}",
+            field="model",
+            hint="GET /inference/market/list shows the models on offer",
+        )
     return respond({"model": model, "markets": markets, "offers": offers})
 
 
-@router.get("/inference/market/feed", response_model=FeedResponse, name="feed",
-            summary="Recent dry-run marketplace events, oldest first, with a cursor")
+@router.get(
+    "/inference/market/feed",
+    response_model=FeedResponse,
+    name="feed",
+    summary="Recent dry-run marketplace events, oldest first, with a cursor",
+)
 def market_feed(
     session: SessionDep,
     _principal: Reader,
@@ -133,30 +148,50 @@ def market_feed(
     kind: Annotated[Identifier | None, Query()] = None,
     model: Annotated[Identifier | None, Query()] = None,
 ) -> FlowJSONResponse:
-    events, cursor = discovery.feed_page(session, after=after, limit=limit, kind=kind,
-                                         model=model)
-    return respond({
-        "events": [{"event_id": e.event_id, "kind": e.kind, "model": e.model,
-                    "unit_type": e.unit_type, "subject_id": e.subject_id,
-                    "payload": dict(e.payload), "created_at": e.created_at} for e in events],
-        "next_cursor": cursor,
-    })
+    events, cursor = discovery.feed_page(session, after=after, limit=limit, kind=kind, model=model)
+    return respond(
+        {
+            "events": [
+                {
+                    "event_id": e.event_id,
+                    "kind": e.kind,
+                    "model": e.model,
+                    "unit_type": e.unit_type,
+                    "subject_id": e.subject_id,
+                    "payload": dict(e.payload),
+                    "created_at": e.created_at,
+                }
+                for e in events
+            ],
+            "next_cursor": cursor,
+        }
+    )
 
 
-@router.get("/inference/buyers/{buyer_id}/profile", response_model=BuyerProfileResponse,
-            name="buyerProfile", summary="A buyer's marketplace activity")
+@router.get(
+    "/inference/buyers/{buyer_id}/profile",
+    response_model=BuyerProfileResponse,
+    name="buyerProfile",
+    summary="A buyer's marketplace activity",
+)
 def buyer_profile(buyer_id: PathId, session: SessionDep, _principal: Reader) -> FlowJSONResponse:
     return respond(discovery.buyer_profile(session, buyer_id))
 
 
-@router.get("/inference/sellers/{seller_id}/profile", response_model=SellerProfileResponse,
-            name="sellerProfile", summary="A seller's volume, fills and reliability")
-def seller_profile(seller_id: PathId, session: SessionDep,
-                   _principal: Reader) -> FlowJSONResponse:
+@router.get(
+    "/inference/sellers/{seller_id}/profile",
+    response_model=SellerProfileResponse,
+    name="sellerProfile",
+    summary="A seller's volume, fills and reliability",
+)
+def seller_profile(seller_id: PathId, session: SessionDep, _principal: Reader) -> FlowJSONResponse:
     profile = discovery.seller_profile(session, seller_id)
     if profile is None:
-        raise NotFound(f"no seller {seller_id}", field="seller_id",
-                       hint="use a provider_id or a provider owner's id")
+        raise NotFound(
+            f"no seller {seller_id}",
+            field="seller_id",
+            hint="use a provider_id or a provider owner's id",
+        )
     return respond(profile)
 
 
@@ -173,46 +208,80 @@ AGENT_ROUTES = {
 }
 
 
-@router.get("/inference/providers/agent/manifest", response_model=ManifestResponse,
-            name="providerAgentManifest", summary="How a provider agent onboards")
+@router.get(
+    "/inference/providers/agent/manifest",
+    response_model=ManifestResponse,
+    name="providerAgentManifest",
+    summary="How a provider agent onboards",
+)
 def provider_agent_manifest(_principal: Reader) -> FlowJSONResponse:
-    return respond({
-        "manifest_version": "1",
-        "product": "Flow Memory",
-        "steps": [
-            {"step": 1, "route": "credentialRefs", "action": "An operator or the provider "
-             "creates a credential reference (secret://…); the secret itself stays with the "
-             "operator's secret manager."},
-            {"step": 2, "route": "providerEnroll", "action": "Enroll with base_url and "
-             "credential_ref_id; keep the provider_id."},
-            {"step": 3, "route": "providerPairingToken", "action": "Request a short-lived "
-             "pairing token; it is shown once."},
-            {"step": 4, "route": "providerHeartbeat", "action": "Send the first heartbeat with "
-             "the token in x-flow-memory-pairing-token, then heartbeat well inside the stale "
-             "threshold."},
-            {"step": 5, "route": "providerCatalog", "action": "Publish the models served, "
-             "with compatible_api, unit_types, context_window and tool_calling."},
-            {"step": 6, "route": "providerCapacity", "action": "Publish available units, ask "
-             "prices and expiry; each line becomes a resting ask."},
-            {"step": 7, "route": "providerHealth", "action": "Check route_gate is eligible."},
-        ],
-        "route_templates": {key: {"method": method, "path": path}
-                            for key, (method, path) in AGENT_ROUTES.items()},
-        "scopes": {
-            "inference:sell": "enroll, pair, heartbeat, publish catalog and capacity, place asks",
-            "inference:read": "read health, depth and discovery",
-            **{s: "not needed by a provider agent" for s in sorted(ALL_SCOPES)
-               if s not in {"inference:sell", "inference:read"}},
-        },
-        "safety_rules": [
-            "Every market record is a dry-run record: no funds move, nothing is signed or "
-            "broadcast.",
-            "Never send a raw credential, bearer token, private key, seed phrase or signature; "
-            "send only credential references such as secret://inference/provider-alpha.",
-            "Safety flags keep their dry-run values (dry_run_required true, broadcast_enabled "
-            "false, raw_credentials_allowed false, sensitive_signing_inputs_allowed false).",
-            "Requests carrying forbidden material are refused with 422 forbidden_material and "
-            "nothing is stored.",
-        ],
-        "safety_fields": dict(SAFETY_ENVELOPE),
-    })
+    return respond(
+        {
+            "manifest_version": "1",
+            "product": "Flow Memory",
+            "steps": [
+                {
+                    "step": 1,
+                    "route": "credentialRefs",
+                    "action": "An operator or the provider "
+                    "creates a credential reference (secret://…); the secret itself stays with the "
+                    "operator's secret manager.",
+                },
+                {
+                    "step": 2,
+                    "route": "providerEnroll",
+                    "action": "Enroll with base_url and credential_ref_id; keep the provider_id.",
+                },
+                {
+                    "step": 3,
+                    "route": "providerPairingToken",
+                    "action": "Request a short-lived pairing token; it is shown once.",
+                },
+                {
+                    "step": 4,
+                    "route": "providerHeartbeat",
+                    "action": "Send the first heartbeat with the token in "
+                    "x-flow-memory-pairing-token, then heartbeat well inside the stale threshold.",
+                },
+                {
+                    "step": 5,
+                    "route": "providerCatalog",
+                    "action": "Publish the models served, "
+                    "with compatible_api, unit_types, context_window and tool_calling.",
+                },
+                {
+                    "step": 6,
+                    "route": "providerCapacity",
+                    "action": "Publish available units, ask "
+                    "prices and expiry; each line becomes a resting ask.",
+                },
+                {"step": 7, "route": "providerHealth", "action": "Check route_gate is eligible."},
+            ],
+            "route_templates": {
+                key: {"method": method, "path": path}
+                for key, (method, path) in AGENT_ROUTES.items()
+            },
+            "scopes": {
+                "inference:sell": (
+                    "enroll, pair, heartbeat, publish catalog and capacity, place asks"
+                ),
+                "inference:read": "read health, depth and discovery",
+                **{
+                    s: "not needed by a provider agent"
+                    for s in sorted(ALL_SCOPES)
+                    if s not in {"inference:sell", "inference:read"}
+                },
+            },
+            "safety_rules": [
+                "Every market record is a dry-run record: no funds move, nothing is signed or "
+                "broadcast.",
+                "Never send a raw credential, bearer token, private key, seed phrase or signature; "
+                "send only credential references such as secret://inference/provider-alpha.",
+                "Safety flags keep their dry-run values (dry_run_required true, broadcast_enabled "
+                "false, raw_credentials_allowed false, sensitive_signing_inputs_allowed false).",
+                "Requests carrying forbidden material are refused with 422 forbidden_material and "
+                "nothing is stored.",
+            ],
+            "safety_fields": dict(SAFETY_ENVELOPE),
+        }
+    )

@@ -111,8 +111,9 @@ class ReservationHold(Base):
 class FeedEvent(Base):
     __tablename__ = "market_feed_events"
 
-    event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                          primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     kind: Mapped[str] = mapped_column(String(32))
     model: Mapped[str | None] = mapped_column(String(128), nullable=True)
     unit_type: Mapped[str | None] = mapped_column(String(32), nullable=True)

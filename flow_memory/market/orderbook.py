@@ -228,9 +228,12 @@ class OrderBook:
 
         ``sequence`` is the order's recorded place in time; without it the book numbers it.
         """
-        if order.order_id in self.orders:
-            raise ValueError(f"duplicate order id {order.order_id}")
-        if order.status != "open" or order.remaining != order.units or order.held:
+        orders = self.orders
+        order_id = order.order_id
+        if order_id in orders:
+            raise ValueError(f"duplicate order id {order_id}")
+        remaining = order.remaining
+        if order.status != "open" or remaining != order.units or order.held:
             raise ValueError("only fresh orders can be submitted")
         if sequence is None:
             sequence = self._sequence + 1
@@ -240,19 +243,40 @@ class OrderBook:
         fills: list[Fill] = []
         result = Result(order, fills)
         price = order.limit_unit_price
-        # Most orders rest without touching the other side; see that with one comparison.
-        if order.side == "bid":
-            opposite = self.asks.levels
-            crosses = bool(opposite) and opposite[0].price <= price
-        else:
-            opposite = self.bids.levels
-            crosses = bool(opposite) and opposite[0].price >= price
         time_in_force = order.time_in_force
-        if time_in_force == "fok" and (not crosses or self._fillable(order) < order.units):
+        # Most orders rest without touching the other side: one comparison tells, and the
+        # resting below is _rest inlined, since this is the busiest path of the book.
+        crosses = False
+        if order.side == "bid":
+            side = self.bids
+            opposite = self.asks.levels
+            if opposite and opposite[0].price <= price:
+                crosses = True
+        else:
+            side = self.asks
+            opposite = self.bids.levels
+            if opposite and opposite[0].price >= price:
+                crosses = True
+        if not crosses:
+            if time_in_force != "gtc":
+                order.status = "expired"
+                return result
+            orders[order_id] = order
+            level = side.by_price.get(price)
+            if level is None:
+                side.add(order)
+            else:
+                # A new order is later than every resting one, so it joins at the back.
+                level.queue.append(order)
+                level.count += 1
+                level.available += remaining
+            if order.expires_at is not None:
+                self._push_expiry(order)
+            return result
+        if time_in_force == "fok" and self._fillable(order) < order.units:
             order.status = "expired"
             return result
-        if crosses:
-            self._match(order, fills)
+        self._match(order, fills)
         if order.remaining == 0:
             order.status = "filled"
         elif time_in_force == "gtc":
@@ -298,7 +322,16 @@ class OrderBook:
         level.available -= order.remaining - order.held
         order.status = "cancelled"
         order.held = 0
-        side.settle(order, level)
+        # side.settle, inlined for the second busiest path.
+        if level.count == 0:
+            side.close(level)
+        elif level.queue[0] is order:
+            level.queue.popleft()
+            level.drop_ended_front()
+        else:
+            level.dead += 1
+            if level.dead >= _COMPACT_MIN_DEAD:
+                level.compact_if_sparse()
         return order
 
     def expire(self, now: float) -> list[Order]:
@@ -413,26 +446,22 @@ class OrderBook:
 
     def _rest(self, order: Order) -> None:
         self.orders[order.order_id] = order
-        side = self.bids if order.side == "bid" else self.asks
-        level = side.by_price.get(order.limit_unit_price)
-        if level is None or (level.queue and level.queue[-1].sequence > order.sequence):
-            side.add(order)
-        else:
-            # The common case of side.add, inlined: a later order joins an existing level.
-            level.queue.append(order)
-            level.count += 1
-            level.available += order.remaining - order.held
+        (self.bids if order.side == "bid" else self.asks).add(order)
         if order.expires_at is not None:
-            expiries = self._expiries
-            if len(expiries) > 2 * len(self.orders) + _EXPIRY_SLACK:
-                orders = self.orders
-                expiries[:] = [
-                    entry
-                    for entry in expiries
-                    if (live := orders.get(entry[2])) is not None and live.sequence == entry[1]
-                ]
-                heapq.heapify(expiries)
-            heapq.heappush(expiries, (order.expires_at, order.sequence, order.order_id))
+            self._push_expiry(order)
+
+    def _push_expiry(self, order: Order) -> None:
+        assert order.expires_at is not None
+        expiries = self._expiries
+        if len(expiries) > 2 * len(self.orders) + _EXPIRY_SLACK:
+            orders = self.orders
+            expiries[:] = [
+                entry
+                for entry in expiries
+                if (live := orders.get(entry[2])) is not None and live.sequence == entry[1]
+            ]
+            heapq.heapify(expiries)
+        heapq.heappush(expiries, (order.expires_at, order.sequence, order.order_id))
 
     def _end(self, order: Order, status: OrderStatus) -> None:
         side = self.bids if order.side == "bid" else self.asks

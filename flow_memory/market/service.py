@@ -12,17 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from flow_memory.kit.deps import Principal, on_session_end
 from flow_memory.kit.errors import Conflict, Forbidden, Invalid, NotFound
 from flow_memory.kit.ids import new_id
+from flow_memory.kit.money import plain
 from flow_memory.kit.scopes import BUY, SELL
 from flow_memory.market import repository
 from flow_memory.market.models import (
@@ -37,9 +38,11 @@ from flow_memory.market.schemas import OrderCancel, OrderCreate, ReservationCrea
 from flow_memory.providers import repository as providers_repository
 from flow_memory.providers import service as providers_service
 from flow_memory.providers.models import CapacityEntry, Provider
+from flow_memory.providers.schemas import ProviderCapacity
 from flow_memory.settings import Settings
 
 SNAPSHOT_SOURCE = "provider_capacity_snapshot"
+LOCK_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass
@@ -65,6 +68,14 @@ class MarketRegistry:
         return state
 
 
+def get_markets(request: Request) -> MarketRegistry:
+    markets: MarketRegistry = request.app.state.markets
+    return markets
+
+
+MarketsDep = Annotated[MarketRegistry, Depends(get_markets)]
+
+
 @dataclass
 class OpenMarket:
     """A market held for the rest of this transaction."""
@@ -85,13 +96,33 @@ def _epoch(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-def open_market(session: Session, markets: MarketRegistry, *, model: str, unit_type: str,
-                settings: Settings, now: datetime) -> OpenMarket:
-    """Lock a market for this transaction, bring its book up to date and apply expiries."""
+def open_market(
+    session: Session,
+    markets: MarketRegistry,
+    *,
+    model: str,
+    unit_type: str,
+    settings: Settings,
+    now: datetime,
+) -> OpenMarket:
+    """Lock a market for this transaction, bring its book up to date and apply expiries.
+
+    A transaction that already holds the market gets it again (locks are not re-entered)."""
+    opened: dict[tuple[str, str], OpenMarket] = session.info.setdefault("open_markets", {})
+    held = opened.get((model, unit_type))
+    if held is not None:
+        return held
     state = markets.state(model, unit_type)
-    state.lock.acquire()
+    # Bounded wait: two transactions taking two markets in opposite orders must not hang.
+    if not state.lock.acquire(timeout=LOCK_TIMEOUT_SECONDS):
+        raise Conflict(
+            f"the {model}/{unit_type} market is busy",
+            code="market_busy",
+            hint="retry the request",
+        )
 
     def release(committed: bool) -> None:
+        opened.pop((model, unit_type), None)
         if not committed:
             state.version = -1
         state.lock.release()
@@ -102,29 +133,41 @@ def open_market(session: Session, markets: MarketRegistry, *, model: str, unit_t
         state.book = _rebuild(session, model, unit_type)
         state.version = row.version
     market = OpenMarket(state, row)
-    eligible = _eligible_providers(session, _ask_providers(market.book), settings=settings,
-                                   now=now)
-    market.book.set_routable(lambda provider_id: provider_id in eligible)
+    opened[(model, unit_type)] = market
+    gates = providers_service.route_gates(
+        session, _ask_providers(market.book), settings=settings, now=now
+    )
+    market.book.set_routable(lambda provider_id: gates.get(provider_id or "") == "eligible")
     _apply_expiries(session, market, now)
+    # A provider that became routable again may leave bids and asks crossed: trade them now.
+    crossed = market.book.uncross()
+    if crossed:
+        _record_fills(session, crossed, now=now)
+        market.bump()
     return market
 
 
 def _rebuild(session: Session, model: str, unit_type: str) -> OrderBook:
     book = OrderBook(model, unit_type)
     for row in repository.active_orders(session, model, unit_type):
-        book.restore(Order(
-            order_id=row.order_id, side=row.side,  # type: ignore[arg-type]
-            owner_id=row.owner_id, limit_unit_price=row.limit_unit_price, units=row.units,
-            min_fill_units=row.min_fill_units,
-            time_in_force=row.time_in_force,  # type: ignore[arg-type]
-            provider_id=row.provider_id, expires_at=_epoch(row.expires_at),
-            sequence=row.sequence, remaining=row.remaining_units,
-            status=row.status,  # type: ignore[arg-type]
-        ))
+        book.restore(
+            Order(
+                order_id=row.order_id,
+                side=row.side,  # type: ignore[arg-type]
+                owner_id=row.owner_id,
+                limit_unit_price=row.limit_unit_price,
+                units=row.units,
+                min_fill_units=row.min_fill_units,
+                time_in_force=row.time_in_force,  # type: ignore[arg-type]
+                provider_id=row.provider_id,
+                expires_at=_epoch(row.expires_at),
+                sequence=row.sequence,
+                remaining=row.remaining_units,
+                status=row.status,  # type: ignore[arg-type]
+            )
+        )
     for hold in repository.active_holds(session, model, unit_type):
-        resting = book.orders.get(hold.order_id)
-        if resting is not None:
-            resting.held += hold.units
+        book.restore_hold(hold.order_id, hold.units)
     return book
 
 
@@ -132,23 +175,11 @@ def _ask_providers(book: OrderBook) -> set[str]:
     return {o.provider_id for o in book.orders.values() if o.provider_id is not None}
 
 
-def _eligible_providers(session: Session, provider_ids: Iterable[str], *, settings: Settings,
-                        now: datetime) -> set[str]:
-    eligible: set[str] = set()
-    for provider_id in provider_ids:
-        provider = providers_repository.get(session, provider_id)
-        if provider is None:
-            continue
-        health = providers_service.provider_health(session, provider, settings=settings, now=now)
-        if health.route_gate == "eligible":
-            eligible.add(provider_id)
-    return eligible
-
-
 def _apply_expiries(session: Session, market: OpenMarket, now: datetime) -> None:
     changed = False
-    for reservation in repository.due_reservations(session, market.row.model,
-                                                   market.row.unit_type, now):
+    for reservation in repository.due_reservations(
+        session, market.row.model, market.row.unit_type, now
+    ):
         for hold in repository.holds_of(session, reservation.reservation_id):
             market.book.release(hold.order_id, hold.units)
         reservation.status = "expired"
@@ -161,9 +192,15 @@ def _apply_expiries(session: Session, market: OpenMarket, now: datetime) -> None
             row = rows[order.order_id]
             row.status = "expired"
             row.updated_at = now
-            repository.add_event(session, kind="order_expired", subject_id=row.order_id,
-                                 model=row.model, unit_type=row.unit_type, now=now,
-                                 payload={"side": row.side, "remaining_units": row.remaining_units})
+            repository.add_event(
+                session,
+                kind="order_expired",
+                subject_id=row.order_id,
+                model=row.model,
+                unit_type=row.unit_type,
+                now=now,
+                payload={"side": row.side, "remaining_units": row.remaining_units},
+            )
         changed = True
     if changed:
         market.bump()
@@ -172,139 +209,222 @@ def _apply_expiries(session: Session, market: OpenMarket, now: datetime) -> None
 # -- orders ---------------------------------------------------------------------------------
 
 
-def place_order(session: Session, markets: MarketRegistry, *, principal: Principal,
-                body: OrderCreate, settings: Settings, now: datetime,
-                source: str = "api", expires_at: datetime | None = None
-                ) -> tuple[MarketOrder, list[MarketFill]]:
+def place_order(
+    session: Session,
+    markets: MarketRegistry,
+    *,
+    principal: Principal,
+    body: OrderCreate,
+    settings: Settings,
+    now: datetime,
+    source: str = "api",
+    expires_at: datetime | None = None,
+) -> tuple[MarketOrder, list[MarketFill]]:
     """Validate, match and record one order; fills are written in the same transaction."""
     provider: Provider | None = None
     if body.side == "bid":
         _require(principal, BUY, "a bid")
     else:
         _require(principal, SELL, "an ask")
-        provider = providers_service.get_owned(session, principal=principal,
-                                               provider_id=body.provider_id or "")
+        provider = providers_service.get_owned(
+            session, principal=principal, provider_id=body.provider_id or ""
+        )
         _check_ask_capacity(session, provider, body, source=source)
-    market = open_market(session, markets, model=body.model, unit_type=body.unit_type,
-                         settings=settings, now=now)
+    market = open_market(
+        session, markets, model=body.model, unit_type=body.unit_type, settings=settings, now=now
+    )
     sequence = market.row.next_sequence
     market.row.next_sequence += 1
     order_id = new_id("ord")
     incoming = Order(
-        order_id=order_id, side=body.side, owner_id=principal.owner_id if provider is None
-        else provider.owner_id,
-        limit_unit_price=body.limit_unit_price, units=body.units,
-        min_fill_units=body.min_fill_units, time_in_force=body.time_in_force,
+        order_id=order_id,
+        side=body.side,
+        owner_id=principal.owner_id if provider is None else provider.owner_id,
+        limit_unit_price=body.limit_unit_price,
+        units=body.units,
+        min_fill_units=body.min_fill_units,
+        time_in_force=body.time_in_force,
         provider_id=provider.provider_id if provider else None,
         expires_at=_epoch(expires_at),
     )
     result = market.book.submit(incoming, sequence=sequence)
     row = MarketOrder(
-        order_id=order_id, model=body.model, unit_type=body.unit_type, side=body.side,
+        order_id=order_id,
+        model=body.model,
+        unit_type=body.unit_type,
+        side=body.side,
         owner_id=incoming.owner_id,
         buyer_id=(body.buyer_id or principal.owner_id) if body.side == "bid" else None,
-        provider_id=incoming.provider_id, units=body.units,
-        remaining_units=result.order.remaining, limit_unit_price=body.limit_unit_price,
-        currency=body.currency, min_fill_units=body.min_fill_units,
-        time_in_force=body.time_in_force, status=result.order.status, sequence=sequence,
+        provider_id=incoming.provider_id,
+        units=body.units,
+        remaining_units=result.order.remaining,
+        limit_unit_price=body.limit_unit_price,
+        currency=body.currency,
+        min_fill_units=body.min_fill_units,
+        time_in_force=body.time_in_force,
+        status=result.order.status,
+        sequence=sequence,
         source=source,
         routing_policy=body.routing_policy.model_dump() if body.routing_policy else {},
-        metadata_=dict(body.metadata), expires_at=expires_at, created_at=now, updated_at=now,
+        metadata_=dict(body.metadata),
+        expires_at=expires_at,
+        created_at=now,
+        updated_at=now,
     )
     session.add(row)
     session.flush()
-    repository.add_event(session, kind="order_placed", subject_id=order_id, model=body.model,
-                         unit_type=body.unit_type, now=now, payload={
-                             "side": body.side, "units": body.units,
-                             "limit_unit_price": str(body.limit_unit_price),
-                             "time_in_force": body.time_in_force, "status": row.status,
-                             "source": source})
-    fills = _record_fills(session, row, result.fills, now=now)
+    repository.add_event(
+        session,
+        kind="order_placed",
+        subject_id=order_id,
+        model=body.model,
+        unit_type=body.unit_type,
+        now=now,
+        payload={
+            "side": body.side,
+            "units": body.units,
+            "limit_unit_price": plain(body.limit_unit_price),
+            "time_in_force": body.time_in_force,
+            "status": row.status,
+            "source": source,
+        },
+    )
+    fills = _record_fills(session, result.fills, now=now, synced=order_id)
     market.bump()
     return row, fills
 
 
 def _require(principal: Principal, scope: str, what: str) -> None:
     if not principal.is_admin and scope not in principal.scopes:
-        raise Forbidden(f"{what} needs the scope {scope}", field="scope",
-                        hint=f"use a key with {scope}")
+        raise Forbidden(
+            f"{what} needs the scope {scope}", field="scope", hint=f"use a key with {scope}"
+        )
 
 
-def _check_ask_capacity(session: Session, provider: Provider, body: OrderCreate, *,
-                        source: str) -> None:
+def _check_ask_capacity(
+    session: Session, provider: Provider, body: OrderCreate, *, source: str
+) -> None:
     if source == SNAPSHOT_SOURCE:
         return
-    capacity = {(c.model, c.unit_type): c for c in
-                providers_repository.capacity(session, provider.provider_id)}
+    capacity = {
+        (c.model, c.unit_type): c
+        for c in providers_repository.capacity(session, provider.provider_id)
+    }
     entry = capacity.get((body.model, body.unit_type))
     if entry is None:
-        raise Invalid(f"provider {provider.provider_id} publishes no capacity for "
-                      f"{body.model}/{body.unit_type}", field="model",
-                      code="capacity_not_published",
-                      hint="publish capacity for this model and unit first")
-    committed = repository.manual_ask_units(session, provider.provider_id, body.model,
-                                            body.unit_type)
+        raise Invalid(
+            f"provider {provider.provider_id} publishes no capacity for "
+            f"{body.model}/{body.unit_type}",
+            field="model",
+            code="capacity_not_published",
+            hint="publish capacity for this model and unit first",
+        )
+    committed = repository.manual_ask_units(
+        session, provider.provider_id, body.model, body.unit_type
+    )
     if committed + body.units > entry.available_units:
         raise Invalid(
             f"the ask offers {body.units} units but only "
             f"{max(0, entry.available_units - committed)} of the published "
             f"{entry.available_units} are not already offered",
-            field="units", code="capacity_exceeded",
-            hint="lower units or publish more capacity")
+            field="units",
+            code="capacity_exceeded",
+            hint="lower units or publish more capacity",
+        )
 
 
-def _record_fills(session: Session, taker: MarketOrder, fills: list[Fill], *,
-                  now: datetime) -> list[MarketFill]:
+def _record_fills(
+    session: Session, fills: list[Fill], *, now: datetime, synced: str | None = None
+) -> list[MarketFill]:
+    """Write fills and bring both orders of each fill up to date (except ``synced``, whose row
+    was just built from the book's final state)."""
     if not fills:
         return []
-    makers = repository.orders_by_id(session, (f.maker_order_id for f in fills))
+    rows_by_id = repository.orders_by_id(
+        session, {f.bid_order_id for f in fills} | {f.ask_order_id for f in fills}
+    )
     rows: list[MarketFill] = []
     for fill in fills:
-        maker = makers[fill.maker_order_id]
-        maker.remaining_units -= fill.units
-        maker.status = "filled" if maker.remaining_units == 0 else "partially_filled"
-        maker.updated_at = now
-        bid, ask = (taker, maker) if taker.side == "bid" else (maker, taker)
+        bid, ask = rows_by_id[fill.bid_order_id], rows_by_id[fill.ask_order_id]
+        for party in (bid, ask):
+            if party.order_id != synced:
+                party.remaining_units -= fill.units
+                party.status = "filled" if party.remaining_units == 0 else "partially_filled"
+                party.updated_at = now
         row = MarketFill(
-            fill_id=new_id("fill"), model=taker.model, unit_type=taker.unit_type,
-            bid_order_id=bid.order_id, ask_order_id=ask.order_id,
-            taker_order_id=taker.order_id, buyer_owner_id=bid.owner_id, buyer_id=bid.buyer_id,
-            seller_owner_id=ask.owner_id, provider_id=ask.provider_id, units=fill.units,
-            unit_price=fill.unit_price, created_at=now,
+            fill_id=new_id("fill"),
+            model=bid.model,
+            unit_type=bid.unit_type,
+            bid_order_id=bid.order_id,
+            ask_order_id=ask.order_id,
+            taker_order_id=fill.taker_order_id,
+            buyer_owner_id=bid.owner_id,
+            buyer_id=bid.buyer_id,
+            seller_owner_id=ask.owner_id,
+            provider_id=ask.provider_id,
+            units=fill.units,
+            unit_price=fill.unit_price,
+            created_at=now,
         )
         session.add(row)
         rows.append(row)
-        repository.add_event(session, kind="fill", subject_id=row.fill_id, model=taker.model,
-                             unit_type=taker.unit_type, now=now, payload={
-                                 "bid_order_id": bid.order_id, "ask_order_id": ask.order_id,
-                                 "provider_id": ask.provider_id, "units": fill.units,
-                                 "unit_price": str(fill.unit_price)})
+        repository.add_event(
+            session,
+            kind="fill",
+            subject_id=row.fill_id,
+            model=bid.model,
+            unit_type=bid.unit_type,
+            now=now,
+            payload={
+                "bid_order_id": bid.order_id,
+                "ask_order_id": ask.order_id,
+                "provider_id": ask.provider_id,
+                "units": fill.units,
+                "unit_price": plain(fill.unit_price),
+            },
+        )
     session.flush()
     return rows
 
 
-def cancel_order(session: Session, markets: MarketRegistry, *, principal: Principal,
-                 order_id: str, body: OrderCancel, settings: Settings,
-                 now: datetime) -> MarketOrder:
+def cancel_order(
+    session: Session,
+    markets: MarketRegistry,
+    *,
+    principal: Principal,
+    order_id: str,
+    body: OrderCancel,
+    settings: Settings,
+    now: datetime,
+) -> MarketOrder:
     row = repository.get_order(session, order_id)
     if row is None or not principal.can_see(row.owner_id):
         raise NotFound(f"order {order_id} not found", field="order_id")
-    market = open_market(session, markets, model=row.model, unit_type=row.unit_type,
-                         settings=settings, now=now)
+    market = open_market(
+        session, markets, model=row.model, unit_type=row.unit_type, settings=settings, now=now
+    )
     session.refresh(row)
     if row.status not in repository.ACTIVE:
-        raise Conflict(f"order {order_id} is {row.status} and cannot be cancelled",
-                       code="order_not_cancellable", field="order_id",
-                       hint="only open or partially filled orders can be cancelled")
+        raise Conflict(
+            f"order {order_id} is {row.status} and cannot be cancelled",
+            code="order_not_cancellable",
+            field="order_id",
+            hint="only open or partially filled orders can be cancelled",
+        )
     market.book.cancel(order_id)
     row.status = "cancelled"
     row.cancel_reason = body.cancel_reason
     row.cancelled_by = body.requested_by or principal.owner_id
     row.updated_at = now
-    repository.add_event(session, kind="order_cancelled", subject_id=order_id, model=row.model,
-                         unit_type=row.unit_type, now=now,
-                         payload={"cancel_reason": body.cancel_reason,
-                                  "remaining_units": row.remaining_units})
+    repository.add_event(
+        session,
+        kind="order_cancelled",
+        subject_id=order_id,
+        model=row.model,
+        unit_type=row.unit_type,
+        now=now,
+        payload={"cancel_reason": body.cancel_reason, "remaining_units": row.remaining_units},
+    )
     market.bump()
     return row
 
@@ -316,14 +436,48 @@ def order_fills(session: Session, order_id: str) -> list[MarketFill]:
 # -- capacity snapshots become asks ---------------------------------------------------------
 
 
-def sync_capacity_asks(session: Session, markets: MarketRegistry, *, provider: Provider,
-                       entries: list[CapacityEntry], settings: Settings, now: datetime) -> None:
+def publish_capacity(
+    session: Session,
+    markets: MarketRegistry,
+    *,
+    principal: Principal,
+    provider_id: str,
+    body: ProviderCapacity,
+    settings: Settings,
+    now: datetime,
+) -> tuple[Provider, list[CapacityEntry]]:
+    """Record a capacity snapshot and turn it into the provider's resting asks."""
+    provider, entries = providers_service.publish_capacity(
+        session, principal=principal, provider_id=provider_id, body=body, now=now
+    )
+    sync_capacity_asks(
+        session, markets, provider=provider, entries=entries, settings=settings, now=now
+    )
+    return provider, entries
+
+
+def sync_capacity_asks(
+    session: Session,
+    markets: MarketRegistry,
+    *,
+    provider: Provider,
+    entries: list[CapacityEntry],
+    settings: Settings,
+    now: datetime,
+) -> None:
     """Replace the provider's snapshot asks with one ask per published inventory line."""
-    owner = Principal(key_id="capacity-snapshot", owner_id=provider.owner_id,
-                      scopes=frozenset({SELL}))
+    owner = Principal(
+        key_id="capacity-snapshot", owner_id=provider.owner_id, scopes=frozenset({SELL})
+    )
     for previous in repository.snapshot_asks(session, provider.provider_id):
-        market = open_market(session, markets, model=previous.model,
-                             unit_type=previous.unit_type, settings=settings, now=now)
+        market = open_market(
+            session,
+            markets,
+            model=previous.model,
+            unit_type=previous.unit_type,
+            settings=settings,
+            now=now,
+        )
         if previous.status in repository.ACTIVE:
             market.book.cancel(previous.order_id)
             previous.status = "cancelled"
@@ -333,23 +487,47 @@ def sync_capacity_asks(session: Session, markets: MarketRegistry, *, provider: P
             market.bump()
     for entry in entries:
         units = entry.available_units - repository.manual_ask_units(
-            session, provider.provider_id, entry.model, entry.unit_type)
+            session, provider.provider_id, entry.model, entry.unit_type
+        )
         if units <= 0:
             continue
-        place_order(session, markets, principal=owner, settings=settings, now=now,
-                    source=SNAPSHOT_SOURCE, expires_at=entry.expires_at,
-                    body=OrderCreate(side="ask", provider_id=provider.provider_id,
-                                     model=entry.model, unit_type=entry.unit_type,  # type: ignore[arg-type]
-                                     units=units, limit_unit_price=entry.ask_unit_price,
-                                     min_fill_units=min(entry.min_order_units, units),
-                                     metadata={"source": SNAPSHOT_SOURCE}))
-    repository.add_event(session, kind="capacity_published", subject_id=provider.provider_id,
-                         now=now, payload={
-                             "provider_id": provider.provider_id,
-                             "lines": [{"model": e.model, "unit_type": e.unit_type,
-                                        "available_units": e.available_units,
-                                        "ask_unit_price": str(e.ask_unit_price)}
-                                       for e in entries]})
+        place_order(
+            session,
+            markets,
+            principal=owner,
+            settings=settings,
+            now=now,
+            source=SNAPSHOT_SOURCE,
+            expires_at=entry.expires_at,
+            body=OrderCreate(
+                side="ask",
+                provider_id=provider.provider_id,
+                model=entry.model,
+                unit_type=entry.unit_type,
+                units=units,
+                limit_unit_price=entry.ask_unit_price,
+                min_fill_units=min(entry.min_order_units, units),
+                metadata={"source": SNAPSHOT_SOURCE},
+            ),
+        )
+    repository.add_event(
+        session,
+        kind="capacity_published",
+        subject_id=provider.provider_id,
+        now=now,
+        payload={
+            "provider_id": provider.provider_id,
+            "lines": [
+                {
+                    "model": e.model,
+                    "unit_type": e.unit_type,
+                    "available_units": e.available_units,
+                    "ask_unit_price": plain(e.ask_unit_price),
+                }
+                for e in entries
+            ],
+        },
+    )
 
 
 # -- depth ----------------------------------------------------------------------------------
@@ -366,18 +544,39 @@ class DepthView:
     held_units: int
 
 
-def market_depth(session: Session, markets: MarketRegistry, *, model: str, unit_type: str,
-                 levels: int, settings: Settings, now: datetime) -> DepthView:
-    market = open_market(session, markets, model=model, unit_type=unit_type, settings=settings,
-                         now=now)
+def market_depth(
+    session: Session,
+    markets: MarketRegistry,
+    *,
+    model: str,
+    unit_type: str,
+    levels: int,
+    settings: Settings,
+    now: datetime,
+) -> DepthView:
+    market = open_market(
+        session, markets, model=model, unit_type=unit_type, settings=settings, now=now
+    )
     bids = market.book.depth("bid", levels)
     asks = market.book.depth("ask", levels)
     count, held = repository.reservation_summary(session, model, unit_type)
     return DepthView(
-        bids=[{"unit_price": b.unit_price, "available_units": b.available_units,
-               "order_count": b.order_count} for b in bids],
-        asks=[{"unit_price": a.unit_price, "available_units": a.available_units,
-               "order_count": a.order_count} for a in asks],
+        bids=[
+            {
+                "unit_price": b.unit_price,
+                "available_units": b.available_units,
+                "order_count": b.order_count,
+            }
+            for b in bids
+        ],
+        asks=[
+            {
+                "unit_price": a.unit_price,
+                "available_units": a.available_units,
+                "order_count": a.order_count,
+            }
+            for a in asks
+        ],
         best_bid=bids[0].unit_price if bids else None,
         best_ask=asks[0].unit_price if asks else None,
         recent_fills=repository.recent_fills(session, model, unit_type, 20),
@@ -394,49 +593,89 @@ def _fingerprint(body: ReservationCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def create_reservation(session: Session, markets: MarketRegistry, *, principal: Principal,
-                       body: ReservationCreate, settings: Settings,
-                       now: datetime) -> tuple[Reservation, list[ReservationHold], bool]:
+def create_reservation(
+    session: Session,
+    markets: MarketRegistry,
+    *,
+    principal: Principal,
+    body: ReservationCreate,
+    settings: Settings,
+    now: datetime,
+) -> tuple[Reservation, list[ReservationHold], bool]:
     """Hold capacity; the same idempotency key and body return the same reservation."""
     fingerprint = _fingerprint(body)
-    market = open_market(session, markets, model=body.model, unit_type=body.unit_type,
-                         settings=settings, now=now)
+    market = open_market(
+        session, markets, model=body.model, unit_type=body.unit_type, settings=settings, now=now
+    )
     existing = repository.reservation_by_key(session, principal.owner_id, body.idempotency_key)
     if existing is not None:
         if existing.request_fingerprint != fingerprint:
-            raise Conflict("idempotency_key was already used with a different request",
-                           field="idempotency_key", code="idempotency_key_reused",
-                           hint="use a new idempotency_key for a different reservation")
+            raise Conflict(
+                "idempotency_key was already used with a different request",
+                field="idempotency_key",
+                code="idempotency_key_reused",
+                hint="use a new idempotency_key for a different reservation",
+            )
         return existing, repository.holds_of(session, existing.reservation_id), True
-    holds = market.book.hold(body.requested_units, body.max_unit_price,
-                             provider_id=body.provider_id, allow_partial=body.allow_partial)
+    holds = market.book.hold(
+        body.requested_units,
+        body.max_unit_price,
+        provider_id=body.provider_id,
+        allow_partial=body.allow_partial,
+    )
     held = sum(h.units for h in holds)
     if held == 0:
         raise Conflict(
             "no routable capacity at or below max_unit_price"
             + ("" if body.allow_partial else " for the whole request"),
-            code="insufficient_capacity", field="requested_units",
-            hint="raise max_unit_price, allow_partial, or try another provider")
+            code="insufficient_capacity",
+            field="requested_units",
+            hint="raise max_unit_price, allow_partial, or try another provider",
+        )
     reservation = Reservation(
-        reservation_id=new_id("res"), owner_id=principal.owner_id,
-        buyer_id=body.buyer_id or principal.owner_id, model=body.model,
-        unit_type=body.unit_type, provider_id=body.provider_id,
-        requested_units=body.requested_units, held_units=held,
-        max_unit_price=body.max_unit_price, hold_seconds=body.hold_seconds,
-        allow_partial=body.allow_partial, idempotency_key=body.idempotency_key,
-        request_fingerprint=fingerprint, status="active",
-        expires_at=now + timedelta(seconds=body.hold_seconds), created_at=now,
+        reservation_id=new_id("res"),
+        owner_id=principal.owner_id,
+        buyer_id=body.buyer_id or principal.owner_id,
+        model=body.model,
+        unit_type=body.unit_type,
+        provider_id=body.provider_id,
+        requested_units=body.requested_units,
+        held_units=held,
+        max_unit_price=body.max_unit_price,
+        hold_seconds=body.hold_seconds,
+        allow_partial=body.allow_partial,
+        idempotency_key=body.idempotency_key,
+        request_fingerprint=fingerprint,
+        status="active",
+        expires_at=now + timedelta(seconds=body.hold_seconds),
+        created_at=now,
     )
     session.add(reservation)
     session.flush()
-    rows = [ReservationHold(reservation_id=reservation.reservation_id, order_id=h.order_id,
-                            units=h.units, unit_price=h.unit_price, provider_id=h.provider_id)
-            for h in holds]
+    rows = [
+        ReservationHold(
+            reservation_id=reservation.reservation_id,
+            order_id=h.order_id,
+            units=h.units,
+            unit_price=h.unit_price,
+            provider_id=h.provider_id,
+        )
+        for h in holds
+    ]
     session.add_all(rows)
-    repository.add_event(session, kind="reservation_held", subject_id=reservation.reservation_id,
-                         model=body.model, unit_type=body.unit_type, now=now,
-                         payload={"held_units": held, "requested_units": body.requested_units,
-                                  "expires_at": reservation.expires_at.isoformat()})
+    repository.add_event(
+        session,
+        kind="reservation_held",
+        subject_id=reservation.reservation_id,
+        model=body.model,
+        unit_type=body.unit_type,
+        now=now,
+        payload={
+            "held_units": held,
+            "requested_units": body.requested_units,
+            "expires_at": reservation.expires_at.isoformat(),
+        },
+    )
     market.bump()
     session.flush()
     return reservation, rows, False

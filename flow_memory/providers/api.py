@@ -12,6 +12,8 @@ from flow_memory.kit.deps import ClockDep, Principal, SessionDep, SettingsDep, r
 from flow_memory.kit.http import FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import READ, SELL
+from flow_memory.market import service as market_service
+from flow_memory.market.service import MarketsDep
 from flow_memory.providers import service
 from flow_memory.providers.schemas import (
     CapacityResponse,
@@ -26,21 +28,33 @@ from flow_memory.providers.schemas import (
     ProviderHeartbeat,
 )
 
-router = APIRouter(prefix="/inference/providers", tags=["provider runtime"],
-                   responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/inference/providers", tags=["provider runtime"], responses=ERROR_RESPONSES
+)
 
 Seller = Annotated[Principal, Depends(require_scopes(SELL))]
 ProviderId = Annotated[str, Path(max_length=64)]
 
 
-@router.post("/enroll", response_model=ProviderEnrollResponse, name="providerEnroll",
-             summary="Enroll a provider-agent runtime (201 new, 200 re-enrollment)",
-             status_code=201, responses={200: {"model": ProviderEnrollResponse}})
-def enroll_provider(body: ProviderEnroll, session: SessionDep, clock: ClockDep,
-                    settings: SettingsDep, principal: Seller) -> FlowJSONResponse:
+@router.post(
+    "/enroll",
+    response_model=ProviderEnrollResponse,
+    name="providerEnroll",
+    summary="Enroll a provider-agent runtime (201 new, 200 re-enrollment)",
+    status_code=201,
+    responses={200: {"model": ProviderEnrollResponse}},
+)
+def enroll_provider(
+    body: ProviderEnroll,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    principal: Seller,
+) -> FlowJSONResponse:
     now = clock.now()
-    provider, created = service.enroll_provider(session, principal=principal, body=body,
-                                                settings=settings, now=now)
+    provider, created = service.enroll_provider(
+        session, principal=principal, body=body, settings=settings, now=now
+    )
     health = service.provider_health(session, provider, settings=settings, now=now)
     base = f"/inference/providers/{provider.provider_id}"
     return respond(
@@ -64,14 +78,23 @@ def enroll_provider(body: ProviderEnroll, session: SessionDep, clock: ClockDep,
     )
 
 
-@router.post("/{provider_id}/pairing-token", response_model=PairingTokenResponse,
-             status_code=201, name="providerPairingToken",
-             summary="Create a short-lived runtime pairing token (shown once)")
-def create_pairing_token(provider_id: ProviderId, session: SessionDep, clock: ClockDep,
-                         settings: SettingsDep, principal: Seller) -> FlowJSONResponse:
-    token, secret = service.issue_pairing_token(session, principal=principal,
-                                                provider_id=provider_id, settings=settings,
-                                                now=clock.now())
+@router.post(
+    "/{provider_id}/pairing-token",
+    response_model=PairingTokenResponse,
+    status_code=201,
+    name="providerPairingToken",
+    summary="Create a short-lived runtime pairing token (shown once)",
+)
+def create_pairing_token(
+    provider_id: ProviderId,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    principal: Seller,
+) -> FlowJSONResponse:
+    token, secret = service.issue_pairing_token(
+        session, principal=principal, provider_id=provider_id, settings=settings, now=clock.now()
+    )
     return respond(
         {
             "provider_id": token.provider_id,
@@ -86,8 +109,12 @@ def create_pairing_token(provider_id: ProviderId, session: SessionDep, clock: Cl
     )
 
 
-@router.post("/{provider_id}/heartbeat", response_model=HeartbeatResponse,
-             name="providerHeartbeat", summary="Record runtime liveness")
+@router.post(
+    "/{provider_id}/heartbeat",
+    response_model=HeartbeatResponse,
+    name="providerHeartbeat",
+    summary="Record runtime liveness",
+)
 def record_heartbeat(
     provider_id: ProviderId,
     session: SessionDep,
@@ -101,90 +128,136 @@ def record_heartbeat(
 ) -> FlowJSONResponse:
     now = clock.now()
     provider = service.record_heartbeat(
-        session, principal=principal, provider_id=provider_id, body=body or ProviderHeartbeat(),
-        pairing_token=pairing_token, now=now,
+        session,
+        principal=principal,
+        provider_id=provider_id,
+        body=body or ProviderHeartbeat(),
+        pairing_token=pairing_token,
+        now=now,
     )
-    return respond({
-        "provider_id": provider.provider_id,
-        "runtime_status": provider.runtime_status,
-        "reported_status": provider.reported_status,
-        "paired": provider.paired_at is not None,
-        "last_heartbeat_at": provider.last_heartbeat_at,
-        "next_heartbeat_due_by": now + timedelta(seconds=settings.heartbeat_stale_seconds),
-    })
+    return respond(
+        {
+            "provider_id": provider.provider_id,
+            "runtime_status": provider.runtime_status,
+            "reported_status": provider.reported_status,
+            "paired": provider.paired_at is not None,
+            "last_heartbeat_at": provider.last_heartbeat_at,
+            "next_heartbeat_due_by": now + timedelta(seconds=settings.heartbeat_stale_seconds),
+        }
+    )
 
 
-@router.post("/{provider_id}/catalog", response_model=CatalogResponse, name="providerCatalog",
-             summary="Publish the model/API capability catalog")
-def publish_catalog(provider_id: ProviderId, body: ProviderCatalog, session: SessionDep,
-                    clock: ClockDep, principal: Seller) -> FlowJSONResponse:
-    provider, entries = service.publish_catalog(session, principal=principal,
-                                                provider_id=provider_id, body=body,
-                                                now=clock.now())
-    return respond({
-        "provider_id": provider.provider_id,
-        "catalog_version": provider.catalog_version,
-        "models": [
-            {
-                "model": e.model,
-                "compatible_api": e.compatible_api,
-                "unit_types": e.unit_types,
-                "context_window": e.context_window,
-                "tool_calling": e.tool_calling,
-                "reference_unit_prices": {k: Decimal(v) for k, v in
-                                          e.reference_unit_prices.items()},
-            }
-            for e in entries
-        ],
-        "model_count": len(entries),
-    })
+@router.post(
+    "/{provider_id}/catalog",
+    response_model=CatalogResponse,
+    name="providerCatalog",
+    summary="Publish the model/API capability catalog",
+)
+def publish_catalog(
+    provider_id: ProviderId,
+    body: ProviderCatalog,
+    session: SessionDep,
+    clock: ClockDep,
+    principal: Seller,
+) -> FlowJSONResponse:
+    provider, entries = service.publish_catalog(
+        session, principal=principal, provider_id=provider_id, body=body, now=clock.now()
+    )
+    return respond(
+        {
+            "provider_id": provider.provider_id,
+            "catalog_version": provider.catalog_version,
+            "models": [
+                {
+                    "model": e.model,
+                    "compatible_api": e.compatible_api,
+                    "unit_types": e.unit_types,
+                    "context_window": e.context_window,
+                    "tool_calling": e.tool_calling,
+                    "reference_unit_prices": {
+                        k: Decimal(v) for k, v in e.reference_unit_prices.items()
+                    },
+                }
+                for e in entries
+            ],
+            "model_count": len(entries),
+        }
+    )
 
 
-@router.post("/{provider_id}/capacity", response_model=CapacityResponse,
-             name="providerCapacity", summary="Publish available units and ask prices")
-def publish_capacity(provider_id: ProviderId, body: ProviderCapacity, session: SessionDep,
-                     clock: ClockDep, principal: Seller) -> FlowJSONResponse:
-    provider, entries = service.publish_capacity(session, principal=principal,
-                                                 provider_id=provider_id, body=body,
-                                                 now=clock.now())
-    return respond({
-        "provider_id": provider.provider_id,
-        "capacity_version": provider.capacity_version,
-        "inventory": [
-            {
-                "model": e.model,
-                "unit_type": e.unit_type,
-                "available_units": e.available_units,
-                "ask_unit_price": e.ask_unit_price,
-                "min_order_units": e.min_order_units,
-                "quality_score": e.quality_score,
-                "reliability_score": e.reliability_score,
-                "expires_at": e.expires_at,
-            }
-            for e in entries
-        ],
-        "total_available_units": sum(e.available_units for e in entries),
-    })
+@router.post(
+    "/{provider_id}/capacity",
+    response_model=CapacityResponse,
+    name="providerCapacity",
+    summary="Publish available units and ask prices",
+)
+def publish_capacity(
+    provider_id: ProviderId,
+    body: ProviderCapacity,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    markets: MarketsDep,
+    principal: Seller,
+) -> FlowJSONResponse:
+    provider, entries = market_service.publish_capacity(
+        session,
+        markets,
+        principal=principal,
+        provider_id=provider_id,
+        body=body,
+        settings=settings,
+        now=clock.now(),
+    )
+    return respond(
+        {
+            "provider_id": provider.provider_id,
+            "capacity_version": provider.capacity_version,
+            "inventory": [
+                {
+                    "model": e.model,
+                    "unit_type": e.unit_type,
+                    "available_units": e.available_units,
+                    "ask_unit_price": e.ask_unit_price,
+                    "min_order_units": e.min_order_units,
+                    "quality_score": e.quality_score,
+                    "reliability_score": e.reliability_score,
+                    "expires_at": e.expires_at,
+                }
+                for e in entries
+            ],
+            "total_available_units": sum(e.available_units for e in entries),
+        }
+    )
 
 
-@router.get("/{provider_id}/health", response_model=HealthResponse, name="providerHealth",
-            summary="Passive health and route-gating state")
-def provider_health(provider_id: ProviderId, session: SessionDep, clock: ClockDep,
-                    settings: SettingsDep,
-                    principal: Annotated[Principal, Depends(require_scopes(READ))]
-                    ) -> FlowJSONResponse:
+@router.get(
+    "/{provider_id}/health",
+    response_model=HealthResponse,
+    name="providerHealth",
+    summary="Passive health and route-gating state",
+)
+def provider_health(
+    provider_id: ProviderId,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    principal: Annotated[Principal, Depends(require_scopes(READ))],
+) -> FlowJSONResponse:
     now = clock.now()
     provider = service.get_owned(session, principal=principal, provider_id=provider_id)
     health = service.provider_health(session, provider, settings=settings, now=now)
-    return respond({
-        "provider_id": provider.provider_id,
-        "status": health.status,
-        "credential_ref_status": health.credential_ref_status,
-        "last_heartbeat_at": provider.last_heartbeat_at,
-        "heartbeat_status": health.heartbeat_status,
-        "catalog_status": health.catalog_status,
-        "capacity_status": health.capacity_status,
-        "route_gate": health.route_gate,
-        "reasons": list(health.reasons),
-        "checked_at": now,
-    })
+    return respond(
+        {
+            "provider_id": provider.provider_id,
+            "status": health.status,
+            "credential_ref_status": health.credential_ref_status,
+            "last_heartbeat_at": provider.last_heartbeat_at,
+            "heartbeat_status": health.heartbeat_status,
+            "catalog_status": health.catalog_status,
+            "capacity_status": health.capacity_status,
+            "route_gate": health.route_gate,
+            "reasons": list(health.reasons),
+            "checked_at": now,
+        }
+    )

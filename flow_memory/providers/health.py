@@ -80,8 +80,11 @@ def derive_health(facts: RuntimeFacts, now: datetime, limits: HealthThresholds) 
         gate = "blocked"
     elif not facts.paired or "missing" in (heartbeat, catalog, capacity):
         gate = "pending"
-    elif credential == "rotated" or heartbeat != "current" or catalog != "current" or (
-        capacity != "current"
+    elif (
+        credential == "rotated"
+        or heartbeat != "current"
+        or catalog != "current"
+        or (capacity != "current")
     ):
         gate = "stale"
     else:

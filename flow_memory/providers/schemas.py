@@ -6,7 +6,14 @@ from typing import Annotated, Any, Literal
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, Field, UrlConstraints
 
 from flow_memory.kit.money import Amount, UnitPrice
-from flow_memory.kit.schemas import Identifier, ProviderApi, Metadata, Name, RequestModel, SafetyFields
+from flow_memory.kit.schemas import (
+    Identifier,
+    Metadata,
+    Name,
+    ProviderApi,
+    RequestModel,
+    SafetyFields,
+)
 
 UnitType = Literal["token", "request", "second", "image"]
 CompatibleApi = Literal["chat_responses", "chat_completions", "responses", "messages", "embeddings"]
@@ -24,8 +31,9 @@ class ProviderEnroll(RequestModel):
     base_url: BaseUrl
     credential_ref_id: Identifier
     credential_ref: Annotated[str, Field(max_length=256)] | None = None
-    supported_units: list[UnitType] = Field(default_factory=lambda: list[UnitType](["token"]),
-                                            min_length=1, max_length=4)
+    supported_units: list[UnitType] = Field(
+        default_factory=lambda: list[UnitType](["token"]), min_length=1, max_length=4
+    )
     contact: Metadata = Field(default_factory=dict)
 
 

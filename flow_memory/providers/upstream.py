@@ -8,12 +8,20 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 _METADATA_HOSTS = frozenset(
-    {"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
-     "instance-data.ec2.internal", "metadata.azure.internal"}
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.azure.internal",
+    }
 )
 _METADATA_ADDRESSES = frozenset(
-    {ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254",
-                                       "100.100.100.200")}
+    {
+        ipaddress.ip_address(a)
+        for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200")
+    }
 )
 
 
@@ -96,8 +104,9 @@ def _legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(value)
 
 
-def check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
-                  policy: UpstreamPolicy) -> None:
+def check_address(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: UpstreamPolicy
+) -> None:
     """Apply the address rules to one resolved address."""
     if isinstance(address, ipaddress.IPv6Address):
         # An IPv6 form that carries an IPv4 address (mapped, 6to4, NAT64) is judged by it.
@@ -123,5 +132,8 @@ def check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
         raise UpstreamRefused("unroutable_address", "base_url points at an unusable address")
     # Private ranges include the other non-public ones (shared 100.64/10, benchmarking, …).
     if (address.is_private or not address.is_global) and not policy.allow_private:
-        raise UpstreamRefused("private_address", "private-range upstreams are disabled by the "
-                              "operator (FLOW_MEMORY_ALLOW_PRIVATE_UPSTREAMS)")
+        raise UpstreamRefused(
+            "private_address",
+            "private-range upstreams are disabled by the "
+            "operator (FLOW_MEMORY_ALLOW_PRIVATE_UPSTREAMS)",
+        )

@@ -63,8 +63,7 @@ def ok(response: Response, status: int = 200) -> dict[str, Any]:
     return body
 
 
-def error(response: Response, status: int, code: str, field: str | None = None
-          ) -> dict[str, Any]:
+def error(response: Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
     assert body["ok"] is False
@@ -107,8 +106,9 @@ class TestCreate:
     def test_the_seed_request_returns_an_active_redacted_record(
         self, client: TestClient, seller: dict[str, str]
     ) -> None:
-        response = client.post(ROUTE, json=SEED_CREATE,
-                               headers={**seller, "x-flow-memory-scopes": "inference:sell"})
+        response = client.post(
+            ROUTE, json=SEED_CREATE, headers={**seller, "x-flow-memory-scopes": "inference:sell"}
+        )
         ref = ok(response, 201)["credential_ref"]
         assert ref["credential_ref_id"].startswith("credref_")
         assert ref["credential_ref"] == "secret://inference/provider-alpha"
@@ -142,23 +142,26 @@ class TestCreate:
     def test_a_seller_cannot_create_for_another_owner(
         self, client: TestClient, seller: dict[str, str], admin: dict[str, str]
     ) -> None:
-        response = client.post(ROUTE, json=credential_ref_body(owner_id="seller-beta"),
-                               headers=seller)
+        response = client.post(
+            ROUTE, json=credential_ref_body(owner_id="seller-beta"), headers=seller
+        )
         error(response, 403, "owner_mismatch", "owner_id")
         assert listed(client, admin) == []
 
     def test_an_admin_may_create_for_another_owner(
         self, client: TestClient, admin: dict[str, str]
     ) -> None:
-        ref = ok(client.post(ROUTE, json=credential_ref_body(owner_id=SELLER), headers=admin),
-                 201)["credential_ref"]
+        ref = ok(client.post(ROUTE, json=credential_ref_body(owner_id=SELLER), headers=admin), 201)[
+            "credential_ref"
+        ]
         assert ref["owner_id"] == SELLER
 
     def test_a_raw_secret_is_refused_unechoed_and_unstored(
         self, client: TestClient, seller: dict[str, str], admin: dict[str, str]
     ) -> None:
-        response = client.post(ROUTE, json=credential_ref_body(credential_ref=RAW_KEY),
-                               headers=seller)
+        response = client.post(
+            ROUTE, json=credential_ref_body(credential_ref=RAW_KEY), headers=seller
+        )
         error(response, 422, "forbidden_material", "credential_ref")
         assert RAW_KEY not in response.text
         assert listed(client, admin) == []
@@ -166,35 +169,40 @@ class TestCreate:
     def test_a_secret_value_field_is_refused(
         self, client: TestClient, seller: dict[str, str]
     ) -> None:
-        response = client.post(ROUTE, json={**SEED_CREATE, "secret_value": "hunter2hunter2"},
-                               headers=seller)
+        response = client.post(
+            ROUTE, json={**SEED_CREATE, "secret_value": "hunter2hunter2"}, headers=seller
+        )
         error(response, 422, "forbidden_material", "secret_value")
         assert "hunter2hunter2" not in response.text
 
-    @pytest.mark.parametrize("pointer", ["inference/provider-alpha", "https://vault/x",
-                                         "secret://", "secret:// spaced"])
+    @pytest.mark.parametrize(
+        "pointer", ["inference/provider-alpha", "https://vault/x", "secret://", "secret:// spaced"]
+    )
     def test_a_value_that_is_not_a_secret_pointer_is_invalid(
         self, client: TestClient, seller: dict[str, str], pointer: str
     ) -> None:
-        response = client.post(ROUTE, json=credential_ref_body(credential_ref=pointer),
-                               headers=seller)
+        response = client.post(
+            ROUTE, json=credential_ref_body(credential_ref=pointer), headers=seller
+        )
         error(response, 422, "invalid_request", "credential_ref")
 
     def test_a_missing_field_is_named(self, client: TestClient, seller: dict[str, str]) -> None:
         body = credential_ref_body()
         del body["display_name"]
-        error(client.post(ROUTE, json=body, headers=seller), 422, "missing_field",
-              "display_name")
+        error(client.post(ROUTE, json=body, headers=seller), 422, "missing_field", "display_name")
 
-    def test_an_unknown_field_is_refused(
-        self, client: TestClient, seller: dict[str, str]
-    ) -> None:
-        error(client.post(ROUTE, json={**SEED_CREATE, "colour": "blue"}, headers=seller),
-              422, "unknown_field", "colour")
+    def test_an_unknown_field_is_refused(self, client: TestClient, seller: dict[str, str]) -> None:
+        error(
+            client.post(ROUTE, json={**SEED_CREATE, "colour": "blue"}, headers=seller),
+            422,
+            "unknown_field",
+            "colour",
+        )
 
     def test_invalid_json_is_refused(self, client: TestClient, seller: dict[str, str]) -> None:
-        response = client.post(ROUTE, content=b"{not json",
-                               headers={**seller, "content-type": "application/json"})
+        response = client.post(
+            ROUTE, content=b"{not json", headers={**seller, "content-type": "application/json"}
+        )
         error(response, 422, "invalid_json")
 
 
@@ -206,9 +214,11 @@ class TestList:
         other = seller_headers(app_, "seller-beta")
         theirs = create_credential_ref(client, other, credential_ref="secret://inference/beta")
         assert [r["credential_ref_id"] for r in listed(client, seller)] == [
-            mine["credential_ref_id"]]
+            mine["credential_ref_id"]
+        ]
         assert [r["credential_ref_id"] for r in listed(client, other)] == [
-            theirs["credential_ref_id"]]
+            theirs["credential_ref_id"]
+        ]
 
     def test_admins_see_every_reference(
         self, client: TestClient, app_: FastAPI, seller: dict[str, str], admin: dict[str, str]
@@ -231,45 +241,63 @@ class TestList:
     ) -> None:
         keep = create_credential_ref(client, seller)
         gone = create_credential_ref(client, seller, credential_ref="secret://inference/old")
-        ok(client.post(f"{ROUTE}/{gone['credential_ref_id']}/revoke", json=SEED_REVOKE,
-                       headers=admin))
+        ok(
+            client.post(
+                f"{ROUTE}/{gone['credential_ref_id']}/revoke", json=SEED_REVOKE, headers=admin
+            )
+        )
         assert [r["credential_ref_id"] for r in listed(client, seller, status="active")] == [
-            keep["credential_ref_id"]]
+            keep["credential_ref_id"]
+        ]
         revoked = listed(client, seller, status="revoked")
         assert [r["credential_ref_id"] for r in revoked] == [gone["credential_ref_id"]]
         assert revoked[0]["status"] == "revoked"
         assert len(listed(client, seller)) == 2
 
-    def test_an_unknown_status_is_invalid(
-        self, client: TestClient, seller: dict[str, str]
-    ) -> None:
-        error(client.get(ROUTE, params={"status": "rotated"}, headers=seller), 422,
-              "invalid_request", "query.status")
+    def test_an_unknown_status_is_invalid(self, client: TestClient, seller: dict[str, str]) -> None:
+        error(
+            client.get(ROUTE, params={"status": "rotated"}, headers=seller),
+            422,
+            "invalid_request",
+            "query.status",
+        )
 
     def test_limit_and_offset_page_through_records(
         self, client: TestClient, seller: dict[str, str]
     ) -> None:
-        made = [create_credential_ref(client, seller, credential_ref=f"secret://inference/p{i}")
-                for i in range(3)]
+        made = [
+            create_credential_ref(client, seller, credential_ref=f"secret://inference/p{i}")
+            for i in range(3)
+        ]
         everything = [r["credential_ref_id"] for r in listed(client, seller)]
         assert sorted(everything) == sorted(m["credential_ref_id"] for m in made)
         first = listed(client, seller, limit=2)
         rest = listed(client, seller, limit=2, offset=2)
         assert [r["credential_ref_id"] for r in first + rest] == everything
-        error(client.get(ROUTE, params={"limit": 0}, headers=seller), 422, "invalid_request",
-              "query.limit")
+        error(
+            client.get(ROUTE, params={"limit": 0}, headers=seller),
+            422,
+            "invalid_request",
+            "query.limit",
+        )
 
 
 class TestRotate:
     def test_rotation_records_the_new_pointer_reason_and_ticket(
-        self, client: TestClient, seller: dict[str, str], admin: dict[str, str],
+        self,
+        client: TestClient,
+        seller: dict[str, str],
+        admin: dict[str, str],
         clock: FrozenClock,
     ) -> None:
         ref = create_credential_ref(client, seller)
         provider = enroll_provider(client, seller, ref["credential_ref_id"])
         clock.advance(60)
-        body = ok(client.patch(f"{ROUTE}/{ref['credential_ref_id']}/rotate", json=SEED_ROTATE,
-                               headers=admin))
+        body = ok(
+            client.patch(
+                f"{ROUTE}/{ref['credential_ref_id']}/rotate", json=SEED_ROTATE, headers=admin
+            )
+        )
         rotation = body["rotation"]
         assert rotation["rotation_id"]
         assert rotation["credential_ref_id"] == ref["credential_ref_id"]
@@ -294,15 +322,21 @@ class TestRotate:
         provider = eligible_provider(client, seller)
         provider_id = provider["provider_id"]
         assert health(client, seller, provider_id)["route_gate"] == "eligible"
-        ok(client.patch(f"{ROUTE}/{provider['credential_ref_id']}/rotate", json=SEED_ROTATE,
-                        headers=admin))
+        ok(
+            client.patch(
+                f"{ROUTE}/{provider['credential_ref_id']}/rotate", json=SEED_ROTATE, headers=admin
+            )
+        )
         stale = health(client, seller, provider_id)
         assert stale["credential_ref_status"] == "rotated"
         assert stale["route_gate"] == "stale"
         assert "credential_ref_rotated" in stale["reasons"]
 
-        again = client.post("/inference/providers/enroll",
-                            json=enroll_body(provider["credential_ref_id"]), headers=seller)
+        again = client.post(
+            "/inference/providers/enroll",
+            json=enroll_body(provider["credential_ref_id"]),
+            headers=seller,
+        )
         body = ok(again, 200)
         assert body["enrollment"] == "updated"
         assert body["provider"]["provider_id"] == provider_id
@@ -329,8 +363,9 @@ class TestRotate:
     ) -> None:
         ref = create_credential_ref(client, seller)
         body = {k: v for k, v in SEED_ROTATE.items() if k != "operator_ticket"}
-        rotation = ok(client.patch(f"{ROUTE}/{ref['credential_ref_id']}/rotate", json=body,
-                                   headers=admin))["rotation"]
+        rotation = ok(
+            client.patch(f"{ROUTE}/{ref['credential_ref_id']}/rotate", json=body, headers=admin)
+        )["rotation"]
         assert rotation["operator_ticket"] is None
 
     def test_rotating_to_the_same_pointer_is_a_conflict(
@@ -338,33 +373,50 @@ class TestRotate:
     ) -> None:
         ref = create_credential_ref(client, seller)
         body = {**SEED_ROTATE, "new_credential_ref": ref["credential_ref"]}
-        error(client.patch(f"{ROUTE}/{ref['credential_ref_id']}/rotate", json=body,
-                           headers=admin), 409, "credential_ref_unchanged", "new_credential_ref")
+        error(
+            client.patch(f"{ROUTE}/{ref['credential_ref_id']}/rotate", json=body, headers=admin),
+            409,
+            "credential_ref_unchanged",
+            "new_credential_ref",
+        )
 
     def test_a_revoked_reference_cannot_be_rotated(
         self, client: TestClient, seller: dict[str, str], admin: dict[str, str]
     ) -> None:
         ref = create_credential_ref(client, seller)
-        ok(client.post(f"{ROUTE}/{ref['credential_ref_id']}/revoke", json=SEED_REVOKE,
-                       headers=admin))
-        error(client.patch(f"{ROUTE}/{ref['credential_ref_id']}/rotate", json=SEED_ROTATE,
-                           headers=admin), 409, "credential_ref_revoked")
+        ok(
+            client.post(
+                f"{ROUTE}/{ref['credential_ref_id']}/revoke", json=SEED_REVOKE, headers=admin
+            )
+        )
+        error(
+            client.patch(
+                f"{ROUTE}/{ref['credential_ref_id']}/rotate", json=SEED_ROTATE, headers=admin
+            ),
+            409,
+            "credential_ref_revoked",
+        )
         (stored,) = listed(client, admin)
         assert stored["credential_ref"] == ref["credential_ref"]
 
     def test_an_unknown_reference_is_not_found(
         self, client: TestClient, admin: dict[str, str]
     ) -> None:
-        error(client.patch(f"{ROUTE}/credref_missing/rotate", json=SEED_ROTATE, headers=admin),
-              404, "not_found", "credential_ref_id")
+        error(
+            client.patch(f"{ROUTE}/credref_missing/rotate", json=SEED_ROTATE, headers=admin),
+            404,
+            "not_found",
+            "credential_ref_id",
+        )
 
     def test_a_new_secret_value_is_refused(
         self, client: TestClient, seller: dict[str, str], admin: dict[str, str]
     ) -> None:
         ref = create_credential_ref(client, seller)
         body = {**SEED_ROTATE, "new_credential_ref": RAW_KEY}
-        response = client.patch(f"{ROUTE}/{ref['credential_ref_id']}/rotate", json=body,
-                                headers=admin)
+        response = client.patch(
+            f"{ROUTE}/{ref['credential_ref_id']}/rotate", json=body, headers=admin
+        )
         error(response, 422, "forbidden_material", "new_credential_ref")
         assert RAW_KEY not in response.text
 
@@ -374,19 +426,29 @@ class TestRotate:
     ) -> None:
         ref = create_credential_ref(client, seller)
         body = {k: v for k, v in SEED_ROTATE.items() if k != missing}
-        error(client.patch(f"{ROUTE}/{ref['credential_ref_id']}/rotate", json=body,
-                           headers=admin), 422, "missing_field", missing)
+        error(
+            client.patch(f"{ROUTE}/{ref['credential_ref_id']}/rotate", json=body, headers=admin),
+            422,
+            "missing_field",
+            missing,
+        )
 
 
 class TestRevoke:
     def test_revoking_with_disabled_routes_blocks_providers(
-        self, client: TestClient, seller: dict[str, str], admin: dict[str, str],
+        self,
+        client: TestClient,
+        seller: dict[str, str],
+        admin: dict[str, str],
         clock: FrozenClock,
     ) -> None:
         provider = eligible_provider(client, seller)
         clock.advance(30)
-        body = ok(client.post(f"{ROUTE}/{provider['credential_ref_id']}/revoke",
-                              json=SEED_REVOKE, headers=admin))
+        body = ok(
+            client.post(
+                f"{ROUTE}/{provider['credential_ref_id']}/revoke", json=SEED_REVOKE, headers=admin
+            )
+        )
         record = body["credential_ref"]
         assert record["status"] == "revoked"
         assert record["revoked_at"] == "2026-06-17T00:00:30Z"
@@ -404,8 +466,13 @@ class TestRevoke:
         self, client: TestClient, seller: dict[str, str], admin: dict[str, str]
     ) -> None:
         provider = eligible_provider(client, seller)
-        body = ok(client.post(f"{ROUTE}/{provider['credential_ref_id']}/revoke",
-                              json={"revoke_reason": "suspected leak"}, headers=admin))
+        body = ok(
+            client.post(
+                f"{ROUTE}/{provider['credential_ref_id']}/revoke",
+                json={"revoke_reason": "suspected leak"},
+                headers=admin,
+            )
+        )
         assert body["credential_ref"]["provider_routes_disabled"] is False
         assert body["gated_provider_ids"] == [provider["provider_id"]]
         state = health(client, seller, provider["provider_id"])
@@ -418,28 +485,45 @@ class TestRevoke:
         ref = create_credential_ref(client, seller)
         route = f"{ROUTE}/{ref['credential_ref_id']}/revoke"
         ok(client.post(route, json=SEED_REVOKE, headers=admin))
-        error(client.post(route, json=SEED_REVOKE, headers=admin), 409,
-              "credential_ref_revoked")
+        error(client.post(route, json=SEED_REVOKE, headers=admin), 409, "credential_ref_revoked")
 
     def test_enrolling_with_a_revoked_reference_is_a_conflict(
         self, client: TestClient, seller: dict[str, str], admin: dict[str, str]
     ) -> None:
         ref = create_credential_ref(client, seller)
-        ok(client.post(f"{ROUTE}/{ref['credential_ref_id']}/revoke", json=SEED_REVOKE,
-                       headers=admin))
-        error(client.post("/inference/providers/enroll",
-                          json=enroll_body(ref["credential_ref_id"]), headers=seller),
-              409, "credential_ref_revoked", "credential_ref_id")
+        ok(
+            client.post(
+                f"{ROUTE}/{ref['credential_ref_id']}/revoke", json=SEED_REVOKE, headers=admin
+            )
+        )
+        error(
+            client.post(
+                "/inference/providers/enroll",
+                json=enroll_body(ref["credential_ref_id"]),
+                headers=seller,
+            ),
+            409,
+            "credential_ref_revoked",
+            "credential_ref_id",
+        )
 
     def test_re_enrolling_with_a_new_reference_lifts_the_gate(
         self, client: TestClient, seller: dict[str, str], admin: dict[str, str]
     ) -> None:
         provider = eligible_provider(client, seller)
-        ok(client.post(f"{ROUTE}/{provider['credential_ref_id']}/revoke", json=SEED_REVOKE,
-                       headers=admin))
+        ok(
+            client.post(
+                f"{ROUTE}/{provider['credential_ref_id']}/revoke", json=SEED_REVOKE, headers=admin
+            )
+        )
         fresh = create_credential_ref(client, seller, credential_ref="secret://inference/new")
-        body = ok(client.post("/inference/providers/enroll",
-                              json=enroll_body(fresh["credential_ref_id"]), headers=seller))
+        body = ok(
+            client.post(
+                "/inference/providers/enroll",
+                json=enroll_body(fresh["credential_ref_id"]),
+                headers=seller,
+            )
+        )
         assert body["enrollment"] == "updated"
         assert body["provider"]["provider_id"] == provider["provider_id"]
         state = health(client, seller, provider["provider_id"])
@@ -449,16 +533,27 @@ class TestRevoke:
     def test_an_unknown_reference_is_not_found(
         self, client: TestClient, admin: dict[str, str]
     ) -> None:
-        error(client.post(f"{ROUTE}/credref_missing/revoke", json=SEED_REVOKE, headers=admin),
-              404, "not_found", "credential_ref_id")
+        error(
+            client.post(f"{ROUTE}/credref_missing/revoke", json=SEED_REVOKE, headers=admin),
+            404,
+            "not_found",
+            "credential_ref_id",
+        )
 
     def test_a_reason_is_required(
         self, client: TestClient, seller: dict[str, str], admin: dict[str, str]
     ) -> None:
         ref = create_credential_ref(client, seller)
-        error(client.post(f"{ROUTE}/{ref['credential_ref_id']}/revoke",
-                          json={"disable_provider_routes": True}, headers=admin),
-              422, "missing_field", "revoke_reason")
+        error(
+            client.post(
+                f"{ROUTE}/{ref['credential_ref_id']}/revoke",
+                json={"disable_provider_routes": True},
+                headers=admin,
+            ),
+            422,
+            "missing_field",
+            "revoke_reason",
+        )
         (stored,) = listed(client, seller)
         assert stored["status"] == "active"
 
@@ -473,8 +568,12 @@ def _calls(ref_id: str) -> list[tuple[str, str, dict[str, Any] | None]]:
 
 
 CALL_NAMES = ["create", "list", "rotate", "revoke"]
-NEEDED = {"create": "inference:sell", "list": "inference:read", "rotate": "inference:admin",
-          "revoke": "inference:admin"}
+NEEDED = {
+    "create": "inference:sell",
+    "list": "inference:read",
+    "rotate": "inference:admin",
+    "revoke": "inference:admin",
+}
 
 
 class TestScopes:
@@ -482,20 +581,21 @@ class TestScopes:
     def ref_id(self, client: TestClient, seller: dict[str, str]) -> str:
         return str(create_credential_ref(client, seller)["credential_ref_id"])
 
-    def _call(self, client: TestClient, name: str, ref_id: str,
-              headers: dict[str, str]) -> Response:
+    def _call(
+        self, client: TestClient, name: str, ref_id: str, headers: dict[str, str]
+    ) -> Response:
         method, url, body = _calls(ref_id)[CALL_NAMES.index(name)]
         response: Response = client.request(method, url, json=body, headers=headers)
         return response
 
     @pytest.mark.parametrize("name", CALL_NAMES)
-    def test_no_key_is_unauthenticated(self, client: TestClient, ref_id: str,
-                                       name: str) -> None:
+    def test_no_key_is_unauthenticated(self, client: TestClient, ref_id: str, name: str) -> None:
         error(self._call(client, name, ref_id, {}), 401, "unauthenticated")
 
     @pytest.mark.parametrize("name", CALL_NAMES)
-    def test_an_unknown_key_is_unauthenticated(self, client: TestClient, ref_id: str,
-                                               name: str) -> None:
+    def test_an_unknown_key_is_unauthenticated(
+        self, client: TestClient, ref_id: str, name: str
+    ) -> None:
         headers = {"authorization": "Bearer fm_" + "x" * 43}
         error(self._call(client, name, ref_id, headers), 401, "unauthenticated")
 
@@ -521,14 +621,16 @@ class TestScopes:
     def test_narrowing_away_the_needed_scope_is_forbidden(
         self, client: TestClient, app_: FastAPI, ref_id: str, name: str
     ) -> None:
-        everything = key_headers(app_, SELLER, "inference:sell", "inference:read",
-                                 "inference:admin")
+        everything = key_headers(
+            app_, SELLER, "inference:sell", "inference:read", "inference:admin"
+        )
         headers = {**everything, "x-flow-memory-scopes": "inference:buy"}
         detail = error(self._call(client, name, ref_id, headers), 403, "missing_scope")
         assert NEEDED[name] in detail["message"]
 
-    def test_narrowing_cannot_widen(self, client: TestClient, seller: dict[str, str],
-                                    ref_id: str) -> None:
+    def test_narrowing_cannot_widen(
+        self, client: TestClient, seller: dict[str, str], ref_id: str
+    ) -> None:
         headers = {**seller, "x-flow-memory-scopes": "inference:admin"}
         detail = error(self._call(client, "rotate", ref_id, headers), 403, "missing_scope")
         assert "inference:admin" in detail["message"]
@@ -543,8 +645,9 @@ class TestScopes:
         self, client: TestClient, seller: dict[str, str]
     ) -> None:
         headers = {**seller, "x-flow-memory-scopes": "inference:everything"}
-        error(client.get(ROUTE, headers=headers), 422, "invalid_scopes_header",
-              "x-flow-memory-scopes")
+        error(
+            client.get(ROUTE, headers=headers), 422, "invalid_scopes_header", "x-flow-memory-scopes"
+        )
 
     def test_admin_satisfies_the_sell_and_read_scopes(
         self, client: TestClient, admin: dict[str, str], ref_id: str
@@ -564,5 +667,9 @@ class TestScopes:
     ) -> None:
         other = key_headers(app_, "seller-beta", "inference:read", "inference:sell")
         assert listed(client, other) == []
-        error(client.post("/inference/providers/enroll", json=enroll_body(ref_id),
-                          headers=other), 404, "not_found", "credential_ref_id")
+        error(
+            client.post("/inference/providers/enroll", json=enroll_body(ref_id), headers=other),
+            404,
+            "not_found",
+            "credential_ref_id",
+        )

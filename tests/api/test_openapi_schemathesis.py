@@ -278,8 +278,6 @@ class TestPublishedDocument:
         assert "/openapi.json" in docs.text
 
 
-
-
 class TestInputsTheFuzzerFound:
     """Schema-valid inputs that once ended in a 500 (mostly on PostgreSQL) or a false refusal."""
 

@@ -54,8 +54,7 @@ def ok(response: Response, status: int = 200) -> dict[str, Any]:
     return body
 
 
-def error(response: Response, status: int, code: str, field: str | None = None
-          ) -> dict[str, Any]:
+def error(response: Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
     assert body["ok"] is False
@@ -119,11 +118,17 @@ def new_token(client: TestClient, headers: Headers, provider_id: str) -> str:
     return str(body["pairing_token"])
 
 
-def beat(client: TestClient, headers: Headers, provider_id: str, token: str | None = None,
-         body: dict[str, Any] | None = None) -> Response:
+def beat(
+    client: TestClient,
+    headers: Headers,
+    provider_id: str,
+    token: str | None = None,
+    body: dict[str, Any] | None = None,
+) -> Response:
     extra = {PAIRING_HEADER: token} if token is not None else {}
-    response: Response = client.post(f"{PROVIDERS}/{provider_id}/heartbeat", json=body,
-                                  headers={**headers, **extra})
+    response: Response = client.post(
+        f"{PROVIDERS}/{provider_id}/heartbeat", json=body, headers={**headers, **extra}
+    )
     return response
 
 
@@ -184,9 +189,11 @@ class TestEnroll:
         self, client: TestClient, seller: Headers, ref_id: str
     ) -> None:
         first = enroll_provider(client, seller, ref_id)
-        second = client.post(f"{PROVIDERS}/enroll",
-                             json=enroll_body(ref_id, provider_name="Provider Beta"),
-                             headers=seller)
+        second = client.post(
+            f"{PROVIDERS}/enroll",
+            json=enroll_body(ref_id, provider_name="Provider Beta"),
+            headers=seller,
+        )
         assert ok(second, 201)["provider"]["provider_id"] != first["provider_id"]
 
     def test_the_same_name_under_another_owner_is_a_different_provider(
@@ -201,99 +208,159 @@ class TestEnroll:
     def test_an_admin_may_enroll_for_an_owner(
         self, client: TestClient, admin: Headers, ref_id: str
     ) -> None:
-        body = ok(client.post(f"{PROVIDERS}/enroll", json=enroll_body(ref_id, owner_id=SELLER),
-                              headers=admin), 201)
+        body = ok(
+            client.post(
+                f"{PROVIDERS}/enroll", json=enroll_body(ref_id, owner_id=SELLER), headers=admin
+            ),
+            201,
+        )
         assert body["provider"]["owner_id"] == SELLER
 
     def test_a_seller_cannot_enroll_for_another_owner(
         self, client: TestClient, seller: Headers, ref_id: str
     ) -> None:
-        error(client.post(f"{PROVIDERS}/enroll", json=enroll_body(ref_id, owner_id="x-beta"),
-                          headers=seller), 403, "owner_mismatch", "owner_id")
+        error(
+            client.post(
+                f"{PROVIDERS}/enroll", json=enroll_body(ref_id, owner_id="x-beta"), headers=seller
+            ),
+            403,
+            "owner_mismatch",
+            "owner_id",
+        )
 
     def test_a_stale_credential_pointer_is_refused(
         self, client: TestClient, seller: Headers, ref_id: str
     ) -> None:
         body = enroll_body(ref_id, credential_ref="secret://inference/something-else")
-        error(client.post(f"{PROVIDERS}/enroll", json=body, headers=seller), 422,
-              "credential_ref_mismatch", "credential_ref")
+        error(
+            client.post(f"{PROVIDERS}/enroll", json=body, headers=seller),
+            422,
+            "credential_ref_mismatch",
+            "credential_ref",
+        )
 
     def test_an_unknown_credential_reference_is_not_found(
         self, client: TestClient, seller: Headers
     ) -> None:
-        error(client.post(f"{PROVIDERS}/enroll", json=enroll_body("credref_missing"),
-                          headers=seller), 404, "not_found", "credential_ref_id")
+        error(
+            client.post(f"{PROVIDERS}/enroll", json=enroll_body("credref_missing"), headers=seller),
+            404,
+            "not_found",
+            "credential_ref_id",
+        )
 
-    @pytest.mark.parametrize("base_url", [
-        "http://169.254.169.254/latest",
-        "http://metadata.google.internal/computeMetadata/v1",
-        "http://10.0.0.5:8000/v1",
-        "http://user:pw@provider-alpha.example/v1",
-        "http://[fe80::1]/v1",
-        "http://0.0.0.0:8000/v1",
-    ])
+    @pytest.mark.parametrize(
+        "base_url",
+        [
+            "http://169.254.169.254/latest",
+            "http://metadata.google.internal/computeMetadata/v1",
+            "http://10.0.0.5:8000/v1",
+            "http://user:pw@provider-alpha.example/v1",
+            "http://[fe80::1]/v1",
+            "http://0.0.0.0:8000/v1",
+        ],
+    )
     def test_refused_upstream_addresses(
         self, client: TestClient, seller: Headers, ref_id: str, base_url: str
     ) -> None:
-        response = client.post(f"{PROVIDERS}/enroll", json=enroll_body(ref_id, base_url=base_url),
-                               headers=seller)
+        response = client.post(
+            f"{PROVIDERS}/enroll", json=enroll_body(ref_id, base_url=base_url), headers=seller
+        )
         detail = error(response, 422, "upstream_address_refused", "base_url")
         assert "pw@" not in response.text
         assert detail["hint"].startswith("reason: ")
         # Nothing was stored: the first good enrollment of that name is a creation.
         ok(client.post(f"{PROVIDERS}/enroll", json=enroll_body(ref_id), headers=seller), 201)
 
-    @pytest.mark.parametrize("base_url", ["http://127.0.0.1:11434/v1", "http://localhost:8000/v1",
-                                          "http://[::1]:8000/v1"])
+    @pytest.mark.parametrize(
+        "base_url",
+        ["http://127.0.0.1:11434/v1", "http://localhost:8000/v1", "http://[::1]:8000/v1"],
+    )
     def test_loopback_is_allowed_by_default(
         self, client: TestClient, seller: Headers, ref_id: str, base_url: str
     ) -> None:
-        body = ok(client.post(f"{PROVIDERS}/enroll", json=enroll_body(ref_id, base_url=base_url),
-                              headers=seller), 201)
+        body = ok(
+            client.post(
+                f"{PROVIDERS}/enroll", json=enroll_body(ref_id, base_url=base_url), headers=seller
+            ),
+            201,
+        )
         assert body["provider"]["base_url"] == base_url
 
     def test_operator_settings_allow_private_and_refuse_loopback(
         self, client: TestClient, app_: FastAPI, seller: Headers, ref_id: str
     ) -> None:
-        app_.state.settings = dataclasses.replace(app_.state.settings,
-                                                  allow_private_upstreams=True,
-                                                  allow_loopback_upstreams=False)
-        ok(client.post(f"{PROVIDERS}/enroll",
-                       json=enroll_body(ref_id, base_url="http://10.0.0.5:8000/v1"),
-                       headers=seller), 201)
-        response = client.post(f"{PROVIDERS}/enroll",
-                               json=enroll_body(ref_id, base_url="http://127.0.0.1:8000/v1"),
-                               headers=seller)
+        app_.state.settings = dataclasses.replace(
+            app_.state.settings, allow_private_upstreams=True, allow_loopback_upstreams=False
+        )
+        ok(
+            client.post(
+                f"{PROVIDERS}/enroll",
+                json=enroll_body(ref_id, base_url="http://10.0.0.5:8000/v1"),
+                headers=seller,
+            ),
+            201,
+        )
+        response = client.post(
+            f"{PROVIDERS}/enroll",
+            json=enroll_body(ref_id, base_url="http://127.0.0.1:8000/v1"),
+            headers=seller,
+        )
         error(response, 422, "upstream_address_refused", "base_url")
         # Metadata addresses stay refused whatever the operator allows.
-        response = client.post(f"{PROVIDERS}/enroll",
-                               json=enroll_body(ref_id, base_url="http://169.254.169.254/"),
-                               headers=seller)
+        response = client.post(
+            f"{PROVIDERS}/enroll",
+            json=enroll_body(ref_id, base_url="http://169.254.169.254/"),
+            headers=seller,
+        )
         error(response, 422, "upstream_address_refused", "base_url")
 
     @pytest.mark.parametrize("base_url", ["ftp://provider.example/", "not a url", ""])
     def test_a_malformed_base_url_is_invalid(
         self, client: TestClient, seller: Headers, ref_id: str, base_url: str
     ) -> None:
-        error(client.post(f"{PROVIDERS}/enroll", json=enroll_body(ref_id, base_url=base_url),
-                          headers=seller), 422, "invalid_request", "base_url")
+        error(
+            client.post(
+                f"{PROVIDERS}/enroll", json=enroll_body(ref_id, base_url=base_url), headers=seller
+            ),
+            422,
+            "invalid_request",
+            "base_url",
+        )
 
     def test_an_unknown_unit_is_invalid(
         self, client: TestClient, seller: Headers, ref_id: str
     ) -> None:
-        error(client.post(f"{PROVIDERS}/enroll",
-                          json=enroll_body(ref_id, supported_units=["gallon"]), headers=seller),
-              422, "invalid_request", "supported_units[0]")
+        error(
+            client.post(
+                f"{PROVIDERS}/enroll",
+                json=enroll_body(ref_id, supported_units=["gallon"]),
+                headers=seller,
+            ),
+            422,
+            "invalid_request",
+            "supported_units[0]",
+        )
 
     def test_missing_and_unknown_fields_are_named(
         self, client: TestClient, seller: Headers, ref_id: str
     ) -> None:
         body = enroll_body(ref_id)
         del body["provider_name"]
-        error(client.post(f"{PROVIDERS}/enroll", json=body, headers=seller), 422,
-              "missing_field", "provider_name")
-        error(client.post(f"{PROVIDERS}/enroll", json={**enroll_body(ref_id), "region": "eu"},
-                          headers=seller), 422, "unknown_field", "region")
+        error(
+            client.post(f"{PROVIDERS}/enroll", json=body, headers=seller),
+            422,
+            "missing_field",
+            "provider_name",
+        )
+        error(
+            client.post(
+                f"{PROVIDERS}/enroll", json={**enroll_body(ref_id), "region": "eu"}, headers=seller
+            ),
+            422,
+            "unknown_field",
+            "region",
+        )
 
 
 class TestPairingToken:
@@ -319,8 +386,12 @@ class TestPairingToken:
         assert new_token(client, seller, provider_id) != new_token(client, seller, provider_id)
 
     def test_an_unknown_provider_is_not_found(self, client: TestClient, seller: Headers) -> None:
-        error(client.post(f"{PROVIDERS}/prov_missing/pairing-token", headers=seller), 404,
-              "not_found", "provider_id")
+        error(
+            client.post(f"{PROVIDERS}/prov_missing/pairing-token", headers=seller),
+            404,
+            "not_found",
+            "provider_id",
+        )
 
 
 class TestHeartbeat:
@@ -347,9 +418,14 @@ class TestHeartbeat:
         self, client: TestClient, seller: Headers, paired_id: str, clock: FrozenClock
     ) -> None:
         clock.advance(30)
-        body = ok(beat(client, seller, paired_id,
-                       body={"runtime_status": "busy", "agent_version": "1.2.3",
-                             "active_requests": 4}))
+        body = ok(
+            beat(
+                client,
+                seller,
+                paired_id,
+                body={"runtime_status": "busy", "agent_version": "1.2.3", "active_requests": 4},
+            )
+        )
         assert body["reported_status"] == "busy"
         assert body["last_heartbeat_at"] == iso(30)
         assert health(client, seller, paired_id)["last_heartbeat_at"] == iso(30)
@@ -358,8 +434,12 @@ class TestHeartbeat:
         self, client: TestClient, seller: Headers, provider_id: str
     ) -> None:
         new_token(client, seller, provider_id)
-        error(beat(client, seller, provider_id, "fmpair_not-a-real-token"), 409,
-              "pairing_token_invalid", PAIRING_HEADER)
+        error(
+            beat(client, seller, provider_id, "fmpair_not-a-real-token"),
+            409,
+            "pairing_token_invalid",
+            PAIRING_HEADER,
+        )
         error(beat(client, seller, provider_id), 409, "pairing_required")
 
     def test_another_providers_token_is_invalid(
@@ -374,16 +454,16 @@ class TestHeartbeat:
     ) -> None:
         token = new_token(client, seller, provider_id)
         ok(beat(client, seller, provider_id, token))
-        error(beat(client, seller, provider_id, token), 409, "pairing_token_used",
-              PAIRING_HEADER)
+        error(beat(client, seller, provider_id, token), 409, "pairing_token_used", PAIRING_HEADER)
 
     def test_an_expired_token_is_refused(
         self, client: TestClient, seller: Headers, provider_id: str, clock: FrozenClock
     ) -> None:
         token = new_token(client, seller, provider_id)
         clock.advance(601)
-        error(beat(client, seller, provider_id, token), 409, "pairing_token_expired",
-              PAIRING_HEADER)
+        error(
+            beat(client, seller, provider_id, token), 409, "pairing_token_expired", PAIRING_HEADER
+        )
         error(beat(client, seller, provider_id), 409, "pairing_required")
         # A fresh token still works.
         ok(beat(client, seller, provider_id, new_token(client, seller, provider_id)))
@@ -398,26 +478,33 @@ class TestHeartbeat:
     def test_an_unknown_status_or_field_is_invalid(
         self, client: TestClient, seller: Headers, paired_id: str
     ) -> None:
-        error(beat(client, seller, paired_id, body={"runtime_status": "on_fire"}), 422,
-              "invalid_request", "runtime_status")
-        error(beat(client, seller, paired_id, body={"gpu": "a100"}), 422, "unknown_field",
-              "gpu")
+        error(
+            beat(client, seller, paired_id, body={"runtime_status": "on_fire"}),
+            422,
+            "invalid_request",
+            "runtime_status",
+        )
+        error(beat(client, seller, paired_id, body={"gpu": "a100"}), 422, "unknown_field", "gpu")
 
 
 class TestCatalog:
     def test_the_seed_catalog_is_published(
         self, client: TestClient, seller: Headers, paired_id: str
     ) -> None:
-        body = ok(client.post(f"{PROVIDERS}/{paired_id}/catalog", json=catalog_body(),
-                              headers=seller))
+        body = ok(
+            client.post(f"{PROVIDERS}/{paired_id}/catalog", json=catalog_body(), headers=seller)
+        )
         assert body["provider_id"] == paired_id
         assert body["catalog_version"] == "2026-06-17T00:00:00Z"
         assert body["model_count"] == 2
         by_model = {m["model"]: m for m in body["models"]}
         assert by_model["flow-memory-orchestrator"] == {
-            "model": "flow-memory-orchestrator", "compatible_api": "chat_responses",
-            "unit_types": ["token", "request"], "context_window": 128000,
-            "tool_calling": "metadata_only", "reference_unit_prices": {},
+            "model": "flow-memory-orchestrator",
+            "compatible_api": "chat_responses",
+            "unit_types": ["token", "request"],
+            "context_window": 128000,
+            "tool_calling": "metadata_only",
+            "reference_unit_prices": {},
         }
         assert by_model["flow-memory-message-chat"]["compatible_api"] == "messages"
         assert by_model["flow-memory-message-chat"]["context_window"] == 200000
@@ -452,187 +539,320 @@ class TestCatalog:
     ) -> None:
         newer = catalog_body("2026-06-18T00:00:00Z")
         newer["models"] = newer["models"][:1]
-        body = ok(client.post(f"{PROVIDERS}/{cataloged_id}/catalog", json=newer,
-                              headers=seller))
+        body = ok(client.post(f"{PROVIDERS}/{cataloged_id}/catalog", json=newer, headers=seller))
         assert body["model_count"] == 1
         assert body["catalog_version"] == "2026-06-18T00:00:00Z"
         # The dropped model can no longer be offered as capacity.
-        error(client.post(f"{PROVIDERS}/{cataloged_id}/capacity",
-                          json=capacity_body(model="flow-memory-message-chat",
-                                             unit_type="request"), headers=seller),
-              422, "model_not_in_catalog")
+        error(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/capacity",
+                json=capacity_body(model="flow-memory-message-chat", unit_type="request"),
+                headers=seller,
+            ),
+            422,
+            "model_not_in_catalog",
+        )
 
     def test_an_older_catalog_version_is_a_conflict(
         self, client: TestClient, seller: Headers, cataloged_id: str
     ) -> None:
-        error(client.post(f"{PROVIDERS}/{cataloged_id}/catalog",
-                          json=catalog_body("2026-06-16T23:59:59Z"), headers=seller),
-              409, "catalog_version_outdated", "catalog_version")
+        error(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/catalog",
+                json=catalog_body("2026-06-16T23:59:59Z"),
+                headers=seller,
+            ),
+            409,
+            "catalog_version_outdated",
+            "catalog_version",
+        )
 
     def test_the_version_is_compared_in_utc(
         self, client: TestClient, seller: Headers, cataloged_id: str
     ) -> None:
         # 01:00 at +02:00 is 23:00 UTC the day before: older than the current version.
-        error(client.post(f"{PROVIDERS}/{cataloged_id}/catalog",
-                          json=catalog_body("2026-06-17T01:00:00+02:00"), headers=seller),
-              409, "catalog_version_outdated")
+        error(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/catalog",
+                json=catalog_body("2026-06-17T01:00:00+02:00"),
+                headers=seller,
+            ),
+            409,
+            "catalog_version_outdated",
+        )
 
     def test_a_version_without_a_timezone_is_invalid(
         self, client: TestClient, seller: Headers, paired_id: str
     ) -> None:
-        error(client.post(f"{PROVIDERS}/{paired_id}/catalog",
-                          json=catalog_body("2026-06-17T00:00:00"), headers=seller),
-              422, "invalid_request", "catalog_version")
+        error(
+            client.post(
+                f"{PROVIDERS}/{paired_id}/catalog",
+                json=catalog_body("2026-06-17T00:00:00"),
+                headers=seller,
+            ),
+            422,
+            "invalid_request",
+            "catalog_version",
+        )
 
     def test_a_unit_the_provider_does_not_support_is_invalid(
         self, client: TestClient, seller: Headers, ref_id: str
     ) -> None:
         provider = enroll_provider(client, seller, ref_id, supported_units=["token"])
-        error(client.post(f"{PROVIDERS}/{provider['provider_id']}/catalog",
-                          json=catalog_body(), headers=seller),
-              422, "unit_type_not_supported", "models[0].unit_types")
+        error(
+            client.post(
+                f"{PROVIDERS}/{provider['provider_id']}/catalog",
+                json=catalog_body(),
+                headers=seller,
+            ),
+            422,
+            "unit_type_not_supported",
+            "models[0].unit_types",
+        )
 
     def test_a_duplicate_model_is_invalid(
         self, client: TestClient, seller: Headers, paired_id: str
     ) -> None:
         body = catalog_body()
         body["models"][1] = dict(body["models"][0])
-        error(client.post(f"{PROVIDERS}/{paired_id}/catalog", json=body, headers=seller),
-              422, "duplicate_model", "models[1].model")
+        error(
+            client.post(f"{PROVIDERS}/{paired_id}/catalog", json=body, headers=seller),
+            422,
+            "duplicate_model",
+            "models[1].model",
+        )
 
-    @pytest.mark.parametrize(("change", "field"), [
-        ({"models": []}, "models"),
-        ({"catalog_version": "yesterday"}, "catalog_version"),
-    ])
+    @pytest.mark.parametrize(
+        ("change", "field"),
+        [
+            ({"models": []}, "models"),
+            ({"catalog_version": "yesterday"}, "catalog_version"),
+        ],
+    )
     def test_malformed_catalogs_are_invalid(
-        self, client: TestClient, seller: Headers, paired_id: str, change: dict[str, Any],
+        self,
+        client: TestClient,
+        seller: Headers,
+        paired_id: str,
+        change: dict[str, Any],
         field: str,
     ) -> None:
-        error(client.post(f"{PROVIDERS}/{paired_id}/catalog", json={**catalog_body(), **change},
-                          headers=seller), 422, "invalid_request", field)
+        error(
+            client.post(
+                f"{PROVIDERS}/{paired_id}/catalog",
+                json={**catalog_body(), **change},
+                headers=seller,
+            ),
+            422,
+            "invalid_request",
+            field,
+        )
 
     def test_a_bad_model_entry_is_named(
         self, client: TestClient, seller: Headers, paired_id: str
     ) -> None:
         body = catalog_body()
         body["models"][0]["compatible_api"] = "telepathy"
-        error(client.post(f"{PROVIDERS}/{paired_id}/catalog", json=body, headers=seller),
-              422, "invalid_request", "models[0].compatible_api")
+        error(
+            client.post(f"{PROVIDERS}/{paired_id}/catalog", json=body, headers=seller),
+            422,
+            "invalid_request",
+            "models[0].compatible_api",
+        )
 
 
 class TestCapacity:
     def test_capacity_before_a_catalog_is_a_conflict(
         self, client: TestClient, seller: Headers, paired_id: str
     ) -> None:
-        error(client.post(f"{PROVIDERS}/{paired_id}/capacity", json=capacity_body(),
-                          headers=seller), 409, "catalog_required")
+        error(
+            client.post(f"{PROVIDERS}/{paired_id}/capacity", json=capacity_body(), headers=seller),
+            409,
+            "catalog_required",
+        )
 
     def test_the_seed_capacity_is_published_with_exact_prices(
         self, client: TestClient, seller: Headers, cataloged_id: str
     ) -> None:
-        response = client.post(f"{PROVIDERS}/{cataloged_id}/capacity", json=capacity_body(),
-                               headers=seller)
+        response = client.post(
+            f"{PROVIDERS}/{cataloged_id}/capacity", json=capacity_body(), headers=seller
+        )
         body = ok(response)
         assert body["provider_id"] == cataloged_id
         assert body["capacity_version"] == "2026-06-17T00:05:00Z"
         assert body["total_available_units"] == 2500000
-        assert body["inventory"] == [{
-            "model": "flow-memory-orchestrator", "unit_type": "token",
-            "available_units": 2500000, "ask_unit_price": 0.00000075,
-            "min_order_units": 1000, "quality_score": 0.98, "reliability_score": 0.99,
-            "expires_at": "2026-12-31T00:00:00Z",
-        }]
+        assert body["inventory"] == [
+            {
+                "model": "flow-memory-orchestrator",
+                "unit_type": "token",
+                "available_units": 2500000,
+                "ask_unit_price": 0.00000075,
+                "min_order_units": 1000,
+                "quality_score": 0.98,
+                "reliability_score": 0.99,
+                "expires_at": "2026-12-31T00:00:00Z",
+            }
+        ]
         assert '"ask_unit_price":0.00000075' in response.text
         assert "E-" not in response.text
 
     def test_a_price_sent_as_a_string_keeps_every_digit(
         self, client: TestClient, seller: Headers, cataloged_id: str
     ) -> None:
-        response = client.post(f"{PROVIDERS}/{cataloged_id}/capacity",
-                                json=capacity_body(ask_unit_price="0.000000123456789012"),
-                                headers=seller)
+        response = client.post(
+            f"{PROVIDERS}/{cataloged_id}/capacity",
+            json=capacity_body(ask_unit_price="0.000000123456789012"),
+            headers=seller,
+        )
         ok(response)
         assert '"ask_unit_price":0.000000123456789012' in response.text
 
     def test_an_older_capacity_version_is_a_conflict(
         self, client: TestClient, seller: Headers, cataloged_id: str
     ) -> None:
-        ok(client.post(f"{PROVIDERS}/{cataloged_id}/capacity", json=capacity_body(),
-                       headers=seller))
-        error(client.post(f"{PROVIDERS}/{cataloged_id}/capacity",
-                          json=capacity_body("2026-06-17T00:04:59Z"), headers=seller),
-              409, "capacity_version_outdated", "capacity_version")
+        ok(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/capacity", json=capacity_body(), headers=seller
+            )
+        )
+        error(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/capacity",
+                json=capacity_body("2026-06-17T00:04:59Z"),
+                headers=seller,
+            ),
+            409,
+            "capacity_version_outdated",
+            "capacity_version",
+        )
 
     def test_a_newer_capacity_replaces_the_inventory(
         self, client: TestClient, seller: Headers, cataloged_id: str
     ) -> None:
-        ok(client.post(f"{PROVIDERS}/{cataloged_id}/capacity", json=capacity_body(),
-                       headers=seller))
-        body = ok(client.post(f"{PROVIDERS}/{cataloged_id}/capacity",
-                              json=capacity_body("2026-06-17T00:06:00Z", available_units=5000),
-                              headers=seller))
+        ok(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/capacity", json=capacity_body(), headers=seller
+            )
+        )
+        body = ok(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/capacity",
+                json=capacity_body("2026-06-17T00:06:00Z", available_units=5000),
+                headers=seller,
+            )
+        )
         assert body["total_available_units"] == 5000
         assert len(body["inventory"]) == 1
 
     def test_a_model_outside_the_catalog_is_invalid(
         self, client: TestClient, seller: Headers, cataloged_id: str
     ) -> None:
-        error(client.post(f"{PROVIDERS}/{cataloged_id}/capacity",
-                          json=capacity_body(model="some-other-model"), headers=seller),
-              422, "model_not_in_catalog", "inventory[0].model")
+        error(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/capacity",
+                json=capacity_body(model="some-other-model"),
+                headers=seller,
+            ),
+            422,
+            "model_not_in_catalog",
+            "inventory[0].model",
+        )
 
     def test_a_unit_the_model_is_not_offered_in_is_invalid(
         self, client: TestClient, seller: Headers, cataloged_id: str
     ) -> None:
-        error(client.post(f"{PROVIDERS}/{cataloged_id}/capacity",
-                          json=capacity_body(model="flow-memory-message-chat",
-                                             unit_type="token"), headers=seller),
-              422, "unit_type_not_offered", "inventory[0].unit_type")
+        error(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/capacity",
+                json=capacity_body(model="flow-memory-message-chat", unit_type="token"),
+                headers=seller,
+            ),
+            422,
+            "unit_type_not_offered",
+            "inventory[0].unit_type",
+        )
 
     @pytest.mark.parametrize("offset", [-1, 0])
     def test_capacity_that_has_already_expired_is_invalid(
         self, client: TestClient, seller: Headers, cataloged_id: str, offset: int
     ) -> None:
-        error(client.post(f"{PROVIDERS}/{cataloged_id}/capacity",
-                          json=capacity_body(expires_at=iso(offset)), headers=seller),
-              422, "capacity_already_expired", "inventory[0].expires_at")
+        error(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/capacity",
+                json=capacity_body(expires_at=iso(offset)),
+                headers=seller,
+            ),
+            422,
+            "capacity_already_expired",
+            "inventory[0].expires_at",
+        )
 
     def test_an_expiry_without_a_timezone_is_invalid(
         self, client: TestClient, seller: Headers, cataloged_id: str
     ) -> None:
-        error(client.post(f"{PROVIDERS}/{cataloged_id}/capacity",
-                          json=capacity_body(expires_at="2026-12-31T00:00:00"), headers=seller),
-              422, "invalid_request", "inventory[0].expires_at")
+        error(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/capacity",
+                json=capacity_body(expires_at="2026-12-31T00:00:00"),
+                headers=seller,
+            ),
+            422,
+            "invalid_request",
+            "inventory[0].expires_at",
+        )
 
     def test_a_duplicate_entry_is_invalid(
         self, client: TestClient, seller: Headers, cataloged_id: str
     ) -> None:
         body = capacity_body()
         body["inventory"].append(dict(body["inventory"][0]))
-        error(client.post(f"{PROVIDERS}/{cataloged_id}/capacity", json=body, headers=seller),
-              422, "duplicate_capacity", "inventory[1]")
+        error(
+            client.post(f"{PROVIDERS}/{cataloged_id}/capacity", json=body, headers=seller),
+            422,
+            "duplicate_capacity",
+            "inventory[1]",
+        )
 
     def test_a_minimum_order_above_the_available_units_is_invalid(
         self, client: TestClient, seller: Headers, cataloged_id: str
     ) -> None:
-        error(client.post(f"{PROVIDERS}/{cataloged_id}/capacity",
-                          json=capacity_body(available_units=10, min_order_units=11),
-                          headers=seller),
-              422, "min_order_above_available", "inventory[0].min_order_units")
+        error(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/capacity",
+                json=capacity_body(available_units=10, min_order_units=11),
+                headers=seller,
+            ),
+            422,
+            "min_order_above_available",
+            "inventory[0].min_order_units",
+        )
 
-    @pytest.mark.parametrize(("item", "field"), [
-        ({"ask_unit_price": 0}, "inventory[0].ask_unit_price"),
-        ({"ask_unit_price": -0.1}, "inventory[0].ask_unit_price"),
-        ({"available_units": -1}, "inventory[0].available_units"),
-        ({"quality_score": 1.5}, "inventory[0].quality_score"),
-        ({"unit_type": "gallon"}, "inventory[0].unit_type"),
-    ])
+    @pytest.mark.parametrize(
+        ("item", "field"),
+        [
+            ({"ask_unit_price": 0}, "inventory[0].ask_unit_price"),
+            ({"ask_unit_price": -0.1}, "inventory[0].ask_unit_price"),
+            ({"available_units": -1}, "inventory[0].available_units"),
+            ({"quality_score": 1.5}, "inventory[0].quality_score"),
+            ({"unit_type": "gallon"}, "inventory[0].unit_type"),
+        ],
+    )
     def test_out_of_range_values_are_invalid(
-        self, client: TestClient, seller: Headers, cataloged_id: str, item: dict[str, Any],
+        self,
+        client: TestClient,
+        seller: Headers,
+        cataloged_id: str,
+        item: dict[str, Any],
         field: str,
     ) -> None:
-        error(client.post(f"{PROVIDERS}/{cataloged_id}/capacity", json=capacity_body(**item),
-                          headers=seller), 422, "invalid_request", field)
+        error(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/capacity", json=capacity_body(**item), headers=seller
+            ),
+            422,
+            "invalid_request",
+            field,
+        )
 
 
 class TestHealth:
@@ -699,8 +919,13 @@ class TestHealth:
     def test_capacity_past_its_expiry_is_expired(
         self, client: TestClient, seller: Headers, cataloged_id: str, clock: FrozenClock
     ) -> None:
-        ok(client.post(f"{PROVIDERS}/{cataloged_id}/capacity",
-                       json=capacity_body(expires_at=iso(120)), headers=seller))
+        ok(
+            client.post(
+                f"{PROVIDERS}/{cataloged_id}/capacity",
+                json=capacity_body(expires_at=iso(120)),
+                headers=seller,
+            )
+        )
         assert health(client, seller, cataloged_id)["route_gate"] == "eligible"
         clock.advance(121)
         ok(beat(client, seller, cataloged_id))
@@ -728,8 +953,13 @@ class TestHealth:
         provider_id = eligible_provider(client, seller)["provider_id"]
         clock.advance(86_401)
         ok(beat(client, seller, provider_id))
-        ok(client.post(f"{PROVIDERS}/{provider_id}/capacity",
-                       json=capacity_body("2026-06-18T00:10:00Z"), headers=seller))
+        ok(
+            client.post(
+                f"{PROVIDERS}/{provider_id}/capacity",
+                json=capacity_body("2026-06-18T00:10:00Z"),
+                headers=seller,
+            )
+        )
         body = health(client, seller, provider_id)
         assert body["catalog_status"] == "stale"
         assert body["capacity_status"] == "current"
@@ -737,8 +967,12 @@ class TestHealth:
         assert body["status"] == "degraded"
 
     def test_an_unknown_provider_is_not_found(self, client: TestClient, seller: Headers) -> None:
-        error(client.get(f"{PROVIDERS}/prov_missing/health", headers=seller), 404, "not_found",
-              "provider_id")
+        error(
+            client.get(f"{PROVIDERS}/prov_missing/health", headers=seller),
+            404,
+            "not_found",
+            "provider_id",
+        )
 
 
 def _provider_calls(pid: str) -> dict[str, tuple[str, str, dict[str, Any] | None]]:
@@ -747,8 +981,7 @@ def _provider_calls(pid: str) -> dict[str, tuple[str, str, dict[str, Any] | None
         "pairing-token": ("POST", f"{PROVIDERS}/{pid}/pairing-token", None),
         "heartbeat": ("POST", f"{PROVIDERS}/{pid}/heartbeat", {"runtime_status": "ready"}),
         "catalog": ("POST", f"{PROVIDERS}/{pid}/catalog", catalog_body("2026-06-20T00:00:00Z")),
-        "capacity": ("POST", f"{PROVIDERS}/{pid}/capacity",
-                     capacity_body("2026-06-20T00:00:00Z")),
+        "capacity": ("POST", f"{PROVIDERS}/{pid}/capacity", capacity_body("2026-06-20T00:00:00Z")),
         "health": ("GET", f"{PROVIDERS}/{pid}/health", None),
     }
 
@@ -763,8 +996,14 @@ class TestScopes:
     def pid(self, client: TestClient, seller: Headers) -> str:
         return str(eligible_provider(client, seller)["provider_id"])
 
-    def _call(self, client: TestClient, name: str, pid: str, headers: Headers,
-              ref_id: str = "credref_missing") -> Response:
+    def _call(
+        self,
+        client: TestClient,
+        name: str,
+        pid: str,
+        headers: Headers,
+        ref_id: str = "credref_missing",
+    ) -> Response:
         method, url, body = _provider_calls(pid)[name]
         if name == "enroll":
             body = enroll_body(ref_id)
@@ -780,8 +1019,7 @@ class TestScopes:
     def test_a_malformed_authorization_header_is_unauthenticated(
         self, client: TestClient, pid: str, name: str
     ) -> None:
-        error(self._call(client, name, pid, {"authorization": "Basic abc"}), 401,
-              "unauthenticated")
+        error(self._call(client, name, pid, {"authorization": "Basic abc"}), 401, "unauthenticated")
 
     @pytest.mark.parametrize("name", ALL)
     def test_a_key_without_the_scope_is_forbidden_naming_it(
@@ -807,8 +1045,9 @@ class TestScopes:
         self, client: TestClient, admin: Headers, pid: str
     ) -> None:
         headers = {**admin, "x-flow-memory-scopes": "inference:read"}
-        detail = error(client.get(f"{PROVIDERS}/{pid}/health", headers=headers), 403,
-                       "missing_scope")
+        detail = error(
+            client.get(f"{PROVIDERS}/{pid}/health", headers=headers), 403, "missing_scope"
+        )
         assert "inference:read" in detail["message"]
 
     @pytest.mark.parametrize("name", ON_A_PROVIDER)
@@ -826,8 +1065,7 @@ class TestScopes:
             self._call(client, name, pid, other)
         body = health(client, seller, pid)
         assert body["route_gate"] == "eligible"
-        catalog = ok(client.post(f"{PROVIDERS}/{pid}/catalog", json=catalog_body(),
-                                 headers=seller))
+        catalog = ok(client.post(f"{PROVIDERS}/{pid}/catalog", json=catalog_body(), headers=seller))
         assert catalog["catalog_version"] == "2026-06-17T00:00:00Z"
 
     def test_another_owners_reference_cannot_be_enrolled(
@@ -835,8 +1073,14 @@ class TestScopes:
     ) -> None:
         ref = create_credential_ref(client, seller)
         other = seller_headers(app_, "seller-beta")
-        error(client.post(f"{PROVIDERS}/enroll", json=enroll_body(ref["credential_ref_id"]),
-                          headers=other), 404, "not_found", "credential_ref_id")
+        error(
+            client.post(
+                f"{PROVIDERS}/enroll", json=enroll_body(ref["credential_ref_id"]), headers=other
+            ),
+            404,
+            "not_found",
+            "credential_ref_id",
+        )
 
     def test_an_admin_sees_every_providers_health(
         self, client: TestClient, admin: Headers, pid: str

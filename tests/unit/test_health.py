@@ -46,7 +46,10 @@ class TestEligible:
         assert health.route_gate == "eligible"
         assert health.credential_ref_status == "active"
         assert (health.heartbeat_status, health.catalog_status, health.capacity_status) == (
-            "current", "current", "current")
+            "current",
+            "current",
+            "current",
+        )
         assert health.reasons == ()
 
 
@@ -94,8 +97,9 @@ class TestCatalogAndCapacity:
         assert "capacity_expired" in health.reasons
 
     def test_capacity_expiring_later_is_current(self) -> None:
-        health = derive_health(facts(capacity_latest_expiry=NOW + timedelta(seconds=1)), NOW,
-                               LIMITS)
+        health = derive_health(
+            facts(capacity_latest_expiry=NOW + timedelta(seconds=1)), NOW, LIMITS
+        )
         assert health.capacity_status == "current"
 
     @pytest.mark.parametrize("field", ["catalog_published_at", "capacity_published_at"])
@@ -121,8 +125,9 @@ class TestCredential:
         assert health.reasons == ("credential_ref_revoked",)
 
     def test_revoked_wins_over_rotated(self) -> None:
-        health = derive_health(facts(credential_status="revoked",
-                                     credential_pointer_current=False), NOW, LIMITS)
+        health = derive_health(
+            facts(credential_status="revoked", credential_pointer_current=False), NOW, LIMITS
+        )
         assert health.credential_ref_status == "revoked"
 
     def test_disabled_routes_block_even_with_an_active_reference(self) -> None:
@@ -132,8 +137,9 @@ class TestCredential:
         assert health.reasons == ("provider_routes_disabled",)
 
     def test_blocked_wins_over_pending(self) -> None:
-        health = derive_health(facts(paired=False, credential_status="revoked",
-                                     last_heartbeat_at=None), NOW, LIMITS)
+        health = derive_health(
+            facts(paired=False, credential_status="revoked", last_heartbeat_at=None), NOW, LIMITS
+        )
         assert health.route_gate == "blocked"
 
 
@@ -148,13 +154,23 @@ class TestPairing:
 class TestReasons:
     def test_reasons_accumulate_in_a_stable_order(self) -> None:
         health = derive_health(
-            facts(credential_pointer_current=False, routes_disabled=True,
-                  last_heartbeat_at=ago(1000), catalog_published_at=None,
-                  capacity_published_at=ago(5000)),
-            NOW, LIMITS,
+            facts(
+                credential_pointer_current=False,
+                routes_disabled=True,
+                last_heartbeat_at=ago(1000),
+                catalog_published_at=None,
+                capacity_published_at=ago(5000),
+            ),
+            NOW,
+            LIMITS,
         )
-        assert health.reasons == ("credential_ref_rotated", "provider_routes_disabled",
-                                  "heartbeat_stale", "catalog_missing", "capacity_stale")
+        assert health.reasons == (
+            "credential_ref_rotated",
+            "provider_routes_disabled",
+            "heartbeat_stale",
+            "catalog_missing",
+            "capacity_stale",
+        )
 
 
 moments = st.one_of(st.none(), st.integers(min_value=-100_000, max_value=200_000).map(ago))
@@ -173,19 +189,40 @@ class TestProperties:
         expiry=moments,
     )
     def test_eligible_exactly_when_every_fact_is_good(
-        self, paired: bool, routes_disabled: bool, credential_status: str,
-        pointer_current: bool, heartbeat: datetime | None, catalog: datetime | None,
-        capacity: datetime | None, expiry: datetime | None,
+        self,
+        paired: bool,
+        routes_disabled: bool,
+        credential_status: str,
+        pointer_current: bool,
+        heartbeat: datetime | None,
+        catalog: datetime | None,
+        capacity: datetime | None,
+        expiry: datetime | None,
     ) -> None:
-        record = RuntimeFacts(paired, routes_disabled, credential_status, pointer_current,
-                              heartbeat, catalog, capacity, expiry)
+        record = RuntimeFacts(
+            paired,
+            routes_disabled,
+            credential_status,
+            pointer_current,
+            heartbeat,
+            catalog,
+            capacity,
+            expiry,
+        )
         health = derive_health(record, NOW, LIMITS)
         all_good = (
-            paired and not routes_disabled and credential_status == "active" and pointer_current
-            and heartbeat is not None and NOW - heartbeat <= LIMITS.heartbeat_stale
-            and catalog is not None and NOW - catalog <= LIMITS.catalog_stale
-            and capacity is not None and NOW - capacity <= LIMITS.capacity_stale
-            and expiry is not None and expiry > NOW
+            paired
+            and not routes_disabled
+            and credential_status == "active"
+            and pointer_current
+            and heartbeat is not None
+            and NOW - heartbeat <= LIMITS.heartbeat_stale
+            and catalog is not None
+            and NOW - catalog <= LIMITS.catalog_stale
+            and capacity is not None
+            and NOW - capacity <= LIMITS.capacity_stale
+            and expiry is not None
+            and expiry > NOW
         )
         assert (health.route_gate == "eligible") == all_good
         assert (health.status == "healthy") == all_good

@@ -17,22 +17,25 @@ from flow_memory.kit.jsonenc import dumps
 
 
 class TestDecimal:
-    @pytest.mark.parametrize(("value", "text"), [
-        (Decimal("0.00000075"), "0.00000075"),
-        (Decimal("7.5E-7"), "0.00000075"),
-        (Decimal("0.2"), "0.2"),
-        (Decimal("0.20000"), "0.2"),
-        (Decimal("100"), "100"),
-        (Decimal("1E+2"), "100"),
-        (Decimal("100.000"), "100"),
-        (Decimal("0"), "0"),
-        (Decimal("0E-18"), "0"),
-        (Decimal("-0"), "0"),
-        (Decimal("-0.000"), "0"),
-        (Decimal("-1.50"), "-1.5"),
-        (Decimal("0.000000000000000001"), "0.000000000000000001"),
-        (Decimal("1234567890.123456789012345678"), "1234567890.123456789012345678"),
-    ])
+    @pytest.mark.parametrize(
+        ("value", "text"),
+        [
+            (Decimal("0.00000075"), "0.00000075"),
+            (Decimal("7.5E-7"), "0.00000075"),
+            (Decimal("0.2"), "0.2"),
+            (Decimal("0.20000"), "0.2"),
+            (Decimal("100"), "100"),
+            (Decimal("1E+2"), "100"),
+            (Decimal("100.000"), "100"),
+            (Decimal("0"), "0"),
+            (Decimal("0E-18"), "0"),
+            (Decimal("-0"), "0"),
+            (Decimal("-0.000"), "0"),
+            (Decimal("-1.50"), "-1.5"),
+            (Decimal("0.000000000000000001"), "0.000000000000000001"),
+            (Decimal("1234567890.123456789012345678"), "1234567890.123456789012345678"),
+        ],
+    )
     def test_plain_fixed_point(self, value: Decimal, text: str) -> None:
         assert dumps(value) == text
 
@@ -46,9 +49,13 @@ class TestDecimal:
         assert json.loads(text, parse_float=Decimal) == {"ask_unit_price": Decimal("0.00000075")}
 
     @settings(max_examples=500, deadline=None)
-    @given(st.builds(lambda digits, exponent: Decimal(digits).scaleb(exponent),
-                     st.integers(min_value=-(10**28) + 1, max_value=10**28 - 1),
-                     st.integers(min_value=-40, max_value=40)))
+    @given(
+        st.builds(
+            lambda digits, exponent: Decimal(digits).scaleb(exponent),
+            st.integers(min_value=-(10**28) + 1, max_value=10**28 - 1),
+            st.integers(min_value=-40, max_value=40),
+        )
+    )
     def test_every_decimal_of_up_to_28_digits_round_trips_without_an_exponent(
         self, value: Decimal
     ) -> None:
@@ -91,23 +98,26 @@ class Item(BaseModel):
 
 
 class TestOtherValues:
-    @pytest.mark.parametrize(("value", "text"), [
-        (None, "null"),
-        (True, "true"),
-        (False, "false"),
-        (0, "0"),
-        (-12, "-12"),
-        (10**30, "1" + "0" * 30),
-        (0.5, "0.5"),
-        ("plain", '"plain"'),
-        ('quote " and \\ back', '"quote \\" and \\\\ back"'),
-        ("line\nbreak", '"line\\nbreak"'),
-        ("é", '"\\u00e9"'),
-        ([], "[]"),
-        ({}, "{}"),
-        ((1, 2), "[1,2]"),
-        (Colour.RED, '"red"'),
-    ])
+    @pytest.mark.parametrize(
+        ("value", "text"),
+        [
+            (None, "null"),
+            (True, "true"),
+            (False, "false"),
+            (0, "0"),
+            (-12, "-12"),
+            (10**30, "1" + "0" * 30),
+            (0.5, "0.5"),
+            ("plain", '"plain"'),
+            ('quote " and \\ back', '"quote \\" and \\\\ back"'),
+            ("line\nbreak", '"line\\nbreak"'),
+            ("é", '"\\u00e9"'),
+            ([], "[]"),
+            ({}, "{}"),
+            ((1, 2), "[1,2]"),
+            (Colour.RED, '"red"'),
+        ],
+    )
     def test_scalars_and_containers(self, value: Any, text: str) -> None:
         assert dumps(value) == text
 
@@ -125,8 +135,10 @@ class TestOtherValues:
 
     def test_nested_documents_are_valid_json(self) -> None:
         document = {"ok": True, "rows": [{"p": Decimal("0.2"), "n": None, "s": "x"}]}
-        assert json.loads(dumps(document)) == {"ok": True,
-                                               "rows": [{"p": 0.2, "n": None, "s": "x"}]}
+        assert json.loads(dumps(document)) == {
+            "ok": True,
+            "rows": [{"p": 0.2, "n": None, "s": "x"}],
+        }
 
     @pytest.mark.parametrize("value", [object(), {1, 2}, b"bytes"])
     def test_unknown_types_are_refused(self, value: Any) -> None:
@@ -134,11 +146,16 @@ class TestOtherValues:
             dumps(value)
 
     @settings(max_examples=200, deadline=None)
-    @given(st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text()
-        | st.floats(allow_nan=False, allow_infinity=False),
-        lambda children: st.lists(children) | st.dictionaries(st.text(), children),
-        max_leaves=20,
-    ))
+    @given(
+        st.recursive(
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.text()
+            | st.floats(allow_nan=False, allow_infinity=False),
+            lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+            max_leaves=20,
+        )
+    )
     def test_plain_data_matches_the_standard_library(self, value: Any) -> None:
         assert json.loads(dumps(value)) == json.loads(json.dumps(value))

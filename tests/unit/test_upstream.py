@@ -25,99 +25,143 @@ def refusal(url: str, policy: UpstreamPolicy = DEFAULT) -> str:
 
 
 class TestAccepted:
-    @pytest.mark.parametrize("url", [
-        "https://provider-alpha.example/v1",
-        "http://provider-alpha.example:8080/v1",
-        "https://8.8.8.8/v1",
-        "https://[2001:4860:4860::8888]/v1",
-        "https://PROVIDER.Example./v1",
-    ])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://provider-alpha.example/v1",
+            "http://provider-alpha.example:8080/v1",
+            "https://8.8.8.8/v1",
+            "https://[2001:4860:4860::8888]/v1",
+            "https://PROVIDER.Example./v1",
+        ],
+    )
     def test_public_addresses_and_names(self, url: str) -> None:
         check_base_url(url, STRICT)
 
-    @pytest.mark.parametrize("url", [
-        "http://127.0.0.1:11434/v1",
-        "http://127.9.9.9/v1",
-        "http://localhost:8000/v1",
-        "http://gpu.localhost:8000/v1",
-        "http://[::1]:8000/v1",
-        "http://[::ffff:127.0.0.1]:8000/v1",
-        "http://127.1:8000/v1",
-    ])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://127.0.0.1:11434/v1",
+            "http://127.9.9.9/v1",
+            "http://localhost:8000/v1",
+            "http://gpu.localhost:8000/v1",
+            "http://[::1]:8000/v1",
+            "http://[::ffff:127.0.0.1]:8000/v1",
+            "http://127.1:8000/v1",
+        ],
+    )
     def test_loopback_by_default(self, url: str) -> None:
         check_base_url(url, DEFAULT)
 
-    @pytest.mark.parametrize("url", ["http://10.0.0.5/v1", "http://192.168.1.20:8000/v1",
-                                     "http://172.16.0.1/v1", "http://[fd12::1]/v1"])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://10.0.0.5/v1",
+            "http://192.168.1.20:8000/v1",
+            "http://172.16.0.1/v1",
+            "http://[fd12::1]/v1",
+        ],
+    )
     def test_private_ranges_when_the_operator_allows(self, url: str) -> None:
         check_base_url(url, OPEN)
 
 
 class TestMetadata:
-    @pytest.mark.parametrize("url", [
-        "http://169.254.169.254/latest/meta-data",
-        "http://metadata.google.internal/computeMetadata/v1",
-        "http://METADATA.GOOGLE.INTERNAL./",
-        "http://metadata/",
-        "http://169.254.170.2/v2",
-        "http://100.100.100.200/",
-        "http://[fd00:ec2::254]/",
-        "http://[::ffff:169.254.169.254]/",
-        "http://[::ffff:a9fe:a9fe]/",
-    ])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://169.254.169.254/latest/meta-data",
+            "http://metadata.google.internal/computeMetadata/v1",
+            "http://METADATA.GOOGLE.INTERNAL./",
+            "http://metadata/",
+            "http://169.254.170.2/v2",
+            "http://100.100.100.200/",
+            "http://[fd00:ec2::254]/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[::ffff:a9fe:a9fe]/",
+        ],
+    )
     def test_metadata_is_refused_whatever_the_policy(self, url: str) -> None:
         assert refusal(url, OPEN) == "metadata_address"
 
-    @pytest.mark.parametrize("url", [
-        "http://2852039166/",            # 169.254.169.254 as one decimal number
-        "http://0xa9fea9fe/",            # ... as one hexadecimal number
-        "http://0xa9.0376.169.254/",     # ... with hex and octal parts
-        "http://169.254.43518/",         # ... with a 16-bit last part
-        "http://[2002:a9fe:a9fe::1]/",   # ... inside a 6to4 address
-        "http://[64:ff9b::a9fe:a9fe]/",  # ... inside a NAT64 address
-    ])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://2852039166/",  # 169.254.169.254 as one decimal number
+            "http://0xa9fea9fe/",  # ... as one hexadecimal number
+            "http://0xa9.0376.169.254/",  # ... with hex and octal parts
+            "http://169.254.43518/",  # ... with a 16-bit last part
+            "http://[2002:a9fe:a9fe::1]/",  # ... inside a 6to4 address
+            "http://[64:ff9b::a9fe:a9fe]/",  # ... inside a NAT64 address
+        ],
+    )
     def test_disguised_metadata_addresses_are_refused(self, url: str) -> None:
         assert refusal(url, OPEN) == "metadata_address"
 
 
 class TestRefused:
-    @pytest.mark.parametrize("url", ["http://169.254.1.1/", "http://[fe80::1]/",
-                                     "http://[fe80::1%25eth0]/"])
+    @pytest.mark.parametrize(
+        "url", ["http://169.254.1.1/", "http://[fe80::1]/", "http://[fe80::1%25eth0]/"]
+    )
     def test_link_local_is_refused(self, url: str) -> None:
         assert refusal(url, OPEN) == "link_local_address"
 
-    @pytest.mark.parametrize("url", ["http://10.0.0.5/", "http://192.168.0.10/",
-                                     "http://172.31.255.1/", "http://100.64.0.1/",
-                                     "http://[fd12::1]/", "http://0x0a000005/"])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://10.0.0.5/",
+            "http://192.168.0.10/",
+            "http://172.31.255.1/",
+            "http://100.64.0.1/",
+            "http://[fd12::1]/",
+            "http://0x0a000005/",
+        ],
+    )
     def test_private_ranges_are_refused_by_default(self, url: str) -> None:
         assert refusal(url) == "private_address"
 
-    @pytest.mark.parametrize("url", ["http://127.0.0.1/", "http://localhost/",
-                                     "http://[::1]/", "http://2130706433/"])
+    @pytest.mark.parametrize(
+        "url", ["http://127.0.0.1/", "http://localhost/", "http://[::1]/", "http://2130706433/"]
+    )
     def test_loopback_is_refused_when_the_operator_disables_it(self, url: str) -> None:
         assert refusal(url, STRICT) == "loopback_address"
 
-    @pytest.mark.parametrize("url", ["http://0.0.0.0/", "http://0/", "http://[::]/",
-                                     "http://224.0.0.1/", "http://240.0.0.1/"])
+    @pytest.mark.parametrize(
+        "url",
+        ["http://0.0.0.0/", "http://0/", "http://[::]/", "http://224.0.0.1/", "http://240.0.0.1/"],
+    )
     def test_unusable_addresses_are_refused(self, url: str) -> None:
         assert refusal(url, OPEN) == "unroutable_address"
 
-    @pytest.mark.parametrize("url", ["http://user:pw@provider.example/",
-                                     "http://user@provider.example/",
-                                     "http://:pw@provider.example/"])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://user:pw@provider.example/",
+            "http://user@provider.example/",
+            "http://:pw@provider.example/",
+        ],
+    )
     def test_user_information_is_refused(self, url: str) -> None:
         assert refusal(url, OPEN) == "credentials_in_url"
 
     def test_user_information_is_refused_before_the_host_is_judged(self) -> None:
         assert refusal("http://user:pw@127.0.0.1/", OPEN) == "credentials_in_url"
 
-    @pytest.mark.parametrize("url", ["ftp://provider.example/", "file:///etc/passwd",
-                                     "gopher://provider.example/", "provider.example/v1"])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "ftp://provider.example/",
+            "file:///etc/passwd",
+            "gopher://provider.example/",
+            "provider.example/v1",
+        ],
+    )
     def test_other_schemes_are_refused(self, url: str) -> None:
         assert refusal(url, OPEN) == "unsupported_scheme"
 
-    @pytest.mark.parametrize("url", ["http://provider.example/v1?key=1",
-                                     "http://provider.example/v1#frag"])
+    @pytest.mark.parametrize(
+        "url", ["http://provider.example/v1?key=1", "http://provider.example/v1#frag"]
+    )
     def test_query_and_fragment_are_refused(self, url: str) -> None:
         assert refusal(url, OPEN) == "query_in_url"
 
@@ -127,8 +171,10 @@ class TestRefused:
     def test_an_invalid_port_is_refused(self) -> None:
         assert refusal("http://provider.example:99999/", OPEN) == "invalid_port"
 
-    @pytest.mark.parametrize("url", ["http://1.2.3.256/", "http://1.2.3.4.5/",
-                                     "http://09.1.1.1/", "http://provider.123/"])
+    @pytest.mark.parametrize(
+        "url",
+        ["http://1.2.3.256/", "http://1.2.3.4.5/", "http://09.1.1.1/", "http://provider.123/"],
+    )
     def test_a_malformed_numeric_host_is_refused(self, url: str) -> None:
         assert refusal(url, OPEN) == "invalid_host"
 
@@ -140,13 +186,16 @@ class TestRefused:
 class TestCheckAddress:
     """The connect-time check applies the same rules to a resolved address."""
 
-    @pytest.mark.parametrize(("address", "reason"), [
-        ("169.254.169.254", "metadata_address"),
-        ("::ffff:169.254.169.254", "metadata_address"),
-        ("169.254.10.10", "link_local_address"),
-        ("10.1.2.3", "private_address"),
-        ("::ffff:10.1.2.3", "private_address"),
-    ])
+    @pytest.mark.parametrize(
+        ("address", "reason"),
+        [
+            ("169.254.169.254", "metadata_address"),
+            ("::ffff:169.254.169.254", "metadata_address"),
+            ("169.254.10.10", "link_local_address"),
+            ("10.1.2.3", "private_address"),
+            ("::ffff:10.1.2.3", "private_address"),
+        ],
+    )
     def test_refused(self, address: str, reason: str) -> None:
         with pytest.raises(UpstreamRefused) as caught:
             check_address(ipaddress.ip_address(address), DEFAULT)
