@@ -108,7 +108,7 @@ def record(ops: int, seed: int) -> tuple[list[Operation], list[Operation], set[s
         nonlocal count
         count += 1
         tif = "fok" if rng.random() < 0.1 else "ioc"
-        units = rng.randint(1, 210)
+        units = rng.randint(1, 230)
         if rng.random() < 0.5:
             return Operation(CROSS, f"ord_{count}", "bid", cross_bid, units, tif)
         provider_id = rng.choice(PROVIDERS)

@@ -150,12 +150,15 @@ def _volume(fills: list[MarketFill]) -> dict[str, Any]:
     }
 
 
-def buyer_profile(session: Session, buyer_id: str) -> dict[str, Any]:
+def buyer_profile(session: Session, buyer_id: str) -> dict[str, Any] | None:
+    """A buyer is known by the orders, fills or reservations recorded under its buyer_id."""
     orders = list(session.scalars(select(MarketOrder).where(MarketOrder.buyer_id == buyer_id)))
     fills = list(session.scalars(select(MarketFill).where(MarketFill.buyer_id == buyer_id)))
     reservations = list(
         session.scalars(select(Reservation).where(Reservation.buyer_id == buyer_id))
     )
+    if not orders and not fills and not reservations:
+        return None
     by_status: dict[str, int] = defaultdict(int)
     for order in orders:
         by_status[order.status] += 1

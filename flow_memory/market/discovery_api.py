@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -134,6 +135,20 @@ def model_detail(model: PathId, session: SessionDep, _principal: Reader) -> Flow
     return respond({"model": model, "markets": markets, "offers": offers})
 
 
+def _payload_numbers(value: Any, key: str = "") -> Any:
+    """Feed payloads store prices as exact text; the API shows them as plain JSON numbers."""
+    if isinstance(value, dict):
+        return {k: _payload_numbers(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_payload_numbers(v, key) for v in value]
+    if isinstance(value, str) and key.endswith("price"):
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            return value
+    return value
+
+
 @router.get(
     "/inference/market/feed",
     response_model=FeedResponse,
@@ -158,7 +173,7 @@ def market_feed(
                     "model": e.model,
                     "unit_type": e.unit_type,
                     "subject_id": e.subject_id,
-                    "payload": dict(e.payload),
+                    "payload": _payload_numbers(dict(e.payload)),
                     "created_at": e.created_at,
                 }
                 for e in events
@@ -175,7 +190,14 @@ def market_feed(
     summary="A buyer's marketplace activity",
 )
 def buyer_profile(buyer_id: PathId, session: SessionDep, _principal: Reader) -> FlowJSONResponse:
-    return respond(discovery.buyer_profile(session, buyer_id))
+    profile = discovery.buyer_profile(session, buyer_id)
+    if profile is None:
+        raise NotFound(
+            f"no buyer {buyer_id}",
+            field="buyer_id",
+            hint="a buyer appears once it has placed an order or a reservation",
+        )
+    return respond(profile)
 
 
 @router.get(

@@ -158,8 +158,10 @@ class _Side:
         if level is None:
             key = -price if self.negate else price
             level = self.by_price[price] = _Level(price, key)
-            index = bisect_left(self.keys, key)
-            self.keys.insert(index, key)
+            keys = self.keys
+            # Sweeps empty the best levels and new orders refill them, so a new best is common.
+            index = 0 if not keys or key < keys[0] else bisect_left(keys, key)
+            keys.insert(index, key)
             self.levels.insert(index, level)
         queue = level.queue
         if queue and queue[-1].sequence > order.sequence:
@@ -562,35 +564,38 @@ class OrderBook:
 
     def _match(self, taker: Order, fills: list[Fill]) -> None:
         """Fill ``taker`` against the opposite side, as the fill rule in the module says."""
+        # The busiest loop of the book: attributes and globals are read into locals once.
         if taker.side == "bid":
-            book, bound = self.asks, taker.limit_unit_price
+            book, bound, taker_is_bid = self.asks, taker.limit_unit_price, True
             routable = self._routable
         else:
             # Bid keys are negated prices: a bid level crosses this ask when key <= -limit.
-            book, bound = self.bids, -taker.limit_unit_price
+            book, bound, taker_is_bid = self.bids, -taker.limit_unit_price, False
             routable = None
             if self._routable is not None and not self._routable(taker.provider_id):
                 return
-        levels = book.levels
-        taker_is_bid = taker.side == "bid"
+        keys, levels, by_price = book.keys, book.levels, book.by_price
         taker_id = taker.order_id
         least = taker.min_fill_units
         remaining = taker.remaining
         orders = self.orders
+        ended = _ENDED
+        record = fills.append
         # A resting order skipped because the fill would be below the taker's own minimum can
         # become tradeable once the taker has less left; after the next fill, start over.
-        blocked = False
+        blocked = restart = False
         index = 0
-        while remaining and index < len(levels):
-            level = levels[index]
-            if level.key > bound:
+        while remaining and index < len(keys):
+            if keys[index] > bound:
                 break
+            level = levels[index]
+            price = level.price
             queue = level.queue
+            taken = 0
             position = 0
-            restart = False
             while position < len(queue):
                 resting = queue[position]
-                if resting.status in _ENDED:
+                if resting.status in ended:
                     if position == 0:
                         queue.popleft()
                         level.dead -= 1
@@ -611,20 +616,15 @@ class OrderBook:
                     position += 1
                     continue
                 remaining -= size
-                resting.remaining -= size
-                level.available -= size
+                taken += size
                 resting_id = resting.order_id
                 if taker_is_bid:
-                    fills.append(
-                        Fill(taker_id, resting_id, taker_id, resting_id, size, level.price)
-                    )
+                    record(Fill(taker_id, resting_id, taker_id, resting_id, size, price))
                 else:
-                    fills.append(
-                        Fill(taker_id, resting_id, resting_id, taker_id, size, level.price)
-                    )
-                if resting.remaining == 0:
+                    record(Fill(taker_id, resting_id, resting_id, taker_id, size, price))
+                if size == resting.remaining:
+                    resting.remaining = 0
                     resting.status = "filled"
-                    resting.held = 0
                     del orders[resting_id]
                     level.count -= 1
                     if position == 0:
@@ -633,6 +633,7 @@ class OrderBook:
                         level.dead += 1
                         position += 1
                 else:
+                    resting.remaining -= size
                     resting.status = "partially_filled"
                     position += 1
                 if not remaining:
@@ -641,12 +642,15 @@ class OrderBook:
                     restart = True
                     break
             if level.count == 0:
-                book.close(level)
+                del keys[index], levels[index], by_price[price]
             else:
-                level.drop_ended_front()
-                level.compact_if_sparse()
+                level.available -= taken
+                if queue and queue[0].status in ended:
+                    level.drop_ended_front()
+                if level.dead >= _COMPACT_MIN_DEAD:
+                    level.compact_if_sparse()
                 index += 1
             if restart:
-                blocked = False
+                blocked = restart = False
                 index = 0
         taker.remaining = remaining
