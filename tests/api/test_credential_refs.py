@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from flow_memory.kit.clock import FrozenClock
+from tests.assertions import error, ok
 from tests.factories import (
     SELLER,
     admin_headers,
@@ -23,15 +24,6 @@ from tests.factories import (
 )
 
 ROUTE = "/inference/credential-refs"
-SAFETY = {
-    "dry_run_only": True,
-    "funds_moved": False,
-    "broadcast_allowed": False,
-    "private_key_required": False,
-    "live_trading_enabled": False,
-    "legal_review_required": True,
-    "compliance_review_required": True,
-}
 SEED_CREATE = {
     "owner_id": "provider-team-alpha",
     "workspace_id": "workspace-default",
@@ -48,31 +40,6 @@ SEED_ROTATE = {
 }
 SEED_REVOKE = {"revoke_reason": "provider_agent_retired", "disable_provider_routes": True}
 RAW_KEY = "sk-" + "A1b2C3d4E5f6G7h8J9k0L1m2"
-
-
-def assert_safety(body: dict[str, Any]) -> None:
-    for field, value in SAFETY.items():
-        assert body[field] is value, field
-
-
-def ok(response: Response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["ok"] is True
-    assert_safety(body)
-    return body
-
-
-def error(response: Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["ok"] is False
-    assert_safety(body)
-    assert body["error"]["code"] == code, body["error"]
-    if field is not None:
-        assert body["error"]["field"] == field, body["error"]
-    detail: dict[str, Any] = body["error"]
-    return detail
 
 
 def listed(client: TestClient, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:

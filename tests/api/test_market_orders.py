@@ -3,7 +3,6 @@ gates, cancels, depth and capacity-snapshot asks."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +12,8 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from flow_memory.kit.clock import FrozenClock
+from tests.assertions import assert_safety, ok
+from tests.assertions import error_body as error
 from tests.conftest import TEST_START
 from tests.factories import (
     BUYER,
@@ -30,52 +31,11 @@ ORDERS = "/inference/market/orders"
 DEPTH = f"/inference/market/depth?model={MODEL}&unit_type={UNIT}"
 SNAPSHOT_UNITS = 2_500_000
 SNAPSHOT_PRICE = 0.00000075
-SAFETY = {
-    "dry_run_only": True,
-    "funds_moved": False,
-    "broadcast_allowed": False,
-    "private_key_required": False,
-    "live_trading_enabled": False,
-    "legal_review_required": True,
-    "compliance_review_required": True,
-}
 Headers = dict[str, str]
 
 
 def iso(seconds: float) -> str:
     return (TEST_START + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def assert_safety(body: dict[str, Any]) -> None:
-    for name, value in SAFETY.items():
-        assert body[name] is value, name
-
-
-def assert_plain_numbers(response: Response) -> None:
-    """Prices are JSON numbers in fixed-point notation: never strings, never exponents."""
-    text = response.text
-    assert not re.search(r"[:,\[]-?\d+(?:\.\d+)?[eE][-+]?\d", text), text
-    assert not re.search(r'"(unit_price|limit_unit_price|ask_unit_price|best_\w+)":"', text), text
-
-
-def ok(response: Response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["ok"] is True
-    assert_safety(body)
-    assert_plain_numbers(response)
-    return body
-
-
-def error(response: Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["ok"] is False
-    assert body["error"]["code"] == code, body
-    if field is not None:
-        assert body["error"]["field"] == field, body
-    assert_safety(body)
-    return body
 
 
 def buyer_headers(app: FastAPI, owner_id: str = BUYER) -> Headers:

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from flow_memory.kit.clock import FrozenClock
+from tests.assertions import error, ok
 from tests.conftest import TEST_START
 from tests.factories import (
     SELLER,
@@ -29,41 +30,7 @@ from tests.factories import (
 
 PROVIDERS = "/inference/providers"
 PAIRING_HEADER = "x-flow-memory-pairing-token"
-SAFETY = {
-    "dry_run_only": True,
-    "funds_moved": False,
-    "broadcast_allowed": False,
-    "private_key_required": False,
-    "live_trading_enabled": False,
-    "legal_review_required": True,
-    "compliance_review_required": True,
-}
 Headers = dict[str, str]
-
-
-def assert_safety(body: dict[str, Any]) -> None:
-    for field, value in SAFETY.items():
-        assert body[field] is value, field
-
-
-def ok(response: Response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["ok"] is True
-    assert_safety(body)
-    return body
-
-
-def error(response: Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["ok"] is False
-    assert_safety(body)
-    assert body["error"]["code"] == code, body["error"]
-    if field is not None:
-        assert body["error"]["field"] == field, body["error"]
-    detail: dict[str, Any] = body["error"]
-    return detail
 
 
 def iso(seconds_after_start: float) -> str:
