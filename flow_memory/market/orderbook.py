@@ -10,10 +10,13 @@ the bid's limit is at or above the ask's, and the size, the smaller of what each
 both orders. An incoming order repeatedly trades with the first resting order in priority (best
 price, then lowest sequence) that it can trade with, until none is left.
 
-The book never leaves a bid and an ask that can trade resting side by side after ``submit``,
-``cancel`` or ``expire``. Changes the book cannot see or that return no fills (a provider
-becoming routable again, ``hold``, ``release``, ``restore``) can leave such a pair; the caller
-then calls ``uncross()`` and records its fills.
+``cancel`` and ``expire`` never leave a bid and an ask that can trade resting side by side,
+and neither does ``submit``, except that a resting order with ``min_fill_units`` above 1 that
+it leaves partly filled may now accept smaller fills. Changes the book cannot see or that
+return no fills (a provider becoming routable again, ``hold``, ``release``, ``restore``) can
+leave such a pair too. So the caller runs ``uncross()`` after each command and records the
+fills it returns, each naming its own taker and maker; when the best bid is below the best ask
+that costs one comparison.
 """
 
 from __future__ import annotations
@@ -273,7 +276,7 @@ class OrderBook:
                 level.count += 1
                 level.available += remaining
             if order.expires_at is not None:
-                self._push_expiry(order)
+                self._push_expiry(order.expires_at, order)
             return result
         if time_in_force == "fok" and self._fillable(order) < order.units:
             order.status = "expired"
@@ -436,7 +439,8 @@ class OrderBook:
         """Price levels best first: units not held, and how many orders rest there."""
         book = self.bids if side == "bid" else self.asks
         return [
-            PriceLevel(level.price, level.available, level.count) for level in book.levels[:limit]
+            PriceLevel(level.price, level.available, level.count)
+            for level in book.levels[: max(limit, 0)]
         ]
 
     def best(self, side: Side) -> Decimal | None:
@@ -450,10 +454,9 @@ class OrderBook:
         self.orders[order.order_id] = order
         (self.bids if order.side == "bid" else self.asks).add(order)
         if order.expires_at is not None:
-            self._push_expiry(order)
+            self._push_expiry(order.expires_at, order)
 
-    def _push_expiry(self, order: Order) -> None:
-        assert order.expires_at is not None
+    def _push_expiry(self, expires_at: float, order: Order) -> None:
         expiries = self._expiries
         if len(expiries) > 2 * len(self.orders) + _EXPIRY_SLACK:
             orders = self.orders
@@ -463,7 +466,7 @@ class OrderBook:
                 if (live := orders.get(entry[2])) is not None and live.sequence == entry[1]
             ]
             heapq.heapify(expiries)
-        heapq.heappush(expiries, (order.expires_at, order.sequence, order.order_id))
+        heapq.heappush(expiries, (expires_at, order.sequence, order.order_id))
 
     def _end(self, order: Order, status: OrderStatus) -> None:
         side = self.bids if order.side == "bid" else self.asks

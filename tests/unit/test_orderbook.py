@@ -34,7 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -568,6 +568,100 @@ def greedy_fill(
     return filled
 
 
+resting_orders = st.lists(
+    st.tuples(
+        st.sampled_from(PRICES),
+        st.integers(1, 12),  # units
+        st.sampled_from([1, 1, 2, 3, 5, 8]),  # min_fill_units
+        st.integers(0, 12),  # held, capped at the units (asks only)
+        st.sampled_from(PROVIDERS),
+    ),
+    max_size=10,
+)
+
+
+class TestOneSubmitFollowsTheFillRule:
+    """Properties (b) and (c) on many small books: one incoming order against restored ones."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        taker_side=st.sampled_from(["bid", "ask"]),
+        resting=resting_orders,
+        price=st.sampled_from(PRICES),
+        units=st.integers(1, 30),
+        min_fill=st.sampled_from([1, 1, 2, 3, 5, 8]),
+        tif=st.sampled_from(["gtc", "ioc", "fok"]),
+        down=st.sets(st.sampled_from(PROVIDERS), max_size=2),
+    )
+    def test_fills_match_the_rule(
+        self,
+        taker_side: str,
+        resting: list[tuple[Decimal, int, int, int, str]],
+        price: Decimal,
+        units: int,
+        min_fill: int,
+        tif: str,
+        down: set[str],
+    ) -> None:
+        def routable(provider_id: str | None) -> bool:
+            return provider_id not in down
+
+        maker_side = "ask" if taker_side == "bid" else "bid"
+        book = OrderBook("model-x", "token", routable=routable)
+        state: dict[str, Record] = {}
+        for n, (level, amount, least, held, provider_id) in enumerate(resting, start=1):
+            provider = provider_id if maker_side == "ask" else None
+            order = Order(f"r{n}", maker_side, "owner", level, amount, least, provider_id=provider)
+            order.sequence = n
+            book.restore(order)
+            held = min(held, amount) if maker_side == "ask" else 0
+            if held:
+                book.restore_hold(order.order_id, held)
+            state[order.order_id] = Record(
+                order.order_id,
+                maker_side,
+                level,
+                amount,
+                least,
+                "gtc",
+                provider,
+                expires_at=None,
+                sequence=n,
+                remaining=amount,
+                held=held,
+            )
+        provider = "prov_a" if taker_side == "ask" else None
+        taker = Order("t", taker_side, "owner", price, units, min_fill, tif, provider)
+        incoming = Record(
+            "t",
+            taker_side,
+            price,
+            units,
+            min_fill,
+            tif,
+            provider,
+            expires_at=None,
+            sequence=len(resting) + 1,
+            remaining=units,
+        )
+        before = copy.deepcopy(state)
+        result = book.submit(taker)
+
+        state["t"] = copy.copy(incoming)
+        apply_fills(result.fills, state, routable)
+        left = state.pop("t")
+        assert taker.remaining == left.remaining
+        if tif == "fok":
+            expected = units if greedy_fill(incoming, before, routable) == units else 0
+            assert units - taker.remaining == expected
+        else:
+            assert taker.remaining == 0 or not tradeable_pairs([left, *state.values()], routable)
+        for order_id, record in state.items():
+            assert (order_id in book.orders) == record.resting
+            if record.resting:
+                assert book.orders[order_id].remaining == record.remaining
+
+
 class BookMachine(RuleBasedStateMachine):
     """Random command sequences against the engine, checked against plain records."""
 
@@ -840,7 +934,7 @@ class UnitMinFillMachine(BookMachine):
 
 
 PROPERTY_SETTINGS = settings(
-    max_examples=120,
+    max_examples=200,
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -849,4 +943,4 @@ PROPERTY_SETTINGS = settings(
 TestBookProperties = BookMachine.TestCase
 TestBookProperties.settings = PROPERTY_SETTINGS
 TestUnitMinFillProperties = UnitMinFillMachine.TestCase
-TestUnitMinFillProperties.settings = settings(PROPERTY_SETTINGS, max_examples=80)
+TestUnitMinFillProperties.settings = settings(PROPERTY_SETTINGS, max_examples=100)
