@@ -19,9 +19,13 @@ cancels, holds, releases, routability changes, the clock moving on):
     resting bid. ``submit``, ``cancel`` and ``expire`` keep (d) on their own, except that a
     submit that leaves a resting order with min_fill_units above 1 partly filled lets that order
     accept smaller fills; there, as after ``hold``, ``release`` and a routability change, the
-    caller runs ``uncross()``, whose fills must obey (b) and (c) too.
+    caller runs ``uncross()``, whose fills must obey (b) and (c) too. The state machine runs
+    it after every command, as the service does, and requires it to trade nothing after a
+    cancel, an expiry, a hold on asks whose min_fill_units is 1, or a submit that left no
+    resting order with a larger minimum partly filled.
 Also: held units never exceed remaining ones, depth and best agree with the orders, and the
-book keeps exactly the resting orders.
+book keeps exactly the resting orders. A separate property runs one submit against many small
+restored books, to reach min-fill and routability cases more often than random sequences do.
 """
 
 from __future__ import annotations
@@ -242,6 +246,9 @@ class TestCancel:
         book = book_with(ask("a1", "1.00", 5), ask("a2", "1.01", 5))
         book.cancel("a1")
         assert book.best("ask") == D("1.01")
+        assert book.depth("ask") == [PriceLevel(D("1.01"), 5, 1)]
+        assert book.submit(bid("b1", "1.00", 5)).fills == []
+        assert book.best("bid") == D("1.00")
 
     def test_heavy_cancels_behind_a_resting_order_keep_the_queue_small(self) -> None:
         book = book_with(ask("front", "1.00", 5))
@@ -250,6 +257,14 @@ class TestCancel:
             book.cancel(f"a{n}")
         queue = book.asks.by_price[D("1.00")].queue
         assert len(queue) < 100
+        assert book.depth("ask") == [PriceLevel(D("1.00"), 5, 1)]
+
+    def test_emptied_levels_do_not_pile_up(self) -> None:
+        book = book_with(ask("front", "1.00", 5))
+        for n in range(5_000):
+            book.submit(ask(f"a{n}", f"{2 + n / 100:.2f}", 1))
+            book.cancel(f"a{n}")
+        assert len(book.asks.levels) < 200
         assert book.depth("ask") == [PriceLevel(D("1.00"), 5, 1)]
 
 
@@ -644,6 +659,13 @@ class TestOneSubmitFollowsTheFillRule:
             sequence=len(resting) + 1,
             remaining=units,
         )
+        levels: dict[Decimal, list[Record]] = defaultdict(list)
+        for record in state.values():
+            levels[record.price].append(record)
+        assert book.depth(maker_side, limit=100) == [
+            PriceLevel(p, sum(r.available for r in levels[p]), len(levels[p]))
+            for p in sorted(levels, reverse=maker_side == "bid")
+        ]
         before = copy.deepcopy(state)
         result = book.submit(taker)
 
@@ -909,8 +931,11 @@ class BookMachine(RuleBasedStateMachine):
             assert self.book.best(side) == (ordered[0] if ordered else None)
 
     @invariant()
-    def queues_count_their_ended_entries(self) -> None:
+    def levels_keep_their_books(self) -> None:
         for side in (self.book.bids, self.book.asks):
+            assert side.keys == sorted(set(side.keys))
+            assert [level.key for level in side.levels] == side.keys
+            assert side.by_price == {level.price: level for level in side.levels}
             for level in side.levels:
                 assert len(level.queue) == level.count + level.dead
                 assert sum(1 for o in level.queue if o.active) == level.count
