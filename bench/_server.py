@@ -64,7 +64,7 @@ def running_server(
             **os.environ,
             "FLOW_MEMORY_DATABASE_URL": url,
             "FLOW_MEMORY_PORT": str(port),
-            "FLOW_MEMORY_LOG_LEVEL": "warning",
+            "FLOW_MEMORY_LOG_LEVEL": os.environ.get("FLOW_MEMORY_LOG_LEVEL", "warning"),
             **(extra_env or {}),
         }
         subprocess.run(
@@ -99,3 +99,5 @@ def running_server(
             except subprocess.TimeoutExpired:
                 process.kill()
             log.close()
+            if os.environ.get("BENCH_SHOW_SERVER_LOG"):
+                print((Path(tmp) / "server.log").read_text()[-2000:])

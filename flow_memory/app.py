@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Literal
 
 from fastapi import Depends, FastAPI
@@ -24,6 +26,7 @@ from flow_memory.kit.schemas import GUARD_RESPONSES
 from flow_memory.market.api import router as market_router
 from flow_memory.market.discovery_api import router as discovery_router
 from flow_memory.market.service import MarketRegistry
+from flow_memory.market.writer import MarketWriter
 from flow_memory.providers.api import router as providers_router
 from flow_memory.settings import Settings
 
@@ -50,6 +53,13 @@ class Readiness(BaseModel):
     database: Literal["reachable", "unreachable"]
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # Acknowledge every queued market command before the process ends.
+    app.state.market_writer.stop()
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
     """Build the ASGI app; the database schema must already be migrated."""
     settings = settings or Settings.from_env()
@@ -60,11 +70,19 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         description=DESCRIPTION,
         default_response_class=DocumentedJSONResponse,
         dependencies=[Depends(refuse_unstorable_path_parameters)],
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
+    read_engine = (
+        make_engine(settings.database_url, read_only=True)
+        if engine.dialect.name == "sqlite"
+        else engine
+    )
     app.state.engine = engine
+    app.state.read_engine = read_engine
     app.state.session_factory = make_session_factory(engine)
+    app.state.read_session_factory = make_session_factory(read_engine)
 
     install_error_handlers(app)
     app.add_middleware(AccessLogMiddleware)
@@ -75,6 +93,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         max_list_length=settings.max_list_length,
     )
     app.state.markets = MarketRegistry()
+    app.state.market_writer = MarketWriter(app.state.session_factory)
     app.include_router(credentials_router)
     app.include_router(discovery_router)
     app.include_router(providers_router)

@@ -79,6 +79,7 @@ def app(settings: Settings, clock: FrozenClock) -> Iterator[FastAPI]:
     application = create_app(settings, clock=clock)
     yield application
     application.state.engine.dispose()
+    application.state.read_engine.dispose()
 
 
 @pytest.fixture

@@ -76,8 +76,11 @@ class JSONDocument(TypeDecorator[Any]):
         return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def make_engine(database_url: str) -> Engine:
-    """Create the engine; SQLite gets WAL, foreign keys and a busy timeout."""
+def make_engine(database_url: str, *, read_only: bool = False) -> Engine:
+    """Create the engine; SQLite gets WAL, foreign keys and a busy timeout.
+
+    On SQLite every transaction of a read-write engine takes the write lock up front; a
+    ``read_only`` engine reads without it (WAL lets readers run beside the writer)."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -86,7 +89,8 @@ def make_engine(database_url: str) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None}
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        if not read_only:
+            event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     if url.get_backend_name() == "postgresql" and url.get_driver_name() in {"", "psycopg2"}:
         url = url.set(drivername="postgresql+psycopg")

@@ -109,7 +109,7 @@ class Principal:
             raise NotFound(f"{what} not found")
 
 
-def _authenticate(request: Request, session: Session) -> Principal:
+def _authenticate(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -118,7 +118,9 @@ def _authenticate(request: Request, session: Session) -> Principal:
             "a Flow Memory API key is required",
             hint="send Authorization: Bearer fm_… (the demo prints one for each role)",
         )
-    record = find_active_key(session, token)
+    # Keys are looked up outside the request's transaction, without taking a write lock.
+    with request.app.state.read_session_factory() as session:
+        record = find_active_key(session, token)
     if record is None:
         raise Unauthenticated(
             "the API key is unknown or revoked", hint="create a key with `flow-memory keys create`"
@@ -144,10 +146,9 @@ def require_scopes(*any_of: str) -> Callable[..., Principal]:
 
     def dependency(
         request: Request,
-        session: SessionDep,
         _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        principal = _authenticate(request, session)
+        principal = _authenticate(request)
         if not (principal.scopes & {*any_of, ADMIN}):
             needed = " or ".join(any_of)
             raise Forbidden(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy.orm import Session
 
 from flow_memory.kit.deps import ClockDep, Principal, SessionDep, SettingsDep, require_scopes
 from flow_memory.kit.http import FlowJSONResponse, respond
@@ -20,7 +21,7 @@ from flow_memory.market.schemas import (
     ReservationCreate,
     ReservationResponse,
 )
-from flow_memory.market.service import MarketsDep
+from flow_memory.market.service import MarketsDep, WriterDep
 from flow_memory.providers.schemas import UnitType
 
 router = APIRouter(prefix="/inference/market", tags=["market"], responses=ERROR_RESPONSES)
@@ -74,20 +75,21 @@ def order_read(order: MarketOrder) -> dict[str, Any]:
     name="marketOrders",
     summary="Create a dry-run bid or ask order",
 )
-def create_order(
+async def create_order(
     body: OrderCreate,
-    session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
     markets: MarketsDep,
+    writer: WriterDep,
     principal: Trader,
 ) -> FlowJSONResponse:
-    order, fills = service.place_order(
-        session, markets, principal=principal, body=body, settings=settings, now=clock.now()
-    )
-    return respond(
-        {"order": order_read(order), "fills": [fill_read(f) for f in fills]}, status_code=201
-    )
+    def command(session: Session) -> dict[str, Any]:
+        order, fills = service.place_order(
+            session, markets, principal=principal, body=body, settings=settings, now=clock.now()
+        )
+        return {"order": order_read(order), "fills": [fill_read(f) for f in fills]}
+
+    return respond(await writer.run(command), status_code=201)
 
 
 @router.post(
@@ -96,26 +98,29 @@ def create_order(
     name="marketOrderCancel",
     summary="Cancel an active dry-run order",
 )
-def cancel_order(
+async def cancel_order(
     order_id: Annotated[str, Path(max_length=64)],
     body: OrderCancel,
-    session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
     markets: MarketsDep,
+    writer: WriterDep,
     principal: Trader,
 ) -> FlowJSONResponse:
-    order = service.cancel_order(
-        session,
-        markets,
-        principal=principal,
-        order_id=order_id,
-        body=body,
-        settings=settings,
-        now=clock.now(),
-    )
-    fills = service.order_fills(session, order.order_id)
-    return respond({"order": order_read(order), "fills": [fill_read(f) for f in fills]})
+    def command(session: Session) -> dict[str, Any]:
+        order = service.cancel_order(
+            session,
+            markets,
+            principal=principal,
+            order_id=order_id,
+            body=body,
+            settings=settings,
+            now=clock.now(),
+        )
+        fills = service.order_fills(session, order.order_id)
+        return {"order": order_read(order), "fills": [fill_read(f) for f in fills]}
+
+    return respond(await writer.run(command))
 
 
 @router.get(

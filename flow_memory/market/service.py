@@ -35,6 +35,7 @@ from flow_memory.market.models import (
 )
 from flow_memory.market.orderbook import Fill, Order, OrderBook
 from flow_memory.market.schemas import OrderCancel, OrderCreate, ReservationCreate
+from flow_memory.market.writer import MarketWriter, books_dirty
 from flow_memory.providers import repository as providers_repository
 from flow_memory.providers import service as providers_service
 from flow_memory.providers.models import CapacityEntry, Provider
@@ -73,7 +74,13 @@ def get_markets(request: Request) -> MarketRegistry:
     return markets
 
 
+def get_writer(request: Request) -> MarketWriter:
+    writer: MarketWriter = request.app.state.market_writer
+    return writer
+
+
 MarketsDep = Annotated[MarketRegistry, Depends(get_markets)]
+WriterDep = Annotated[MarketWriter, Depends(get_writer)]
 
 
 @dataclass
@@ -123,7 +130,7 @@ def open_market(
 
     def release(committed: bool) -> None:
         opened.pop((model, unit_type), None)
-        if not committed:
+        if not committed or books_dirty(session):
             state.version = -1
         state.lock.release()
 

@@ -1,0 +1,129 @@
+"""Group commit for market commands: one writer thread applies queued commands in order and
+commits them in batches, so many orders share one durable commit.
+
+Each command runs inside a savepoint of the batch's transaction, so a refused command leaves
+the others intact. A command's caller hears back only after the batch's commit: an
+acknowledged order is a committed order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from flow_memory.kit.deps import transaction
+from flow_memory.kit.errors import FlowMemoryError
+
+log = logging.getLogger("flow_memory.market.writer")
+
+T = TypeVar("T")
+Command = Callable[[Session], Any]
+
+MAX_BATCH = 256
+
+
+class MarketWriter:
+    """A single writer thread per process, started on first use."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self._factory = factory
+        self._queue: queue.SimpleQueue[tuple[Command, Future[Any]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self.batches = 0
+        self.commands = 0
+
+    def submit(self, command: Command) -> Future[Any]:
+        """Queue a command; the future resolves after the batch holding it has committed."""
+        self._ensure_started()
+        future: Future[Any] = Future()
+        self._queue.put((command, future))
+        return future
+
+    async def run(self, command: Callable[[Session], T]) -> T:
+        result: T = await asyncio.wrap_future(self.submit(command))
+        return result
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish every queued command, then end the thread."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._queue.put(None)
+        thread.join(timeout)
+        self._thread = None
+        log.info("market writer stopped: %d commands in %d batches", self.commands, self.batches)
+
+    def _ensure_started(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="flow-memory-market-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stopping = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._apply(batch)
+            if stopping:
+                return
+
+    def _apply(self, batch: list[tuple[Command, Future[Any]]]) -> None:
+        outcomes: list[tuple[Future[Any], bool, Any]] = []
+        try:
+            with transaction(self._factory) as session:
+                for command, future in batch:
+                    try:
+                        with session.begin_nested():
+                            outcomes.append((future, True, command(session)))
+                    except Exception as error:
+                        if not isinstance(error, FlowMemoryError):
+                            log.exception("market command failed")
+                        # The savepoint undid the command's rows, but a book it opened may
+                        # have moved (expiries, uncrossing): rebuild those books next time.
+                        mark_books_dirty(session)
+                        outcomes.append((future, False, error))
+        except Exception as error:
+            log.exception("market batch commit failed")
+            for _, future in batch:
+                future.set_exception(error)
+            return
+        self.batches += 1
+        self.commands += len(batch)
+        for future, succeeded, value in outcomes:
+            if succeeded:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
+def mark_books_dirty(session: Session) -> None:
+    """Have every book this transaction opened rebuilt from the database after it ends."""
+    session.info["books_dirty"] = True
+
+
+def books_dirty(session: Session) -> bool:
+    return bool(session.info.get("books_dirty"))
