@@ -339,6 +339,26 @@ class OrderBook:
                 level.compact_if_sparse()
         return order
 
+    def reduce(self, order_id: str, units: int) -> int:
+        """Take up to ``units`` unheld units off a resting order, keeping its time priority.
+
+        Returns the units taken; an order left with nothing is cancelled."""
+        if units <= 0:
+            raise ValueError("units must be positive")
+        order = self.orders.get(order_id)
+        if order is None:
+            return 0
+        taken = min(units, order.remaining - order.held)
+        if taken == 0:
+            return 0
+        if taken == order.remaining:
+            self.cancel(order_id)
+            return taken
+        side = self.bids if order.side == "bid" else self.asks
+        order.remaining -= taken
+        side.by_price[order.limit_unit_price].available -= taken
+        return taken
+
     def expire(self, now: float) -> list[Order]:
         """End every resting order whose expiry is at or before ``now``."""
         ended: list[Order] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -187,8 +188,10 @@ def _apply_expiries(session: Session, market: OpenMarket, now: datetime) -> None
     for reservation in repository.due_reservations(
         session, market.row.model, market.row.unit_type, now
     ):
-        for hold in repository.holds_of(session, reservation.reservation_id):
+        holds = repository.holds_of(session, reservation.reservation_id)
+        for hold in holds:
             market.book.release(hold.order_id, hold.units)
+        _cancel_retired_snapshot_asks(session, market, [h.order_id for h in holds], now)
         reservation.status = "expired"
         reservation.released_at = now
         changed = True
@@ -211,6 +214,45 @@ def _apply_expiries(session: Session, market: OpenMarket, now: datetime) -> None
         changed = True
     if changed:
         market.bump()
+        session.flush()  # later queries in this transaction must see the expiries
+
+
+def _cancel_retired_snapshot_asks(
+    session: Session, market: OpenMarket, order_ids: list[str], now: datetime
+) -> None:
+    """A replaced snapshot ask lived on only for its holds; once they end, so does it."""
+    for row in repository.orders_by_id(session, order_ids).values():
+        if row.metadata_.get("retired") and row.status in repository.ACTIVE:
+            market.book.cancel(row.order_id)
+            _mark_cancelled(row, "replaced_by_capacity_snapshot", row.provider_id, now)
+
+
+def _mark_cancelled(row: MarketOrder, reason: str, by: str | None, now: datetime) -> None:
+    row.status = "cancelled"
+    row.cancel_reason = reason
+    row.cancelled_by = by
+    row.updated_at = now
+
+
+def _shrink_snapshot_asks(
+    session: Session, market: OpenMarket, provider_id: str, units: int, now: datetime
+) -> None:
+    """A manual ask draws on the same published capacity as the snapshot ask: shrink it."""
+    for row in repository.snapshot_asks(session, provider_id):
+        if units == 0:
+            return
+        if row.model != market.row.model or row.unit_type != market.row.unit_type:
+            continue
+        if row.metadata_.get("retired"):
+            continue
+        taken = market.book.reduce(row.order_id, units)
+        if taken == 0:
+            continue
+        units -= taken
+        row.remaining_units -= taken
+        row.updated_at = now
+        if row.remaining_units == 0:
+            _mark_cancelled(row, "capacity_committed_to_manual_ask", provider_id, now)
 
 
 # -- orders ---------------------------------------------------------------------------------
@@ -254,6 +296,8 @@ def place_order(
         provider_id=provider.provider_id if provider else None,
         expires_at=_epoch(expires_at),
     )
+    if provider is not None and source != SNAPSHOT_SOURCE:
+        _shrink_snapshot_asks(session, market, provider.provider_id, body.units, now)
     result = market.book.submit(incoming, sequence=sequence)
     row = MarketOrder(
         order_id=order_id,
@@ -476,6 +520,7 @@ def sync_capacity_asks(
     owner = Principal(
         key_id="capacity-snapshot", owner_id=provider.owner_id, scopes=frozenset({SELL})
     )
+    still_held: dict[tuple[str, str], int] = defaultdict(int)
     for previous in repository.snapshot_asks(session, provider.provider_id):
         market = open_market(
             session,
@@ -485,16 +530,26 @@ def sync_capacity_asks(
             settings=settings,
             now=now,
         )
-        if previous.status in repository.ACTIVE:
-            market.book.cancel(previous.order_id)
-            previous.status = "cancelled"
-            previous.cancel_reason = "replaced_by_capacity_snapshot"
-            previous.cancelled_by = provider.provider_id
+        resting = market.book.orders.get(previous.order_id)
+        held = resting.held if resting is not None else 0
+        if held:
+            # Reservations hold part of it: keep exactly the held units until they end.
+            taken = market.book.reduce(previous.order_id, previous.remaining_units - held)
+            previous.remaining_units -= taken
+            previous.metadata_ = {**previous.metadata_, "retired": True}
             previous.updated_at = now
-            market.bump()
+            still_held[(previous.model, previous.unit_type)] += held
+        else:
+            market.book.cancel(previous.order_id)
+            _mark_cancelled(previous, "replaced_by_capacity_snapshot", provider.provider_id, now)
+        market.bump()
     for entry in entries:
-        units = entry.available_units - repository.manual_ask_units(
-            session, provider.provider_id, entry.model, entry.unit_type
+        units = (
+            entry.available_units
+            - repository.manual_ask_units(
+                session, provider.provider_id, entry.model, entry.unit_type
+            )
+            - still_held[(entry.model, entry.unit_type)]
         )
         if units <= 0:
             continue

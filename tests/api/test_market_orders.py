@@ -383,7 +383,8 @@ class TestMatching:
         assert levels(depth(client, buyer)["asks"]) == [
             (0.0000007, 2000, 2),
             (0.00000072, 1000, 1),
-            (SNAPSHOT_PRICE, 2 * SNAPSHOT_UNITS, 2),
+            # Manual asks draw on the published capacity, so the snapshot asks shrink.
+            (SNAPSHOT_PRICE, 2 * SNAPSHOT_UNITS - 3000, 2),
         ]
         taken = bid(client, buyer, 2500, 0.0000008)
         assert taken["order"]["status"] == "filled"
@@ -623,7 +624,8 @@ class TestDepth:
         view = ok(response)
         assert levels(view["bids"]) == [(0.0000006, 3000, 2), (0.0000005, 3000, 1)]
         assert levels(view["asks"]) == [
-            (SNAPSHOT_PRICE, SNAPSHOT_UNITS - 5000 - 20_000, 1),
+            # The manual ask of 4000 units shrank the snapshot ask by as much.
+            (SNAPSHOT_PRICE, SNAPSHOT_UNITS - 4000 - 5000 - 20_000, 1),
             (0.0000009, 4000, 1),
         ]
         assert view["spread"] == {

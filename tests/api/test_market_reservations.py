@@ -18,6 +18,7 @@ from tests.api.test_market_orders import (
     beat,
     bid,
     buyer_headers,
+    capacity_body,
     depth,
     error,
     iso,
@@ -168,9 +169,10 @@ def test_only_asks_at_or_below_max_unit_price_are_held(
     )
     assert [(m["unit_price"], m["units"]) for m in body["matched_orders"]] == [
         (0.0000007, 100_000),
-        (SNAPSHOT_PRICE, SNAPSHOT_UNITS),
+        # Both manual asks drew on the published capacity: the snapshot ask shrank by 200,000.
+        (SNAPSHOT_PRICE, SNAPSHOT_UNITS - 200_000),
     ]
-    assert body["held_units"] == 100_000 + SNAPSHOT_UNITS
+    assert body["held_units"] == SNAPSHOT_UNITS - 100_000
     assert levels(depth(client, buyer)["asks"]) == [
         (0.0000007, 0, 1),
         (SNAPSHOT_PRICE, 0, 1),
@@ -189,7 +191,7 @@ def test_a_named_provider_is_the_only_one_held(
     assert body["reservation"]["provider_id"] == beta
     assert levels(depth(client, buyer)["asks"]) == [
         (0.0000007, 100_000, 1),
-        (SNAPSHOT_PRICE, 2 * SNAPSHOT_UNITS - 300_000, 2),
+        (SNAPSHOT_PRICE, 2 * SNAPSHOT_UNITS - 100_000 - 300_000, 2),
     ]
     error(
         reserve(client, buyer, seed_body("prov_nobody", idempotency_key="nobody")),
@@ -287,3 +289,58 @@ def test_a_missing_idempotency_key_is_422(
     body = seed_body(provider_id)
     del body["idempotency_key"]
     assert reserve(client, buyer, body).status_code == 422
+
+
+class TestCapacityRepublishKeepsHolds:
+    def _republish(self, client: TestClient, seller: Headers, provider_id: str, units: int) -> None:
+        body = capacity_body("2026-06-17T00:10:00Z", available_units=units)
+        ok(client.post(f"/inference/providers/{provider_id}/capacity", json=body, headers=seller))
+
+    def test_held_units_survive_a_new_snapshot_and_are_not_offered_twice(
+        self,
+        client: TestClient,
+        clock: FrozenClock,
+        seller: Headers,
+        buyer: Headers,
+        provider_id: str,
+    ) -> None:
+        held = ok(reserve(client, buyer, seed_body(provider_id, requested_units=300_000)), 201)
+        self._republish(client, seller, provider_id, 1_000_000)
+        view = depth(client, buyer)
+        # The old ask keeps only its held units (none available); the new one offers the rest.
+        assert levels(view["asks"]) == [(SNAPSHOT_PRICE, 700_000, 2)]
+        assert view["active_reservations"] == {"count": 1, "held_units": 300_000}
+        # A bid cannot take the held units.
+        taken = bid(client, buyer, 1_000_000, SNAPSHOT_PRICE, time_in_force="ioc")
+        assert taken["order"]["filled_units"] == 700_000
+        matched = {m["order_id"] for m in held["matched_orders"]}
+        assert matched.isdisjoint({f["ask_order_id"] for f in taken["fills"]})
+        # When the hold ends, the replaced ask ends with it instead of offering the units again.
+        clock.advance(301)
+        after = depth(client, buyer)
+        assert after["asks"] == []
+        assert after["active_reservations"] == {"count": 0, "held_units": 0}
+
+
+def test_a_manual_ask_draws_on_the_snapshot_so_the_book_never_offers_more_than_published(
+    client: TestClient, seller: Headers, buyer: Headers, provider_id: str
+) -> None:
+    ask(client, seller, provider_id, 2_000_000, 0.0000007)
+    offered = sum(level["available_units"] for level in depth(client, buyer)["asks"])
+    assert offered == SNAPSHOT_UNITS
+    error(
+        client.post(
+            "/inference/market/orders",
+            json={
+                "side": "ask",
+                "provider_id": provider_id,
+                "model": "flow-memory-orchestrator",
+                "unit_type": "token",
+                "units": 600_000,
+                "limit_unit_price": 0.0000007,
+            },
+            headers=seller,
+        ),
+        422,
+        "capacity_exceeded",
+    )

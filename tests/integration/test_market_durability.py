@@ -150,7 +150,12 @@ def test_acknowledged_orders_and_holds_survive_sigkill(
         {"unit_price": 0.0000005, "available_units": 5000, "order_count": 1},
     ]
     assert before["asks"] == [
-        {"unit_price": 0.00000075, "available_units": SNAPSHOT_UNITS - 130_000, "order_count": 1},
+        # Manual asks (20,000 + 4,000 + 8,000) shrank the snapshot ask by 32,000.
+        {
+            "unit_price": 0.00000075,
+            "available_units": SNAPSHOT_UNITS - 32_000 - 130_000,
+            "order_count": 1,
+        },
         {"unit_price": 0.00000085, "available_units": 4000, "order_count": 1},
         {"unit_price": 0.0000009, "available_units": 20_000, "order_count": 1},
     ]
@@ -209,8 +214,10 @@ def test_acknowledged_orders_and_holds_survive_sigkill(
 
         final = _ok(client.get(DEPTH, headers=buyer))
         assert final["bids"] == []
+        shrunk = {**before["asks"][0]}
+        shrunk["available_units"] -= 2000  # the crossing manual ask drew on the snapshot too
         assert final["asks"] == [
-            before["asks"][0],
+            shrunk,
             {"unit_price": 0.00000085, "available_units": 4000, "order_count": 1},
         ]
         assert final["active_reservations"] == {"count": 1, "held_units": 100_000}

@@ -969,3 +969,25 @@ TestBookProperties = BookMachine.TestCase
 TestBookProperties.settings = PROPERTY_SETTINGS
 TestUnitMinFillProperties = UnitMinFillMachine.TestCase
 TestUnitMinFillProperties.settings = settings(PROPERTY_SETTINGS, max_examples=100)
+
+
+class TestReduce:
+    def test_reduce_keeps_time_priority_and_never_cuts_held_units(self) -> None:
+        book = OrderBook("m", "token")
+        book.submit(Order("a1", "ask", "p", Decimal("1"), 100))
+        book.submit(Order("a2", "ask", "p", Decimal("1"), 100))
+        book.hold(30, Decimal("1"))
+        assert book.reduce("a1", 500) == 70
+        assert book.orders["a1"].remaining == 30
+        assert book.depth("ask")[0].available_units == 100
+        book.release("a1", 30)
+        fill = book.submit(Order("b1", "bid", "q", Decimal("1"), 10)).fills[0]
+        assert fill.maker_order_id == "a1"
+
+    def test_reducing_everything_cancels_and_unknown_orders_take_nothing(self) -> None:
+        book = OrderBook("m", "token")
+        book.submit(Order("a1", "ask", "p", Decimal("1"), 100))
+        assert book.reduce("a1", 100) == 100
+        assert "a1" not in book.orders
+        assert book.depth("ask") == []
+        assert book.reduce("a1", 5) == 0
