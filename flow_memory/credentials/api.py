@@ -16,7 +16,7 @@ from flow_memory.credentials.schemas import (
     CredentialRefRotate,
     CredentialRefRotateResponse,
 )
-from flow_memory.kit.deps import ClockDep, Principal, SessionDep, require_scopes
+from flow_memory.kit.deps import ClockDep, Principal, ReadSessionDep, SessionDep, require_scopes
 from flow_memory.kit.http import FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import ADMIN, READ, SELL
@@ -50,7 +50,7 @@ def create_credential_ref(
     summary="List visible credential reference records without secrets",
 )
 def list_credential_refs(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: Annotated[Principal, Depends(require_scopes(READ))],
     status: Literal["active", "revoked"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,

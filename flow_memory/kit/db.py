@@ -83,14 +83,21 @@ def make_engine(database_url: str, *, read_only: bool = False) -> Engine:
     ``read_only`` engine reads without it (WAL lets readers run beside the writer)."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        in_memory = not url.database or url.database == ":memory:"
+        if not in_memory:
+            Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
+        # Enough pooled file connections for the server's worker threads: opening one runs
+        # the pragmas, which is too slow to repeat per request.
+        pool: dict[str, Any] = {} if in_memory else {"pool_size": 40, "max_overflow": 40}
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None}
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+            **pool,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        if not read_only:
-            event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(
+            engine, "begin", _sqlite_begin_deferred if read_only else _sqlite_begin_immediate
+        )
         return engine
     if url.get_backend_name() == "postgresql" and url.get_driver_name() in {"", "psycopg2"}:
         url = url.set(drivername="postgresql+psycopg")
@@ -110,6 +117,11 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     # Take the write lock up front: a deferred transaction that later writes can fail with
     # SQLITE_BUSY instead of waiting when another writer committed in between.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_begin_deferred(connection: Any) -> None:
+    # A read snapshot without the write lock: in WAL mode readers never wait for the writer.
+    connection.exec_driver_sql("BEGIN")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -54,6 +54,16 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A session for endpoints that only read: on SQLite it never takes the write lock."""
+    session: Session = request.app.state.read_session_factory()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
 def refuse_unstorable_path_parameters(request: Request) -> None:
     """Path ids are compared in SQL, and PostgreSQL text cannot hold NUL: such an id is refused
     alike on every backend instead of failing in the database."""
@@ -77,6 +87,7 @@ def get_settings(request: Request) -> Settings:
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 

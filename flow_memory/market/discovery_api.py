@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel
 
-from flow_memory.kit.deps import Principal, SessionDep, require_scopes
+from flow_memory.kit.deps import Principal, ReadSessionDep, require_scopes
 from flow_memory.kit.errors import NotFound
 from flow_memory.kit.http import FlowJSONResponse, respond
 from flow_memory.kit.money import Amount
@@ -112,7 +112,7 @@ class ManifestResponse(SafetyFields):
     name="marketList",
     summary="List market models with summary depth",
 )
-def market_list(session: SessionDep, _principal: Reader) -> FlowJSONResponse:
+def market_list(session: ReadSessionDep, _principal: Reader) -> FlowJSONResponse:
     markets = [s.read() for s in discovery.market_summaries(session)]
     return respond({"markets": markets, "count": len(markets)})
 
@@ -123,7 +123,7 @@ def market_list(session: SessionDep, _principal: Reader) -> FlowJSONResponse:
     name="modelDetail",
     summary="One model's markets and the providers offering it",
 )
-def model_detail(model: PathId, session: SessionDep, _principal: Reader) -> FlowJSONResponse:
+def model_detail(model: PathId, session: ReadSessionDep, _principal: Reader) -> FlowJSONResponse:
     markets = [s.read() for s in discovery.market_summaries(session, model)]
     offers = discovery.model_offers(session, model)
     if not markets and not offers:
@@ -156,7 +156,7 @@ def _payload_numbers(value: Any, key: str = "") -> Any:
     summary="Recent dry-run marketplace events, oldest first, with a cursor",
 )
 def market_feed(
-    session: SessionDep,
+    session: ReadSessionDep,
     _principal: Reader,
     after: Annotated[int, Query(ge=0, le=2**62, description="Return events after this id")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -189,7 +189,9 @@ def market_feed(
     name="buyerProfile",
     summary="A buyer's marketplace activity",
 )
-def buyer_profile(buyer_id: PathId, session: SessionDep, _principal: Reader) -> FlowJSONResponse:
+def buyer_profile(
+    buyer_id: PathId, session: ReadSessionDep, _principal: Reader
+) -> FlowJSONResponse:
     profile = discovery.buyer_profile(session, buyer_id)
     if profile is None:
         raise NotFound(
@@ -206,7 +208,9 @@ def buyer_profile(buyer_id: PathId, session: SessionDep, _principal: Reader) -> 
     name="sellerProfile",
     summary="A seller's volume, fills and reliability",
 )
-def seller_profile(seller_id: PathId, session: SessionDep, _principal: Reader) -> FlowJSONResponse:
+def seller_profile(
+    seller_id: PathId, session: ReadSessionDep, _principal: Reader
+) -> FlowJSONResponse:
     profile = discovery.seller_profile(session, seller_id)
     if profile is None:
         raise NotFound(

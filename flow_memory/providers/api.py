@@ -8,7 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path
 
-from flow_memory.kit.deps import ClockDep, Principal, SessionDep, SettingsDep, require_scopes
+from flow_memory.kit.deps import (
+    ClockDep,
+    Principal,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+    require_scopes,
+)
 from flow_memory.kit.http import FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import READ, SELL
@@ -239,7 +246,7 @@ def publish_capacity(
 )
 def provider_health(
     provider_id: ProviderId,
-    session: SessionDep,
+    session: ReadSessionDep,
     clock: ClockDep,
     settings: SettingsDep,
     principal: Annotated[Principal, Depends(require_scopes(READ))],
