@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 
-_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
-
-def new_id(prefix: str, length: int = 20) -> str:
-    """Return e.g. ``credref_k3j…``: a prefix and 20 random base-36 characters (~103 bits)."""
-    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+def new_id(prefix: str) -> str:
+    """Return e.g. ``credref_k3j…``: a prefix and 20 random base-32 characters (100 bits)."""
+    token = base64.b32encode(secrets.token_bytes(13)).decode("ascii")[:20].lower()
+    return f"{prefix}_{token}"
