@@ -11,6 +11,7 @@ from flow_memory.market.models import (
     ReservationHold,
 )
 from flow_memory.providers.models import CapacityEntry, CatalogEntry, PairingToken, Provider
+from flow_memory.routing.models import RouteRecord
 
 __all__ = [
     "ApiKey",
@@ -26,4 +27,5 @@ __all__ = [
     "Provider",
     "Reservation",
     "ReservationHold",
+    "RouteRecord",
 ]

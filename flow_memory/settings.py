@@ -32,6 +32,7 @@ class Settings:
     catalog_stale_seconds: int = 86_400
     capacity_stale_seconds: int = 900
     pairing_token_ttl_seconds: int = 600
+    route_ttl_seconds: int = 300
 
     allow_loopback_upstreams: bool = True
     allow_private_upstreams: bool = False

@@ -1,0 +1,174 @@
+"""POST /inference/quote and /inference/route through the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.assertions import error, ok
+from tests.factories import (
+    admin_headers,
+    capacity_body,
+    catalog_body,
+    eligible_provider,
+    key_headers,
+    seller_headers,
+)
+
+Headers = dict[str, str]
+MODEL = "flow-memory-orchestrator"
+
+
+def policy_request(**market: Any) -> dict[str, Any]:
+    """The contract's policy request; ``market`` overrides fields of market_policy."""
+    return {
+        "agent_id": "agent-research-1",
+        "workspace_id": "workspace-default",
+        "task_id": "task-42",
+        "model": MODEL,
+        "unit_type": "token",
+        "estimated_units": 250000,
+        "market_policy": {
+            "allowed_models": [MODEL],
+            "max_unit_price": 0.0000008,
+            "min_discount_bps": 500,
+            "allow_fallback": True,
+            "allow_external_providers": True,
+            "require_healthy_provider": True,
+            "dry_run_required": True,
+            "raw_credentials_allowed": False,
+            "broadcast_enabled": False,
+            "sensitive_signing_inputs_allowed": False,
+            **market,
+        },
+    }
+
+
+def priced_provider(client: TestClient, headers: Headers, price: float, **capacity: Any) -> str:
+    """An eligible provider whose catalog names a reference price of 0.000001 per token."""
+    provider_id = str(eligible_provider(client, headers)["provider_id"])
+    catalog = catalog_body("2026-06-17T00:01:00Z")
+    catalog["models"][0]["reference_unit_prices"] = {"token": 0.000001}
+    base = f"/inference/providers/{provider_id}"
+    ok(client.post(f"{base}/catalog", json=catalog, headers=headers))
+    body = capacity_body("2026-06-17T00:06:00Z", ask_unit_price=price, **capacity)
+    ok(client.post(f"{base}/capacity", json=body, headers=headers))
+    return provider_id
+
+
+@pytest.fixture
+def planner(app: FastAPI) -> Headers:
+    return key_headers(app, "agent-research-1", "inference:plan", "inference:read")
+
+
+def test_quote_ranks_eligible_asks_and_explains_rejections(
+    app: FastAPI, client: TestClient, planner: Headers
+) -> None:
+    alpha = priced_provider(client, seller_headers(app), 0.00000075)
+    beta = priced_provider(client, seller_headers(app, "provider-team-beta"), 0.0000007)
+    gamma = priced_provider(client, seller_headers(app, "provider-team-gamma"), 0.00000099)
+    body = ok(client.post("/inference/quote", json=policy_request(), headers=planner))
+    assert [q["provider_id"] for q in body["quotes"]] == [beta, alpha]
+    best = body["quotes"][0]
+    assert best["rank"] == 1
+    assert best["unit_price"] == 0.0000007
+    assert best["discount_bps"] == 3000
+    assert best["estimated_cost"] == 0.175
+    assert "rank 1" in best["score_explanation"]
+    [rejected] = body["rejected_routes"]
+    assert rejected["provider_id"] == gamma
+    assert rejected["code"] == "max_unit_price_exceeded"
+    assert rejected["next_action"]
+    assert (
+        '"estimated_cost":0.175'
+        in client.post("/inference/quote", json=policy_request(), headers=planner).text
+    )
+
+
+def test_route_records_the_selection_with_ordered_fallbacks(
+    app: FastAPI, client: TestClient, planner: Headers
+) -> None:
+    alpha = priced_provider(client, seller_headers(app), 0.00000075)
+    beta = priced_provider(client, seller_headers(app, "provider-team-beta"), 0.0000007)
+    body = ok(client.post("/inference/route", json=policy_request(), headers=planner))
+    assert body["decision"] == "selected"
+    route = body["route"]
+    assert route["route_id"].startswith("route_")
+    assert route["provider_id"] == beta
+    assert route["task_id"] == "task-42"
+    assert route["estimated_cost"] == 0.175
+    assert route["expires_at"] == "2026-06-17T00:05:00Z"
+    assert [f["provider_id"] for f in body["fallbacks"]] == [alpha]
+    no_fallback = ok(
+        client.post("/inference/route", json=policy_request(allow_fallback=False), headers=planner)
+    )
+    assert no_fallback["fallbacks"] == []
+
+
+def test_discount_and_health_rules_reject_with_the_contract_codes(
+    app: FastAPI, client: TestClient, planner: Headers
+) -> None:
+    seller = seller_headers(app)
+    provider_id = priced_provider(client, seller, 0.00000075)
+    strict = ok(
+        client.post("/inference/quote", json=policy_request(min_discount_bps=5000), headers=planner)
+    )
+    assert [r["code"] for r in strict["rejected_routes"]] == ["min_discount_not_met"]
+    credential = client.get("/inference/credential-refs", headers=seller).json()
+    ref_id = credential["credential_refs"][0]["credential_ref_id"]
+    ok(
+        client.post(
+            f"/inference/credential-refs/{ref_id}/revoke",
+            json={"revoke_reason": "retired", "disable_provider_routes": True},
+            headers=admin_headers(app),
+        )
+    )
+    body = ok(client.post("/inference/route", json=policy_request(), headers=planner))
+    assert body["decision"] == "no_valid_inference_route"
+    assert body["route"] is None and body["selected_quote"] is None
+    assert [(r["provider_id"], r["code"]) for r in body["rejected_routes"]] == [
+        (provider_id, "source_disabled")
+    ]
+    assert body["warnings"][0].startswith("no_valid_inference_route")
+
+
+def test_a_model_outside_the_policy_is_disallowed(
+    app: FastAPI, client: TestClient, planner: Headers
+) -> None:
+    priced_provider(client, seller_headers(app), 0.00000075)
+    body = ok(
+        client.post(
+            "/inference/quote", json=policy_request(allowed_models=["other"]), headers=planner
+        )
+    )
+    assert [r["code"] for r in body["rejected_routes"]] == ["model_disallowed"]
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        {"dry_run_required": False},
+        {"broadcast_enabled": True},
+        {"raw_credentials_allowed": True},
+        {"sensitive_signing_inputs_allowed": True},
+    ],
+)
+@pytest.mark.parametrize("route", ["/inference/quote", "/inference/route"])
+def test_unsafe_policy_values_are_refused(
+    client: TestClient, planner: Headers, route: str, flag: dict[str, bool]
+) -> None:
+    detail = error(
+        client.post(route, json=policy_request(**flag), headers=planner), 422, "forbidden_material"
+    )
+    assert detail["field"] == f"market_policy.{next(iter(flag))}"
+
+
+@pytest.mark.parametrize("route", ["/inference/quote", "/inference/route"])
+def test_quote_and_route_need_inference_plan(app: FastAPI, client: TestClient, route: str) -> None:
+    error(client.post(route, json=policy_request()), 401, "unauthenticated")
+    buyer = key_headers(app, "agent-research-1", "inference:buy", "inference:read")
+    detail = error(client.post(route, json=policy_request(), headers=buyer), 403, "missing_scope")
+    assert "inference:plan" in detail["message"]
