@@ -27,6 +27,7 @@ from flow_memory.market.api import router as market_router
 from flow_memory.market.discovery_api import router as discovery_router
 from flow_memory.market.service import MarketRegistry
 from flow_memory.market.writer import MarketWriter
+from flow_memory.payments.api import router as payments_router
 from flow_memory.providers.api import router as providers_router
 from flow_memory.routing.api import router as routing_router
 from flow_memory.settings import Settings
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(providers_router)
     app.include_router(market_router)
     app.include_router(routing_router)
+    app.include_router(payments_router)
 
     @app.get(
         "/healthz",

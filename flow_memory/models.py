@@ -10,6 +10,7 @@ from flow_memory.market.models import (
     Reservation,
     ReservationHold,
 )
+from flow_memory.payments.models import PaymentChallengePreview
 from flow_memory.providers.models import CapacityEntry, CatalogEntry, PairingToken, Provider
 from flow_memory.routing.models import RouteRecord
 
@@ -24,6 +25,7 @@ __all__ = [
     "MarketFill",
     "MarketOrder",
     "PairingToken",
+    "PaymentChallengePreview",
     "Provider",
     "Reservation",
     "ReservationHold",

@@ -1,0 +1,1 @@
+"""The disabled payment-challenge preview: an audit record, never an execution path."""
