@@ -120,8 +120,11 @@ def open_market(
     held = opened.get((model, unit_type))
     if held is not None:
         return held
+    # The database lock comes first (SQLite's write lock, PostgreSQL's row lock on the market),
+    # then this process's lock on the book: every path takes them in that order, so a request
+    # and the market writer can never hold one each while waiting for the other.
+    row = repository.lock_market(session, model, unit_type, now=now)
     state = markets.state(model, unit_type)
-    # Bounded wait: two transactions taking two markets in opposite orders must not hang.
     if not state.lock.acquire(timeout=LOCK_TIMEOUT_SECONDS):
         raise Conflict(
             f"the {model}/{unit_type} market is busy",
@@ -136,7 +139,6 @@ def open_market(
         state.lock.release()
 
     on_session_end(session, release)
-    row = repository.lock_market(session, model, unit_type, now=now)
     if state.version != row.version:
         state.book = _rebuild(session, model, unit_type)
         state.version = row.version
