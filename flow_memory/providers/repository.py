@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -103,11 +103,4 @@ def latest_capacity_expiry(session: Session, provider_ids: Sequence[str]) -> dic
         .where(CapacityEntry.provider_id.in_(provider_ids))
         .group_by(CapacityEntry.provider_id)
     )
-    return {provider_id: _as_utc(latest) for provider_id, latest in rows if latest is not None}
-
-
-def _as_utc(value: datetime | str) -> datetime:
-    # An aggregate loses the column type, so SQLite hands back the stored text.
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return {provider_id: latest for provider_id, latest in rows if latest is not None}

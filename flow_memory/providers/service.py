@@ -338,16 +338,15 @@ def publish_capacity(
 def provider_health(
     session: Session, provider: Provider, *, settings: Settings, now: datetime
 ) -> Health:
-    credential = credentials_repository.get(session, provider.credential_ref_id)
-    expiry = repository.latest_capacity_expiry(session, [provider.provider_id])
-    facts = _facts(provider, credential, expiry.get(provider.provider_id))
-    return derive_health(facts, now, thresholds(settings))
+    return health_of_many(session, [provider.provider_id], settings=settings, now=now)[
+        provider.provider_id
+    ]
 
 
-def route_gates(
+def health_of_many(
     session: Session, provider_ids: Iterable[str], *, settings: Settings, now: datetime
-) -> dict[str, str]:
-    """The route gate of many providers at once, in three queries."""
+) -> dict[str, Health]:
+    """The health of many providers at once, in three queries."""
     ids = sorted(set(provider_ids))
     if not ids:
         return {}
@@ -355,12 +354,26 @@ def route_gates(
     credentials = credentials_repository.many(session, {p.credential_ref_id for p in providers})
     expiries = repository.latest_capacity_expiry(session, ids)
     limits = thresholds(settings)
-    gates: dict[str, str] = {}
-    for provider in providers:
-        credential = credentials.get(provider.credential_ref_id)
-        facts = _facts(provider, credential, expiries.get(provider.provider_id))
-        gates[provider.provider_id] = derive_health(facts, now, limits).route_gate
-    return gates
+    return {
+        provider.provider_id: derive_health(
+            _facts(
+                provider,
+                credentials.get(provider.credential_ref_id),
+                expiries.get(provider.provider_id),
+            ),
+            now,
+            limits,
+        )
+        for provider in providers
+    }
+
+
+def route_gates(
+    session: Session, provider_ids: Iterable[str], *, settings: Settings, now: datetime
+) -> dict[str, str]:
+    """The route gate of many providers at once."""
+    healths = health_of_many(session, provider_ids, settings=settings, now=now)
+    return {provider_id: health.route_gate for provider_id, health in healths.items()}
 
 
 def _facts(

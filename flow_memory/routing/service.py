@@ -36,7 +36,7 @@ def gather_candidates(
     credentials = credentials_repository.many(
         session, {p.credential_ref_id for p in providers.values()}
     )
-    gates = providers_service.route_gates(session, provider_ids, settings=settings, now=now)
+    healths = providers_service.health_of_many(session, provider_ids, settings=settings, now=now)
     capacity = {
         c.provider_id: c
         for c in session.scalars(
@@ -81,12 +81,7 @@ def gather_candidates(
         if provider is None:
             continue
         credential = credentials.get(provider.credential_ref_id)
-        if credential is None or credential.status != "active":
-            credential_status = "revoked"
-        elif credential.credential_ref != provider.credential_ref:
-            credential_status = "rotated"
-        else:
-            credential_status = "active"
+        health = healths[provider.provider_id]
         reference = entry.reference_unit_prices.get(unit_type)
         line = capacity.get(provider.provider_id)
         common: dict[str, Any] = {
@@ -97,8 +92,8 @@ def gather_candidates(
             "quality_score": line.quality_score if line else 0.0,
             "reliability_score": line.reliability_score if line else 0.0,
             "reference_unit_price": Decimal(reference) if reference else None,
-            "route_gate": gates.get(provider.provider_id, "pending"),
-            "credential_status": credential_status,
+            "route_gate": health.route_gate,
+            "credential_status": health.credential_ref_status,
             "catalog_unit_types": tuple(entry.unit_types),
             "credential_allowed_models": tuple(credential.allowed_models) if credential else (),
         }

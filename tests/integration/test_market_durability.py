@@ -4,17 +4,13 @@ FLOW_MEMORY_TEST_DATABASE_URL)."""
 
 from __future__ import annotations
 
-import os
 import signal
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import clear_tables
 from tests.factories import catalog_body, credential_ref_body, enroll_body
 from tests.integration.test_server import Deployment, _iso, _ok
 
@@ -23,21 +19,6 @@ pytestmark = pytest.mark.integration
 MODEL = "flow-memory-orchestrator"
 DEPTH = f"/inference/market/depth?model={MODEL}&unit_type=token"
 SNAPSHOT_UNITS = 2_500_000
-
-
-@pytest.fixture
-def market_deployment(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Deployment]:
-    """A fresh SQLite file, or the shared PostgreSQL test database emptied."""
-    if os.environ.get("FLOW_MEMORY_TEST_DATABASE_URL"):
-        url: str = request.getfixturevalue("database_url")
-        clear_tables(url)
-    else:
-        url = f"sqlite:///{tmp_path / 'flow_memory.db'}"
-    deployed = Deployment(url, tmp_path)
-    try:
-        yield deployed
-    finally:
-        deployed.stop_all()
 
 
 def _eligible_provider(client: httpx.Client, headers: dict[str, str], now: datetime) -> str:
@@ -103,9 +84,8 @@ def _book(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_acknowledged_orders_and_holds_survive_sigkill(
-    market_deployment: Deployment,
+    deployment: Deployment,
 ) -> None:
-    deployment = market_deployment
     seller = deployment.create_key("provider-team-alpha").headers
     buyer = deployment.create_key("agent-research-1", "inference:buy,inference:read").headers
     server = deployment.start()

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,6 @@ import pytest
 from sqlalchemy import inspect
 
 from flow_memory.kit.db import make_engine
-from tests.conftest import clear_tables
 from tests.factories import catalog_body, credential_ref_body, enroll_body
 
 pytestmark = pytest.mark.integration
@@ -160,21 +158,6 @@ def _wait_until_ready(server: Server) -> None:
                 pass
             time.sleep(0.1)
     pytest.fail("the server did not become ready:\n" + server.log_path.read_text(errors="replace"))
-
-
-@pytest.fixture
-def deployment(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Deployment]:
-    """A fresh SQLite file, or the shared PostgreSQL test database emptied."""
-    if os.environ.get("FLOW_MEMORY_TEST_DATABASE_URL"):
-        url: str = request.getfixturevalue("database_url")
-        clear_tables(url)
-    else:
-        url = f"sqlite:///{tmp_path / 'flow_memory.db'}"
-    deployed = Deployment(url, tmp_path)
-    try:
-        yield deployed
-    finally:
-        deployed.stop_all()
 
 
 def _iso(moment: datetime) -> str:
