@@ -28,9 +28,11 @@ from flow_memory.market.discovery_api import router as discovery_router
 from flow_memory.market.service import MarketRegistry
 from flow_memory.market.writer import MarketWriter
 from flow_memory.payments.api import router as payments_router
+from flow_memory.pricing.api import router as pricing_router
 from flow_memory.providers.api import router as providers_router
 from flow_memory.routing.api import router as routing_router
 from flow_memory.settings import Settings
+from flow_memory.usage.api import router as usage_router
 
 DESCRIPTION = """Flow Memory is a dry-run marketplace for inference capacity. Every market
 record is an application record: no funds move, nothing is signed or broadcast, and every
@@ -102,6 +104,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(market_router)
     app.include_router(routing_router)
     app.include_router(payments_router)
+    app.include_router(pricing_router)
+    app.include_router(usage_router)
 
     @app.get(
         "/healthz",

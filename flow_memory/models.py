@@ -11,8 +11,10 @@ from flow_memory.market.models import (
     ReservationHold,
 )
 from flow_memory.payments.models import PaymentChallengePreview
+from flow_memory.pricing.models import ListPrice
 from flow_memory.providers.models import CapacityEntry, CatalogEntry, PairingToken, Provider
 from flow_memory.routing.models import RouteRecord
+from flow_memory.usage.models import UsageRecord, UsageRollup
 
 __all__ = [
     "ApiKey",
@@ -21,6 +23,7 @@ __all__ = [
     "CredentialRef",
     "CredentialRefRotation",
     "FeedEvent",
+    "ListPrice",
     "Market",
     "MarketFill",
     "MarketOrder",
@@ -30,4 +33,6 @@ __all__ = [
     "Reservation",
     "ReservationHold",
     "RouteRecord",
+    "UsageRecord",
+    "UsageRollup",
 ]

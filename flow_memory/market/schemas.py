@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -10,6 +11,8 @@ from flow_memory.kit.schemas import Identifier, Metadata, Name, RequestModel, Sa
 from flow_memory.providers.schemas import UnitType
 
 Units = Annotated[int, Field(ge=1, le=10**15)]
+# An order's value bounds every cost derived from it (fills, usage records, their sums).
+MAX_ORDER_VALUE = Decimal(10**12)
 OrderStatus = Literal["open", "partially_filled", "filled", "cancelled", "expired"]
 
 
@@ -46,6 +49,10 @@ class OrderCreate(RequestModel):
             raise ValueError("routing_policy belongs to bids")
         if self.min_fill_units > self.units:
             raise ValueError("min_fill_units cannot exceed units")
+        if self.units * self.limit_unit_price > MAX_ORDER_VALUE:
+            raise ValueError(
+                f"units * limit_unit_price must not exceed {MAX_ORDER_VALUE:,} credits"
+            )
         return self
 
 

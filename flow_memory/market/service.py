@@ -37,11 +37,13 @@ from flow_memory.market.models import (
 from flow_memory.market.orderbook import Fill, Order, OrderBook
 from flow_memory.market.schemas import OrderCancel, OrderCreate, ReservationCreate
 from flow_memory.market.writer import MarketWriter, books_dirty
+from flow_memory.pricing import service as pricing
 from flow_memory.providers import repository as providers_repository
 from flow_memory.providers import service as providers_service
 from flow_memory.providers.models import CapacityEntry, Provider
 from flow_memory.providers.schemas import ProviderCapacity
 from flow_memory.settings import Settings
+from flow_memory.usage import service as usage
 
 SNAPSHOT_SOURCE = "provider_capacity_snapshot"
 LOCK_TIMEOUT_SECONDS = 10.0
@@ -437,7 +439,69 @@ def _record_fills(
             },
         )
     session.flush()
+    _record_fill_usage(session, rows, rows_by_id, now=now)
     return rows
+
+
+# What a bid's metadata may name for its usage records, with the longest value kept.
+_ATTRIBUTION = {
+    "workspace_id": 128,
+    "task_id": 128,
+    "goal_id": 128,
+    "route_id": 40,
+    "reservation_id": 40,
+}
+
+
+def _record_fill_usage(
+    session: Session,
+    fills: list[MarketFill],
+    orders: dict[str, MarketOrder],
+    *,
+    now: datetime,
+) -> None:
+    """Each fill is usage bought by the bid: priced at the fill, estimated at the bid's limit,
+    attributed to the bid's buyer and to what the bid's metadata names."""
+    first = fills[0]
+    references = pricing.reference_prices(
+        session,
+        model=first.model,
+        unit_type=first.unit_type,
+        provider_ids={f.provider_id for f in fills if f.provider_id},
+    )
+    items = []
+    for fill in fills:
+        bid = orders[fill.bid_order_id]
+        named = {
+            name: value if isinstance(value, str) and 0 < len(value) <= limit else None
+            for name, limit in _ATTRIBUTION.items()
+            for value in [bid.metadata_.get(name)]
+        }
+        items.append(
+            usage.UsageInput(
+                source="market_fill",
+                decision="market_fill",
+                owner_id=fill.buyer_owner_id,
+                seller_owner_id=fill.seller_owner_id,
+                model=fill.model,
+                unit_type=fill.unit_type,
+                provider_id=fill.provider_id or "",
+                estimated_units=fill.units,
+                actual_units=fill.units,
+                unit_price=fill.unit_price,
+                estimated_unit_price=bid.limit_unit_price,
+                reference_unit_price=references.get(fill.provider_id or ""),
+                agent_id=bid.buyer_id,
+                order_id=bid.order_id,
+                fill_id=fill.fill_id,
+                workspace_id=named["workspace_id"],
+                task_id=named["task_id"],
+                goal_id=named["goal_id"],
+                route_id=named["route_id"],
+                reservation_id=named["reservation_id"],
+            )
+        )
+    usage.record_usage(session, items, now=now)
 
 
 def cancel_order(

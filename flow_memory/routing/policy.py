@@ -50,6 +50,7 @@ class Candidate:
     credential_status: str
     catalog_unit_types: tuple[str, ...]
     credential_allowed_models: tuple[str, ...]
+    reference_source: str | None = None  # "list_price" (operator-set) or "catalog"
 
 
 @dataclass(frozen=True)

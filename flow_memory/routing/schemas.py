@@ -45,6 +45,7 @@ class QuoteRead(BaseModel):
     estimated_units: int
     estimated_cost: Amount
     reference_unit_price: Amount | None
+    reference_source: Literal["list_price", "catalog"] | None
     discount_bps: int | None
     available_units: int
     quality_score: float

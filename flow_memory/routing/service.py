@@ -15,6 +15,7 @@ from flow_memory.kit.deps import Principal
 from flow_memory.kit.ids import new_id
 from flow_memory.market.models import MarketOrder, Reservation, ReservationHold
 from flow_memory.market.repository import ACTIVE
+from flow_memory.pricing import service as pricing
 from flow_memory.providers import repository as providers_repository
 from flow_memory.providers import service as providers_service
 from flow_memory.providers.models import CapacityEntry, CatalogEntry
@@ -29,6 +30,7 @@ def gather_candidates(
 ) -> list[Candidate]:
     """Every provider whose catalog lists ``model``, once per resting ask (or once without)."""
     catalog = list(session.scalars(select(CatalogEntry).where(CatalogEntry.model == model)))
+    listed = pricing.list_price(session, model, unit_type)
     provider_ids = [entry.provider_id for entry in catalog]
     if not provider_ids:
         return []
@@ -82,7 +84,7 @@ def gather_candidates(
             continue
         credential = credentials.get(provider.credential_ref_id)
         health = healths[provider.provider_id]
-        reference = entry.reference_unit_prices.get(unit_type)
+        reference = listed if listed is not None else pricing.catalog_reference(entry, unit_type)
         line = capacity.get(provider.provider_id)
         common: dict[str, Any] = {
             "provider_id": provider.provider_id,
@@ -91,7 +93,10 @@ def gather_candidates(
             "unit_type": unit_type,
             "quality_score": line.quality_score if line else 0.0,
             "reliability_score": line.reliability_score if line else 0.0,
-            "reference_unit_price": Decimal(reference) if reference else None,
+            "reference_unit_price": reference,
+            "reference_source": None
+            if reference is None
+            else ("list_price" if listed is not None else "catalog"),
             "route_gate": health.route_gate,
             "credential_status": health.credential_ref_status,
             "catalog_unit_types": tuple(entry.unit_types),
@@ -150,6 +155,7 @@ def quote_read(q: Quote, estimated_units: int) -> dict[str, Any]:
         "estimated_units": estimated_units,
         "estimated_cost": q.estimated_cost,
         "reference_unit_price": c.reference_unit_price,
+        "reference_source": c.reference_source,
         "discount_bps": q.discount_bps,
         "available_units": c.available_units,
         "quality_score": c.quality_score,

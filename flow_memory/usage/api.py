@@ -1,0 +1,138 @@
+"""Routes for usage analytics and the streamed export."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+
+from flow_memory.kit.clock import isoformat_z
+from flow_memory.kit.deps import ClockDep, Principal, ReadSessionDep, require_scopes
+from flow_memory.kit.errors import Invalid
+from flow_memory.kit.http import FlowJSONResponse, respond
+from flow_memory.kit.schemas import ERROR_RESPONSES, Identifier
+from flow_memory.kit.scopes import AUDIT, READ
+from flow_memory.providers.schemas import UnitType
+from flow_memory.usage import service
+from flow_memory.usage.export import export_chunks
+from flow_memory.usage.schemas import UsageExportDocument, UsageResponse
+
+router = APIRouter(prefix="/inference/analytics", tags=["analytics"], responses=ERROR_RESPONSES)
+
+QueryId = Annotated[Identifier | None, Query()]
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise Invalid(
+            f"{name} must carry a timezone",
+            field=name,
+            code="timezone_required",
+            hint="write times like 2026-06-17T00:00:00Z",
+        )
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise Invalid(
+            f"{name} is outside the representable range in UTC",
+            field=name,
+            code="datetime_out_of_range",
+        ) from None
+
+
+def usage_filters(
+    agent_id: QueryId = None,
+    provider_id: QueryId = None,
+    model: QueryId = None,
+    workspace_id: QueryId = None,
+    route_id: QueryId = None,
+    task_id: QueryId = None,
+    unit_type: Annotated[UnitType | None, Query()] = None,
+    since: Annotated[datetime | None, Query(description="inclusive, with a timezone")] = None,
+    until: Annotated[datetime | None, Query(description="exclusive, with a timezone")] = None,
+) -> service.UsageFilters:
+    return service.UsageFilters(
+        agent_id=agent_id,
+        provider_id=provider_id,
+        model=model,
+        workspace_id=workspace_id,
+        route_id=route_id,
+        task_id=task_id,
+        unit_type=unit_type,
+        since=_aware(since, "since"),
+        until=_aware(until, "until"),
+    )
+
+
+Filters = Annotated[service.UsageFilters, Depends(usage_filters)]
+
+
+@router.get(
+    "/usage",
+    response_model=UsageResponse,
+    name="analyticsUsage",
+    summary="Usage records with a summary of units, cost and savings by model and provider",
+)
+def usage(
+    session: ReadSessionDep,
+    filters: Filters,
+    principal: Annotated[Principal, Depends(require_scopes(READ))],
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> FlowJSONResponse:
+    summary = service.summarize(session, principal, filters)
+    page = service.page_records(session, principal, filters, limit=limit, cursor=cursor)
+    return respond(
+        {
+            "filters": filters.read(),
+            "summary": summary.read(),
+            "records": [service.record_read(r) for r in page.records],
+            "count": len(page.records),
+            "next_cursor": page.next_cursor,
+            "savings_rule": service.SAVINGS_RULE,
+        }
+    )
+
+
+_MEDIA = {"json": "application/json", "ndjson": "application/x-ndjson"}
+
+
+@router.get(
+    "/export",
+    name="analyticsExport",
+    summary="Stream usage records as JSON or NDJSON for agents, auditors and notebooks",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "model": UsageExportDocument,
+            "description": "The export, streamed; NDJSON has a header line, one line per "
+            "record and a footer line with record_count and complete",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+def export(
+    request: Request,
+    filters: Filters,
+    clock: ClockDep,
+    principal: Annotated[Principal, Depends(require_scopes(AUDIT))],
+    format: Annotated[Literal["json", "ndjson"], Query()] = "ndjson",
+) -> StreamingResponse:
+    now = clock.now()
+    stamp = isoformat_z(now).replace(":", "").replace("-", "")
+    return StreamingResponse(
+        export_chunks(
+            request.app.state.read_engine, principal, filters, fmt=format, generated_at=now
+        ),
+        media_type=_MEDIA[format],
+        headers={
+            "content-disposition": f'attachment; filename="flow-memory-usage-{stamp}.{format}"',
+            "cache-control": "no-store",
+        },
+    )

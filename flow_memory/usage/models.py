@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, Date, Float, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from flow_memory.kit.db import Base, Money, UTCDateTime
+
+
+class UsageRecord(Base):
+    """One use of inference capacity: a market fill now, a proxied call later.
+
+    Costs are exact decimals; ``reference_cost`` and ``savings`` stay empty when no reference
+    price was known, so no savings are ever invented."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_records_time", "created_at", "usage_id"),
+        Index("ix_usage_records_owner_time", "owner_id", "created_at"),
+        Index("ix_usage_records_seller_time", "seller_owner_id", "created_at"),
+        Index("ix_usage_records_agent_time", "agent_id", "created_at"),
+        Index("ix_usage_records_workspace_time", "workspace_id", "created_at"),
+    )
+
+    usage_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # market_fill | proxy
+    decision: Mapped[str] = mapped_column(String(24))  # market_fill | selected | fallback
+    owner_id: Mapped[str] = mapped_column(String(128))  # the buyer's key owner
+    seller_owner_id: Mapped[str] = mapped_column(String(128))
+    workspace_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    agent_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    goal_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    model: Mapped[str] = mapped_column(String(128))
+    unit_type: Mapped[str] = mapped_column(String(32))
+    provider_id: Mapped[str] = mapped_column(String(40))
+    route_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    order_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    reservation_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    fill_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    estimated_units: Mapped[int] = mapped_column(BigInteger)
+    actual_units: Mapped[int] = mapped_column(BigInteger)
+    unit_price: Mapped[Decimal] = mapped_column(Money())
+    estimated_cost: Mapped[Decimal] = mapped_column(Money())
+    actual_cost: Mapped[Decimal] = mapped_column(Money())
+    reference_unit_price: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    reference_cost: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    savings: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    discount_bps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    quality_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class UsageRollup(Base):
+    """Daily sums of usage per (buyer, seller, model, unit, provider), kept exact as records are
+    written, so summaries over millions of records read thousands of rows."""
+
+    __tablename__ = "usage_rollups"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seller_owner_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    unit_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    records: Mapped[int] = mapped_column(BigInteger, default=0)
+    priced_records: Mapped[int] = mapped_column(BigInteger, default=0)
+    estimated_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    actual_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    actual_cost: Mapped[Decimal] = mapped_column(Money())
+    priced_cost: Mapped[Decimal] = mapped_column(Money())
+    reference_cost: Mapped[Decimal] = mapped_column(Money())
+    savings: Mapped[Decimal] = mapped_column(Money())

@@ -1,0 +1,540 @@
+"""Usage records: written for every fill (and, later, every proxied call), summarised exactly.
+
+Savings follow the contract's rule: with a reference unit price, ``reference_cost = actual_units
+* reference_unit_price`` and ``savings = max(0, reference_cost - actual_cost)``; without one,
+only the actual cost and discount are recorded and no savings are invented.
+
+Summaries read the daily rollup when the filters allow it (model, provider, unit type and time
+range) and the records themselves otherwise; both sum exact decimals."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from flow_memory.kit.deps import Principal
+from flow_memory.kit.errors import Invalid
+from flow_memory.kit.ids import new_id
+from flow_memory.kit.money import exact
+from flow_memory.kit.safety import SAFETY_ENVELOPE
+from flow_memory.kit.scopes import AUDIT
+from flow_memory.routing.policy import discount_bps
+from flow_memory.usage.models import UsageRecord, UsageRollup
+
+ZERO = Decimal(0)
+BPS = Decimal(10_000)
+
+
+@dataclass(frozen=True)
+class UsageInput:
+    """What a caller knows about one use; costs and savings are derived here."""
+
+    source: str
+    decision: str
+    owner_id: str
+    seller_owner_id: str
+    model: str
+    unit_type: str
+    provider_id: str
+    estimated_units: int
+    actual_units: int
+    unit_price: Decimal
+    reference_unit_price: Decimal | None
+    estimated_unit_price: Decimal | None = None  # defaults to unit_price
+    workspace_id: str | None = None
+    agent_id: str | None = None
+    goal_id: str | None = None
+    task_id: str | None = None
+    route_id: str | None = None
+    order_id: str | None = None
+    reservation_id: str | None = None
+    fill_id: str | None = None
+    latency_ms: float | None = None
+    quality_score: float | None = None
+
+
+def build_record(item: UsageInput, *, now: datetime) -> UsageRecord:
+    actual_cost = exact(item.actual_units * item.unit_price)
+    estimated_price = item.estimated_unit_price or item.unit_price
+    reference_cost: Decimal | None = None
+    savings: Decimal | None = None
+    if item.reference_unit_price is not None and item.reference_unit_price > 0:
+        reference_cost = exact(item.actual_units * item.reference_unit_price)
+        savings = exact(max(ZERO, reference_cost - actual_cost))
+    return UsageRecord(
+        usage_id=new_id("use"),
+        source=item.source,
+        decision=item.decision,
+        owner_id=item.owner_id,
+        seller_owner_id=item.seller_owner_id,
+        workspace_id=item.workspace_id,
+        agent_id=item.agent_id,
+        goal_id=item.goal_id,
+        task_id=item.task_id,
+        model=item.model,
+        unit_type=item.unit_type,
+        provider_id=item.provider_id,
+        route_id=item.route_id,
+        order_id=item.order_id,
+        reservation_id=item.reservation_id,
+        fill_id=item.fill_id,
+        estimated_units=item.estimated_units,
+        actual_units=item.actual_units,
+        unit_price=exact(item.unit_price),
+        estimated_cost=exact(item.estimated_units * estimated_price),
+        actual_cost=actual_cost,
+        reference_unit_price=item.reference_unit_price if reference_cost is not None else None,
+        reference_cost=reference_cost,
+        savings=savings,
+        discount_bps=discount_bps(item.unit_price, item.reference_unit_price),
+        latency_ms=item.latency_ms,
+        quality_score=item.quality_score,
+        created_at=now,
+    )
+
+
+def record_usage(
+    session: Session, items: Iterable[UsageInput], *, now: datetime
+) -> list[UsageRecord]:
+    """Write usage records and fold them into the daily rollup, in the caller's transaction."""
+    rows = [build_record(item, now=now) for item in items]
+    if not rows:
+        return rows
+    session.add_all(rows)
+    add_to_rollup(session, rows)
+    session.flush()
+    return rows
+
+
+# -- the rollup -------------------------------------------------------------------------------
+
+RollupKey = tuple[date, str, str, str, str, str]
+
+
+def _rollup_key(row: UsageRecord) -> RollupKey:
+    day = row.created_at.astimezone(UTC).date()
+    return (day, row.owner_id, row.seller_owner_id, row.model, row.unit_type, row.provider_id)
+
+
+@dataclass
+class Totals:
+    """Exact sums over a set of usage records."""
+
+    records: int = 0
+    priced_records: int = 0
+    estimated_units: int = 0
+    actual_units: int = 0
+    actual_cost: Decimal = ZERO
+    priced_cost: Decimal = ZERO
+    reference_cost: Decimal = ZERO
+    savings: Decimal = ZERO
+
+    def add_record(
+        self,
+        estimated_units: int,
+        actual_units: int,
+        actual_cost: Decimal,
+        reference_cost: Decimal | None,
+        savings: Decimal | None,
+    ) -> None:
+        self.records += 1
+        self.estimated_units += estimated_units
+        self.actual_units += actual_units
+        self.actual_cost += actual_cost
+        if reference_cost is not None:
+            self.priced_records += 1
+            self.priced_cost += actual_cost
+            self.reference_cost += reference_cost
+            self.savings += savings or ZERO
+
+    def add(self, other: Totals | UsageRollup) -> None:
+        self.records += other.records
+        self.priced_records += other.priced_records
+        self.estimated_units += other.estimated_units
+        self.actual_units += other.actual_units
+        self.actual_cost += other.actual_cost
+        self.priced_cost += other.priced_cost
+        self.reference_cost += other.reference_cost
+        self.savings += other.savings
+
+    def read(self) -> dict[str, Any]:
+        savings_bps = (
+            int((self.savings / self.reference_cost * BPS).to_integral_value("ROUND_FLOOR"))
+            if self.reference_cost > 0
+            else None
+        )
+        return {
+            "records": self.records,
+            "records_with_reference": self.priced_records,
+            "records_without_reference": self.records - self.priced_records,
+            "estimated_units": self.estimated_units,
+            "actual_units": self.actual_units,
+            "actual_cost": exact(self.actual_cost),
+            "cost_with_reference": exact(self.priced_cost),
+            "reference_cost": exact(self.reference_cost) if self.priced_records else None,
+            "savings": exact(self.savings) if self.priced_records else None,
+            "savings_bps": savings_bps,
+        }
+
+
+def add_to_rollup(session: Session, rows: Sequence[UsageRecord]) -> None:
+    """Fold records into their daily rollup rows (exact decimal arithmetic, row-locked)."""
+    deltas: dict[RollupKey, Totals] = {}
+    for row in rows:
+        deltas.setdefault(_rollup_key(row), Totals()).add_record(
+            row.estimated_units, row.actual_units, row.actual_cost, row.reference_cost, row.savings
+        )
+    for key in sorted(deltas):
+        target = _locked_rollup(session, key)
+        delta = deltas[key]
+        target.records += delta.records
+        target.priced_records += delta.priced_records
+        target.estimated_units += delta.estimated_units
+        target.actual_units += delta.actual_units
+        target.actual_cost = exact(target.actual_cost + delta.actual_cost)
+        target.priced_cost = exact(target.priced_cost + delta.priced_cost)
+        target.reference_cost = exact(target.reference_cost + delta.reference_cost)
+        target.savings = exact(target.savings + delta.savings)
+
+
+def _locked_rollup(session: Session, key: RollupKey) -> UsageRollup:
+    row = session.get(UsageRollup, key, with_for_update=True)
+    if row is not None:
+        return row
+    day, owner_id, seller_owner_id, model, unit_type, provider_id = key
+    values = {
+        "day": day,
+        "owner_id": owner_id,
+        "seller_owner_id": seller_owner_id,
+        "model": model,
+        "unit_type": unit_type,
+        "provider_id": provider_id,
+        "records": 0,
+        "priced_records": 0,
+        "estimated_units": 0,
+        "actual_units": 0,
+        "actual_cost": ZERO,
+        "priced_cost": ZERO,
+        "reference_cost": ZERO,
+        "savings": ZERO,
+    }
+    # Two writers may create the same day's row at once (PostgreSQL): the loser's insert does
+    # nothing and both then lock the one row.
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(UsageRollup).values(**values).on_conflict_do_nothing())
+    row = session.get(UsageRollup, key, with_for_update=True, populate_existing=True)
+    assert row is not None
+    return row
+
+
+# -- filters, visibility, pages ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageFilters:
+    agent_id: str | None = None
+    provider_id: str | None = None
+    model: str | None = None
+    workspace_id: str | None = None
+    route_id: str | None = None
+    task_id: str | None = None
+    unit_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise Invalid(
+                "since must be earlier than until",
+                field="since",
+                code="invalid_time_range",
+                hint="since is inclusive and until exclusive",
+            )
+
+    def read(self) -> dict[str, Any]:
+        return {
+            "agent_id": self.agent_id,
+            "provider_id": self.provider_id,
+            "model": self.model,
+            "workspace_id": self.workspace_id,
+            "route_id": self.route_id,
+            "task_id": self.task_id,
+            "unit_type": self.unit_type,
+            "since": self.since,
+            "until": self.until,
+        }
+
+    @property
+    def needs_records(self) -> bool:
+        """True when a filter names something the daily rollup does not keep."""
+        return any((self.agent_id, self.workspace_id, self.route_id, self.task_id))
+
+
+def sees_all(principal: Principal) -> bool:
+    """Admins and auditors see every record; others see what they bought or sold."""
+    return principal.is_admin or AUDIT in principal.scopes
+
+
+def _visible(principal: Principal, owner: Any, seller: Any) -> Any:
+    if sees_all(principal):
+        return None
+    return or_(owner == principal.owner_id, seller == principal.owner_id)
+
+
+def record_conditions(
+    principal: Principal, filters: UsageFilters, since: datetime | None, until: datetime | None
+) -> list[Any]:
+    u = UsageRecord
+    conditions: list[Any] = []
+    visible = _visible(principal, u.owner_id, u.seller_owner_id)
+    if visible is not None:
+        conditions.append(visible)
+    for column, value in (
+        (u.agent_id, filters.agent_id),
+        (u.provider_id, filters.provider_id),
+        (u.model, filters.model),
+        (u.workspace_id, filters.workspace_id),
+        (u.route_id, filters.route_id),
+        (u.task_id, filters.task_id),
+        (u.unit_type, filters.unit_type),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if since is not None:
+        conditions.append(u.created_at >= since)
+    if until is not None:
+        conditions.append(u.created_at < until)
+    return conditions
+
+
+def records_query(principal: Principal, filters: UsageFilters) -> Select[Any]:
+    """Visible records matching ``filters``, oldest first (the export's order)."""
+    return (
+        select(UsageRecord)
+        .where(*record_conditions(principal, filters, filters.since, filters.until))
+        .order_by(UsageRecord.created_at, UsageRecord.usage_id)
+    )
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[UsageRecord]
+    next_cursor: str | None
+
+
+def _encode_cursor(row: UsageRecord) -> str:
+    raw = f"{row.created_at.astimezone(UTC).isoformat()}|{row.usage_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, usage_id = raw.split("|", 1)
+        when = datetime.fromisoformat(moment)
+        if when.tzinfo is None or not usage_id:
+            raise ValueError(cursor)
+        return when, usage_id
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise Invalid(
+            "cursor is not one this endpoint gave out",
+            field="cursor",
+            code="invalid_cursor",
+            hint="pass next_cursor from the previous page unchanged",
+        ) from None
+
+
+def page_records(
+    session: Session,
+    principal: Principal,
+    filters: UsageFilters,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> Page:
+    """Newest first, ``limit`` at a time; ``next_cursor`` resumes after the last one."""
+    u = UsageRecord
+    query = select(u).where(*record_conditions(principal, filters, filters.since, filters.until))
+    if cursor is not None:
+        when, usage_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(u.created_at < when, and_(u.created_at == when, u.usage_id < usage_id))
+        )
+    rows = list(
+        session.scalars(query.order_by(u.created_at.desc(), u.usage_id.desc()).limit(limit + 1))
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, _encode_cursor(rows[-1]) if more and rows else None)
+
+
+# -- the summary ------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    total: Totals = field(default_factory=Totals)
+    by_model: dict[str, Totals] = field(default_factory=dict)
+    by_provider: dict[str, Totals] = field(default_factory=dict)
+    by_day: dict[date, Totals] = field(default_factory=dict)
+    computed_from: str = "rollup"
+
+    def fold(self, model: str, provider_id: str, day: date, totals: Totals | UsageRollup) -> None:
+        self.total.add(totals)
+        self.by_model.setdefault(model, Totals()).add(totals)
+        self.by_provider.setdefault(provider_id, Totals()).add(totals)
+        self.by_day.setdefault(day, Totals()).add(totals)
+
+    def read(self) -> dict[str, Any]:
+        return {
+            **self.total.read(),
+            "currency": "USD_CREDIT",
+            "computed_from": self.computed_from,
+            "by_model": [{"model": k, **v.read()} for k, v in sorted(self.by_model.items())],
+            "by_provider": [
+                {"provider_id": k, **v.read()} for k, v in sorted(self.by_provider.items())
+            ],
+            "by_day": [{"day": k.isoformat(), **v.read()} for k, v in sorted(self.by_day.items())],
+        }
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def _whole_days(since: datetime | None, until: datetime | None) -> tuple[date | None, date | None]:
+    """The first and last+1 whole UTC days inside [since, until) (None: unbounded)."""
+    first = None
+    if since is not None:
+        first = since.date() if since == _day_start(since.date()) else since.date() + timedelta(1)
+    end = until.date() if until is not None else None
+    return first, end
+
+
+def summarize(session: Session, principal: Principal, filters: UsageFilters) -> Summary:
+    summary = Summary()
+    if filters.needs_records:
+        summary.computed_from = "records"
+        _fold_records(session, principal, filters, filters.since, filters.until, summary)
+        return summary
+    first, end = _whole_days(filters.since, filters.until)
+    if first is not None and end is not None and first >= end:
+        # The range lies inside one day (or straddles one boundary): read records only.
+        summary.computed_from = "records"
+        _fold_records(session, principal, filters, filters.since, filters.until, summary)
+        return summary
+    r = UsageRollup
+    conditions: list[Any] = []
+    visible = _visible(principal, r.owner_id, r.seller_owner_id)
+    if visible is not None:
+        conditions.append(visible)
+    for column, value in (
+        (r.provider_id, filters.provider_id),
+        (r.model, filters.model),
+        (r.unit_type, filters.unit_type),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if first is not None:
+        conditions.append(r.day >= first)
+    if end is not None:
+        conditions.append(r.day < end)
+    for row in session.scalars(select(r).where(*conditions)):
+        summary.fold(row.model, row.provider_id, row.day, row)
+    # The partial days at either edge come from the records themselves.
+    if filters.since is not None and first is not None and filters.since < _day_start(first):
+        summary.computed_from = "rollup+records"
+        _fold_records(session, principal, filters, filters.since, _day_start(first), summary)
+    if filters.until is not None and end is not None and _day_start(end) < filters.until:
+        summary.computed_from = "rollup+records"
+        _fold_records(session, principal, filters, _day_start(end), filters.until, summary)
+    return summary
+
+
+def _fold_records(
+    session: Session,
+    principal: Principal,
+    filters: UsageFilters,
+    since: datetime | None,
+    until: datetime | None,
+    summary: Summary,
+) -> None:
+    u = UsageRecord
+    rows = session.execute(
+        select(
+            u.model,
+            u.provider_id,
+            u.created_at,
+            u.estimated_units,
+            u.actual_units,
+            u.actual_cost,
+            u.reference_cost,
+            u.savings,
+        ).where(*record_conditions(principal, filters, since, until))
+    )
+    groups: dict[tuple[str, str, date], Totals] = {}
+    for model, provider_id, created_at, est, actual, cost, ref, saved in rows:
+        key = (model, provider_id, created_at.date())
+        totals = groups.get(key)
+        if totals is None:
+            totals = groups[key] = Totals()
+        totals.add_record(est, actual, cost, ref, saved)
+    for (model, provider_id, day), totals in groups.items():
+        summary.fold(model, provider_id, day, totals)
+
+
+def iter_records(session: Session, query: Select[Any], batch: int = 2_000) -> Iterator[UsageRecord]:
+    yield from session.scalars(query.execution_options(yield_per=batch))
+
+
+SAVINGS_RULE = (
+    "With a reference unit price, reference_cost = actual_units * reference_unit_price and "
+    "savings = max(0, reference_cost - actual_cost); without one, only actual_cost and "
+    "discount_bps are recorded and no savings are invented."
+)
+
+
+def record_read(row: UsageRecord) -> dict[str, Any]:
+    return {
+        "usage_id": row.usage_id,
+        "created_at": row.created_at,
+        "source": row.source,
+        "decision": row.decision,
+        "owner_id": row.owner_id,
+        "seller_owner_id": row.seller_owner_id,
+        "workspace_id": row.workspace_id,
+        "agent_id": row.agent_id,
+        "goal_id": row.goal_id,
+        "task_id": row.task_id,
+        "model": row.model,
+        "unit_type": row.unit_type,
+        "provider_id": row.provider_id,
+        "route_id": row.route_id,
+        "order_id": row.order_id,
+        "reservation_id": row.reservation_id,
+        "fill_id": row.fill_id,
+        "estimated_units": row.estimated_units,
+        "actual_units": row.actual_units,
+        "unit_price": row.unit_price,
+        "estimated_cost": row.estimated_cost,
+        "actual_cost": row.actual_cost,
+        "reference_unit_price": row.reference_unit_price,
+        "reference_cost": row.reference_cost,
+        "savings": row.savings,
+        "discount_bps": row.discount_bps,
+        "savings_bps": row.discount_bps if row.reference_cost is not None else None,
+        "latency_ms": row.latency_ms,
+        "quality_score": row.quality_score,
+        "currency": "USD_CREDIT",
+        **SAFETY_ENVELOPE,
+    }
