@@ -1,4 +1,4 @@
-"""The ``flow-memory`` command: serve, demo, keys, db."""
+"""The ``flow-memory`` command: serve, demo, keys, list-prices, db."""
 
 from __future__ import annotations
 
@@ -39,6 +39,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="apply migrations up to the latest schema")
+    db_commands.add_parser(
+        "rebuild-usage-rollups", help="recompute the daily usage sums from the usage records"
+    )
+
+    prices = commands.add_parser(
+        "list-prices", help="operator list prices (the reference for discounts and savings)"
+    )
+    price_commands = prices.add_subparsers(dest="prices_command", required=True)
+    price_set = price_commands.add_parser("set", help="set a model's list price per unit")
+    price_set.add_argument("model")
+    price_set.add_argument("unit_price", help="a decimal, e.g. 0.000001")
+    price_set.add_argument("--unit-type", default="token")
+    price_set.add_argument("--note", default="")
+    price_commands.add_parser("list", help="show the list prices")
+    price_remove = price_commands.add_parser("remove", help="remove a list price")
+    price_remove.add_argument("model")
+    price_remove.add_argument("--unit-type", default="token")
 
     args = parser.parse_args(argv)
     try:
@@ -55,12 +72,86 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "keys":
         return _keys(settings, args)
     if args.command == "db":
-        from flow_memory.migrations import upgrade
+        return _db(settings, args)
+    if args.command == "list-prices":
+        return _list_prices(settings, args)
+    return 2
 
-        upgrade(settings.database_url)
+
+def _db(settings: Settings, args: argparse.Namespace) -> int:
+    from flow_memory.kit.db import make_engine, make_session_factory
+    from flow_memory.migrations import upgrade
+    from flow_memory.usage.service import rebuild_rollups
+
+    upgrade(settings.database_url)
+    if args.db_command == "upgrade":
         print("database schema is up to date")
         return 0
-    return 2
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine).begin() as session:
+            print(f"rebuilt {rebuild_rollups(session)} daily usage rollup rows")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _list_prices(settings: Settings, args: argparse.Namespace) -> int:
+    from decimal import Decimal, InvalidOperation
+
+    from pydantic import ValidationError
+
+    from flow_memory.kit.clock import SystemClock, isoformat_z
+    from flow_memory.kit.db import make_engine, make_session_factory
+    from flow_memory.kit.errors import FlowMemoryError
+    from flow_memory.kit.money import plain
+    from flow_memory.migrations import upgrade
+    from flow_memory.pricing import service
+    from flow_memory.pricing.schemas import ListPriceSet
+
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine).begin() as session:
+            if args.prices_command == "set":
+                body = ListPriceSet(
+                    model=args.model,
+                    unit_type=args.unit_type,
+                    unit_price=Decimal(args.unit_price),
+                    note=args.note,
+                )
+                row = service.set_list_price(
+                    session,
+                    model=body.model,
+                    unit_type=body.unit_type,
+                    unit_price=body.unit_price,
+                    set_by="operator-cli",
+                    note=body.note,
+                    now=SystemClock().now(),
+                )
+                print(f"{row.model}/{row.unit_type} list price {plain(row.unit_price)}")
+            elif args.prices_command == "list":
+                for row in service.list_prices(session):
+                    print(
+                        f"{row.model}/{row.unit_type}  {plain(row.unit_price)}  "
+                        f"set by {row.set_by} at {isoformat_z(row.updated_at)}  {row.note}"
+                    )
+            else:
+                row = service.remove_list_price(session, model=args.model, unit_type=args.unit_type)
+                print(f"removed the {row.model}/{row.unit_type} list price")
+    except InvalidOperation:
+        print(f"flow-memory: {args.unit_price!r} is not a decimal number", file=sys.stderr)
+        return 2
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        print(f"flow-memory: invalid list price: {problems}", file=sys.stderr)
+        return 2
+    except FlowMemoryError as error:
+        print(f"flow-memory: {error.message}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
 
 
 def configure_logging(settings: Settings) -> None:

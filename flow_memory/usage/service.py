@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, delete, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -204,6 +204,56 @@ def add_to_rollup(session: Session, rows: Sequence[UsageRecord]) -> None:
         target.priced_cost = exact(target.priced_cost + delta.priced_cost)
         target.reference_cost = exact(target.reference_cost + delta.reference_cost)
         target.savings = exact(target.savings + delta.savings)
+
+
+def rebuild_rollups(session: Session) -> int:
+    """Recompute every rollup row from the records (a repair tool); returns the row count."""
+    u = UsageRecord
+    sums: dict[RollupKey, Totals] = {}
+    rows = session.execute(
+        select(
+            u.created_at,
+            u.owner_id,
+            u.seller_owner_id,
+            u.model,
+            u.unit_type,
+            u.provider_id,
+            u.estimated_units,
+            u.actual_units,
+            u.actual_cost,
+            u.reference_cost,
+            u.savings,
+        ).execution_options(yield_per=10_000)
+    )
+    for created_at, *dimensions, est, actual, cost, ref, saved in rows:
+        key: RollupKey = (created_at.date(), *dimensions)
+        totals = sums.get(key)
+        if totals is None:
+            totals = sums[key] = Totals()
+        totals.add_record(est, actual, cost, ref, saved)
+    session.execute(delete(UsageRollup))
+    rollups = [
+        {
+            "day": day,
+            "owner_id": owner,
+            "seller_owner_id": seller,
+            "model": model,
+            "unit_type": unit_type,
+            "provider_id": provider,
+            "records": t.records,
+            "priced_records": t.priced_records,
+            "estimated_units": t.estimated_units,
+            "actual_units": t.actual_units,
+            "actual_cost": exact(t.actual_cost),
+            "priced_cost": exact(t.priced_cost),
+            "reference_cost": exact(t.reference_cost),
+            "savings": exact(t.savings),
+        }
+        for (day, owner, seller, model, unit_type, provider), t in sums.items()
+    ]
+    if rollups:
+        session.execute(insert(UsageRollup), rollups)
+    return len(sums)
 
 
 def _locked_rollup(session: Session, key: RollupKey) -> UsageRollup:
