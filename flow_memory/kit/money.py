@@ -38,3 +38,25 @@ def plain(value: Decimal) -> str:
 def exact(value: Decimal) -> Decimal:
     """Drop trailing zeros without rounding (the default context keeps only 28 digits)."""
     return value.normalize(_EXACT)
+
+
+# Amounts summed in SQL are kept as three integers, so SQLite (which has no exact decimal type)
+# sums them exactly too: whole credits, billionths, and billionths of a billionth.
+NANO = 10**9
+ATTO = 10**18
+Parts = tuple[int, int, int]
+
+
+def to_parts(value: Decimal) -> Parts:
+    """Split a non-negative amount of at most 18 decimal places into (whole, nanos, attos)."""
+    scaled = value.scaleb(18, _EXACT)
+    if value < 0 or scaled != scaled.to_integral_value():
+        raise ValueError(f"{value} is negative or has more than 18 decimal places")
+    whole, fraction = divmod(int(scaled), ATTO)
+    nanos, attos = divmod(fraction, NANO)
+    return whole, nanos, attos
+
+
+def from_parts(whole: int, nanos: int, attos: int) -> Decimal:
+    """The exact amount of (possibly unnormalised, e.g. summed) parts."""
+    return exact(Decimal(whole * ATTO + nanos * NANO + attos).scaleb(-18, _EXACT))

@@ -54,23 +54,37 @@ class UsageRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+EVERYONE = "*"  # the rollup party that counts every record (for admins and auditors)
+AMOUNTS = ("actual_cost", "priced_cost", "reference_cost", "savings")
+
+
 class UsageRollup(Base):
-    """Daily sums of usage per (buyer, seller, model, unit, provider), kept exact as records are
-    written, so summaries over millions of records read thousands of rows."""
+    """Daily sums of usage per party, model, unit and provider, kept as records are written.
+
+    Each record counts once for ``EVERYONE``, once for its buyer and once for its seller (once
+    when they are the same owner), so a summary over millions of records reads thousands of
+    rows. Amounts are kept as (whole, nanos, attos) integers so SQL sums them exactly."""
 
     __tablename__ = "usage_rollups"
 
+    party: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    owner_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    seller_owner_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     model: Mapped[str] = mapped_column(String(128), primary_key=True)
     unit_type: Mapped[str] = mapped_column(String(32), primary_key=True)
     provider_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    records: Mapped[int] = mapped_column(BigInteger, default=0)
-    priced_records: Mapped[int] = mapped_column(BigInteger, default=0)
-    estimated_units: Mapped[int] = mapped_column(BigInteger, default=0)
-    actual_units: Mapped[int] = mapped_column(BigInteger, default=0)
-    actual_cost: Mapped[Decimal] = mapped_column(Money())
-    priced_cost: Mapped[Decimal] = mapped_column(Money())
-    reference_cost: Mapped[Decimal] = mapped_column(Money())
-    savings: Mapped[Decimal] = mapped_column(Money())
+    records: Mapped[int] = mapped_column(BigInteger)
+    priced_records: Mapped[int] = mapped_column(BigInteger)
+    estimated_units: Mapped[int] = mapped_column(BigInteger)
+    actual_units: Mapped[int] = mapped_column(BigInteger)
+    actual_cost_whole: Mapped[int] = mapped_column(BigInteger)
+    actual_cost_nanos: Mapped[int] = mapped_column(BigInteger)
+    actual_cost_attos: Mapped[int] = mapped_column(BigInteger)
+    priced_cost_whole: Mapped[int] = mapped_column(BigInteger)
+    priced_cost_nanos: Mapped[int] = mapped_column(BigInteger)
+    priced_cost_attos: Mapped[int] = mapped_column(BigInteger)
+    reference_cost_whole: Mapped[int] = mapped_column(BigInteger)
+    reference_cost_nanos: Mapped[int] = mapped_column(BigInteger)
+    reference_cost_attos: Mapped[int] = mapped_column(BigInteger)
+    savings_whole: Mapped[int] = mapped_column(BigInteger)
+    savings_nanos: Mapped[int] = mapped_column(BigInteger)
+    savings_attos: Mapped[int] = mapped_column(BigInteger)

@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, insert, or_, select
+from sqlalchemy import Select, and_, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Invalid
 from flow_memory.kit.ids import new_id
-from flow_memory.kit.money import exact
+from flow_memory.kit.money import exact, from_parts, to_parts
 from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.kit.scopes import AUDIT
 from flow_memory.routing.policy import discount_bps
-from flow_memory.usage.models import UsageRecord, UsageRollup
+from flow_memory.usage.models import AMOUNTS, EVERYONE, UsageRecord, UsageRollup
 
 ZERO = Decimal(0)
 BPS = Decimal(10_000)
@@ -115,14 +115,7 @@ def record_usage(
     return rows
 
 
-# -- the rollup -------------------------------------------------------------------------------
-
-RollupKey = tuple[date, str, str, str, str, str]
-
-
-def _rollup_key(row: UsageRecord) -> RollupKey:
-    day = row.created_at.astimezone(UTC).date()
-    return (day, row.owner_id, row.seller_owner_id, row.model, row.unit_type, row.provider_id)
+# -- totals and the rollup ----------------------------------------------------------------
 
 
 @dataclass
@@ -156,15 +149,13 @@ class Totals:
             self.reference_cost += reference_cost
             self.savings += savings or ZERO
 
-    def add(self, other: Totals | UsageRollup) -> None:
+    def add(self, other: Totals) -> None:
         self.records += other.records
         self.priced_records += other.priced_records
         self.estimated_units += other.estimated_units
         self.actual_units += other.actual_units
-        self.actual_cost += other.actual_cost
-        self.priced_cost += other.priced_cost
-        self.reference_cost += other.reference_cost
-        self.savings += other.savings
+        for name in AMOUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def read(self) -> dict[str, Any]:
         savings_bps = (
@@ -186,24 +177,87 @@ class Totals:
         }
 
 
+RollupKey = tuple[str, date, str, str, str]  # party, day, model, unit_type, provider_id
+
+
+def _rollup_keys(row: UsageRecord) -> list[RollupKey]:
+    day = row.created_at.astimezone(UTC).date()
+    parties = dict.fromkeys((EVERYONE, row.owner_id, row.seller_owner_id))
+    return [(party, day, row.model, row.unit_type, row.provider_id) for party in parties]
+
+
+def _rollup_values(totals: Totals) -> dict[str, int]:
+    values = {
+        "records": totals.records,
+        "priced_records": totals.priced_records,
+        "estimated_units": totals.estimated_units,
+        "actual_units": totals.actual_units,
+    }
+    for name in AMOUNTS:
+        whole, nanos, attos = to_parts(getattr(totals, name))
+        values |= {f"{name}_whole": whole, f"{name}_nanos": nanos, f"{name}_attos": attos}
+    return values
+
+
+def _rollup_totals(row: Any) -> Totals:
+    """Totals from a rollup row or from a result row of summed rollup columns (same names)."""
+    return Totals(
+        records=int(row.records),
+        priced_records=int(row.priced_records),
+        estimated_units=int(row.estimated_units),
+        actual_units=int(row.actual_units),
+        **{
+            name: from_parts(
+                int(getattr(row, f"{name}_whole")),
+                int(getattr(row, f"{name}_nanos")),
+                int(getattr(row, f"{name}_attos")),
+            )
+            for name in AMOUNTS
+        },
+    )
+
+
 def add_to_rollup(session: Session, rows: Sequence[UsageRecord]) -> None:
-    """Fold records into their daily rollup rows (exact decimal arithmetic, row-locked)."""
+    """Fold records into their daily rollup rows (exact arithmetic on row-locked rows)."""
     deltas: dict[RollupKey, Totals] = {}
     for row in rows:
-        deltas.setdefault(_rollup_key(row), Totals()).add_record(
-            row.estimated_units, row.actual_units, row.actual_cost, row.reference_cost, row.savings
-        )
-    for key in sorted(deltas):
+        for key in _rollup_keys(row):
+            deltas.setdefault(key, Totals()).add_record(
+                row.estimated_units,
+                row.actual_units,
+                row.actual_cost,
+                row.reference_cost,
+                row.savings,
+            )
+    for key in sorted(deltas):  # one lock order for every writer
         target = _locked_rollup(session, key)
-        delta = deltas[key]
-        target.records += delta.records
-        target.priced_records += delta.priced_records
-        target.estimated_units += delta.estimated_units
-        target.actual_units += delta.actual_units
-        target.actual_cost = exact(target.actual_cost + delta.actual_cost)
-        target.priced_cost = exact(target.priced_cost + delta.priced_cost)
-        target.reference_cost = exact(target.reference_cost + delta.reference_cost)
-        target.savings = exact(target.savings + delta.savings)
+        totals = _rollup_totals(target)
+        totals.add(deltas[key])
+        for name, value in _rollup_values(totals).items():
+            setattr(target, name, value)
+
+
+def _locked_rollup(session: Session, key: RollupKey) -> UsageRollup:
+    row = session.get(UsageRollup, key, with_for_update=True)
+    if row is not None:
+        return row
+    party, day, model, unit_type, provider_id = key
+    values = {
+        "party": party,
+        "day": day,
+        "model": model,
+        "unit_type": unit_type,
+        "provider_id": provider_id,
+        **_rollup_values(Totals()),
+    }
+    # Two writers may create the same row at once (PostgreSQL): the loser's insert does
+    # nothing and both then lock the one row.
+    dialect = session.get_bind().dialect.name
+    insert_row = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert_row(UsageRollup).values(**values).on_conflict_do_nothing())
+    row = session.get(UsageRollup, key, with_for_update=True, populate_existing=True)
+    assert row is not None
+    return row
 
 
 def rebuild_rollups(session: Session) -> int:
@@ -225,66 +279,45 @@ def rebuild_rollups(session: Session) -> int:
             u.savings,
         ).execution_options(yield_per=10_000)
     )
-    for created_at, *dimensions, est, actual, cost, ref, saved in rows:
-        key: RollupKey = (created_at.date(), *dimensions)
-        totals = sums.get(key)
-        if totals is None:
-            totals = sums[key] = Totals()
-        totals.add_record(est, actual, cost, ref, saved)
+    for (
+        created_at,
+        owner,
+        seller,
+        model,
+        unit_type,
+        provider,
+        est,
+        actual,
+        cost,
+        ref,
+        saved,
+    ) in rows:
+        day = created_at.date()
+        for party in dict.fromkeys((EVERYONE, owner, seller)):
+            key = (party, day, model, unit_type, provider)
+            totals = sums.get(key)
+            if totals is None:
+                totals = sums[key] = Totals()
+            totals.add_record(est, actual, cost, ref, saved)
     session.execute(delete(UsageRollup))
-    rollups = [
-        {
-            "day": day,
-            "owner_id": owner,
-            "seller_owner_id": seller,
-            "model": model,
-            "unit_type": unit_type,
-            "provider_id": provider,
-            "records": t.records,
-            "priced_records": t.priced_records,
-            "estimated_units": t.estimated_units,
-            "actual_units": t.actual_units,
-            "actual_cost": exact(t.actual_cost),
-            "priced_cost": exact(t.priced_cost),
-            "reference_cost": exact(t.reference_cost),
-            "savings": exact(t.savings),
-        }
-        for (day, owner, seller, model, unit_type, provider), t in sums.items()
-    ]
-    if rollups:
-        session.execute(insert(UsageRollup), rollups)
+    batch: list[dict[str, Any]] = []
+    for (party, day, model, unit_type, provider), totals in sums.items():
+        batch.append(
+            {
+                "party": party,
+                "day": day,
+                "model": model,
+                "unit_type": unit_type,
+                "provider_id": provider,
+                **_rollup_values(totals),
+            }
+        )
+        if len(batch) == 10_000:
+            session.execute(insert(UsageRollup), batch)
+            batch = []
+    if batch:
+        session.execute(insert(UsageRollup), batch)
     return len(sums)
-
-
-def _locked_rollup(session: Session, key: RollupKey) -> UsageRollup:
-    row = session.get(UsageRollup, key, with_for_update=True)
-    if row is not None:
-        return row
-    day, owner_id, seller_owner_id, model, unit_type, provider_id = key
-    values = {
-        "day": day,
-        "owner_id": owner_id,
-        "seller_owner_id": seller_owner_id,
-        "model": model,
-        "unit_type": unit_type,
-        "provider_id": provider_id,
-        "records": 0,
-        "priced_records": 0,
-        "estimated_units": 0,
-        "actual_units": 0,
-        "actual_cost": ZERO,
-        "priced_cost": ZERO,
-        "reference_cost": ZERO,
-        "savings": ZERO,
-    }
-    # Two writers may create the same day's row at once (PostgreSQL): the loser's insert does
-    # nothing and both then lock the one row.
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(UsageRollup).values(**values).on_conflict_do_nothing())
-    row = session.get(UsageRollup, key, with_for_update=True, populate_existing=True)
-    assert row is not None
-    return row
 
 
 # -- filters, visibility, pages ---------------------------------------------------------------
@@ -439,7 +472,7 @@ class Summary:
     by_day: dict[date, Totals] = field(default_factory=dict)
     computed_from: str = "rollup"
 
-    def fold(self, model: str, provider_id: str, day: date, totals: Totals | UsageRollup) -> None:
+    def fold(self, model: str, provider_id: str, day: date, totals: Totals) -> None:
         self.total.add(totals)
         self.by_model.setdefault(model, Totals()).add(totals)
         self.by_provider.setdefault(provider_id, Totals()).add(totals)
@@ -473,21 +506,43 @@ def _whole_days(since: datetime | None, until: datetime | None) -> tuple[date | 
 
 def summarize(session: Session, principal: Principal, filters: UsageFilters) -> Summary:
     summary = Summary()
-    if filters.needs_records:
-        summary.computed_from = "records"
-        _fold_records(session, principal, filters, filters.since, filters.until, summary)
-        return summary
     first, end = _whole_days(filters.since, filters.until)
-    if first is not None and end is not None and first >= end:
-        # The range lies inside one day (or straddles one boundary): read records only.
+    if filters.needs_records or (first is not None and end is not None and first >= end):
+        # A filter the rollup does not keep, or a range inside about one day: read records.
         summary.computed_from = "records"
         _fold_records(session, principal, filters, filters.since, filters.until, summary)
         return summary
+    _fold_rollup(session, principal, filters, first, end, summary)
+    # The partial days at either edge come from the records themselves.
+    if filters.since is not None and first is not None and filters.since < _day_start(first):
+        summary.computed_from = "rollup+records"
+        _fold_records(session, principal, filters, filters.since, _day_start(first), summary)
+    if filters.until is not None and end is not None and _day_start(end) < filters.until:
+        summary.computed_from = "rollup+records"
+        _fold_records(session, principal, filters, _day_start(end), filters.until, summary)
+    return summary
+
+
+def _summed_rollup_columns() -> list[Any]:
+    r = UsageRollup.__table__.c
+    names = ["records", "priced_records", "estimated_units", "actual_units"] + [
+        f"{amount}_{part}" for amount in AMOUNTS for part in ("whole", "nanos", "attos")
+    ]
+    return [func.sum(r[name]).label(name) for name in names]
+
+
+def _fold_rollup(
+    session: Session,
+    principal: Principal,
+    filters: UsageFilters,
+    first: date | None,
+    end: date | None,
+    summary: Summary,
+) -> None:
+    """Sum the rollup in SQL, grouped three ways; each group's parts become exact decimals."""
     r = UsageRollup
-    conditions: list[Any] = []
-    visible = _visible(principal, r.owner_id, r.seller_owner_id)
-    if visible is not None:
-        conditions.append(visible)
+    party = EVERYONE if sees_all(principal) else principal.owner_id
+    conditions: list[Any] = [r.party == party]
     for column, value in (
         (r.provider_id, filters.provider_id),
         (r.model, filters.model),
@@ -499,16 +554,17 @@ def summarize(session: Session, principal: Principal, filters: UsageFilters) -> 
         conditions.append(r.day >= first)
     if end is not None:
         conditions.append(r.day < end)
-    for row in session.scalars(select(r).where(*conditions)):
-        summary.fold(row.model, row.provider_id, row.day, row)
-    # The partial days at either edge come from the records themselves.
-    if filters.since is not None and first is not None and filters.since < _day_start(first):
-        summary.computed_from = "rollup+records"
-        _fold_records(session, principal, filters, filters.since, _day_start(first), summary)
-    if filters.until is not None and end is not None and _day_start(end) < filters.until:
-        summary.computed_from = "rollup+records"
-        _fold_records(session, principal, filters, _day_start(end), filters.until, summary)
-    return summary
+    sums = _summed_rollup_columns()
+    groups: list[tuple[Any, dict[Any, Totals]]] = [
+        (r.model, summary.by_model),
+        (r.provider_id, summary.by_provider),
+        (r.day, summary.by_day),
+    ]
+    for column, into in groups:
+        for row in session.execute(select(column, *sums).where(*conditions).group_by(column)):
+            into.setdefault(row[0], Totals()).add(_rollup_totals(row))
+    for totals in summary.by_day.values():
+        summary.total.add(totals)
 
 
 def _fold_records(
@@ -541,10 +597,6 @@ def _fold_records(
         totals.add_record(est, actual, cost, ref, saved)
     for (model, provider_id, day), totals in groups.items():
         summary.fold(model, provider_id, day, totals)
-
-
-def iter_records(session: Session, query: Select[Any], batch: int = 2_000) -> Iterator[UsageRecord]:
-    yield from session.scalars(query.execution_options(yield_per=batch))
 
 
 SAVINGS_RULE = (

@@ -2,7 +2,7 @@
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-11-22 13:10:51.898533
+Create Date: 2026-11-22 13:16:36.156506
 """
 
 from __future__ import annotations
@@ -87,9 +87,8 @@ def upgrade() -> None:
 
     op.create_table(
         "usage_rollups",
+        sa.Column("party", sa.String(length=128), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("owner_id", sa.String(length=128), nullable=False),
-        sa.Column("seller_owner_id", sa.String(length=128), nullable=False),
         sa.Column("model", sa.String(length=128), nullable=False),
         sa.Column("unit_type", sa.String(length=32), nullable=False),
         sa.Column("provider_id", sa.String(length=40), nullable=False),
@@ -97,15 +96,19 @@ def upgrade() -> None:
         sa.Column("priced_records", sa.BigInteger(), nullable=False),
         sa.Column("estimated_units", sa.BigInteger(), nullable=False),
         sa.Column("actual_units", sa.BigInteger(), nullable=False),
-        sa.Column("actual_cost", flow_memory.kit.db.Money(precision=38, scale=18), nullable=False),
-        sa.Column("priced_cost", flow_memory.kit.db.Money(precision=38, scale=18), nullable=False),
-        sa.Column(
-            "reference_cost", flow_memory.kit.db.Money(precision=38, scale=18), nullable=False
-        ),
-        sa.Column("savings", flow_memory.kit.db.Money(precision=38, scale=18), nullable=False),
-        sa.PrimaryKeyConstraint(
-            "day", "owner_id", "seller_owner_id", "model", "unit_type", "provider_id"
-        ),
+        sa.Column("actual_cost_whole", sa.BigInteger(), nullable=False),
+        sa.Column("actual_cost_nanos", sa.BigInteger(), nullable=False),
+        sa.Column("actual_cost_attos", sa.BigInteger(), nullable=False),
+        sa.Column("priced_cost_whole", sa.BigInteger(), nullable=False),
+        sa.Column("priced_cost_nanos", sa.BigInteger(), nullable=False),
+        sa.Column("priced_cost_attos", sa.BigInteger(), nullable=False),
+        sa.Column("reference_cost_whole", sa.BigInteger(), nullable=False),
+        sa.Column("reference_cost_nanos", sa.BigInteger(), nullable=False),
+        sa.Column("reference_cost_attos", sa.BigInteger(), nullable=False),
+        sa.Column("savings_whole", sa.BigInteger(), nullable=False),
+        sa.Column("savings_nanos", sa.BigInteger(), nullable=False),
+        sa.Column("savings_attos", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("party", "day", "model", "unit_type", "provider_id"),
     )
     # ### end Alembic commands ###
 
