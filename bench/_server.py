@@ -21,6 +21,7 @@ class RunningServer:
     base_url: str
     database_url: str
     env: dict[str, str]
+    pid: int = 0
 
 
 def free_port() -> int:
@@ -91,7 +92,7 @@ def running_server(
                     time.sleep(0.1)
             else:
                 raise RuntimeError("server did not become ready")
-            yield RunningServer(base, url, env)
+            yield RunningServer(base, url, env, process.pid)
         finally:
             process.terminate()
             try:

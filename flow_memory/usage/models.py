@@ -58,20 +58,9 @@ EVERYONE = "*"  # the rollup party that counts every record (for admins and audi
 AMOUNTS = ("actual_cost", "priced_cost", "reference_cost", "savings")
 
 
-class UsageRollup(Base):
-    """Daily sums of usage per party, model, unit and provider, kept as records are written.
+class _RollupSums:
+    """The sums a rollup row keeps; amounts as (whole, nanos, attos) so SQL sums them exactly."""
 
-    Each record counts once for ``EVERYONE``, once for its buyer and once for its seller (once
-    when they are the same owner), so a summary over millions of records reads thousands of
-    rows. Amounts are kept as (whole, nanos, attos) integers so SQL sums them exactly."""
-
-    __tablename__ = "usage_rollups"
-
-    party: Mapped[str] = mapped_column(String(128), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    model: Mapped[str] = mapped_column(String(128), primary_key=True)
-    unit_type: Mapped[str] = mapped_column(String(32), primary_key=True)
-    provider_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     records: Mapped[int] = mapped_column(BigInteger)
     priced_records: Mapped[int] = mapped_column(BigInteger)
     estimated_units: Mapped[int] = mapped_column(BigInteger)
@@ -88,3 +77,32 @@ class UsageRollup(Base):
     savings_whole: Mapped[int] = mapped_column(BigInteger)
     savings_nanos: Mapped[int] = mapped_column(BigInteger)
     savings_attos: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageRollup(_RollupSums, Base):
+    """Daily sums of usage per party, model, unit and provider, kept as records are written.
+
+    Each record counts once for ``EVERYONE``, once for its buyer and once for its seller (once
+    when they are the same owner), so a summary over millions of records reads thousands of
+    rows. Stored clustered by its key on SQLite, so one party's days are read in one range."""
+
+    __tablename__ = "usage_rollups"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    party: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    unit_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+class UsageTotal(_RollupSums, Base):
+    """All-time sums per party, model, unit and provider: summaries without a time range."""
+
+    __tablename__ = "usage_totals"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    party: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    unit_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(40), primary_key=True)

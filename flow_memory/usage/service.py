@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, insert, or_, select
+from sqlalchemy import Select, String, and_, delete, func, insert, or_, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,7 @@ from flow_memory.kit.money import exact, from_parts, to_parts
 from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.kit.scopes import AUDIT
 from flow_memory.routing.policy import discount_bps
-from flow_memory.usage.models import AMOUNTS, EVERYONE, UsageRecord, UsageRollup
+from flow_memory.usage.models import AMOUNTS, EVERYONE, UsageRecord, UsageRollup, UsageTotal
 
 ZERO = Decimal(0)
 BPS = Decimal(10_000)
@@ -178,6 +178,8 @@ class Totals:
 
 
 RollupKey = tuple[str, date, str, str, str]  # party, day, model, unit_type, provider_id
+_DAILY_KEY = ("party", "day", "model", "unit_type", "provider_id")
+_TOTAL_KEY = ("party", "model", "unit_type", "provider_id")
 
 
 def _rollup_keys(row: UsageRecord) -> list[RollupKey]:
@@ -199,71 +201,77 @@ def _rollup_values(totals: Totals) -> dict[str, int]:
     return values
 
 
-def _rollup_totals(row: Any) -> Totals:
-    """Totals from a rollup row or from a result row of summed rollup columns (same names)."""
+_SUM_COLUMNS = (
+    "records",
+    "priced_records",
+    "estimated_units",
+    "actual_units",
+    *(f"{amount}_{part}" for amount in AMOUNTS for part in ("whole", "nanos", "attos")),
+)
+
+
+def _rollup_totals(values: Sequence[Any]) -> Totals:
+    """Totals from the ``_SUM_COLUMNS`` of a rollup row (or their SQL sums), in that order."""
+    n = [int(v) for v in values]
     return Totals(
-        records=int(row.records),
-        priced_records=int(row.priced_records),
-        estimated_units=int(row.estimated_units),
-        actual_units=int(row.actual_units),
-        **{
-            name: from_parts(
-                int(getattr(row, f"{name}_whole")),
-                int(getattr(row, f"{name}_nanos")),
-                int(getattr(row, f"{name}_attos")),
-            )
-            for name in AMOUNTS
-        },
+        records=n[0],
+        priced_records=n[1],
+        estimated_units=n[2],
+        actual_units=n[3],
+        actual_cost=from_parts(n[4], n[5], n[6]),
+        priced_cost=from_parts(n[7], n[8], n[9]),
+        reference_cost=from_parts(n[10], n[11], n[12]),
+        savings=from_parts(n[13], n[14], n[15]),
     )
 
 
 def add_to_rollup(session: Session, rows: Sequence[UsageRecord]) -> None:
-    """Fold records into their daily rollup rows (exact arithmetic on row-locked rows)."""
-    deltas: dict[RollupKey, Totals] = {}
+    """Fold records into their daily and all-time rollup rows (exact, on row-locked rows)."""
+    daily: dict[RollupKey, Totals] = {}
     for row in rows:
         for key in _rollup_keys(row):
-            deltas.setdefault(key, Totals()).add_record(
+            daily.setdefault(key, Totals()).add_record(
                 row.estimated_units,
                 row.actual_units,
                 row.actual_cost,
                 row.reference_cost,
                 row.savings,
             )
-    for key in sorted(deltas):  # one lock order for every writer
-        target = _locked_rollup(session, key)
-        totals = _rollup_totals(target)
-        totals.add(deltas[key])
-        for name, value in _rollup_values(totals).items():
-            setattr(target, name, value)
+    overall: dict[tuple[str, ...], Totals] = {}
+    for (party, _day, *rest), totals in daily.items():
+        overall.setdefault((party, *rest), Totals()).add(totals)
+    # One lock order for every writer: all daily rows by key, then all totals by key.
+    for key in sorted(daily):
+        _add_locked(session, UsageRollup, dict(zip(_DAILY_KEY, key, strict=True)), daily[key])
+    for total_key in sorted(overall):
+        values = dict(zip(_TOTAL_KEY, total_key, strict=True))
+        _add_locked(session, UsageTotal, values, overall[total_key])
 
 
-def _locked_rollup(session: Session, key: RollupKey) -> UsageRollup:
-    row = session.get(UsageRollup, key, with_for_update=True)
-    if row is not None:
-        return row
-    party, day, model, unit_type, provider_id = key
-    values = {
-        "party": party,
-        "day": day,
-        "model": model,
-        "unit_type": unit_type,
-        "provider_id": provider_id,
-        **_rollup_values(Totals()),
-    }
-    # Two writers may create the same row at once (PostgreSQL): the loser's insert does
-    # nothing and both then lock the one row.
-    dialect = session.get_bind().dialect.name
-    insert_row = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert_row(UsageRollup).values(**values).on_conflict_do_nothing())
-    row = session.get(UsageRollup, key, with_for_update=True, populate_existing=True)
-    assert row is not None
-    return row
+def _add_locked(
+    session: Session, table: type[UsageRollup | UsageTotal], key: dict[str, Any], delta: Totals
+) -> None:
+    identity = tuple(key.values())
+    row = session.get(table, identity, with_for_update=True)
+    if row is None:
+        # Two writers may create the same row at once (PostgreSQL): the loser's insert does
+        # nothing and both then lock the one row.
+        dialect = session.get_bind().dialect.name
+        insert_row = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        values = {**key, **_rollup_values(Totals())}
+        session.execute(insert_row(table).values(**values).on_conflict_do_nothing())
+        row = session.get(table, identity, with_for_update=True, populate_existing=True)
+        assert row is not None
+    totals = _rollup_totals([getattr(row, name) for name in _SUM_COLUMNS])
+    totals.add(delta)
+    for name, value in _rollup_values(totals).items():
+        setattr(row, name, value)
 
 
 def rebuild_rollups(session: Session) -> int:
-    """Recompute every rollup row from the records (a repair tool); returns the row count."""
+    """Recompute every rollup row from the records (a repair tool); returns the daily rows."""
     u = UsageRecord
-    sums: dict[RollupKey, Totals] = {}
+    money = [type_coerce(c, String) for c in (u.actual_cost, u.reference_cost, u.savings)]
     rows = session.execute(
         select(
             u.created_at,
@@ -274,50 +282,44 @@ def rebuild_rollups(session: Session) -> int:
             u.provider_id,
             u.estimated_units,
             u.actual_units,
-            u.actual_cost,
-            u.reference_cost,
-            u.savings,
-        ).execution_options(yield_per=10_000)
+            *money,
+        ).execution_options(yield_per=20_000)
     )
-    for (
-        created_at,
-        owner,
-        seller,
-        model,
-        unit_type,
-        provider,
-        est,
-        actual,
-        cost,
-        ref,
-        saved,
-    ) in rows:
-        day = created_at.date()
-        for party in dict.fromkeys((EVERYONE, owner, seller)):
-            key = (party, day, model, unit_type, provider)
-            totals = sums.get(key)
-            if totals is None:
-                totals = sums[key] = Totals()
-            totals.add_record(est, actual, cost, ref, saved)
-    session.execute(delete(UsageRollup))
-    batch: list[dict[str, Any]] = []
-    for (party, day, model, unit_type, provider), totals in sums.items():
-        batch.append(
-            {
-                "party": party,
-                "day": day,
-                "model": model,
-                "unit_type": unit_type,
-                "provider_id": provider,
-                **_rollup_values(totals),
-            }
+    # Sum per (day, buyer, seller, model, unit, provider) first, then fan out to the parties.
+    per_pair: dict[tuple[Any, ...], Totals] = {}
+    for created_at, *dimensions, est, actual, cost, ref, saved in rows:
+        key = (created_at.date(), *dimensions)
+        totals = per_pair.get(key)
+        if totals is None:
+            totals = per_pair[key] = Totals()
+        totals.add_record(
+            est,
+            actual,
+            Decimal(cost),
+            None if ref is None else Decimal(ref),
+            None if saved is None else Decimal(saved),
         )
-        if len(batch) == 10_000:
-            session.execute(insert(UsageRollup), batch)
-            batch = []
-    if batch:
-        session.execute(insert(UsageRollup), batch)
-    return len(sums)
+    daily: dict[RollupKey, Totals] = {}
+    overall: dict[tuple[str, ...], Totals] = {}
+    for (day, owner, seller, model, unit_type, provider), totals in per_pair.items():
+        for party in dict.fromkeys((EVERYONE, owner, seller)):
+            daily.setdefault((party, day, model, unit_type, provider), Totals()).add(totals)
+            overall.setdefault((party, model, unit_type, provider), Totals()).add(totals)
+    session.execute(delete(UsageRollup))
+    session.execute(delete(UsageTotal))
+    for table, names, sums in (
+        (UsageRollup, _DAILY_KEY, daily.items()),
+        (UsageTotal, _TOTAL_KEY, overall.items()),
+    ):
+        batch: list[dict[str, Any]] = []
+        for key, totals in sums:
+            batch.append({**dict(zip(names, key, strict=True)), **_rollup_values(totals)})
+            if len(batch) == 10_000:
+                session.execute(insert(table), batch)
+                batch = []
+        if batch:
+            session.execute(insert(table), batch)
+    return len(daily)
 
 
 # -- filters, visibility, pages ---------------------------------------------------------------
@@ -427,8 +429,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         when = datetime.fromisoformat(moment)
         if when.tzinfo is None or not usage_id:
             raise ValueError(cursor)
-        return when, usage_id
-    except (ValueError, UnicodeDecodeError, binascii.Error):
+        return when.astimezone(UTC), usage_id
+    except (ValueError, OverflowError, UnicodeDecodeError, binascii.Error):
         raise Invalid(
             "cursor is not one this endpoint gave out",
             field="cursor",
@@ -512,6 +514,9 @@ def summarize(session: Session, principal: Principal, filters: UsageFilters) -> 
         summary.computed_from = "records"
         _fold_records(session, principal, filters, filters.since, filters.until, summary)
         return summary
+    if filters.since is None and filters.until is None:
+        _fold_all_time(session, principal, filters, summary)
+        return summary
     _fold_rollup(session, principal, filters, first, end, summary)
     # The partial days at either edge come from the records themselves.
     if filters.since is not None and first is not None and filters.since < _day_start(first):
@@ -523,12 +528,46 @@ def summarize(session: Session, principal: Principal, filters: UsageFilters) -> 
     return summary
 
 
-def _summed_rollup_columns() -> list[Any]:
-    r = UsageRollup.__table__.c
-    names = ["records", "priced_records", "estimated_units", "actual_units"] + [
-        f"{amount}_{part}" for amount in AMOUNTS for part in ("whole", "nanos", "attos")
-    ]
-    return [func.sum(r[name]).label(name) for name in names]
+def _summed(table: type[UsageRollup | UsageTotal]) -> list[Any]:
+    c = table.__table__.c
+    return [func.sum(c[name]).label(name) for name in _SUM_COLUMNS]
+
+
+def _rollup_conditions(
+    table: type[UsageRollup | UsageTotal], principal: Principal, filters: UsageFilters
+) -> list[Any]:
+    party = EVERYONE if sees_all(principal) else principal.owner_id
+    conditions: list[Any] = [table.party == party]
+    for column, value in (
+        (table.provider_id, filters.provider_id),
+        (table.model, filters.model),
+        (table.unit_type, filters.unit_type),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    return conditions
+
+
+def _group_into(
+    session: Session, column: Any, conditions: list[Any], into: dict[Any, Totals]
+) -> None:
+    table = UsageTotal if column.table is UsageTotal.__table__ else UsageRollup
+    query = select(column, *_summed(table)).where(*conditions).group_by(column)
+    for row in session.execute(query):
+        into.setdefault(row[0], Totals()).add(_rollup_totals(row[1:]))
+
+
+def _fold_all_time(
+    session: Session, principal: Principal, filters: UsageFilters, summary: Summary
+) -> None:
+    """No time range: models and providers from the all-time sums, days from the daily ones."""
+    conditions = _rollup_conditions(UsageTotal, principal, filters)
+    _group_into(session, UsageTotal.model, conditions, summary.by_model)
+    _group_into(session, UsageTotal.provider_id, conditions, summary.by_provider)
+    daily = _rollup_conditions(UsageRollup, principal, filters)
+    _group_into(session, UsageRollup.day, daily, summary.by_day)
+    for totals in summary.by_model.values():
+        summary.total.add(totals)
 
 
 def _fold_rollup(
@@ -539,30 +578,16 @@ def _fold_rollup(
     end: date | None,
     summary: Summary,
 ) -> None:
-    """Sum the rollup in SQL, grouped three ways; each group's parts become exact decimals."""
+    """Whole days of a time range, from the daily sums grouped three ways in SQL."""
     r = UsageRollup
-    party = EVERYONE if sees_all(principal) else principal.owner_id
-    conditions: list[Any] = [r.party == party]
-    for column, value in (
-        (r.provider_id, filters.provider_id),
-        (r.model, filters.model),
-        (r.unit_type, filters.unit_type),
-    ):
-        if value is not None:
-            conditions.append(column == value)
+    conditions = _rollup_conditions(r, principal, filters)
     if first is not None:
         conditions.append(r.day >= first)
     if end is not None:
         conditions.append(r.day < end)
-    sums = _summed_rollup_columns()
-    groups: list[tuple[Any, dict[Any, Totals]]] = [
-        (r.model, summary.by_model),
-        (r.provider_id, summary.by_provider),
-        (r.day, summary.by_day),
-    ]
-    for column, into in groups:
-        for row in session.execute(select(column, *sums).where(*conditions).group_by(column)):
-            into.setdefault(row[0], Totals()).add(_rollup_totals(row))
+    _group_into(session, r.model, conditions, summary.by_model)
+    _group_into(session, r.provider_id, conditions, summary.by_provider)
+    _group_into(session, r.day, conditions, summary.by_day)
     for totals in summary.by_day.values():
         summary.total.add(totals)
 
