@@ -1,7 +1,7 @@
 """Streamed usage exports (JSON or NDJSON) in constant memory.
 
-Rows are read through one read-only connection in batches and encoded straight to bytes; money
-columns are read as their stored decimal text, so no value passes through a float."""
+The database renders each record as JSON and rows are read through one read-only connection in
+batches, so memory stays flat and money columns never pass through a float."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, String, Text, cast, select, type_coerce
+from sqlalchemy import Engine, String, literal_column, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from flow_memory.kit.deps import Principal
@@ -38,128 +38,79 @@ REDACTION = {
     "masked_fields": [],
 }
 
-_TEXT_COLUMNS = (
-    "usage_id",
-    "source",
-    "decision",
-    "owner_id",
-    "seller_owner_id",
-    "workspace_id",
-    "agent_id",
-    "goal_id",
-    "task_id",
-    "model",
-    "unit_type",
-    "provider_id",
-    "route_id",
-    "order_id",
-    "reservation_id",
-    "fill_id",
+# The record's fields in export order, each with how it is rendered: a column as it is, a
+# money column as an exact JSON number, or a derived value.
+_FIELDS: tuple[tuple[str, str], ...] = (
+    ("usage_id", "column"),
+    ("created_at", "time"),
+    ("source", "column"),
+    ("decision", "column"),
+    ("owner_id", "column"),
+    ("seller_owner_id", "column"),
+    ("workspace_id", "column"),
+    ("agent_id", "column"),
+    ("goal_id", "column"),
+    ("task_id", "column"),
+    ("model", "column"),
+    ("unit_type", "column"),
+    ("provider_id", "column"),
+    ("route_id", "column"),
+    ("order_id", "column"),
+    ("reservation_id", "column"),
+    ("fill_id", "column"),
+    ("estimated_units", "column"),
+    ("actual_units", "column"),
+    ("unit_price", "money"),
+    ("estimated_cost", "money"),
+    ("actual_cost", "money"),
+    ("reference_unit_price", "money"),
+    ("reference_cost", "money"),
+    ("savings", "money"),
+    ("discount_bps", "column"),
+    ("savings_bps", "savings_bps"),
+    ("latency_ms", "column"),
+    ("quality_score", "column"),
+    ("currency", "currency"),  # last: see record_json
 )
-_MONEY_COLUMNS = (
-    "unit_price",
-    "estimated_cost",
-    "actual_cost",
-    "reference_unit_price",
-    "reference_cost",
-    "savings",
-)
-_SAFETY_BYTES = orjson.dumps(dict(SAFETY_ENVELOPE))[1:-1]  # the fields without braces
+
+_SQLITE = {
+    "column": "{0}",
+    "money": "json({0})",
+    # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff'; rendered like the API: Z, no zero fraction.
+    "time": "substr({0}, 1, 10) || 'T' || substr({0}, 12, 8) || CASE WHEN substr({0}, 21) "
+    "IN ('', '000000') THEN '' ELSE '.' || substr({0}, 21, 6) END || 'Z'",
+    "savings_bps": "CASE WHEN reference_cost IS NULL THEN NULL ELSE discount_bps END",
+    "currency": "'USD_CREDIT'",
+}
+_POSTGRESQL = {
+    "column": "{0}",
+    "money": "trim_scale({0})",
+    "time": "to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
+    "extract(microseconds FROM {0})::bigint % 1000000 = 0 THEN '' ELSE "
+    "to_char({0} AT TIME ZONE 'UTC', '.US') END || 'Z'",
+    "savings_bps": "CASE WHEN reference_cost IS NULL THEN NULL ELSE discount_bps END",
+    "currency": "'USD_CREDIT'",
+}
 
 
-def _number(text: str | None) -> orjson.Fragment | None:
-    if text is None:
-        return None
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return orjson.Fragment(text)
+def record_json(dialect: str) -> Any:
+    """A SQL expression rendering one usage record as a JSON object (without the safety
+    fields, which are the same on every record and appended by ``export_chunks``).
 
-
-def _columns(dialect: str) -> list[Any]:
-    table = UsageRecord.__table__.c
-    money = [
-        (type_coerce(table[name], String) if dialect == "sqlite" else cast(table[name], Text))
-        for name in _MONEY_COLUMNS
-    ]
-    return [
-        *(table[name] for name in _TEXT_COLUMNS),
-        table.created_at,
-        table.estimated_units,
-        table.actual_units,
-        table.discount_bps,
-        table.latency_ms,
-        table.quality_score,
-        *money,
-    ]
-
-
-def _encode_record(row: Any, prefix: bytes) -> bytes:
-    (
-        usage_id,
-        source,
-        decision,
-        owner_id,
-        seller_owner_id,
-        workspace_id,
-        agent_id,
-        goal_id,
-        task_id,
-        model,
-        unit_type,
-        provider_id,
-        route_id,
-        order_id,
-        reservation_id,
-        fill_id,
-        created_at,
-        estimated_units,
-        actual_units,
-        discount,
-        latency_ms,
-        quality_score,
-        unit_price,
-        estimated_cost,
-        actual_cost,
-        reference_unit_price,
-        reference_cost,
-        savings,
-    ) = row
-    body = orjson.dumps(
-        {
-            "usage_id": usage_id,
-            "created_at": created_at,
-            "source": source,
-            "decision": decision,
-            "owner_id": owner_id,
-            "seller_owner_id": seller_owner_id,
-            "workspace_id": workspace_id,
-            "agent_id": agent_id,
-            "goal_id": goal_id,
-            "task_id": task_id,
-            "model": model,
-            "unit_type": unit_type,
-            "provider_id": provider_id,
-            "route_id": route_id,
-            "order_id": order_id,
-            "reservation_id": reservation_id,
-            "fill_id": fill_id,
-            "estimated_units": estimated_units,
-            "actual_units": actual_units,
-            "unit_price": _number(unit_price),
-            "estimated_cost": _number(estimated_cost),
-            "actual_cost": _number(actual_cost),
-            "reference_unit_price": _number(reference_unit_price),
-            "reference_cost": _number(reference_cost),
-            "savings": _number(savings),
-            "discount_bps": discount,
-            "savings_bps": discount if reference_cost is not None else None,
-            "latency_ms": latency_ms,
-            "quality_score": quality_score,
-            "currency": "USD_CREDIT",
-        },
-        option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC,
+    The database encodes the records (SQLite ``json_object``, PostgreSQL ``json_build_object``)
+    so an export runs at the speed rows are read; money never passes through a float. On SQLite
+    money is stored as canonical decimal text and spliced in as is, which is cheaper than
+    parsing it back with ``json()``."""
+    if dialect != "sqlite":
+        pairs = [f"'{name}', {_POSTGRESQL[kind].format(name)}" for name, kind in _FIELDS]
+        return literal_column(f"json_build_object({', '.join(pairs)})::text", String)
+    plain = [(name, kind) for name, kind in _FIELDS if kind != "money"]
+    obj = ", ".join(f"'{name}', {_SQLITE[kind].format(name)}" for name, kind in plain)
+    money = " || ".join(
+        f"',\"{name}\":' || coalesce({name}, 'null')" for name, kind in _FIELDS if kind == "money"
     )
-    return prefix + body[1:-1] + b"," + _SAFETY_BYTES + b"}"
+    # The object's last field is a string, so rtrim removes only its closing brace.
+    return literal_column(f"rtrim(json_object({obj}), '}}') || {money} || '}}'", String)
 
 
 def export_chunks(
@@ -183,14 +134,15 @@ def export_chunks(
     if ndjson:
         header = {"record_type": "header", "ok": True, **meta, **SAFETY_ENVELOPE}
         yield orjson.dumps(header, option=options) + b"\n"
-        prefix = b'{"record_type":"usage_record",'
     else:
         yield orjson.dumps({"ok": True, **meta}, option=options)[:-1] + b',"records":['
-        prefix = b"{"
+    prefix = '{"record_type":"usage_record",'
+    safety = orjson.dumps(dict(SAFETY_ENVELOPE)).decode().replace("{", ",", 1)
     count = 0
     failure: str | None = None
     query = (
-        select(*_columns(engine.dialect.name))
+        select(record_json(engine.dialect.name))
+        .select_from(UsageRecord)
         .where(*record_conditions(principal, filters, filters.since, filters.until))
         .order_by(UsageRecord.created_at, UsageRecord.usage_id)
     )
@@ -200,12 +152,14 @@ def export_chunks(
                 stream_results=True, yield_per=BATCH_ROWS
             ).execute(query)
             for rows in result.partitions():
-                lines = [_encode_record(row, prefix) for row in rows]
+                text = [row[0] for row in rows]
                 if ndjson:
-                    chunk = b"\n".join(lines) + b"\n"
+                    lines = [prefix + line[1:-1] + safety for line in text]
+                    chunk = ("\n".join(lines) + "\n").encode()
                 else:
-                    chunk = (b"," if count else b"") + b",".join(lines)
-                count += len(lines)
+                    lines = [line[:-1] + safety for line in text]
+                    chunk = (("," if count else "") + ",".join(lines)).encode()
+                count += len(text)
                 yield chunk
     except SQLAlchemyError:
         failure = "the database stopped answering during the export; it is incomplete"
