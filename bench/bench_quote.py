@@ -1,7 +1,7 @@
 """Quote latency over a deep market: 10,000 resting asks from 500 providers.
 
-Run: python bench/bench_quote.py [--iterations N] [--quick] [--shape one-model|twenty-models]
-     [--profile]
+Run: python bench/bench_quote.py [--seconds 6 | --iterations N] [--quick]
+     [--shape one-model|twenty-models] [--database-dir DIR] [--profile]
 
 Two shapes, each seeded into its own SQLite file through the real service functions: per
 provider a credential reference, enrollment, a pairing token redeemed by the first heartbeat, a
@@ -23,8 +23,16 @@ For each shape two figures are timed, each call on its own with ``time.perf_coun
    SQLite file, sequential requests from one persistent ``httpx.Client``; the timing ends when
    the whole response body has arrived (the client parses it afterwards, untimed).
 
+Each phase runs for ``--seconds`` (at most 2,000 calls) after a short warm-up, or exactly
+``--iterations`` calls when given. quotes/s is answered quote calls over their summed time
+(one caller), not quote rows.
 Heartbeats are refreshed just before each phase so the route gates stay eligible under the
 default 90 s heartbeat threshold; the printed quote and rejection counts show that they did.
+
+Seeding costs one to two minutes per shape (it places 10,000 orders one by one), so the shapes
+are seeded side by side, one process each, before anything is timed. With ``--database-dir``
+the seeded files are kept there and reused by later runs, which then only republish each
+provider's catalog and capacity (so nothing is stale or expired).
 ``--profile`` runs the in-process quotes under cProfile and prints the top functions.
 """
 
@@ -33,6 +41,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import itertools
 import json
 import pstats
 import random
@@ -40,7 +49,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -58,11 +67,12 @@ from flow_memory.credentials.service import create_credential_ref
 from flow_memory.kit.clock import SystemClock
 from flow_memory.kit.db import make_engine, make_session_factory
 from flow_memory.kit.deps import Principal, transaction
-from flow_memory.kit.scopes import SELL
+from flow_memory.kit.scopes import PLAN, SELL
 from flow_memory.market.schemas import OrderCreate
 from flow_memory.market.service import MarketRegistry, place_order, publish_capacity
 from flow_memory.migrations import upgrade
 from flow_memory.providers import service as providers
+from flow_memory.providers.repository import find_by_name
 from flow_memory.providers.schemas import (
     CapacityItem,
     CatalogModel,
@@ -71,7 +81,6 @@ from flow_memory.providers.schemas import (
     ProviderEnroll,
     ProviderHeartbeat,
 )
-from flow_memory.routing.policy import Evaluation
 from flow_memory.routing.schemas import PolicyRequest
 from flow_memory.routing.service import quote
 from flow_memory.settings import Settings
@@ -82,10 +91,13 @@ ASK_UNITS = 1_000_000
 ESTIMATED_UNITS = 250_000  # the contract example's request; every ask can serve it alone
 REFERENCE_PRICE = Decimal("0.000001")
 MAX_UNIT_PRICE = Decimal("0.0000008")
+MIN_DISCOUNT_BPS = 500
 # Ask prices from 0.00000050 to 0.00000079: under the ceiling and 2,100-5,000 bps below the
-# reference, so the policy's 500 bps floor admits them all.
+# reference, so the policy's discount floor admits them all.
 PRICES = tuple(Decimal("0.00000050") + Decimal("0.00000001") * k for k in range(30))
 PROVIDERS_PER_TRANSACTION = 50
+MAX_TIMED_CALLS = 2_000
+SEED_VERSION = 1  # bump when seeding changes, so kept databases are not reused
 SELLER = Principal(key_id="bench", owner_id="bench-seller", scopes=frozenset({SELL}))
 
 
@@ -100,10 +112,6 @@ class Shape:
     def asks_per_line(self) -> int:
         """Asks per (provider, model): one snapshot ask, the rest manual."""
         return ASKS // (PROVIDERS * self.models_per_provider)
-
-    def served_by(self, provider: int) -> tuple[str, ...]:
-        count = len(self.models)
-        return tuple(self.models[(provider + k) % count] for k in range(self.models_per_provider))
 
 
 SHAPES = {
@@ -122,6 +130,44 @@ SHAPES = {
 }
 
 
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One seeded provider, rebuilt identically from the seed on every run."""
+
+    index: int
+    models: tuple[str, ...]
+    snapshot_prices: tuple[Decimal, ...]  # one per model
+    manual_prices: tuple[tuple[Decimal, ...], ...]  # per model, asks_per_line - 1 each
+    quality: float
+    reliability: float
+
+    @property
+    def name(self) -> str:
+        return f"Bench Provider {self.index:03d}"
+
+
+def provider_specs(shape: Shape, seed: int) -> list[ProviderSpec]:
+    specs = []
+    for index in range(PROVIDERS):
+        rng = random.Random(f"{seed}:{shape.name}:{index}")
+        count = len(shape.models)
+        models = tuple(shape.models[(index + k) % count] for k in range(shape.models_per_provider))
+        specs.append(
+            ProviderSpec(
+                index=index,
+                models=models,
+                snapshot_prices=tuple(rng.choice(PRICES) for _ in models),
+                manual_prices=tuple(
+                    tuple(rng.choice(PRICES) for _ in range(shape.asks_per_line - 1))
+                    for _ in models
+                ),
+                quality=round(rng.uniform(0.80, 1.0), 3),
+                reliability=round(rng.uniform(0.90, 1.0), 3),
+            )
+        )
+    return specs
+
+
 def policy_request(model: str) -> dict[str, Any]:
     """The contract's policy request, for ``model``."""
     return {
@@ -134,7 +180,7 @@ def policy_request(model: str) -> dict[str, Any]:
         "market_policy": {
             "allowed_models": [model],
             "max_unit_price": float(MAX_UNIT_PRICE),
-            "min_discount_bps": 500,
+            "min_discount_bps": MIN_DISCOUNT_BPS,
             "allow_fallback": True,
             "allow_external_providers": True,
             "require_healthy_provider": True,
@@ -149,26 +195,16 @@ def policy_request(model: str) -> dict[str, Any]:
 # -- seeding --------------------------------------------------------------------------------
 
 
-def seed_provider(
-    session: Session,
-    markets: MarketRegistry,
-    *,
-    shape: Shape,
-    index: int,
-    rng: random.Random,
-    settings: Settings,
-    now: datetime,
-) -> str:
-    """Enroll, pair and publish one provider, then place its manual asks; return its id."""
-    models = shape.served_by(index)
+def enroll(session: Session, spec: ProviderSpec, *, settings: Settings, now: datetime) -> str:
+    """Credential reference, enrollment, pairing and the first heartbeat; the provider id."""
     ref = create_credential_ref(
         session,
         principal=SELLER,
         now=now,
         body=CredentialRefCreate(
-            credential_ref=f"secret://inference/bench-{index:03d}",
-            display_name=f"Bench provider {index:03d} reference",
-            allowed_models=list(models),
+            credential_ref=f"secret://inference/bench-{spec.index:03d}",
+            display_name=f"{spec.name} reference",
+            allowed_models=list(spec.models),
         ),
     )
     provider, _ = providers.enroll_provider(
@@ -178,25 +214,38 @@ def seed_provider(
         now=now,
         body=ProviderEnroll.model_validate(
             {
-                "provider_name": f"Bench Provider {index:03d}",
-                "base_url": f"http://127.0.0.1:{9000 + index}/v1",
+                "provider_name": spec.name,
+                "base_url": f"http://127.0.0.1:{9000 + spec.index}/v1",
                 "credential_ref_id": ref.credential_ref_id,
                 "supported_units": ["token"],
             }
         ),
     )
-    provider_id = provider.provider_id
     _, secret = providers.issue_pairing_token(
-        session, principal=SELLER, provider_id=provider_id, settings=settings, now=now
+        session, principal=SELLER, provider_id=provider.provider_id, settings=settings, now=now
     )
     providers.record_heartbeat(
         session,
         principal=SELLER,
-        provider_id=provider_id,
+        provider_id=provider.provider_id,
         body=ProviderHeartbeat(agent_version="bench"),
         pairing_token=secret,
         now=now,
     )
+    return provider.provider_id
+
+
+def publish(
+    session: Session,
+    markets: MarketRegistry,
+    spec: ProviderSpec,
+    provider_id: str,
+    *,
+    asks_per_line: int,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """Catalog with a reference price, then capacity, whose snapshot becomes one ask a model."""
     providers.publish_catalog(
         session,
         principal=SELLER,
@@ -212,13 +261,12 @@ def seed_provider(
                     context_window=128_000,
                     reference_unit_prices={"token": REFERENCE_PRICE},
                 )
-                for model in models
+                for model in spec.models
             ],
         ),
     )
-    per_line = shape.asks_per_line
     # Published capacity covers every manual ask and leaves one ask's worth for the snapshot
-    # ask, which each manual ask shrinks by its own size.
+    # ask: each manual ask shrinks the snapshot ask by its own size.
     publish_capacity(
         session,
         markets,
@@ -232,19 +280,30 @@ def seed_provider(
                 CapacityItem(
                     model=model,
                     unit_type="token",
-                    available_units=ASK_UNITS * per_line,
-                    ask_unit_price=rng.choice(PRICES),
+                    available_units=ASK_UNITS * asks_per_line,
+                    ask_unit_price=price,
                     min_order_units=1000,
-                    quality_score=round(rng.uniform(0.80, 1.0), 3),
-                    reliability_score=round(rng.uniform(0.90, 1.0), 3),
+                    quality_score=spec.quality,
+                    reliability_score=spec.reliability,
                     expires_at=now + timedelta(days=1),
                 )
-                for model in models
+                for model, price in zip(spec.models, spec.snapshot_prices, strict=True)
             ],
         ),
     )
-    for model in models:
-        for _ in range(per_line - 1):
+
+
+def place_manual_asks(
+    session: Session,
+    markets: MarketRegistry,
+    spec: ProviderSpec,
+    provider_id: str,
+    *,
+    settings: Settings,
+    now: datetime,
+) -> None:
+    for model, prices in zip(spec.models, spec.manual_prices, strict=True):
+        for price in prices:
             place_order(
                 session,
                 markets,
@@ -257,126 +316,136 @@ def seed_provider(
                     model=model,
                     unit_type="token",
                     units=ASK_UNITS,
-                    limit_unit_price=rng.choice(PRICES),
+                    limit_unit_price=price,
                 ),
             )
-    return provider_id
 
 
-def seed(
-    factory: sessionmaker[Session], shape: Shape, settings: Settings, seed_value: int
-) -> list[str]:
-    rng = random.Random(seed_value)
+def seed_market(
+    factory: sessionmaker[Session], shape: Shape, specs: list[ProviderSpec], settings: Settings
+) -> None:
     markets = MarketRegistry()
-    provider_ids: list[str] = []
     now = SystemClock().now()
-    for start in range(0, PROVIDERS, PROVIDERS_PER_TRANSACTION):
+    for start in range(0, len(specs), PROVIDERS_PER_TRANSACTION):
         with transaction(factory) as session:
-            for index in range(start, min(PROVIDERS, start + PROVIDERS_PER_TRANSACTION)):
-                provider_ids.append(
-                    seed_provider(
-                        session,
-                        markets,
-                        shape=shape,
-                        index=index,
-                        rng=rng,
-                        settings=settings,
-                        now=now,
-                    )
+            for spec in specs[start : start + PROVIDERS_PER_TRANSACTION]:
+                provider_id = enroll(session, spec, settings=settings, now=now)
+                publish(
+                    session,
+                    markets,
+                    spec,
+                    provider_id,
+                    asks_per_line=shape.asks_per_line,
+                    settings=settings,
+                    now=now,
                 )
-    return provider_ids
+                place_manual_asks(session, markets, spec, provider_id, settings=settings, now=now)
 
 
-def refresh_heartbeats(factory: sessionmaker[Session], provider_ids: list[str]) -> datetime:
-    """Beat for every provider now, as the provider agents would; return the moment."""
+def refresh(
+    factory: sessionmaker[Session],
+    shape: Shape,
+    specs: list[ProviderSpec],
+    *,
+    settings: Settings,
+    republish: bool,
+) -> datetime:
+    """Beat for every provider now, as its agent would (and with ``republish`` publish its
+    catalog and capacity again, for a kept database); return the moment."""
+    markets = MarketRegistry()
     now = SystemClock().now()
     with transaction(factory) as session:
-        for provider_id in provider_ids:
+        for spec in specs:
+            provider = find_by_name(session, SELLER.owner_id, spec.name)
+            if provider is None:
+                raise RuntimeError(f"{spec.name} is missing from the seeded database")
             providers.record_heartbeat(
                 session,
                 principal=SELLER,
-                provider_id=provider_id,
+                provider_id=provider.provider_id,
                 body=ProviderHeartbeat(agent_version="bench"),
                 pairing_token=None,
                 now=now,
             )
+            if republish:
+                publish(
+                    session,
+                    markets,
+                    spec,
+                    provider.provider_id,
+                    asks_per_line=shape.asks_per_line,
+                    settings=settings,
+                    now=now,
+                )
     return now
 
 
 # -- measuring ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Budget:
+    seconds: float
+    calls: int  # exactly this many when fixed, else at most this many
+    fixed: bool
+    warmup: int
+
+    def more(self, done: int, started: float) -> bool:
+        if done >= self.calls:
+            return False
+        return self.fixed or time.perf_counter() - started < self.seconds
+
+
 @dataclass
 class Timing:
     latencies: list[float]
-    elapsed: float
     quotes: tuple[int, int]  # fewest and most quotes in one answer
     rejections: tuple[int, int]
     response_bytes: int = 0
 
 
-def cycle(shape: Shape) -> Iterator[str]:
-    while True:
-        yield from shape.models
-
-
 def time_in_process(
     read_factory: sessionmaker[Session],
     shape: Shape,
+    *,
     settings: Settings,
     now: datetime,
-    iterations: int,
-    warmup: int,
+    budget: Budget,
     profiler: cProfile.Profile | None,
 ) -> Timing:
     bodies = {m: PolicyRequest.model_validate(policy_request(m)) for m in shape.models}
-    models = cycle(shape)
+    models = itertools.cycle(shape.models)
     latencies: list[float] = []
     quotes: list[int] = []
     rejections: list[int] = []
     clock = time.perf_counter
-
-    def call(session: Session, body: PolicyRequest) -> Evaluation:
-        return quote(session, body=body, settings=settings, now=now)
-
-    run: Callable[[Session, PolicyRequest], Evaluation] = call
-    if profiler is not None:
-
-        def profiled(session: Session, body: PolicyRequest) -> Evaluation:
-            result: Evaluation = profiler.runcall(call, session, body)
-            return result
-
-        run = profiled
+    for _ in range(budget.warmup):
+        with read_factory() as session:
+            quote(session, body=bodies[next(models)], settings=settings, now=now)
     started = clock()
-    for i in range(warmup + iterations):
+    while budget.more(len(latencies), started):
         body = bodies[next(models)]
         session = read_factory()
         try:
             begin = clock()
-            evaluation = run(session, body)
-            latency = clock() - begin
+            if profiler is not None:
+                profiler.enable()
+            evaluation = quote(session, body=body, settings=settings, now=now)
+            if profiler is not None:
+                profiler.disable()
+            latencies.append(clock() - begin)
         finally:
             session.rollback()
             session.close()
-        if i == warmup - 1:
-            started = clock()
-        if i >= warmup:
-            latencies.append(latency)
-            quotes.append(len(evaluation.quotes))
-            rejections.append(len(evaluation.rejected))
-    return Timing(
-        latencies,
-        clock() - started,
-        (min(quotes), max(quotes)),
-        (min(rejections), max(rejections)),
-    )
+        quotes.append(len(evaluation.quotes))
+        rejections.append(len(evaluation.rejected))
+    return Timing(latencies, (min(quotes), max(quotes)), (min(rejections), max(rejections)))
 
 
-def time_http(base_url: str, key: str, shape: Shape, iterations: int, warmup: int) -> Timing:
-    contents = {
-        m: json.dumps(policy_request(m)).encode() for m in shape.models
-    }  # encoded once: the client's work is not the server's
-    models = cycle(shape)
+def time_http(base_url: str, key: str, shape: Shape, *, budget: Budget) -> Timing:
+    # Bodies are encoded once: the client's work is not the server's.
+    contents = {m: json.dumps(policy_request(m)).encode() for m in shape.models}
+    models = itertools.cycle(shape.models)
     latencies: list[float] = []
     quotes: list[int] = []
     rejections: list[int] = []
@@ -384,25 +453,25 @@ def time_http(base_url: str, key: str, shape: Shape, iterations: int, warmup: in
     clock = time.perf_counter
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
     with httpx.Client(base_url=base_url, headers=headers, timeout=120) as client:
-        started = clock()
-        for i in range(warmup + iterations):
-            begin = clock()
+
+        def post() -> httpx.Response:
             response = client.post("/inference/quote", content=contents[next(models)])
-            latency = clock() - begin
             if response.status_code != 200:
                 raise RuntimeError(f"quote answered {response.status_code}: {response.text[:500]}")
-            if i == warmup - 1:
-                started = clock()
-            if i >= warmup:
-                latencies.append(latency)
-                answer = response.json()
-                quotes.append(len(answer["quotes"]))
-                rejections.append(len(answer["rejected_routes"]))
-                size = max(size, len(response.content))
-        elapsed = clock() - started
-    return Timing(
-        latencies, elapsed, (min(quotes), max(quotes)), (min(rejections), max(rejections)), size
-    )
+            return response
+
+        for _ in range(budget.warmup):
+            post()
+        started = clock()
+        while budget.more(len(latencies), started):
+            begin = clock()
+            response = post()
+            latencies.append(clock() - begin)
+            answer = response.json()
+            quotes.append(len(answer["quotes"]))
+            rejections.append(len(answer["rejected_routes"]))
+            size = max(size, len(response.content))
+    return Timing(latencies, (min(quotes), max(quotes)), (min(rejections), max(rejections)), size)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -415,118 +484,157 @@ def spread(pair: tuple[int, int]) -> str:
     return f"{low:,}" if low == high else f"{low:,}-{high:,}"
 
 
-def report_row(label: str, timing: Timing) -> None:
-    ms = [
-        percentile(timing.latencies, q) * 1000 for q in (0.50, 0.95, 0.99)
-    ] + [statistics.fmean(timing.latencies) * 1000]
-    # Sequential calls, so quotes/s is calls over the summed call time.
-    rate = len(timing.latencies) / sum(timing.latencies)
+def print_header() -> None:
     print(
-        f"  {label:<28} {len(timing.latencies):>6} "
-        + " ".join(f"{v:>9.2f}" for v in ms)
-        + f" {rate:>9.1f}   {spread(timing.quotes):>7} / {spread(timing.rejections)}"
+        f"  {'':<28} {'calls':>6} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} "
+        f"{'mean ms':>9} {'quotes/s':>9}   quotes / rejections per answer"
+    )
+
+
+def print_row(label: str, timing: Timing) -> None:
+    values = timing.latencies
+    figures = [percentile(values, q) * 1000 for q in (0.50, 0.95, 0.99)]
+    figures.append(statistics.fmean(values) * 1000)
+    rate = len(values) / sum(values)
+    print(
+        f"  {label:<28} {len(values):>6} "
+        + " ".join(f"{v:>9.2f}" for v in figures)
+        + f" {rate:>9.1f}   {spread(timing.quotes)} / {spread(timing.rejections)}"
     )
 
 
 # -- main -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Prepared:
+    url: str
+    path: Path
+    seeding_seconds: float | None  # None: a kept database was reused
+
+
+def prepare(directory: Path, shape: Shape, seed: int) -> Prepared:
+    """Seed the shape's database, or find a kept one."""
+    path = directory / f"quote-{shape.name}-seed{seed}-v{SEED_VERSION}.db"
+    done = path.with_name(path.name + ".seeded")
+    url = f"sqlite:///{path}"
+    if path.exists() and done.exists():
+        upgrade(url)
+        return Prepared(url, path, None)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        began = time.perf_counter()
+        seed_market(make_session_factory(engine), shape, provider_specs(shape, seed), Settings())
+        seeded = time.perf_counter() - began
+    finally:
+        engine.dispose()
+    done.touch()
+    return Prepared(url, path, seeded)
+
+
 def bench_shape(
     shape: Shape,
+    prepared: Prepared,
     *,
-    iterations: int,
-    http_iterations: int,
-    warmup: int,
+    seed: int,
+    budget: Budget,
+    http: bool,
     profile: bool,
-    seed_value: int,
 ) -> None:
     settings = Settings()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / f'quote-{shape.name}.db'}"
-        upgrade(url)
-        engine = make_engine(url)
-        read_engine = make_engine(url, read_only=True)
-        try:
-            factory = make_session_factory(engine)
-            read_factory = make_session_factory(read_engine)
-            began = time.perf_counter()
-            provider_ids = seed(factory, shape, settings, seed_value)
-            seeded = time.perf_counter() - began
-            # Seeding leaves garbage a serving process would not have: keep the collector
-            # from walking it during the timed calls.
-            gc.collect()
-            gc.freeze()
-
-            print(f"== {shape.title}")
-            print(
-                f"seeded {ASKS:,} asks from {len(provider_ids)} providers through the services "
-                f"in {seeded:.1f} s; policy: {ESTIMATED_UNITS:,} units, "
-                f"max {MAX_UNIT_PRICE:f}, min discount 500 bps"
-            )
-            print(
-                f"  {'':<28} {'calls':>6} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} "
-                f"{'mean ms':>9} {'quotes/s':>9}   quotes / rejections per answer"
-            )
-            profiler = cProfile.Profile() if profile else None
-            now = refresh_heartbeats(factory, provider_ids)
-            in_process = time_in_process(
-                read_factory, shape, settings, now, iterations, warmup, profiler
-            )
-            report_row("in-process service.quote()", in_process)
-            if http_iterations:
-                refresh_heartbeats(factory, provider_ids)
-                with running_server(url) as server:
-                    key = create_key(server.env, "bench-planner", "inference:plan")
-                    refresh_heartbeats(factory, provider_ids)
-                    over_http = time_http(
-                        server.base_url, key, shape, http_iterations, min(warmup, 3)
-                    )
-                report_row("HTTP POST /inference/quote", over_http)
-                print(f"  response body {over_http.response_bytes / 1e6:.2f} MB")
-            if profiler is not None:
-                print(f"-- profile of the in-process quotes ({shape.name}), by cumulative time")
-                stats = pstats.Stats(profiler)
-                stats.sort_stats("cumulative").print_stats(30)
-                stats.sort_stats("tottime").print_stats(20)
-            print()
-        finally:
-            gc.unfreeze()
-            engine.dispose()
-            read_engine.dispose()
+    specs = provider_specs(shape, seed)
+    reused = prepared.seeding_seconds is None
+    how = (
+        f"reused {prepared.path}"
+        if prepared.seeding_seconds is None
+        else f"seeded through the services in {prepared.seeding_seconds:.1f} s"
+    )
+    engine = make_engine(prepared.url)
+    read_engine = make_engine(prepared.url, read_only=True)
+    factory = make_session_factory(engine)
+    read_factory = make_session_factory(read_engine)
+    # Keep the collector from walking this process's setup objects during the timed calls.
+    gc.collect()
+    gc.freeze()
+    try:
+        print(f"== {shape.title}")
+        print(
+            f"{ASKS:,} asks from {len(specs)} providers, {how}; policy: "
+            f"{ESTIMATED_UNITS:,} units, max {MAX_UNIT_PRICE:f}, min discount "
+            f"{MIN_DISCOUNT_BPS} bps"
+        )
+        print_header()
+        profiler = cProfile.Profile() if profile else None
+        now = refresh(factory, shape, specs, settings=settings, republish=reused)
+        in_process = time_in_process(
+            read_factory, shape, settings=settings, now=now, budget=budget, profiler=profiler
+        )
+        print_row("in-process service.quote()", in_process)
+        if http:
+            with running_server(prepared.url) as server:
+                key = create_key(server.env, "bench-planner", PLAN)
+                refresh(factory, shape, specs, settings=settings, republish=False)
+                over_http = time_http(server.base_url, key, shape, budget=budget)
+            print_row("HTTP POST /inference/quote", over_http)
+            print(f"  HTTP response body: {over_http.response_bytes / 1e6:.2f} MB")
+        if profiler is not None:
+            print(f"-- profile of the in-process quotes ({shape.name})")
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("cumulative").print_stats(35)
+            stats.sort_stats("tottime").print_stats(25)
+        print()
+    finally:
+        gc.unfreeze()
+        engine.dispose()
+        read_engine.dispose()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=6, help="timed seconds per phase")
     parser.add_argument(
-        "--iterations", type=int, default=None, help="in-process quotes to time per shape"
+        "--iterations", type=int, default=None, help="exactly this many timed calls per phase"
     )
-    parser.add_argument(
-        "--http-iterations",
-        type=int,
-        default=None,
-        help="HTTP quotes to time per shape (0 skips HTTP)",
-    )
-    parser.add_argument("--quick", action="store_true", help="few iterations, for a smoke run")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s per phase")
     parser.add_argument("--shape", choices=sorted(SHAPES), action="append", help="repeatable")
+    parser.add_argument("--no-http", action="store_true", help="time the in-process quote only")
+    parser.add_argument(
+        "--database-dir", type=Path, default=None, help="keep seeded databases here and reuse them"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="profile the in-process quotes")
     args = parser.parse_args()
-    iterations = args.iterations or (10 if args.quick else 200)
-    http_iterations = (
-        args.http_iterations if args.http_iterations is not None else (5 if args.quick else 60)
+    if args.iterations is not None and args.iterations < 1:
+        parser.error("--iterations must be positive")
+    if args.seconds <= 0:
+        parser.error("--seconds must be positive")
+    budget = Budget(
+        seconds=2 if args.quick else args.seconds,
+        calls=args.iterations or MAX_TIMED_CALLS,
+        fixed=args.iterations is not None,
+        warmup=1 if args.quick else 2,
     )
-    if iterations < 1 or http_iterations < 0:
-        parser.error("--iterations must be positive and --http-iterations not negative")
-    warmup = 2 if args.quick else 5
-    for name in args.shape or ("one-model", "twenty-models"):
-        bench_shape(
-            SHAPES[name],
-            iterations=iterations,
-            http_iterations=http_iterations,
-            warmup=warmup,
-            profile=args.profile,
-            seed_value=args.seed,
-        )
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = args.database_dir or Path(tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        shapes = [SHAPES[name] for name in args.shape or ("one-model", "twenty-models")]
+        # One process per shape seeds the databases side by side, before anything is timed.
+        with ProcessPoolExecutor(max_workers=len(shapes)) as pool:
+            prepared = list(
+                pool.map(prepare, [directory] * len(shapes), shapes, [args.seed] * len(shapes))
+            )
+        for shape, ready in zip(shapes, prepared, strict=True):
+            bench_shape(
+                shape,
+                ready,
+                seed=args.seed,
+                budget=budget,
+                http=not args.no_http,
+                profile=args.profile,
+            )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ Amount = Annotated[
 
 
 _EXACT = Context(prec=60)
+EXACT = _EXACT  # for arithmetic that must not round: amounts have up to 38 digits
 
 
 def plain(value: Decimal) -> str:

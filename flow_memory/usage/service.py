@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Invalid
 from flow_memory.kit.ids import new_id
-from flow_memory.kit.money import exact, from_parts, to_parts
+from flow_memory.kit.money import EXACT, exact, from_parts, to_parts
 from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.kit.scopes import AUDIT
 from flow_memory.routing.policy import discount_bps
@@ -63,13 +63,13 @@ class UsageInput:
 
 
 def build_record(item: UsageInput, *, now: datetime) -> UsageRecord:
-    actual_cost = exact(item.actual_units * item.unit_price)
+    actual_cost = exact(EXACT.multiply(item.actual_units, item.unit_price))
     estimated_price = item.estimated_unit_price or item.unit_price
     reference_cost: Decimal | None = None
     savings: Decimal | None = None
     if item.reference_unit_price is not None and item.reference_unit_price > 0:
-        reference_cost = exact(item.actual_units * item.reference_unit_price)
-        savings = exact(max(ZERO, reference_cost - actual_cost))
+        reference_cost = exact(EXACT.multiply(item.actual_units, item.reference_unit_price))
+        savings = exact(max(ZERO, EXACT.subtract(reference_cost, actual_cost)))
     return UsageRecord(
         usage_id=new_id("use"),
         source=item.source,
@@ -90,7 +90,7 @@ def build_record(item: UsageInput, *, now: datetime) -> UsageRecord:
         estimated_units=item.estimated_units,
         actual_units=item.actual_units,
         unit_price=exact(item.unit_price),
-        estimated_cost=exact(item.estimated_units * estimated_price),
+        estimated_cost=exact(EXACT.multiply(item.estimated_units, estimated_price)),
         actual_cost=actual_cost,
         reference_unit_price=item.reference_unit_price if reference_cost is not None else None,
         reference_cost=reference_cost,
@@ -142,12 +142,12 @@ class Totals:
         self.records += 1
         self.estimated_units += estimated_units
         self.actual_units += actual_units
-        self.actual_cost += actual_cost
+        self.actual_cost = EXACT.add(self.actual_cost, actual_cost)
         if reference_cost is not None:
             self.priced_records += 1
-            self.priced_cost += actual_cost
-            self.reference_cost += reference_cost
-            self.savings += savings or ZERO
+            self.priced_cost = EXACT.add(self.priced_cost, actual_cost)
+            self.reference_cost = EXACT.add(self.reference_cost, reference_cost)
+            self.savings = EXACT.add(self.savings, savings or ZERO)
 
     def add(self, other: Totals) -> None:
         self.records += other.records
@@ -155,11 +155,15 @@ class Totals:
         self.estimated_units += other.estimated_units
         self.actual_units += other.actual_units
         for name in AMOUNTS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            setattr(self, name, EXACT.add(getattr(self, name), getattr(other, name)))
 
     def read(self) -> dict[str, Any]:
         savings_bps = (
-            int((self.savings / self.reference_cost * BPS).to_integral_value("ROUND_FLOOR"))
+            int(
+                EXACT.divide(
+                    EXACT.multiply(self.savings, BPS), self.reference_cost
+                ).to_integral_value("ROUND_FLOOR")
+            )
             if self.reference_cost > 0
             else None
         )
@@ -499,6 +503,8 @@ def _day_start(day: date) -> datetime:
 
 def _whole_days(since: datetime | None, until: datetime | None) -> tuple[date | None, date | None]:
     """The first and last+1 whole UTC days inside [since, until) (None: unbounded)."""
+    since = since.astimezone(UTC) if since is not None else None
+    until = until.astimezone(UTC) if until is not None else None
     first = None
     if since is not None:
         first = since.date() if since == _day_start(since.date()) else since.date() + timedelta(1)
