@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import itertools
 import json
 import pstats
@@ -549,16 +548,13 @@ def bench_shape(
     reused = prepared.seeding_seconds is None
     how = (
         f"reused {prepared.path}"
-        if prepared.seeding_seconds is None
+        if reused
         else f"seeded through the services in {prepared.seeding_seconds:.1f} s"
     )
     engine = make_engine(prepared.url)
     read_engine = make_engine(prepared.url, read_only=True)
     factory = make_session_factory(engine)
     read_factory = make_session_factory(read_engine)
-    # Keep the collector from walking this process's setup objects during the timed calls.
-    gc.collect()
-    gc.freeze()
     try:
         print(f"== {shape.title}")
         print(
@@ -587,7 +583,6 @@ def bench_shape(
             stats.sort_stats("tottime").print_stats(25)
         print()
     finally:
-        gc.unfreeze()
         engine.dispose()
         read_engine.dispose()
 
