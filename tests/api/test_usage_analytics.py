@@ -186,16 +186,20 @@ def usage(client: TestClient, headers: Headers, **params: Any) -> dict[str, Any]
     return body
 
 
+def pages(
+    client: TestClient, headers: Headers, *, limit: int, **params: Any
+) -> list[dict[str, Any]]:
+    """Every page the filters select, following next_cursor (a cursor that loops fails)."""
+    found = [usage(client, headers, limit=limit, **params)]
+    while found[-1]["next_cursor"] is not None:
+        assert len(found) < 100, "next_cursor keeps returning pages"
+        found.append(usage(client, headers, limit=limit, cursor=found[-1]["next_cursor"], **params))
+    return found
+
+
 def all_records(client: TestClient, headers: Headers, **params: Any) -> list[dict[str, Any]]:
     """Every record the filters select, walking the pages."""
-    records: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        page = usage(client, headers, limit=500, **params, **({"cursor": cursor} if cursor else {}))
-        records.extend(page["records"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return records
+    return [r for page in pages(client, headers, limit=500, **params) for r in page["records"]]
 
 
 def set_list_price(
@@ -893,23 +897,13 @@ class TestPages:
         self, ledger: Ledger, client: TestClient
     ) -> None:
         for limit in (1, 2, 4, 6, 7):
-            seen: list[dict[str, Any]] = []
-            cursor = None
-            pages = 0
-            while True:
-                params: dict[str, Any] = {"limit": limit}
-                if cursor is not None:
-                    params["cursor"] = cursor
-                page = usage(client, ledger.admin, **params)
-                pages += 1
-                assert page["count"] <= limit
+            walked = pages(client, ledger.admin, limit=limit)
+            assert len(walked) == max(1, -(-6 // limit)), limit
+            assert [p["count"] for p in walked[:-1]] == [limit] * (len(walked) - 1)
+            assert 1 <= walked[-1]["count"] <= limit
+            for page in walked:
                 assert page["summary"]["records"] == 6  # the summary ignores paging
-                seen.extend(page["records"])
-                cursor = page["next_cursor"]
-                if cursor is None:
-                    break
-                assert page["count"] == limit
-            assert pages == max(1, -(-6 // limit)), limit
+            seen = [r for page in walked for r in page["records"]]
             keys = [(r["created_at"], r["usage_id"]) for r in seen]
             assert keys == sorted(keys, reverse=True)
             assert len(set(keys)) == 6
@@ -934,17 +928,9 @@ class TestPages:
         buyer = buyer_headers(app)
         placed = bid(client, buyer, 5000, 0.0000008)
         assert len(placed["fills"]) == 5
-        fill_ids: list[str] = []
-        cursor = None
-        while True:
-            params: dict[str, Any] = {"limit": 2}
-            if cursor:
-                params["cursor"] = cursor
-            page = usage(client, buyer, **params)
-            fill_ids.extend(r["fill_id"] for r in page["records"])
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
+        walked = pages(client, buyer, limit=2)
+        assert [p["count"] for p in walked] == [2, 2, 1]
+        fill_ids = [r["fill_id"] for page in walked for r in page["records"]]
         assert sorted(fill_ids) == sorted(f["fill_id"] for f in placed["fills"])
         assert len(set(fill_ids)) == 5
 

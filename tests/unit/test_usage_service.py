@@ -255,10 +255,21 @@ class TestTotals:
         assert totals.read()["reference_cost"] == 1
 
     def test_a_large_total_keeps_its_smallest_part(self) -> None:
+        tiny = D("0.000000000000000001")
         totals = Totals()
-        totals.add_record(10**11, 10**11, D(10**11), None, None)
-        totals.add_record(1, 1, D("0.000000000000000001"), None, None)
-        assert totals.read()["actual_cost"] == D("100000000000.000000000000000001")
+        totals.add_record(10**11, 10**11, D(10**11), D(2 * 10**11), D(10**11))
+        totals.add_record(1, 1, tiny, tiny * 3, tiny * 2)
+        read = totals.read()
+        assert read["actual_cost"] == D("100000000000.000000000000000001")
+        assert read["cost_with_reference"] == D("100000000000.000000000000000001")
+        assert read["reference_cost"] == D("200000000000.000000000000000003")
+        assert read["savings"] == D("100000000000.000000000000000002")
+        assert read["savings_bps"] == 5000
+        # Adding totals is exact too.
+        doubled = Totals()
+        doubled.add(totals)
+        doubled.add(totals)
+        assert doubled.read()["reference_cost"] == D("400000000000.000000000000000006")
 
 
 # Prices with up to 18 decimals, units up to a million, references sometimes missing: the
