@@ -10,13 +10,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, String, literal_column, select
+from sqlalchemy import Engine, String, literal_column
 from sqlalchemy.exc import SQLAlchemyError
 
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.safety import SAFETY_ENVELOPE
-from flow_memory.usage.models import UsageRecord
-from flow_memory.usage.service import UsageFilters, record_conditions
+from flow_memory.usage.service import UsageFilters, records_query
 
 SCHEMA_VERSION = "flow_memory.usage_export.v1"
 BATCH_ROWS = 5_000
@@ -140,12 +139,7 @@ def export_chunks(
     safety = orjson.dumps(dict(SAFETY_ENVELOPE)).decode().replace("{", ",", 1)
     count = 0
     failure: str | None = None
-    query = (
-        select(record_json(engine.dialect.name))
-        .select_from(UsageRecord)
-        .where(*record_conditions(principal, filters, filters.since, filters.until))
-        .order_by(UsageRecord.created_at, UsageRecord.usage_id)
-    )
+    query = records_query(principal, filters, record_json(engine.dialect.name))
     try:
         with engine.connect() as connection:
             result = connection.execution_options(

@@ -181,15 +181,25 @@ class Totals:
         }
 
 
+PairKey = tuple[date, str, str, str, str, str]  # day, buyer, seller, model, unit, provider
 RollupKey = tuple[str, date, str, str, str]  # party, day, model, unit_type, provider_id
+TotalKey = tuple[str, str, str, str]  # party, model, unit_type, provider_id
 _DAILY_KEY = ("party", "day", "model", "unit_type", "provider_id")
 _TOTAL_KEY = ("party", "model", "unit_type", "provider_id")
 
 
-def _rollup_keys(row: UsageRecord) -> list[RollupKey]:
-    day = row.created_at.astimezone(UTC).date()
-    parties = dict.fromkeys((EVERYONE, row.owner_id, row.seller_owner_id))
-    return [(party, day, row.model, row.unit_type, row.provider_id) for party in parties]
+def _fan_out(
+    per_pair: dict[PairKey, Totals],
+) -> tuple[dict[RollupKey, Totals], dict[TotalKey, Totals]]:
+    """Sums per (day, buyer, seller, …) become the daily and all-time sums of each party: everyone,
+    the buyer and the seller (once when buyer and seller are the same owner)."""
+    daily: dict[RollupKey, Totals] = {}
+    overall: dict[TotalKey, Totals] = {}
+    for (day, owner, seller, model, unit_type, provider), totals in per_pair.items():
+        for party in dict.fromkeys((EVERYONE, owner, seller)):
+            daily.setdefault((party, day, model, unit_type, provider), Totals()).add(totals)
+            overall.setdefault((party, model, unit_type, provider), Totals()).add(totals)
+    return daily, overall
 
 
 def _rollup_values(totals: Totals) -> dict[str, int]:
@@ -231,19 +241,24 @@ def _rollup_totals(values: Sequence[Any]) -> Totals:
 
 def add_to_rollup(session: Session, rows: Sequence[UsageRecord]) -> None:
     """Fold records into their daily and all-time rollup rows (exact, on row-locked rows)."""
-    daily: dict[RollupKey, Totals] = {}
+    per_pair: dict[PairKey, Totals] = {}
     for row in rows:
-        for key in _rollup_keys(row):
-            daily.setdefault(key, Totals()).add_record(
-                row.estimated_units,
-                row.actual_units,
-                row.actual_cost,
-                row.reference_cost,
-                row.savings,
-            )
-    overall: dict[tuple[str, ...], Totals] = {}
-    for (party, _day, *rest), totals in daily.items():
-        overall.setdefault((party, *rest), Totals()).add(totals)
+        pair = (
+            row.created_at.astimezone(UTC).date(),
+            row.owner_id,
+            row.seller_owner_id,
+            row.model,
+            row.unit_type,
+            row.provider_id,
+        )
+        per_pair.setdefault(pair, Totals()).add_record(
+            row.estimated_units,
+            row.actual_units,
+            row.actual_cost,
+            row.reference_cost,
+            row.savings,
+        )
+    daily, overall = _fan_out(per_pair)
     # One lock order for every writer: all daily rows by key, then all totals by key.
     for key in sorted(daily):
         _add_locked(session, UsageRollup, dict(zip(_DAILY_KEY, key, strict=True)), daily[key])
@@ -290,12 +305,12 @@ def rebuild_rollups(session: Session) -> int:
         ).execution_options(yield_per=20_000)
     )
     # Sum per (day, buyer, seller, model, unit, provider) first, then fan out to the parties.
-    per_pair: dict[tuple[Any, ...], Totals] = {}
+    per_pair: dict[PairKey, Totals] = {}
     for created_at, *dimensions, est, actual, cost, ref, saved in rows:
-        key = (created_at.date(), *dimensions)
-        totals = per_pair.get(key)
+        pair: PairKey = (created_at.date(), *dimensions)
+        totals = per_pair.get(pair)
         if totals is None:
-            totals = per_pair[key] = Totals()
+            totals = per_pair[pair] = Totals()
         totals.add_record(
             est,
             actual,
@@ -303,12 +318,7 @@ def rebuild_rollups(session: Session) -> int:
             None if ref is None else Decimal(ref),
             None if saved is None else Decimal(saved),
         )
-    daily: dict[RollupKey, Totals] = {}
-    overall: dict[tuple[str, ...], Totals] = {}
-    for (day, owner, seller, model, unit_type, provider), totals in per_pair.items():
-        for party in dict.fromkeys((EVERYONE, owner, seller)):
-            daily.setdefault((party, day, model, unit_type, provider), Totals()).add(totals)
-            overall.setdefault((party, model, unit_type, provider), Totals()).add(totals)
+    daily, overall = _fan_out(per_pair)
     session.execute(delete(UsageRollup))
     session.execute(delete(UsageTotal))
     for table, names, sums in (
@@ -406,10 +416,12 @@ def record_conditions(
     return conditions
 
 
-def records_query(principal: Principal, filters: UsageFilters) -> Select[Any]:
-    """Visible records matching ``filters``, oldest first (the export's order)."""
+def records_query(principal: Principal, filters: UsageFilters, *columns: Any) -> Select[Any]:
+    """The visible records matching ``filters`` (or just ``columns`` of them), oldest first,
+    the export's order."""
     return (
-        select(UsageRecord)
+        select(*(columns or (UsageRecord,)))
+        .select_from(UsageRecord)
         .where(*record_conditions(principal, filters, filters.since, filters.until))
         .order_by(UsageRecord.created_at, UsageRecord.usage_id)
     )
