@@ -115,6 +115,8 @@ class AgentConfig:
 
 
 def _check_offer(name: str, offer: Offer) -> None:
+    if not offer.enabled:
+        return
     if offer.compatible_api not in COMPATIBLE_APIS:
         raise ConfigError(f"{name}: compatible_api must be one of {', '.join(COMPATIBLE_APIS)}")
     if offer.tool_calling not in TOOL_CALLING:

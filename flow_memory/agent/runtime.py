@@ -167,6 +167,7 @@ class ProviderAgent:
                 self._withdraw_if_live()
             else:
                 self._publish_if_due(models)
+            self.status.phase = "serving" if models else "degraded"
         except FlowMemoryUnavailable as error:
             return self._retry_later(f"Flow Memory unavailable ({error})")
         except FlowMemoryRefused as error:
@@ -333,7 +334,6 @@ class ProviderAgent:
             self._pair(provider_id)
             return
         self.status.heartbeats += 1
-        self.status.phase = "serving" if up else "degraded"
         self._heartbeat_due = now + timedelta(seconds=self.config.heartbeat_interval_seconds)
         log.debug("heartbeat sent (%s)", body["runtime_status"])
 
