@@ -5,9 +5,10 @@ module returns; where it returns None, no discount is shown and no savings are i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -64,7 +65,12 @@ def remove_list_price(session: Session, *, model: str, unit_type: str) -> ListPr
 def catalog_reference(entry: CatalogEntry | None, unit_type: str) -> Decimal | None:
     if entry is None:
         return None
-    value = entry.reference_unit_prices.get(unit_type)
+    return reference_from_catalog(entry.reference_unit_prices, unit_type)
+
+
+def reference_from_catalog(prices: Mapping[str, Any], unit_type: str) -> Decimal | None:
+    """A catalog's reference price for ``unit_type`` (its ``reference_unit_prices`` field)."""
+    value = prices.get(unit_type)
     return Decimal(str(value)) if value is not None else None
 
 

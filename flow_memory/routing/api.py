@@ -44,7 +44,9 @@ def quote(
             "unit_type": body.unit_type,
             "estimated_units": body.estimated_units,
             "quotes": [service.quote_read(q, body.estimated_units) for q in evaluation.quotes],
-            "rejected_routes": [service.rejection_read(r) for r in evaluation.rejected],
+            "quote_count": len(evaluation.quotes),
+            "eligible_count": evaluation.eligible_count,
+            **service.rejections_read(evaluation),
             "warnings": evaluation.warnings,
         }
     )
@@ -92,7 +94,8 @@ def route(
             if selected is None
             else service.quote_read(selected, body.estimated_units),
             "fallbacks": [service.quote_read(q, body.estimated_units) for q in fallbacks],
-            "rejected_routes": [service.rejection_read(r) for r in evaluation.rejected],
+            "eligible_count": evaluation.eligible_count,
+            **service.rejections_read(evaluation),
             "warnings": evaluation.warnings,
         }
     )

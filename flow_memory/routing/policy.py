@@ -1,13 +1,18 @@
 """Route policy decisions (pure; no database or web imports).
 
-Every candidate (a provider, a model and an ask) is judged against the policy; the eligible ones are
-ranked by price, then quality, then reliability, and each quote explains its score.
+A route is a provider serving (model, unit_type). Each provider's resting asks are collapsed into
+price levels (asks at the same price are one level with their units summed); a provider is
+quoted once, at its cheapest level that meets every rule, and the quotes are ranked by price,
+then quality, then reliability. A provider with no such level is a rejected route, with one
+entry per rejection code. Both lists are bounded; the totals are always given.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 BPS = Decimal(10_000)
 
@@ -34,8 +39,59 @@ class Policy:
     require_healthy_provider: bool
 
 
+class Level(NamedTuple):
+    """A provider's resting asks at one price."""
+
+    unit_price: Decimal
+    available_units: int  # summed over the level's asks, less reservation holds
+    order_id: str  # the level's first ask in time priority: the one a fill would take first
+    ask_count: int
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One provider's standing for (model, unit_type): its facts and its price levels."""
+
+    provider_id: str
+    provider_name: str
+    model: str
+    unit_type: str
+    quality_score: float
+    reliability_score: float
+    reference_unit_price: Decimal | None
+    route_gate: str
+    credential_status: str
+    catalog_unit_types: tuple[str, ...]
+    credential_allowed_models: tuple[str, ...]
+    reference_source: str | None = None  # "list_price" (operator-set) or "catalog"
+    levels: tuple[Level, ...] = ()  # cheapest first
+
+    def candidate(self, level: Level | None) -> Candidate:
+        """The offer at one of its levels (or with no ask), as quotes and rejections show it."""
+        return Candidate(
+            provider_id=self.provider_id,
+            provider_name=self.provider_name,
+            order_id=level.order_id if level else None,
+            model=self.model,
+            unit_type=self.unit_type,
+            unit_price=level.unit_price if level else None,
+            available_units=level.available_units if level else 0,
+            quality_score=self.quality_score,
+            reliability_score=self.reliability_score,
+            reference_unit_price=self.reference_unit_price,
+            route_gate=self.route_gate,
+            credential_status=self.credential_status,
+            catalog_unit_types=self.catalog_unit_types,
+            credential_allowed_models=self.credential_allowed_models,
+            reference_source=self.reference_source,
+            ask_count=level.ask_count if level else 0,
+        )
+
+
 @dataclass(frozen=True)
 class Candidate:
+    """A provider at one price level: what a quote or a rejected route describes."""
+
     provider_id: str
     provider_name: str
     order_id: str | None
@@ -50,7 +106,8 @@ class Candidate:
     credential_status: str
     catalog_unit_types: tuple[str, ...]
     credential_allowed_models: tuple[str, ...]
-    reference_source: str | None = None  # "list_price" (operator-set) or "catalog"
+    reference_source: str | None = None
+    ask_count: int = 1
 
 
 @dataclass(frozen=True)
@@ -65,9 +122,14 @@ class Quote:
 
 @dataclass(frozen=True)
 class Rejection:
+    """One provider rejected for one code; ``ask_count`` asks share it (0: it has no ask).
+
+    ``candidate`` is the provider at its cheapest level with this code."""
+
     candidate: Candidate
     code: str
     message: str
+    ask_count: int = 1
 
     @property
     def next_action(self) -> str:
@@ -76,9 +138,12 @@ class Rejection:
 
 @dataclass
 class Evaluation:
-    quotes: list[Quote] = field(default_factory=list)
-    rejected: list[Rejection] = field(default_factory=list)
+    quotes: list[Quote] = field(default_factory=list)  # the best, at most max_quotes
+    rejected: list[Rejection] = field(default_factory=list)  # at most max_rejected
     warnings: list[str] = field(default_factory=list)
+    eligible_count: int = 0  # providers with an eligible level: all the quotes there were
+    rejected_count: int = 0  # rejected (provider, code) entries there were
+    rejected_by_code: dict[str, int] = field(default_factory=dict)  # providers per code
 
 
 def discount_bps(unit_price: Decimal, reference: Decimal | None) -> int | None:
@@ -90,95 +155,185 @@ def discount_bps(unit_price: Decimal, reference: Decimal | None) -> int | None:
     )
 
 
-def _reject(candidate: Candidate, policy: Policy, model: str, units: int) -> Rejection | None:
-    def no(code: str, message: str) -> Rejection:
-        return Rejection(candidate, code, message)
-
-    if candidate.route_gate == "blocked":
-        return no("source_disabled", "the provider's routes are disabled or its reference revoked")
-    if candidate.credential_status != "active":
-        return no(
-            "credential_ref_unresolved",
-            "the provider's credential reference was rotated "
-            "since enrollment and cannot be resolved until it re-enrolls",
-        )
+def _provider_code(offer: Offer, policy: Policy, model: str) -> str | None:
+    """The first rule the provider itself fails, whatever its asks."""
+    if offer.route_gate == "blocked":
+        return "source_disabled"
+    if offer.credential_status != "active":
+        return "credential_ref_unresolved"
     if policy.allowed_models and model not in policy.allowed_models:
-        return no("model_disallowed", f"{model} is not in the policy's allowed_models")
-    if candidate.credential_allowed_models and model not in candidate.credential_allowed_models:
-        return no("model_disallowed", f"the provider's credential reference does not allow {model}")
-    if candidate.unit_type not in candidate.catalog_unit_types:
-        return no(
-            "unit_type_not_offered", f"the catalog does not offer {candidate.unit_type} units"
-        )
-    if candidate.route_gate != "eligible" and policy.require_healthy_provider:
-        return no("provider_unhealthy", f"route gate is {candidate.route_gate}")
-    if candidate.unit_price is None or candidate.available_units <= 0:
-        return no("insufficient_capacity", "the provider has no available ask for this unit")
-    if policy.max_unit_price is not None and candidate.unit_price > policy.max_unit_price:
-        return no("max_unit_price_exceeded", "the ask is above max_unit_price")
-    if policy.min_discount_bps > 0:
-        discount = discount_bps(candidate.unit_price, candidate.reference_unit_price)
-        if discount is None:
-            return no(
-                "min_discount_not_met", "no reference price is known, so no discount can be shown"
-            )
-        if discount < policy.min_discount_bps:
-            return no(
-                "min_discount_not_met",
-                f"discount is {discount} bps, below {policy.min_discount_bps}",
-            )
-    if candidate.available_units < units:
-        return no("insufficient_capacity", f"only {candidate.available_units} units available")
+        return "model_disallowed"
+    if offer.credential_allowed_models and model not in offer.credential_allowed_models:
+        return "model_disallowed"
+    if offer.unit_type not in offer.catalog_unit_types:
+        return "unit_type_not_offered"
+    if offer.route_gate != "eligible" and policy.require_healthy_provider:
+        return "provider_unhealthy"
+    if not offer.levels:
+        return "insufficient_capacity"
     return None
 
 
+def _message(code: str, offer: Offer, level: Level | None, policy: Policy, model: str) -> str:
+    """Why the provider (at its cheapest level with this code) is rejected."""
+    if code == "source_disabled":
+        return "the provider's routes are disabled or its reference revoked"
+    if code == "credential_ref_unresolved":
+        return (
+            "the provider's credential reference was rotated "
+            "since enrollment and cannot be resolved until it re-enrolls"
+        )
+    if code == "model_disallowed":
+        if policy.allowed_models and model not in policy.allowed_models:
+            return f"{model} is not in the policy's allowed_models"
+        return f"the provider's credential reference does not allow {model}"
+    if code == "unit_type_not_offered":
+        return f"the catalog does not offer {offer.unit_type} units"
+    if code == "provider_unhealthy":
+        return f"route gate is {offer.route_gate}"
+    if level is None:
+        return "the provider has no available ask for this unit"
+    if code == "max_unit_price_exceeded":
+        return f"its cheapest ask, {level.unit_price:f}, is above max_unit_price"
+    if code == "min_discount_not_met":
+        discount = discount_bps(level.unit_price, offer.reference_unit_price)
+        if discount is None:
+            return "no reference price is known, so no discount can be shown"
+        return f"discount is {discount} bps, below {policy.min_discount_bps}"
+    return f"only {level.available_units} units available at {level.unit_price:f}"
+
+
+def _level_code(
+    level: Level, ceiling: Decimal | None, floor_bps: Decimal | None, units: int
+) -> str | None:
+    """The first rule a price level fails; ``floor_bps`` is reference x (10,000 - minimum)."""
+    if ceiling is not None and level.unit_price > ceiling:
+        return "max_unit_price_exceeded"
+    # discount >= minimum  <=>  (reference - price) x 10,000 >= minimum x reference: no division
+    if floor_bps is not None and level.unit_price * BPS > floor_bps:
+        return "min_discount_not_met"
+    if level.available_units < units:
+        return "insufficient_capacity"
+    return None
+
+
+def _explain(rank: int, candidate: Candidate, discount: int | None) -> str:
+    return (
+        f"rank {rank}: unit price {candidate.unit_price:f}"
+        + (
+            f", {discount} bps below the reference {candidate.reference_unit_price:f}"
+            if discount is not None
+            else ", no reference price"
+        )
+        + f", quality {candidate.quality_score}, reliability {candidate.reliability_score}"
+    )
+
+
+class _Refusal(NamedTuple):
+    offer: Offer
+    level: Level | None  # the provider's cheapest level with this code
+    code: str
+    asks: int
+
+
+def _bounded(entries: list[_Refusal], limit: int) -> list[_Refusal]:
+    """At most ``limit`` entries in their order, the first of each code before any other."""
+    if len(entries) <= limit:
+        return entries
+    chosen: set[int] = set()
+    codes: set[str] = set()
+    for index, entry in enumerate(entries):
+        if len(chosen) == limit:
+            break
+        if entry.code not in codes:
+            codes.add(entry.code)
+            chosen.add(index)
+    for index in range(len(entries)):
+        if len(chosen) == limit:
+            break
+        chosen.add(index)
+    return [entries[i] for i in sorted(chosen)]
+
+
 def evaluate(
-    candidates: list[Candidate], policy: Policy, *, model: str, estimated_units: int
+    offers: Iterable[Offer],
+    policy: Policy,
+    *,
+    model: str,
+    estimated_units: int,
+    max_quotes: int = 20,
+    max_rejected: int = 20,
 ) -> Evaluation:
-    """Judge every candidate; rank the eligible by price, quality, then reliability."""
-    result = Evaluation()
-    eligible: list[Candidate] = []
-    for candidate in candidates:
-        rejection = _reject(candidate, policy, model, estimated_units)
-        if rejection is None:
-            eligible.append(candidate)
+    """Judge every provider; quote each at its cheapest eligible level, best first."""
+    best: list[tuple[Offer, Level]] = []
+    refusals: list[_Refusal] = []
+    ceiling = policy.max_unit_price
+    floors: dict[Decimal, Decimal] = {}
+    unhealthy_quoted = False
+    for offer in offers:
+        levels = offer.levels
+        code = _provider_code(offer, policy, model)
+        reference = offer.reference_unit_price
+        floor_bps: Decimal | None = None
+        if code is None and policy.min_discount_bps > 0:
+            if reference is None or reference <= 0:
+                code = "min_discount_not_met"
+            else:
+                floor_bps = floors.get(reference)
+                if floor_bps is None:
+                    floor_bps = floors[reference] = reference * (BPS - policy.min_discount_bps)
+        if code is not None:
+            asks = sum(level.ask_count for level in levels)
+            refusals.append(_Refusal(offer, levels[0] if levels else None, code, asks))
+            continue
+        # The levels are cheapest first, so the first that passes is the provider's quote.
+        groups: dict[str, _Refusal] = {}
+        for level in levels:
+            level_code = _level_code(level, ceiling, floor_bps, estimated_units)
+            if level_code is None:
+                best.append((offer, level))
+                unhealthy_quoted = unhealthy_quoted or offer.route_gate != "eligible"
+                break
+            group = groups.get(level_code)
+            groups[level_code] = (
+                _Refusal(offer, level, level_code, level.ask_count)
+                if group is None
+                else group._replace(asks=group.asks + level.ask_count)
+            )
         else:
-            result.rejected.append(rejection)
-    eligible.sort(
-        key=lambda c: (
-            c.unit_price,
-            -c.quality_score,
-            -c.reliability_score,
-            c.provider_id,
-            c.order_id or "",
+            refusals.extend(groups.values())
+
+    best.sort(
+        key=lambda pair: (
+            pair[1].unit_price,
+            -pair[0].quality_score,
+            -pair[0].reliability_score,
+            pair[0].provider_id,
         )
     )
-    for rank, candidate in enumerate(eligible, start=1):
-        assert candidate.unit_price is not None
-        discount = discount_bps(candidate.unit_price, candidate.reference_unit_price)
-        explanation = (
-            f"rank {rank}: unit price {candidate.unit_price:f}"
-            + (
-                f", {discount} bps below the reference {candidate.reference_unit_price:f}"
-                if discount is not None
-                else ", no reference price"
-            )
-            + f", quality {candidate.quality_score}, reliability {candidate.reliability_score}"
-        )
+    result = Evaluation(eligible_count=len(best), rejected_count=len(refusals))
+    for rank, (offer, level) in enumerate(best[:max_quotes], start=1):
+        candidate = offer.candidate(level)
+        discount = discount_bps(level.unit_price, offer.reference_unit_price)
         result.quotes.append(
             Quote(
                 candidate,
-                candidate.unit_price,
-                candidate.unit_price * estimated_units,
+                level.unit_price,
+                level.unit_price * estimated_units,
                 discount,
                 rank,
-                explanation,
+                _explain(rank, candidate, discount),
             )
         )
-    if not result.quotes:
+    for refusal in refusals:
+        result.rejected_by_code[refusal.code] = result.rejected_by_code.get(refusal.code, 0) + 1
+    for refusal in _bounded(refusals, max_rejected):
+        offer, at, code = refusal.offer, refusal.level, refusal.code
+        message = _message(code, offer, at, policy, model)
+        result.rejected.append(Rejection(offer.candidate(at), code, message, refusal.asks))
+
+    if not best:
         result.warnings.append("no_valid_inference_route: every candidate was rejected")
-    elif policy.require_healthy_provider is False and any(
-        q.candidate.route_gate != "eligible" for q in result.quotes
-    ):
+    elif policy.require_healthy_provider is False and unhealthy_quoted:
         result.warnings.append("some quotes come from providers whose route gate is not eligible")
     return result

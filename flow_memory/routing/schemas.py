@@ -9,6 +9,9 @@ from flow_memory.kit.money import Amount, UnitPrice
 from flow_memory.kit.schemas import Identifier, RequestModel, SafetyFields
 from flow_memory.providers.schemas import UnitType
 
+DEFAULT_QUOTES = 20
+MAX_QUOTES = 100
+
 
 class MarketPolicy(RequestModel):
     allowed_models: list[Identifier] = Field(default_factory=list, max_length=256)
@@ -32,6 +35,24 @@ class PolicyRequest(RequestModel):
     unit_type: UnitType = "token"
     estimated_units: Annotated[int, Field(ge=1, le=10**15)]
     market_policy: MarketPolicy = Field(default_factory=MarketPolicy)
+    max_quotes: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=MAX_QUOTES,
+            description="the best quotes to answer (one per provider); the route's fallbacks "
+            "are the quotes after the first",
+        ),
+    ] = DEFAULT_QUOTES
+    max_rejected_routes: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=MAX_QUOTES,
+            description="rejected routes to answer; the first of each code comes before any "
+            "other, so 9 or more shows every code found",
+        ),
+    ] = DEFAULT_QUOTES
 
 
 class QuoteRead(BaseModel):
@@ -48,6 +69,7 @@ class QuoteRead(BaseModel):
     reference_source: Literal["list_price", "catalog"] | None
     discount_bps: int | None
     available_units: int
+    ask_count: int
     quality_score: float
     reliability_score: float
     route_gate: str
@@ -59,6 +81,7 @@ class RejectedRoute(BaseModel):
     provider_name: str
     order_id: str | None
     code: str
+    ask_count: int
     message: str
     next_action: str
 
@@ -69,7 +92,11 @@ class QuoteResponse(SafetyFields):
     unit_type: str
     estimated_units: int
     quotes: list[QuoteRead]
+    quote_count: int
+    eligible_count: int
     rejected_routes: list[RejectedRoute]
+    rejected_count: int
+    rejected_by_code: dict[str, int]
     warnings: list[str]
 
 
@@ -96,5 +123,8 @@ class RouteResponse(SafetyFields):
     route: RouteRead | None
     selected_quote: QuoteRead | None
     fallbacks: list[QuoteRead]
+    eligible_count: int
     rejected_routes: list[RejectedRoute]
+    rejected_count: int
+    rejected_by_code: dict[str, int]
     warnings: list[str]

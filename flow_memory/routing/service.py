@@ -1,4 +1,4 @@
-"""Quote and route use cases: gather candidates, judge them, record the selected route."""
+"""Quote and route use cases: gather each provider's offer, judge them, record the route."""
 
 from __future__ import annotations
 
@@ -7,117 +7,93 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from flow_memory.credentials import repository as credentials_repository
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.ids import new_id
-from flow_memory.market.models import MarketOrder, Reservation, ReservationHold
-from flow_memory.market.repository import ACTIVE
 from flow_memory.pricing import service as pricing
-from flow_memory.providers import repository as providers_repository
 from flow_memory.providers import service as providers_service
-from flow_memory.providers.models import CapacityEntry, CatalogEntry
+from flow_memory.providers.health import RuntimeFacts, derive_health
+from flow_memory.routing import repository
 from flow_memory.routing.models import RouteRecord
-from flow_memory.routing.policy import Candidate, Evaluation, Policy, Quote, Rejection, evaluate
+from flow_memory.routing.policy import Evaluation, Level, Offer, Policy, Quote, Rejection, evaluate
 from flow_memory.routing.schemas import PolicyRequest
 from flow_memory.settings import Settings
 
 
-def gather_candidates(
+def gather_offers(
     session: Session, *, model: str, unit_type: str, settings: Settings, now: datetime
-) -> list[Candidate]:
-    """Every provider whose catalog lists ``model``, once per resting ask (or once without)."""
-    catalog = list(session.scalars(select(CatalogEntry).where(CatalogEntry.model == model)))
-    listed = pricing.list_price(session, model, unit_type)
-    provider_ids = [entry.provider_id for entry in catalog]
-    if not provider_ids:
-        return []
-    providers = {p.provider_id: p for p in providers_repository.many(session, provider_ids)}
-    credentials = credentials_repository.many(
-        session, {p.credential_ref_id for p in providers.values()}
-    )
-    healths = providers_service.health_of_many(session, provider_ids, settings=settings, now=now)
-    capacity = {
-        c.provider_id: c
-        for c in session.scalars(
-            select(CapacityEntry).where(
-                CapacityEntry.model == model,
-                CapacityEntry.unit_type == unit_type,
-                CapacityEntry.provider_id.in_(provider_ids),
-            )
-        )
-    }
-    asks: dict[str, list[MarketOrder]] = defaultdict(list)
-    for order in session.scalars(
-        select(MarketOrder)
-        .where(
-            MarketOrder.model == model,
-            MarketOrder.unit_type == unit_type,
-            MarketOrder.side == "ask",
-            MarketOrder.status.in_(ACTIVE),
-            MarketOrder.provider_id.in_(provider_ids),
-        )
-        .order_by(MarketOrder.sequence)
-    ):
-        asks[order.provider_id or ""].append(order)
-    held: dict[str, int] = {
-        order_id: int(units)
-        for order_id, units in session.execute(
-            select(ReservationHold.order_id, func.sum(ReservationHold.units))
-            .join(Reservation)
-            .where(
-                Reservation.status == "active",
-                Reservation.expires_at > now,
-                Reservation.model == model,
-                Reservation.unit_type == unit_type,
-            )
-            .group_by(ReservationHold.order_id)
-        )
-    }
+) -> list[Offer]:
+    """Every provider whose catalog lists ``model``, with its resting asks as price levels.
 
-    candidates: list[Candidate] = []
-    for entry in catalog:
-        provider = providers.get(entry.provider_id)
-        if provider is None:
+    Column-only reads: the providers with their health facts in one query, the asks in
+    another (four columns each), the reservation holds in a third."""
+    lines = repository.provider_lines(session, model=model, unit_type=unit_type)
+    if not lines:
+        return []
+    listed = pricing.list_price(session, model, unit_type)
+    held = repository.held_units(session, model=model, unit_type=unit_type, now=now)
+    # (provider, price) -> [first order id, available units, ask count]; asks come oldest first.
+    by_level: dict[tuple[str, Decimal], list[Any]] = {}
+    wanted = {line.provider_id for line in lines}
+    for provider_id, order_id, price, remaining in repository.resting_asks(
+        session, model=model, unit_type=unit_type
+    ):
+        if provider_id not in wanted:
             continue
-        credential = credentials.get(provider.credential_ref_id)
-        health = healths[provider.provider_id]
-        reference = listed if listed is not None else pricing.catalog_reference(entry, unit_type)
-        line = capacity.get(provider.provider_id)
-        common: dict[str, Any] = {
-            "provider_id": provider.provider_id,
-            "provider_name": provider.provider_name,
-            "model": model,
-            "unit_type": unit_type,
-            "quality_score": line.quality_score if line else 0.0,
-            "reliability_score": line.reliability_score if line else 0.0,
-            "reference_unit_price": reference,
-            "reference_source": None
-            if reference is None
-            else ("list_price" if listed is not None else "catalog"),
-            "route_gate": health.route_gate,
-            "credential_status": health.credential_ref_status,
-            "catalog_unit_types": tuple(entry.unit_types),
-            "credential_allowed_models": tuple(credential.allowed_models) if credential else (),
-        }
-        provider_asks = asks.get(provider.provider_id, [])
-        if not provider_asks:
-            candidates.append(
-                Candidate(order_id=None, unit_price=None, available_units=0, **common)
+        available = remaining - held.get(order_id, 0) if held else remaining
+        level = by_level.get((provider_id, price))
+        if level is None:
+            by_level[(provider_id, price)] = [order_id, available, 1]
+        else:
+            level[1] += available
+            level[2] += 1
+    levels: dict[str, list[Level]] = defaultdict(list)
+    for (provider_id, price), (order_id, available, count) in by_level.items():
+        levels[provider_id].append(Level(price, available, order_id, count))
+
+    limits = providers_service.thresholds(settings)
+    offers: list[Offer] = []
+    for line in lines:
+        health = derive_health(_facts(line), now, limits)
+        reference: Decimal | None = listed
+        source: str | None = "list_price"
+        if listed is None:
+            reference = pricing.reference_from_catalog(line.reference_unit_prices, unit_type)
+            source = None if reference is None else "catalog"
+        offers.append(
+            Offer(
+                provider_id=line.provider_id,
+                provider_name=line.provider_name,
+                model=model,
+                unit_type=unit_type,
+                quality_score=line.quality_score or 0.0,
+                reliability_score=line.reliability_score or 0.0,
+                reference_unit_price=reference,
+                reference_source=source,
+                route_gate=health.route_gate,
+                credential_status=health.credential_ref_status,
+                catalog_unit_types=tuple(line.unit_types),
+                credential_allowed_models=tuple(line.allowed_models or ()),
+                levels=tuple(sorted(levels.get(line.provider_id, ()))),
             )
-        for order in provider_asks:
-            available = order.remaining_units - held.get(order.order_id, 0)
-            candidates.append(
-                Candidate(
-                    order_id=order.order_id,
-                    unit_price=order.limit_unit_price,
-                    available_units=available,
-                    **common,
-                )
-            )
-    return candidates
+        )
+    return offers
+
+
+def _facts(line: repository.ProviderLine) -> RuntimeFacts:
+    """The health facts of a provider line (as the providers domain gathers them)."""
+    return RuntimeFacts(
+        paired=line.paired_at is not None,
+        routes_disabled=line.routes_disabled,
+        credential_status=line.credential_status or "revoked",
+        credential_pointer_current=line.credential_ref is not None
+        and line.credential_ref == line.provider_credential_ref,
+        last_heartbeat_at=line.last_heartbeat_at,
+        catalog_published_at=line.catalog_published_at,
+        capacity_published_at=line.capacity_published_at,
+        capacity_latest_expiry=line.capacity_latest_expiry,
+    )
 
 
 def _policy(body: PolicyRequest) -> Policy:
@@ -134,11 +110,17 @@ def _policy(body: PolicyRequest) -> Policy:
 def quote(
     session: Session, *, body: PolicyRequest, settings: Settings, now: datetime
 ) -> Evaluation:
-    candidates = gather_candidates(
+    """Judge every provider for the request; the best ``max_quotes`` quotes, with totals."""
+    offers = gather_offers(
         session, model=body.model, unit_type=body.unit_type, settings=settings, now=now
     )
     return evaluate(
-        candidates, _policy(body), model=body.model, estimated_units=body.estimated_units
+        offers,
+        _policy(body),
+        model=body.model,
+        estimated_units=body.estimated_units,
+        max_quotes=body.max_quotes,
+        max_rejected=body.max_rejected_routes,
     )
 
 
@@ -158,6 +140,7 @@ def quote_read(q: Quote, estimated_units: int) -> dict[str, Any]:
         "reference_source": c.reference_source,
         "discount_bps": q.discount_bps,
         "available_units": c.available_units,
+        "ask_count": c.ask_count,
         "quality_score": c.quality_score,
         "reliability_score": c.reliability_score,
         "route_gate": c.route_gate,
@@ -171,8 +154,18 @@ def rejection_read(r: Rejection) -> dict[str, Any]:
         "provider_name": r.candidate.provider_name,
         "order_id": r.candidate.order_id,
         "code": r.code,
+        "ask_count": r.ask_count,
         "message": r.message,
         "next_action": r.next_action,
+    }
+
+
+def rejections_read(evaluation: Evaluation) -> dict[str, Any]:
+    """The bounded rejected routes with their totals."""
+    return {
+        "rejected_routes": [rejection_read(r) for r in evaluation.rejected],
+        "rejected_count": evaluation.rejected_count,
+        "rejected_by_code": dict(sorted(evaluation.rejected_by_code.items())),
     }
 
 
@@ -188,15 +181,9 @@ def select_route(
     evaluation = quote(session, body=body, settings=settings, now=now)
     if not evaluation.quotes:
         return evaluation, None, []
+    # Each quote is another provider, so the rest are the fallbacks, in rank order.
     best, *rest = evaluation.quotes
-    # A fallback is worth having only on another provider: the same one fails the same way.
-    fallbacks: list[Quote] = []
-    if body.market_policy.allow_fallback:
-        seen = {best.candidate.provider_id}
-        for q in rest:
-            if q.candidate.provider_id not in seen:
-                fallbacks.append(q)
-                seen.add(q.candidate.provider_id)
+    fallbacks = rest if body.market_policy.allow_fallback else []
     record = RouteRecord(
         route_id=new_id("route"),
         owner_id=principal.owner_id,

@@ -172,3 +172,81 @@ def test_quote_and_route_need_inference_plan(app: FastAPI, client: TestClient, r
     buyer = key_headers(app, "agent-research-1", "inference:buy", "inference:read")
     detail = error(client.post(route, json=policy_request(), headers=buyer), 403, "missing_scope")
     assert "inference:plan" in detail["message"]
+
+
+def place_ask(
+    client: TestClient, headers: Headers, provider_id: str, units: int, price: float
+) -> str:
+    body = {
+        "side": "ask",
+        "provider_id": provider_id,
+        "model": MODEL,
+        "unit_type": "token",
+        "units": units,
+        "limit_unit_price": price,
+    }
+    return str(
+        ok(client.post("/inference/market/orders", json=body, headers=headers), 201)["order"][
+            "order_id"
+        ]
+    )
+
+
+def test_a_providers_asks_at_one_price_are_one_quote_with_their_units_summed(
+    app: FastAPI, client: TestClient, planner: Headers
+) -> None:
+    seller = seller_headers(app)
+    provider_id = priced_provider(client, seller, 0.0000009, available_units=5_000_000)
+    first = place_ask(client, seller, provider_id, 200_000, 0.0000007)
+    place_ask(client, seller, provider_id, 100_000, 0.0000007)
+    place_ask(client, seller, provider_id, 100_000, 0.00000072)
+    body = ok(client.post("/inference/quote", json=policy_request(), headers=planner))
+    # Neither 0.0000007 ask serves 250,000 units alone; together they do.
+    [quote] = body["quotes"]
+    assert (quote["unit_price"], quote["available_units"], quote["ask_count"]) == (
+        0.0000007,
+        300_000,
+        2,
+    )
+    assert quote["order_id"] == first  # the level's first ask in time priority
+    assert (body["quote_count"], body["eligible_count"]) == (1, 1)
+    # The dearer asks of a quoted provider are not rejected routes: its quote is its best.
+    assert body["rejected_routes"] == [] and body["rejected_count"] == 0
+
+
+def test_answers_are_bounded_with_totals(
+    app: FastAPI, client: TestClient, planner: Headers
+) -> None:
+    providers = [
+        priced_provider(client, seller_headers(app, f"provider-team-{n}"), 0.0000007 + n * 1e-8)
+        for n in range(3)
+    ]
+    dear = [
+        priced_provider(client, seller_headers(app, f"provider-team-dear-{n}"), 0.00000099)
+        for n in range(2)
+    ]
+    request = {**policy_request(), "max_quotes": 2, "max_rejected_routes": 1}
+    body = ok(client.post("/inference/quote", json=request, headers=planner))
+    assert [q["provider_id"] for q in body["quotes"]] == providers[:2]
+    assert (body["quote_count"], body["eligible_count"]) == (2, 3)
+    [rejected] = body["rejected_routes"]
+    assert rejected["provider_id"] in dear and rejected["ask_count"] == 1
+    assert body["rejected_count"] == 2
+    assert body["rejected_by_code"] == {"max_unit_price_exceeded": 2}
+    route = ok(client.post("/inference/route", json=request, headers=planner))
+    assert route["selected_quote"]["provider_id"] == providers[0]
+    assert [f["provider_id"] for f in route["fallbacks"]] == [providers[1]]
+    assert route["eligible_count"] == 3 and route["rejected_count"] == 2
+
+
+@pytest.mark.parametrize(
+    "bounds", [{"max_quotes": 0}, {"max_quotes": 101}, {"max_rejected_routes": 101}]
+)
+def test_bounds_out_of_range_are_refused(
+    client: TestClient, planner: Headers, bounds: dict[str, int]
+) -> None:
+    request = {**policy_request(), **bounds}
+    detail = error(
+        client.post("/inference/quote", json=request, headers=planner), 422, "invalid_request"
+    )
+    assert detail["field"] == next(iter(bounds))

@@ -1,0 +1,152 @@
+"""All SQL for quotes and routes: column-only reads of one market's candidates."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from sqlalchemy import String, func, select, type_coerce
+from sqlalchemy.orm import Session, aliased
+
+from flow_memory.credentials.models import CredentialRef
+from flow_memory.kit.money import exact
+from flow_memory.market.models import MarketOrder, Reservation, ReservationHold
+from flow_memory.market.repository import ACTIVE
+from flow_memory.providers.models import CapacityEntry, CatalogEntry, Provider
+
+
+class ProviderLine(NamedTuple):
+    """A provider whose catalog lists the model, with what its health and the policy need."""
+
+    provider_id: str
+    provider_name: str
+    unit_types: list[str]
+    reference_unit_prices: dict[str, Any]
+    provider_credential_ref: str
+    routes_disabled: bool
+    paired_at: datetime | None
+    last_heartbeat_at: datetime | None
+    catalog_published_at: datetime | None
+    capacity_published_at: datetime | None
+    credential_status: str | None  # None: the reference row is missing
+    credential_ref: str | None
+    allowed_models: list[str] | None
+    quality_score: float | None
+    reliability_score: float | None
+    capacity_latest_expiry: datetime | None
+
+
+def provider_lines(session: Session, *, model: str, unit_type: str) -> list[ProviderLine]:
+    """Every provider whose catalog lists ``model``, in provider id order, in one query."""
+    any_line = aliased(CapacityEntry)
+    latest_expiry = (
+        select(func.max(any_line.expires_at))
+        .where(any_line.provider_id == CatalogEntry.provider_id)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            CatalogEntry.provider_id,
+            Provider.provider_name,
+            type_coerce(CatalogEntry.unit_types, String),
+            type_coerce(CatalogEntry.reference_unit_prices, String),
+            Provider.credential_ref,
+            Provider.routes_disabled,
+            Provider.paired_at,
+            Provider.last_heartbeat_at,
+            Provider.catalog_published_at,
+            Provider.capacity_published_at,
+            CredentialRef.status,
+            CredentialRef.credential_ref,
+            type_coerce(CredentialRef.allowed_models, String),
+            CapacityEntry.quality_score,
+            CapacityEntry.reliability_score,
+            latest_expiry,
+        )
+        .join(Provider, Provider.provider_id == CatalogEntry.provider_id)
+        .outerjoin(CredentialRef, CredentialRef.credential_ref_id == Provider.credential_ref_id)
+        .outerjoin(
+            CapacityEntry,
+            (CapacityEntry.provider_id == CatalogEntry.provider_id)
+            & (CapacityEntry.model == CatalogEntry.model)
+            & (CapacityEntry.unit_type == unit_type),
+        )
+        .where(CatalogEntry.model == model)
+        .order_by(CatalogEntry.provider_id)
+    )
+    # JSON documents are decoded once per distinct text: providers mostly share them.
+    documents: dict[str, Any] = {}
+
+    def document(raw: Any) -> Any:
+        if not isinstance(raw, str):
+            return raw  # a driver that decodes JSON itself (PostgreSQL)
+        value = documents.get(raw)
+        if value is None:
+            value = documents[raw] = json.loads(raw)
+        return value
+
+    lines = []
+    for row in session.connection().execute(query):
+        line = ProviderLine._make(row)
+        lines.append(
+            line._replace(
+                unit_types=document(line.unit_types),
+                reference_unit_prices=document(line.reference_unit_prices),
+                allowed_models=document(line.allowed_models),
+            )
+        )
+    return lines
+
+
+def resting_asks(
+    session: Session, *, model: str, unit_type: str
+) -> Iterator[tuple[str, str, Decimal, int]]:
+    """The book's resting asks, oldest first (time priority): provider id, order id, unit price
+    and remaining units.
+
+    Rows are read as plain tuples on the session's connection (no ORM row handling), and each
+    stored price is converted once: a deep book repeats few prices, and the conversion would
+    otherwise be most of the cost of a row."""
+    query = (
+        select(
+            MarketOrder.provider_id,
+            MarketOrder.order_id,
+            type_coerce(MarketOrder.limit_unit_price, String),
+            MarketOrder.remaining_units,
+        )
+        .where(
+            MarketOrder.model == model,
+            MarketOrder.unit_type == unit_type,
+            MarketOrder.side == "ask",
+            MarketOrder.status.in_(ACTIVE),
+            MarketOrder.provider_id.is_not(None),
+        )
+        .order_by(MarketOrder.sequence)
+    )
+    prices: dict[Any, Decimal] = {}
+    for provider_id, order_id, stored, remaining in session.connection().execute(query):
+        price = prices.get(stored)
+        if price is None:
+            price = prices[stored] = exact(Decimal(str(stored)))
+        yield provider_id or "", order_id, price, remaining
+
+
+def held_units(session: Session, *, model: str, unit_type: str, now: datetime) -> dict[str, int]:
+    """Units held by live reservations, per ask."""
+    return {
+        order_id: int(units)
+        for order_id, units in session.execute(
+            select(ReservationHold.order_id, func.sum(ReservationHold.units))
+            .join(Reservation)
+            .where(
+                Reservation.status == "active",
+                Reservation.expires_at > now,
+                Reservation.model == model,
+                Reservation.unit_type == unit_type,
+            )
+            .group_by(ReservationHold.order_id)
+        )
+    }
