@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
 
+import httpx
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flow_memory import __version__
 from flow_memory.credentials.api import router as credentials_router
@@ -30,10 +32,16 @@ from flow_memory.market.writer import MarketWriter
 from flow_memory.payments.api import router as payments_router
 from flow_memory.pricing.api import router as pricing_router
 from flow_memory.providers.api import router as providers_router
+from flow_memory.proxy.api import router as proxy_router
+from flow_memory.proxy.client import HostResolver, UpstreamClient
+from flow_memory.proxy.recorder import UsageRecorder
+from flow_memory.proxy.resolver import CredentialResolver
+from flow_memory.proxy.service import PlanCache
 from flow_memory.routing.api import router as routing_router
 from flow_memory.settings import Settings
 from flow_memory.usage.api import router as usage_router
 
+PROXY_PREFIX = "/v1/"
 DESCRIPTION = """Flow Memory is a dry-run marketplace for inference capacity. Every market
 record is an application record: no funds move, nothing is signed or broadcast, and every
 response carries the seven safety fields. Authenticate with `Authorization: Bearer fm_…`;
@@ -60,12 +68,43 @@ class Readiness(BaseModel):
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
-    # Acknowledge every queued market command before the process ends.
+    # Acknowledge every queued market command and write every usage record before exiting.
     app.state.market_writer.stop()
+    app.state.usage_recorder.stop()
+    await app.state.proxy_client.aclose()
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
-    """Build the ASGI app; the database schema must already be migrated."""
+class GuardExceptProxy:
+    """The safety guard on every route but the SDK proxy's, which checks its own bodies:
+    prompts are larger than API records and pass through to the provider unscanned."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, max_string_length: int, max_list_length: int
+    ) -> None:
+        self.app = app
+        self.guarded = SafetyGuardMiddleware(
+            app,
+            max_body_bytes=max_body_bytes,
+            max_string_length=max_string_length,
+            max_list_length=max_list_length,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PROXY_PREFIX):
+            await self.app(scope, receive, send)
+        else:
+            await self.guarded(scope, receive, send)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    host_resolver: HostResolver | None = None,
+) -> FastAPI:
+    """Build the ASGI app; the database schema must already be migrated. Tests may swap the
+    proxy's upstream transport and host resolver."""
     settings = settings or Settings.from_env()
     engine = make_engine(settings.database_url)
     app = FastAPI(
@@ -91,7 +130,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     install_error_handlers(app)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(
-        SafetyGuardMiddleware,
+        GuardExceptProxy,
         max_body_bytes=settings.max_body_bytes,
         max_string_length=settings.max_string_length,
         max_list_length=settings.max_list_length,
@@ -106,6 +145,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(payments_router)
     app.include_router(pricing_router)
     app.include_router(usage_router)
+    app.state.usage_recorder = UsageRecorder(app.state.session_factory)
+    app.state.proxy_plans = PlanCache(settings.proxy_route_cache_seconds)
+    app.state.proxy_client = UpstreamClient(
+        settings,
+        resolver=CredentialResolver(secrets_file=settings.secrets_file or None),
+        transport=upstream_transport,
+        host_resolver=host_resolver,
+    )
+    app.include_router(proxy_router)
 
     @app.get(
         "/healthz",

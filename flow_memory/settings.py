@@ -37,6 +37,12 @@ class Settings:
     allow_loopback_upstreams: bool = True
     allow_private_upstreams: bool = False
 
+    proxy_connect_timeout_seconds: float = 5.0
+    proxy_read_timeout_seconds: float = 120.0
+    proxy_max_body_bytes: int = 8_388_608
+    proxy_route_cache_seconds: int = 10
+    secrets_file: str = ""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from FLOW_MEMORY_* variables, then explicit overrides."""
@@ -64,4 +70,12 @@ def _coerce(name: str, raw: str, kind: object) -> object:
             return int(raw)
         except ValueError:
             raise ValueError(f"FLOW_MEMORY_{name.upper()} must be an integer") from None
+    if kind in (float, "float"):
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"FLOW_MEMORY_{name.upper()} must be a number") from None
+        if not value > 0:
+            raise ValueError(f"FLOW_MEMORY_{name.upper()} must be greater than zero")
+        return value
     return raw

@@ -50,6 +50,8 @@ CHECKS = [
     response_schema_conformance,
 ]
 
+PROXY_CHECKS = [check for check in CHECKS if check is not not_a_server_error]
+
 
 @dataclass(frozen=True)
 class Seeded:
@@ -131,7 +133,9 @@ def test_every_operation_answers_as_documented(
     case: Any, data: st.DataObject, seeded: Seeded
 ) -> None:
     _aim_at_real_records(case, data, seeded)
-    case.call_and_validate(headers=seeded.headers, checks=CHECKS, app=seeded.app)
+    # The proxy's documented 502 and 503 say a provider failed or none can serve the model.
+    checks = PROXY_CHECKS if case.path.startswith("/v1/") else CHECKS
+    case.call_and_validate(headers=seeded.headers, checks=checks, app=seeded.app)
 
 
 def test_a_provider_lifecycle_answers_as_documented(seeded: Seeded) -> None:

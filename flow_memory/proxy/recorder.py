@@ -1,0 +1,113 @@
+"""Batched usage writes for proxied calls: one writer thread commits records in groups, so a
+busy proxy pays one commit per batch instead of one per call. ``stop`` writes everything
+still queued, so a clean shutdown loses nothing."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from flow_memory.kit.deps import transaction
+from flow_memory.usage.models import UsageRecord
+from flow_memory.usage.service import add_to_rollup
+
+log = logging.getLogger("flow_memory.proxy.usage")
+
+MAX_BATCH = 500
+LINGER_SECONDS = 0.02
+RETRIES = 5
+
+
+class UsageRecorder:
+    """Queue usage records from any thread; a writer thread commits them in batches."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self._factory = factory
+        self._queue: queue.SimpleQueue[UsageRecord | threading.Event | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.written = 0
+        self.lost = 0
+
+    def add(self, record: UsageRecord) -> None:
+        self._ensure_started()
+        self._queue.put(record)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every record queued before this call is committed."""
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._queue.put(None)
+        thread.join(timeout)
+        self._thread = None
+
+    def _ensure_started(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="flow-memory-usage-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            batch: list[UsageRecord] = []
+            waiters: list[threading.Event] = []
+            item: UsageRecord | threading.Event | None = first
+            deadline = time.monotonic() + LINGER_SECONDS
+            while True:
+                if item is None:
+                    stopping = True
+                elif isinstance(item, threading.Event):
+                    waiters.append(item)
+                else:
+                    batch.append(item)
+                if stopping or len(batch) >= MAX_BATCH:
+                    break
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+            if batch:
+                self._write(batch)
+            for waiter in waiters:
+                waiter.set()
+
+    def _write(self, batch: list[UsageRecord]) -> None:
+        for attempt in range(RETRIES):
+            try:
+                with transaction(self._factory) as session:
+                    session.add_all(batch)
+                    add_to_rollup(session, batch)
+                self.written += len(batch)
+                return
+            except Exception:
+                log.exception(
+                    "usage batch of %d records failed (attempt %d)", len(batch), attempt + 1
+                )
+                # The failed session may have left the objects attached; start from clean copies.
+                batch = [_detached_copy(record) for record in batch]
+                time.sleep(0.05 * 2**attempt)
+        self.lost += len(batch)
+        log.error("%d usage records could not be written", len(batch))
+
+
+def _detached_copy(record: UsageRecord) -> UsageRecord:
+    columns = {c.key: getattr(record, c.key) for c in UsageRecord.__table__.columns}
+    return UsageRecord(**columns)

@@ -1,0 +1,128 @@
+"""How a proxied request says how to route it: the ``flow_memory`` body object and headers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flow_memory.kit.errors import Invalid
+from flow_memory.kit.money import Amount
+from flow_memory.kit.schemas import Identifier, RequestModel, SafetyFields
+from flow_memory.providers.schemas import UnitType
+from flow_memory.routing.schemas import MarketPolicy
+
+ROUTE_HEADER = "x-flow-memory-route-id"
+# Headers that set the same-named option when the body's flow_memory object leaves it out.
+OPTION_HEADERS = {
+    "route_id": ROUTE_HEADER,
+    "agent_id": "x-flow-memory-agent-id",
+    "workspace_id": "x-flow-memory-workspace-id",
+    "task_id": "x-flow-memory-task-id",
+    "goal_id": "x-flow-memory-goal-id",
+}
+
+
+class ProxyOptions(RequestModel):
+    """Routing options for one proxied call; every field may be left out."""
+
+    route_id: Identifier | None = None
+    agent_id: Identifier | None = None
+    workspace_id: Identifier = "workspace-default"
+    task_id: Identifier | None = None
+    goal_id: Identifier | None = None
+    unit_type: UnitType = "token"
+    estimated_units: Annotated[int, Field(ge=1, le=10**15)] | None = None
+    market_policy: MarketPolicy | None = None
+
+
+def read_options(body_options: Any, headers: dict[str, str]) -> ProxyOptions:
+    """Merge the body's ``flow_memory`` object with the routing headers (the body wins)."""
+    if body_options is None:
+        body_options = {}
+    if not isinstance(body_options, dict):
+        raise Invalid(
+            "flow_memory must be an object",
+            field="flow_memory",
+            hint='send routing options such as {"route_id": "route_…"}',
+        )
+    merged = dict(body_options)
+    for name, header in OPTION_HEADERS.items():
+        value = headers.get(header)
+        if value is not None and name not in merged:
+            merged[name] = value
+    try:
+        return ProxyOptions.model_validate(merged)
+    except ValidationError as error:
+        first = error.errors()[0]
+        path = ".".join(str(part) for part in first["loc"])
+        raise Invalid(
+            f"flow_memory.{path}: {first['msg']}",
+            field=f"flow_memory.{path}",
+            hint="see docs/INFERENCE_PROXY.md for the routing options",
+        ) from None
+
+
+# -- documented answers ---------------------------------------------------------------------
+
+
+class UsageCounts(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    units: int | None
+    estimated: bool = Field(description="true when the provider reported no usage")
+
+
+class Attempt(BaseModel):
+    provider_id: str
+    outcome: str = Field(
+        description="answered, upstream_5xx, connect_error, timeout, or an address refusal code"
+    )
+    detail: str
+
+
+class ProxyMetadata(SafetyFields):
+    """The ``flow_memory`` object on every proxied answer (and a stream's last event)."""
+
+    route_id: str
+    provider_id: str | None
+    model: str
+    unit_type: str
+    unit_price: Amount | None
+    reference_unit_price: Amount | None
+    usage: UsageCounts | None
+    cost: Amount | None
+    reference_cost: Amount | None
+    savings: Amount | None
+    savings_bps: int | None
+    usage_id: str | None
+    attempts: list[Attempt]
+    warnings: list[str]
+
+
+class ProxiedAnswer(BaseModel):
+    """The provider's SDK-compatible answer, unchanged, plus ``flow_memory``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    flow_memory: ProxyMetadata
+
+
+class ModelServing(BaseModel):
+    eligible_providers: int
+    compatible_apis: list[str]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    flow_memory: ModelServing
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+    flow_memory: SafetyFields
