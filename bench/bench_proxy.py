@@ -1,0 +1,296 @@
+"""Proxy overhead: the same fast local upstream called directly and through Flow Memory.
+
+    python bench/bench_proxy.py [--clients 32] [--seconds 8]
+
+A minimal keep-alive HTTP/1.1 model server (asyncio, fixed answers) plays the provider. A real
+`flow-memory serve` process on SQLite routes `POST /v1/chat/completions` to it. The load
+generator speaks raw HTTP/1.1 over keep-alive sockets from one process. Each phase runs for
+``--seconds``; the direct and proxied phases alternate in one run so they see the same machine.
+Printed: throughput and latency percentiles for each path, the added latency (proxied minus
+direct, per percentile), and the added time to first byte of a stream at one client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._server import create_key, free_port, running_server
+
+MODEL = "bench-proxy-model"
+CHAT = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1,
+        "model": MODEL,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+    }
+).encode()
+STREAM_EVENTS = [
+    {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
+     "choices": [{"index": 0, "delta": {"content": word}}]}
+    for word in ("one ", "two ", "three")
+] + [
+    {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": MODEL, "choices": [],
+     "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+]  # fmt: skip
+
+
+# -- the fast upstream ---------------------------------------------------------------------
+
+
+async def _serve_upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            body = await reader.readexactly(length) if length else b""
+            if b'"stream":true' in body.replace(b" ", b""):
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    b"transfer-encoding: chunked\r\n\r\n"
+                )
+                for event in STREAM_EVENTS:
+                    data = b"data: " + json.dumps(event).encode() + b"\n\n"
+                    writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    await writer.drain()
+                done = b"data: [DONE]\n\n"
+                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+            else:
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (len(CHAT), CHAT)
+                )
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+def start_upstream(port: int) -> None:
+    """Run the upstream on its own event loop in a daemon thread."""
+
+    def run() -> None:
+        async def main() -> None:
+            server = await asyncio.start_server(_serve_upstream, "127.0.0.1", port, backlog=1024)
+            async with server:
+                await server.serve_forever()
+
+        asyncio.run(main())
+
+    threading.Thread(target=run, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", content=b"{}", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError("upstream did not start")
+
+
+# -- the raw load generator ------------------------------------------------------------------
+
+
+def request_bytes(port: int, path: str, body: bytes, token: str | None) -> bytes:
+    auth = f"authorization: Bearer {token}\r\n" if token else ""
+    return (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
+        f"{auth}content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader, on_first_byte: Callable[[], None]) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    headers = {
+        k.strip().lower(): v.strip()
+        for k, _, v in (line.partition(b":") for line in head.split(b"\r\n")[1:] if line)
+    }
+    if b"content-length" in headers:
+        on_first_byte()
+        await reader.readexactly(int(headers[b"content-length"]))
+        return status
+    first = True
+    while True:  # chunked
+        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+        if first:
+            on_first_byte()
+            first = False
+        if size == 0:
+            await reader.readuntil(b"\r\n")
+            return status
+        await reader.readexactly(size + 2)
+
+
+async def load(
+    port: int, payload: bytes, clients: int, seconds: float
+) -> tuple[list[float], list[float], int]:
+    """Latencies and times to first byte (ms) of every call in ``seconds``, and the errors."""
+    latencies: list[float] = []
+    first_bytes: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def one_client() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                marks: list[float] = []
+                writer.write(payload)
+                status = await read_response(reader, lambda m=marks: m.append(time.perf_counter()))
+                ended = time.perf_counter()
+                if status != 200:
+                    errors += 1
+                    continue
+                latencies.append((ended - started) * 1000)
+                first_bytes.append((marks[0] - started) * 1000)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    return latencies, first_bytes, errors
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def setup_provider(base: str, seller: str, upstream_port: int) -> None:
+    headers = {"authorization": f"Bearer {seller}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        ref = client.post(
+            "/inference/credential-refs",
+            json={"credential_ref": "secret://inference/bench-proxy", "display_name": "bench"},
+        ).json()["credential_ref"]
+        provider = client.post(
+            "/inference/providers/enroll",
+            json={
+                "provider_name": "Bench Upstream",
+                "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+                "credential_ref_id": ref["credential_ref_id"],
+                "supported_units": ["token"],
+            },
+        ).json()["provider"]
+        pid = provider["provider_id"]
+        token = client.post(f"/inference/providers/{pid}/pairing-token").json()["pairing_token"]
+        client.post(
+            f"/inference/providers/{pid}/heartbeat", headers={"x-flow-memory-pairing-token": token}
+        ).raise_for_status()
+        client.post(
+            f"/inference/providers/{pid}/catalog",
+            json={
+                "catalog_version": "2026-01-01T00:00:00Z",
+                "models": [
+                    {
+                        "model": MODEL,
+                        "compatible_api": "chat_completions",
+                        "unit_types": ["token"],
+                        "context_window": 8192,
+                        "reference_unit_prices": {"token": 0.000002},
+                    }
+                ],
+            },
+        ).raise_for_status()
+        client.post(
+            f"/inference/providers/{pid}/capacity",
+            json={
+                "capacity_version": "2026-01-01T00:00:00Z",
+                "inventory": [
+                    {
+                        "model": MODEL,
+                        "unit_type": "token",
+                        "available_units": 10**12,
+                        "ask_unit_price": 0.000001,
+                        "expires_at": "2099-01-01T00:00:00Z",
+                    }
+                ],
+            },
+        ).raise_for_status()
+
+
+def report(label: str, latencies: list[float], seconds: float, errors: int) -> dict[str, float]:
+    figures = {
+        "rps": len(latencies) / seconds,
+        "p50": percentile(latencies, 0.50),
+        "p99": percentile(latencies, 0.99),
+    }
+    print(
+        f"  {label:<10} {figures['rps']:9.0f} calls/s   p50 {figures['p50']:7.2f} ms   "
+        f"p99 {figures['p99']:7.2f} ms   errors {errors}"
+    )
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    args = parser.parse_args()
+    upstream_port = free_port()
+    start_upstream(upstream_port)
+    with running_server(extra_env={"FLOW_MEMORY_LOG_LEVEL": "warning"}) as server:
+        seller = create_key(server.env, "bench-seller", "inference:sell,inference:read")
+        buyer = create_key(server.env, "bench-buyer", "inference:proxy")
+        setup_provider(server.base_url, seller, upstream_port)
+        proxy_port = int(server.base_url.rsplit(":", 1)[1])
+        plain = json.dumps(
+            {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        ).encode()
+        streamed = json.dumps(
+            {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        ).encode()
+        direct = request_bytes(upstream_port, "/v1/chat/completions", plain, None)
+        proxied = request_bytes(proxy_port, "/v1/chat/completions", plain, buyer)
+        warm = asyncio.run(load(proxy_port, proxied, 4, 2.0))
+        assert warm[0], f"the proxy answered no call ({warm[2]} errors)"
+        print(
+            f"load {os.getloadavg()[0]:.2f}; {args.clients} clients, {args.seconds:.0f} s a phase"
+        )
+        for clients in (1, args.clients):
+            print(f"{clients} concurrent client(s), non-streamed chat:")
+            d_lat, _, d_err = asyncio.run(load(upstream_port, direct, clients, args.seconds))
+            p_lat, _, p_err = asyncio.run(load(proxy_port, proxied, clients, args.seconds))
+            d = report("direct", d_lat, args.seconds, d_err)
+            p = report("proxied", p_lat, args.seconds, p_err)
+            print(
+                f"  added      p50 {p['p50'] - d['p50']:.2f} ms   p99 {p['p99'] - d['p99']:.2f} ms"
+                f"   highest sustained throughput through the proxy {p['rps']:.0f} calls/s"
+            )
+        print("1 client, streamed chat, time to first byte:")
+        direct_s = request_bytes(upstream_port, "/v1/chat/completions", streamed, None)
+        proxied_s = request_bytes(proxy_port, "/v1/chat/completions", streamed, buyer)
+        _, d_first, _ = asyncio.run(load(upstream_port, direct_s, 1, args.seconds / 2))
+        _, p_first, p_err = asyncio.run(load(proxy_port, proxied_s, 1, args.seconds / 2))
+        added = statistics.median(p_first) - statistics.median(d_first)
+        print(
+            f"  direct p50 {statistics.median(d_first):.2f} ms   proxied p50 "
+            f"{statistics.median(p_first):.2f} ms   added {added:.2f} ms   errors {p_err}"
+        )
+        print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
