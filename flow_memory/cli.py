@@ -157,7 +157,8 @@ def _provider_agent(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     # Request lines are enough; the client library's own logger would repeat each one.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         config = load_config(args.config, overrides=overrides).check()
     except ConfigError as error:

@@ -401,7 +401,8 @@ class ProviderAgent:
         # Renew at half-life so a late round or a short outage never lets capacity lapse.
         self._capacity_due = now + timedelta(seconds=ttl / 2)
         summary = "; ".join(
-            f"{i['model']}/{i['unit_type']} {i['available_units']} units at {i['ask_unit_price']}"
+            f"{i['model']}/{i['unit_type']} {i['available_units']} units "
+            f"at {format(i['ask_unit_price'], 'f')}"
             for i in inventory
         )
         log.info("capacity published until %s: %s", iso(expires_at), summary or "none")

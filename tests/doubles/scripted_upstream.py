@@ -36,6 +36,7 @@ from a shell.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
 import json
 import socket
@@ -132,10 +133,11 @@ class ScriptedUpstream:
         return self
 
     def stop(self) -> None:
-        """Release hanging requests, stop serving and close the socket."""
+        """Release hanging requests, stop serving, close the socket and every connection."""
         self._released.set()
         self._server.shutdown()
         self._server.server_close()
+        self._server.drop_connections()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -176,6 +178,29 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     upstream: ScriptedUpstream
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.live: set[socket.socket] = set()
+        self.live_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.live_lock:
+            self.live.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.live_lock:
+            self.live.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Cut every open connection, kept-alive ones included, as a dying server would."""
+        with self.live_lock:
+            live = list(self.live)
+        for connection in live:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 def _words(value: Any) -> int:
