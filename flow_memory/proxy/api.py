@@ -297,14 +297,40 @@ async def _proxy(request: Request, caller: Principal, kind: Kind) -> Response:
     stream = body.get("stream") is True and kind != "embeddings"
     plan = await _plan(request, caller, kind, model, options)
     client: UpstreamClient = request.app.state.proxy_client
-    opened = await _until_disconnect(request, client.open_first(plan, _builder(kind, body, stream)))
+    try:
+        opened = await _until_disconnect(
+            request, client.open_first(plan, _builder(kind, body, stream))
+        )
+    except ClientGone:
+        _record_abandoned(request, plan, started)
+        raise
     call = Call(request, plan, kind, body, opened, started)
     if opened.response.status_code >= 400 or not stream:
-        return await _until_disconnect(request, call.answer_whole())
+        try:
+            return await _until_disconnect(request, call.answer_whole())
+        except ClientGone:
+            if not call.recorded:
+                call._finish(Usage(0, 0), "client_disconnected")
+            raise
     return StreamingResponse(
         call.stream(),
         media_type="text/event-stream",
         headers={ROUTE_HEADER: plan.route_id, "cache-control": "no-cache"},
+    )
+
+
+def _record_abandoned(request: Request, plan: Plan, started: float) -> None:
+    """A call the client gave up on before any provider answered is still a usage record."""
+    recorder: UsageRecorder = request.app.state.usage_recorder
+    recorder.add(
+        usage_record(
+            plan,
+            plan.targets[0],
+            usage=Usage(0, 0),
+            decision="client_disconnected",
+            latency_ms=(time.perf_counter() - started) * 1000,
+            now=request.app.state.clock.now(),
+        )
     )
 
 
