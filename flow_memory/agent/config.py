@@ -180,7 +180,8 @@ def _terms(where: str, raw: Mapping[str, Any], base: UnitTerms) -> UnitTerms:
     return replace(base, **changes)
 
 
-def _offer(where: str, raw: Mapping[str, Any], base: Offer) -> Offer:
+def _offer(where: str, raw: Mapping[str, Any], base: Offer, *, fresh_units: bool = False) -> Offer:
+    """An offer over `base`; with `fresh_units`, a units table starts from defaults, not base."""
     known = {"enabled", "compatible_api", "context_window", "tool_calling", "concurrency", "units"}
     _no_unknown(where, raw, known)
     changes: dict[str, Any] = {}
@@ -197,7 +198,11 @@ def _offer(where: str, raw: Mapping[str, Any], base: Offer) -> Offer:
         if not isinstance(units_raw, Mapping) or not units_raw:
             raise ConfigError(f"{where}.units must be a table of unit types")
         changes["units"] = {
-            unit: _terms(f"{where}.units.{unit}", terms, base.units.get(unit, UnitTerms()))
+            unit: _terms(
+                f"{where}.units.{unit}",
+                terms,
+                UnitTerms() if fresh_units else base.units.get(unit, UnitTerms()),
+            )
             for unit, terms in units_raw.items()
         }
     return replace(base, **changes)
@@ -250,7 +255,10 @@ def config_from_mapping(raw: Mapping[str, Any], *, base: AgentConfig | None = No
     changes["offer"] = offer
     models = dict(config.models)
     for model, model_raw in raw.get("models", {}).items():
-        models[model] = _offer(f"models.{model}", model_raw, models.get(model, offer))
+        # A model inherits the [offer] defaults; its own units table prices it from scratch.
+        models[model] = _offer(
+            f"models.{model}", model_raw, models.get(model, offer), fresh_units=True
+        )
     changes["models"] = models
     return replace(config, **changes)
 

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.integration
 
 WAIT_SECONDS = 60  # a guard against a hang, not a performance claim
 MODEL = "double-chat"
+PRICE_FLAGS = ("--price", "0.00000075", "--min-order-units", "100", "--concurrency", "2")
 
 
 @dataclass
@@ -97,9 +98,11 @@ def start_agent(
     model_server_url: str,
     key: IssuedKey,
     name: str = "scripted-box",
+    price_flags: bool = True,
     extra: tuple[str, ...] = (),
 ) -> AgentProcess:
-    """`flow-memory provider-agent` with a fast rhythm, logging into the deployment's folder."""
+    """`flow-memory provider-agent` with a fast rhythm, logging into the deployment's folder;
+    without `price_flags` the offer comes from a config file given in `extra`."""
     workdir = deployment.workdir
     index = len(list(workdir.glob("agent-*.log")))
     log_path = workdir / f"agent-{index}.log"
@@ -126,12 +129,7 @@ def start_agent(
             "0.5",
             "--capacity-ttl",
             "60",
-            "--price",
-            "0.00000075",
-            "--min-order-units",
-            "100",
-            "--concurrency",
-            "2",
+            *PRICE_FLAGS[: len(PRICE_FLAGS) if price_flags else 0],
             "--log-level",
             "debug",
             *extra,

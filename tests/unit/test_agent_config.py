@@ -34,7 +34,6 @@ context_window = 512
 
 [models."tiny-embed".units.token]
 ask_unit_price = "0.00000002"
-min_unit_price = "0.00000001"  # the [offer] floor would be inherited otherwise
 """
 ENV = {API_KEY_ENV: "fm_abc"}
 
@@ -61,7 +60,9 @@ class TestFile:
         assert embed.compatible_api == "embeddings" and embed.context_window == 512
         assert embed.concurrency == 4  # inherited from [offer]
         assert embed.units["token"].ask_unit_price == Decimal("0.00000002")
-        assert embed.units["token"].min_order_units == 1000
+        # Its own units table prices it from scratch: no floor or order size from [offer].
+        assert embed.units["token"].min_unit_price is None
+        assert embed.units["token"].min_order_units == 1
         assert config.offer_for("anything-else") == config.offer
 
     def test_flags_override_the_file(self, tmp_path: Path) -> None:
