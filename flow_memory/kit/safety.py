@@ -228,10 +228,18 @@ def secret_like_name(name: str) -> bool:
     return any(pair in _SECRET_PAIRS for pair in pairwise(words))
 
 
+# A price written as exact decimal text ("0.00000075", "7.5E-7"): a fraction, never a secret.
+_DECIMAL_TEXT = re.compile(
+    r"[0-9]{0,20}\.[0-9]{1,40}(?:[eE][+-]?[0-9]{1,3})?|[0-9]{1,20}[eE]-[0-9]{1,3}"
+)
+
+
 def secret_like_field(name: str, value: Any) -> bool:
     """``secret_like_name`` for a field holding ``value``: a unit name keying a number or an
     object (``{"token": 0.00000075}``, a price per token) is marketplace data, not a secret."""
-    unit_data = isinstance(value, int | float | Mapping) and not isinstance(value, bool)
+    unit_data = (isinstance(value, int | float | Mapping) and not isinstance(value, bool)) or (
+        isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value) is not None
+    )
     if unit_data and normalized_name(name) in _UNIT_NAMES:
         return False
     return secret_like_name(name)

@@ -675,8 +675,9 @@ class TestFieldNames:
 
     @pytest.mark.parametrize(
         ("value", "refused"),
-        [(0.00000075, False), (3, False), ({"price": 1}, False), ("abc", True), (True, True),
-         (None, True), (["abc"], True)],
+        [(0.00000075, False), (3, False), ({"price": 1}, False), ("0.00000075", False),
+         ("7.5E-7", False), (".5", False), ("abc", True), (True, True), (None, True),
+         (["abc"], True), ("123456", True), ("0.5abc", True), ("1.5e3", False)],
     )  # fmt: skip
     def test_a_field_named_token_is_a_secret_unless_it_keys_unit_data(
         self, value: Any, refused: bool
