@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import random
 import statistics
 import sys
@@ -79,7 +81,54 @@ def setup_market(base: str, seller: str) -> str:
         return str(pid)
 
 
-async def client_loop(
+def order_request(
+    rng: random.Random, host: str, buyer: str, seller: str, provider_id: str
+) -> bytes:
+    """One POST /inference/market/orders as raw HTTP/1.1 bytes: half resting asks, half bids."""
+    if rng.random() < 0.5:
+        body: dict[str, object] = {
+            "side": "ask",
+            "provider_id": provider_id,
+            "model": MODEL,
+            "unit_type": "token",
+            "units": rng.randint(1, 50) * 100,
+            "limit_unit_price": f"0.000{rng.randint(500, 520)}",
+        }
+        key = seller
+    else:
+        body = {
+            "side": "bid",
+            "model": MODEL,
+            "unit_type": "token",
+            "units": rng.randint(1, 50) * 100,
+            "limit_unit_price": f"0.000{rng.randint(505, 525)}",
+            "time_in_force": rng.choice(["gtc", "ioc"]),
+        }
+        key = buyer
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    head = (
+        f"POST /inference/market/orders HTTP/1.1\r\nhost: {host}\r\n"
+        f"authorization: Bearer {key}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response (content-length framed) and return its status code."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+            break
+    await reader.readexactly(length)
+    return status
+
+
+async def raw_client_loop(
     base: str,
     buyer: str,
     seller: str,
@@ -89,6 +138,39 @@ async def client_loop(
     errors: list[int],
     seed: int,
 ) -> None:
+    """A keep-alive connection on plain asyncio streams: little client CPU per request."""
+    rng = random.Random(seed)
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    requests = [order_request(rng, f"{host}:{port}", buyer, seller, provider_id) for _ in range(64)]
+    clock = time.perf_counter
+    record = latencies.append
+    sent = 0
+    try:
+        while clock() < stop:
+            request = requests[sent % len(requests)]
+            sent += 1
+            started = clock()
+            writer.write(request)
+            status = await read_response(reader)
+            record(clock() - started)
+            if status != 201:
+                errors.append(status)
+    finally:
+        writer.close()
+
+
+async def httpx_client_loop(
+    base: str,
+    buyer: str,
+    seller: str,
+    provider_id: str,
+    stop: float,
+    latencies: list[float],
+    errors: list[int],
+    seed: int,
+) -> None:
+    """The earlier load generator: one httpx.AsyncClient per client (costs far more CPU)."""
     rng = random.Random(seed)
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         while time.perf_counter() < stop:
@@ -122,19 +204,32 @@ async def client_loop(
 
 
 async def run(
-    base: str, buyer: str, seller: str, provider_id: str, clients: int, seconds: float
+    base: str,
+    buyer: str,
+    seller: str,
+    provider_id: str,
+    clients: int,
+    seconds: float,
+    client_kind: str = "raw",
 ) -> tuple[list[float], list[int], float]:
     latencies: list[float] = []
     errors: list[int] = []
+    loop = raw_client_loop if client_kind == "raw" else httpx_client_loop
     started = time.perf_counter()
     stop = started + seconds
     await asyncio.gather(
         *(
-            client_loop(base, buyer, seller, provider_id, stop, latencies, errors, seed)
+            loop(base, buyer, seller, provider_id, stop, latencies, errors, seed)
             for seed in range(clients)
         )
     )
     return latencies, errors, time.perf_counter() - started
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -147,23 +242,44 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="raw: keep-alive asyncio sockets (default); httpx: the earlier, heavier client",
+    )
     args = parser.parse_args()
     with running_server(args.database_url) as server:
         seller = create_key(server.env, "bench-seller", "inference:sell,inference:read")
         buyer = create_key(server.env, "bench-buyer", "inference:buy,inference:read")
         provider_id = setup_market(server.base_url, seller)
+        server_cpu = process_cpu_seconds(server.pid)
+        client_cpu = time.process_time()
         latencies, errors, elapsed = asyncio.run(
-            run(server.base_url, buyer, seller, provider_id, args.clients, args.seconds)
+            run(
+                server.base_url,
+                buyer,
+                seller,
+                provider_id,
+                args.clients,
+                args.seconds,
+                args.client,
+            )
         )
+        server_cpu = process_cpu_seconds(server.pid) - server_cpu
+        client_cpu = time.process_time() - client_cpu
     acked = len(latencies) - len(errors)
     print("orders over HTTP (real server, SQLite WAL, synchronous=FULL)")
-    print(f"  clients:           {args.clients}")
+    print(f"  clients:           {args.clients} ({args.client} client)")
     print(f"  duration:          {elapsed:.1f} s")
     print(f"  acknowledged:      {acked} orders ({len(errors)} errors)")
     print(f"  throughput:        {acked / elapsed:,.0f} orders/s")
     print(f"  latency p50:       {percentile(latencies, 0.50) * 1000:.2f} ms")
     print(f"  latency p99:       {percentile(latencies, 0.99) * 1000:.2f} ms")
     print(f"  latency mean:      {statistics.fmean(latencies) * 1000:.2f} ms")
+    per_order = server_cpu / max(acked, 1) * 1e6
+    print(f"  server CPU:        {server_cpu:.1f} s ({per_order:,.0f} us per order)")
+    print(f"  client CPU:        {client_cpu:.1f} s")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from flow_memory.keys.models import ApiKey
@@ -17,6 +19,10 @@ from flow_memory.kit.ids import new_id
 from flow_memory.kit.scopes import ALL_SCOPES
 
 KEY_PREFIX = "fm_"
+# How long a server process trusts a key it has checked before asking the database again. A
+# revoke in the same process takes effect at once; one made elsewhere (the CLI, another server
+# process) within this many seconds.
+KEY_CACHE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,10 @@ def revoke_key(session: Session, *, key_id: str, now: datetime) -> ApiKey:
         raise Conflict(f"key {key_id} is already revoked", code="key_already_revoked")
     record.revoked_at = now
     session.flush()
+    # Forget the key now and again once the revoke is committed, so that a lookup racing with
+    # this transaction cannot put the still-active key back for a whole cache period.
+    KEY_CACHE.forget(key_id)
+    event.listen(session, "after_commit", lambda _: KEY_CACHE.forget(key_id), once=True)
     return record
 
 
@@ -84,3 +94,74 @@ def find_active_key(session: Session, secret: str) -> ApiKey | None:
     if record is None or record.revoked_at is not None:
         return None
     return record
+
+
+@dataclass(frozen=True, slots=True)
+class KeyGrant:
+    """What an active key grants: whose it is and its scopes."""
+
+    key_id: str
+    owner_id: str
+    scopes: frozenset[str]
+
+
+def find_grant(session: Session, secret: str) -> KeyGrant | None:
+    """The grant of an active key, looked up in the database."""
+    record = find_active_key(session, secret)
+    if record is None:
+        return None
+    return KeyGrant(record.key_id, record.owner_id, frozenset(record.scopes))
+
+
+class KeyCache:
+    """Recently checked active keys by hash, each trusted for ``ttl`` seconds.
+
+    ``generation`` moves on every ``forget``: a lookup that began before a revoke passes the
+    generation it saw to ``put``, which then refuses to cache what the lookup found."""
+
+    def __init__(
+        self,
+        ttl: float = KEY_CACHE_SECONDS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 4096,
+    ) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self.max_entries = max_entries
+        self.generation = 0
+        self._entries: dict[str, tuple[KeyGrant, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> KeyGrant | None:
+        entry = self._entries.get(key_hash)
+        if entry is None:
+            return None
+        grant, until = entry
+        if self.clock() >= until:
+            self._entries.pop(key_hash, None)
+            return None
+        return grant
+
+    def put(self, key_hash: str, grant: KeyGrant, *, generation: int) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key_hash] = (grant, self.clock() + self.ttl)
+
+    def forget(self, key_id: str) -> None:
+        """Drop every cached entry of a key (it was revoked)."""
+        with self._lock:
+            self.generation += 1
+            for key_hash in [h for h, (g, _) in self._entries.items() if g.key_id == key_id]:
+                del self._entries[key_hash]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._entries.clear()
+
+
+KEY_CACHE = KeyCache()

@@ -22,6 +22,7 @@ from flow_memory.market.schemas import (
     ReservationResponse,
 )
 from flow_memory.market.service import MarketsDep, WriterDep
+from flow_memory.market.writer import batch_now
 from flow_memory.providers.schemas import UnitType
 
 router = APIRouter(prefix="/inference/market", tags=["market"], responses=ERROR_RESPONSES)
@@ -85,7 +86,12 @@ async def create_order(
 ) -> FlowJSONResponse:
     def command(session: Session) -> dict[str, Any]:
         order, fills = service.place_order(
-            session, markets, principal=principal, body=body, settings=settings, now=clock.now()
+            session,
+            markets,
+            principal=principal,
+            body=body,
+            settings=settings,
+            now=batch_now(session, clock),
         )
         return {"order": order_read(order), "fills": [fill_read(f) for f in fills]}
 
@@ -115,7 +121,7 @@ async def cancel_order(
             order_id=order_id,
             body=body,
             settings=settings,
-            now=clock.now(),
+            now=batch_now(session, clock),
         )
         fills = service.order_fills(session, order.order_id)
         return {"order": order_read(order), "fills": [fill_read(f) for f in fills]}

@@ -6,8 +6,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from flow_memory.market.models import (
     FeedEvent,
@@ -187,3 +189,78 @@ def add_event(
             created_at=now,
         )
     )
+
+
+# -- the order path's bulk writes (Core statements: no unit of work per row) -----------------
+
+_ORDERS: Table = MarketOrder.__table__  # type: ignore[assignment]
+_FILLS: Table = MarketFill.__table__  # type: ignore[assignment]
+_EVENTS: Table = FeedEvent.__table__  # type: ignore[assignment]
+_UPDATE_ORDER_STATE = (
+    update(_ORDERS)
+    .where(_ORDERS.c.order_id == bindparam("b_order_id"))
+    .values(
+        remaining_units=bindparam("b_remaining_units"),
+        status=bindparam("b_status"),
+        updated_at=bindparam("b_updated_at"),
+    )
+)
+
+
+def insert_order(session: Session, values: dict[str, Any]) -> None:
+    """Insert one order row; ``values`` are keyed by column name (``metadata``)."""
+    session.execute(insert(_ORDERS), [values])
+
+
+def insert_fills(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(_FILLS), rows)
+
+
+def add_events(session: Session, events: list[dict[str, Any]]) -> None:
+    """Insert feed events in order (events the session still holds are written first)."""
+    if not events:
+        return
+    if session.new:
+        session.flush()  # keep event ids in the order the events happened
+    session.execute(insert(_EVENTS), events)
+
+
+def order_parties(session: Session, order_ids: Iterable[str]) -> dict[str, Row[*tuple[Any, ...]]]:
+    """What a fill needs of each order (owner, buyer, provider, price, metadata), by id."""
+    ids = list(order_ids)
+    if not ids:
+        return {}
+    query = select(
+        _ORDERS.c.order_id,
+        _ORDERS.c.owner_id,
+        _ORDERS.c.buyer_id,
+        _ORDERS.c.provider_id,
+        _ORDERS.c.limit_unit_price,
+        _ORDERS.c.metadata,
+    ).where(_ORDERS.c.order_id.in_(ids))
+    return {row.order_id: row for row in session.execute(query)}
+
+
+def set_order_states(
+    session: Session, states: dict[str, tuple[int, str]], *, now: datetime
+) -> None:
+    """Write ``(remaining_units, status)`` per order id, keeping loaded order objects current."""
+    if not states:
+        return
+    loaded = [
+        obj
+        for order_id in states
+        if (obj := session.identity_map.get(identity_key(MarketOrder, order_id))) is not None
+    ]
+    if any(obj in session.dirty for obj in loaded):
+        session.flush()  # their pending changes come first
+    session.execute(
+        _UPDATE_ORDER_STATE,
+        [
+            {"b_order_id": i, "b_remaining_units": r, "b_status": st, "b_updated_at": now}
+            for i, (r, st) in states.items()
+        ],
+    )
+    for obj in loaded:
+        session.expire(obj)

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from flow_memory.kit.deps import Principal, on_session_end
@@ -36,7 +37,7 @@ from flow_memory.market.models import (
 )
 from flow_memory.market.orderbook import Fill, Order, OrderBook
 from flow_memory.market.schemas import OrderCancel, OrderCreate, ReservationCreate
-from flow_memory.market.writer import MarketWriter, books_dirty
+from flow_memory.market.writer import MarketWriter, books_dirty, deferred
 from flow_memory.pricing import service as pricing
 from flow_memory.providers import repository as providers_repository
 from flow_memory.providers import service as providers_service
@@ -72,12 +73,12 @@ class MarketRegistry:
         return state
 
 
-def get_markets(request: Request) -> MarketRegistry:
+async def get_markets(request: Request) -> MarketRegistry:
     markets: MarketRegistry = request.app.state.markets
     return markets
 
 
-def get_writer(request: Request) -> MarketWriter:
+async def get_writer(request: Request) -> MarketWriter:
     writer: MarketWriter = request.app.state.market_writer
     return writer
 
@@ -154,7 +155,7 @@ def open_market(
     # A provider that became routable again may leave bids and asks crossed: trade them now.
     crossed = market.book.uncross()
     if crossed:
-        _record_fills(session, crossed, now=now)
+        _record_fills(session, market, crossed, now=now)
         market.bump()
     return market
 
@@ -303,6 +304,8 @@ def place_order(
     if provider is not None and source != SNAPSHOT_SOURCE:
         _shrink_snapshot_asks(session, market, provider.provider_id, body.units, now)
     result = market.book.submit(incoming, sequence=sequence)
+    # The order path writes through Core statements: an ORM unit of work per row costs more
+    # than everything else the order does. The returned row is built but never added.
     row = MarketOrder(
         order_id=order_id,
         model=body.model,
@@ -323,30 +326,54 @@ def place_order(
         routing_policy=body.routing_policy.model_dump() if body.routing_policy else {},
         metadata_=dict(body.metadata),
         expires_at=expires_at,
+        cancel_reason=None,
+        cancelled_by=None,
         created_at=now,
         updated_at=now,
     )
-    session.add(row)
-    session.flush()
-    repository.add_event(
-        session,
-        kind="order_placed",
-        subject_id=order_id,
-        model=body.model,
-        unit_type=body.unit_type,
-        now=now,
-        payload={
-            "side": body.side,
-            "units": body.units,
-            "limit_unit_price": plain(body.limit_unit_price),
-            "time_in_force": body.time_in_force,
-            "status": row.status,
-            "source": source,
-        },
-    )
-    fills = _record_fills(session, result.fills, now=now, synced=order_id)
+    repository.insert_order(session, _order_values(row))
+    events = [
+        _event(
+            "order_placed",
+            order_id,
+            market,
+            now,
+            {
+                "side": body.side,
+                "units": body.units,
+                "limit_unit_price": plain(body.limit_unit_price),
+                "time_in_force": body.time_in_force,
+                "status": row.status,
+                "source": source,
+            },
+        )
+    ]
+    fills = _record_fills(session, market, result.fills, now=now, taker=row, events=events)
     market.bump()
     return row, fills
+
+
+_ORDER_COLUMNS = tuple(c.key for c in MarketOrder.__table__.columns)
+
+
+def _order_values(row: MarketOrder) -> dict[str, Any]:
+    """An order object's values by column name, for a Core insert."""
+    values = {name: getattr(row, name) for name in _ORDER_COLUMNS if name != "metadata"}
+    values["metadata"] = row.metadata_
+    return values
+
+
+def _event(
+    kind: str, subject_id: str, market: OpenMarket, now: datetime, payload: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "model": market.row.model,
+        "unit_type": market.row.unit_type,
+        "subject_id": subject_id,
+        "payload": payload,
+        "created_at": now,
+    }
 
 
 def _require(principal: Principal, scope: str, what: str) -> None:
@@ -388,28 +415,65 @@ def _check_ask_capacity(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Party:
+    """What a fill needs of one of its orders."""
+
+    order_id: str
+    owner_id: str
+    buyer_id: str | None
+    provider_id: str | None
+    limit_unit_price: Decimal
+    metadata: dict[str, Any]
+
+
 def _record_fills(
-    session: Session, fills: list[Fill], *, now: datetime, synced: str | None = None
+    session: Session,
+    market: OpenMarket,
+    fills: list[Fill],
+    *,
+    now: datetime,
+    taker: MarketOrder | None = None,
+    events: list[dict[str, Any]] | None = None,
 ) -> list[MarketFill]:
-    """Write fills and bring both orders of each fill up to date (except ``synced``, whose row
-    was just built from the book's final state)."""
+    """Write fills and their feed events (after ``events``), and bring every other order of
+    each fill up to the book's state (``taker``'s row was just built from it)."""
+    events = [] if events is None else events
     if not fills:
+        repository.add_events(session, events)
         return []
-    rows_by_id = repository.orders_by_id(
-        session, {f.bid_order_id for f in fills} | {f.ask_order_id for f in fills}
-    )
+    book = market.book
+    synced = taker.order_id if taker is not None else None
+    others = {f.bid_order_id for f in fills} | {f.ask_order_id for f in fills}
+    others.discard(synced or "")
+    parties: dict[str, _Party] = {
+        order_id: _Party(
+            order_id, r.owner_id, r.buyer_id, r.provider_id, r.limit_unit_price, r.metadata
+        )
+        for order_id, r in repository.order_parties(session, others).items()
+    }
+    if taker is not None:
+        parties[taker.order_id] = _Party(
+            taker.order_id,
+            taker.owner_id,
+            taker.buyer_id,
+            taker.provider_id,
+            taker.limit_unit_price,
+            taker.metadata_,
+        )
+    # An order still in the book rests with what is left; one that left it was filled.
+    states: dict[str, tuple[int, str]] = {}
+    for order_id in others:
+        resting = book.orders.get(order_id)
+        states[order_id] = (resting.remaining, "partially_filled") if resting else (0, "filled")
+    repository.set_order_states(session, states, now=now)
     rows: list[MarketFill] = []
     for fill in fills:
-        bid, ask = rows_by_id[fill.bid_order_id], rows_by_id[fill.ask_order_id]
-        for party in (bid, ask):
-            if party.order_id != synced:
-                party.remaining_units -= fill.units
-                party.status = "filled" if party.remaining_units == 0 else "partially_filled"
-                party.updated_at = now
+        bid, ask = parties[fill.bid_order_id], parties[fill.ask_order_id]
         row = MarketFill(
             fill_id=new_id("fill"),
-            model=bid.model,
-            unit_type=bid.unit_type,
+            model=market.row.model,
+            unit_type=market.row.unit_type,
             bid_order_id=bid.order_id,
             ask_order_id=ask.order_id,
             taker_order_id=fill.taker_order_id,
@@ -421,26 +485,33 @@ def _record_fills(
             unit_price=fill.unit_price,
             created_at=now,
         )
-        session.add(row)
         rows.append(row)
-        repository.add_event(
-            session,
-            kind="fill",
-            subject_id=row.fill_id,
-            model=bid.model,
-            unit_type=bid.unit_type,
-            now=now,
-            payload={
-                "bid_order_id": bid.order_id,
-                "ask_order_id": ask.order_id,
-                "provider_id": ask.provider_id,
-                "units": fill.units,
-                "unit_price": plain(fill.unit_price),
-            },
+        events.append(
+            _event(
+                "fill",
+                row.fill_id,
+                market,
+                now,
+                {
+                    "bid_order_id": bid.order_id,
+                    "ask_order_id": ask.order_id,
+                    "provider_id": ask.provider_id,
+                    "units": fill.units,
+                    "unit_price": plain(fill.unit_price),
+                },
+            )
         )
-    session.flush()
-    _record_fill_usage(session, rows, rows_by_id, now=now)
+    repository.insert_fills(session, [_fill_values(r) for r in rows])
+    repository.add_events(session, events)
+    _record_fill_usage(session, rows, parties, now=now)
     return rows
+
+
+_FILL_COLUMNS = tuple(c.key for c in MarketFill.__table__.columns)
+
+
+def _fill_values(row: MarketFill) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in _FILL_COLUMNS}
 
 
 # What a bid's metadata may name for its usage records, with the longest value kept.
@@ -456,12 +527,15 @@ _ATTRIBUTION = {
 def _record_fill_usage(
     session: Session,
     fills: list[MarketFill],
-    orders: dict[str, MarketOrder],
+    orders: dict[str, _Party],
     *,
     now: datetime,
 ) -> None:
     """Each fill is usage bought by the bid: priced at the fill, estimated at the bid's limit,
-    attributed to the bid's buyer and to what the bid's metadata names."""
+    attributed to the bid's buyer and to what the bid's metadata names.
+
+    The records are written once per transaction, just before it commits (one rollup update
+    for a whole batch of orders instead of one per order)."""
     first = fills[0]
     references = pricing.reference_prices(
         session,
@@ -475,7 +549,7 @@ def _record_fill_usage(
         named = {
             name: value if isinstance(value, str) and 0 < len(value) <= limit else None
             for name, limit in _ATTRIBUTION.items()
-            for value in [bid.metadata_.get(name)]
+            for value in [bid.metadata.get(name)]
         }
         items.append(
             usage.UsageInput(
@@ -501,7 +575,21 @@ def _record_fill_usage(
                 reservation_id=named["reservation_id"],
             )
         )
-    usage.record_usage(session, items, now=now)
+    pending = deferred(session, "fill_usage")
+    if not pending:
+        event.listen(session, "before_commit", _write_fill_usage, once=True)
+    pending.extend((now, item) for item in items)
+
+
+def _write_fill_usage(session: Session) -> None:
+    """Record the transaction's deferred fill usage, one call per distinct time."""
+    pending: list[tuple[datetime, usage.UsageInput]] = deferred(session, "fill_usage")
+    by_time: dict[datetime, list[usage.UsageInput]] = {}
+    for now, item in pending:
+        by_time.setdefault(now, []).append(item)
+    pending.clear()
+    for now, items in by_time.items():
+        usage.record_usage(session, items, now=now)
 
 
 def cancel_order(

@@ -4,6 +4,10 @@ commits them in batches, so many orders share one durable commit.
 Each command runs inside a savepoint of the batch's transaction, so a refused command leaves
 the others intact. A command's caller hears back only after the batch's commit: an
 acknowledged order is a committed order.
+
+Commands of one batch share one time (``batch_now``), and may leave work to be written once
+at commit (``deferred``), such as the usage records of fills: a refused command's deferred work
+is dropped with its savepoint.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from flow_memory.kit.clock import Clock
 from flow_memory.kit.deps import transaction
 from flow_memory.kit.errors import FlowMemoryError
 
@@ -96,10 +102,12 @@ class MarketWriter:
         try:
             with transaction(self._factory) as session:
                 for command, future in batch:
+                    marks = _deferred_marks(session)
                     try:
                         with session.begin_nested():
                             outcomes.append((future, True, command(session)))
                     except Exception as error:
+                        _rewind_deferred(session, marks)
                         if not isinstance(error, FlowMemoryError):
                             log.exception("market command failed")
                         # The savepoint undid the command's rows, but a book it opened may
@@ -127,3 +135,26 @@ def mark_books_dirty(session: Session) -> None:
 
 def books_dirty(session: Session) -> bool:
     return bool(session.info.get("books_dirty"))
+
+
+def batch_now(session: Session, clock: Clock) -> datetime:
+    """The time of this transaction: every command of a batch is applied at the same moment."""
+    now: datetime | None = session.info.get("batch_now")
+    if now is None:
+        now = session.info["batch_now"] = clock.now()
+    return now
+
+
+def deferred(session: Session, name: str) -> list[Any]:
+    """A list of work this transaction writes once, before it commits."""
+    lists: dict[str, list[Any]] = session.info.setdefault("deferred", {})
+    return lists.setdefault(name, [])
+
+
+def _deferred_marks(session: Session) -> dict[str, int]:
+    return {name: len(items) for name, items in session.info.get("deferred", {}).items()}
+
+
+def _rewind_deferred(session: Session, marks: dict[str, int]) -> None:
+    for name, items in session.info.get("deferred", {}).items():
+        del items[marks.get(name, 0) :]

@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from flow_memory.keys import service as keys
+from flow_memory.keys.models import ApiKey
 from flow_memory.kit.clock import FrozenClock
 from tests.assertions import assert_safety, ok
 from tests.assertions import error_body as error
@@ -192,6 +194,78 @@ class TestScopesAndOwnership:
         order = ask(client, admin_headers(app), provider_id, 1000, 0.0000009)["order"]
         assert order["provider_id"] == provider_id
         assert order["owner_id"] == SELLER
+
+
+class TestKeyCache:
+    """Keys are checked against the database once per cache period, not on every request."""
+
+    @pytest.fixture
+    def cache_clock(self, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+        now = [1000.0]
+        monkeypatch.setattr(keys.KEY_CACHE, "clock", lambda: now[0])
+        keys.KEY_CACHE.clear()
+        return now
+
+    @staticmethod
+    def _key_id(app: FastAPI, headers: Headers) -> str:
+        secret = headers["authorization"].removeprefix("Bearer ")
+        with app.state.session_factory() as session:
+            record = keys.find_active_key(session, secret)
+            assert record is not None
+            return record.key_id
+
+    def test_a_revoke_in_this_process_refuses_a_cached_key_at_once(
+        self, app: FastAPI, client: TestClient, buyer: Headers, cache_clock: list[float]
+    ) -> None:
+        bid(client, buyer, 1000, 0.0000001)  # the key is now cached
+        key_id = self._key_id(app, buyer)
+        with app.state.session_factory.begin() as session:
+            keys.revoke_key(session, key_id=key_id, now=app.state.clock.now())
+        error(
+            client.post(ORDERS, json=bid_body(1000, 0.0000001), headers=buyer),
+            401,
+            "unauthenticated",
+        )
+
+    def test_a_revoke_elsewhere_takes_effect_when_the_cache_period_ends(
+        self, app: FastAPI, client: TestClient, buyer: Headers, cache_clock: list[float]
+    ) -> None:
+        bid(client, buyer, 1000, 0.0000001)
+        key_id = self._key_id(app, buyer)
+        # Another process (the CLI) revokes the key: this process's cache does not hear of it.
+        with app.state.session_factory.begin() as session:
+            record = session.get(ApiKey, key_id)
+            assert record is not None
+            record.revoked_at = app.state.clock.now()
+        cache_clock[0] += keys.KEY_CACHE_SECONDS - 0.5
+        bid(client, buyer, 1000, 0.0000001)  # still trusted within the period
+        cache_clock[0] += 1.0
+        error(
+            client.post(ORDERS, json=bid_body(1000, 0.0000001), headers=buyer),
+            401,
+            "unauthenticated",
+        )
+
+    def test_a_lookup_that_began_before_a_revoke_is_not_cached(self) -> None:
+        cache = keys.KeyCache(ttl=5, clock=lambda: 0.0)
+        grant = keys.KeyGrant("key_1", "owner", frozenset({"inference:buy"}))
+        seen = cache.generation
+        cache.forget("key_1")  # a revoke lands while the lookup is in flight
+        cache.put("hash", grant, generation=seen)
+        assert cache.get("hash") is None
+        cache.put("hash", grant, generation=cache.generation)
+        assert cache.get("hash") == grant
+
+    def test_entries_end_after_the_period_and_the_cache_stays_bounded(self) -> None:
+        now = [0.0]
+        cache = keys.KeyCache(ttl=2, clock=lambda: now[0], max_entries=3)
+        for n in range(3):
+            cache.put(f"h{n}", keys.KeyGrant(f"key_{n}", "o", frozenset()), generation=0)
+        assert cache.get("h0") is not None
+        now[0] = 2.0
+        assert cache.get("h0") is None
+        cache.put("h3", keys.KeyGrant("key_3", "o", frozenset()), generation=0)
+        assert [cache.get(f"h{n}") is None for n in range(4)] == [True, True, True, False]
 
 
 class TestValidation:

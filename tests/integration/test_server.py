@@ -20,6 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import inspect
 
+from flow_memory.keys.service import KEY_CACHE_SECONDS
 from flow_memory.kit.db import make_engine
 from tests.factories import catalog_body, credential_ref_body, enroll_body
 
@@ -210,7 +211,13 @@ def test_keys_made_listed_and_revoked_by_the_cli_govern_the_running_server(
         revoked = deployment.cli("keys", "revoke", seller.key_id)
         assert revoked.returncode == 0, revoked.stderr
         assert revoked.stdout.strip() == f"revoked {seller.key_id}"
+        # A server trusts a key it checked for KEY_CACHE_SECONDS; a revoke made by another
+        # process (the CLI) takes effect within that period.
+        deadline = time.monotonic() + KEY_CACHE_SECONDS + 1
         refused = client.get("/inference/credential-refs", headers=seller.headers)
+        while refused.status_code != 401 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            refused = client.get("/inference/credential-refs", headers=seller.headers)
         assert refused.status_code == 401, refused.text
         assert refused.json()["error"]["code"] == "unauthenticated"
         _ok(client.get("/inference/credential-refs", headers=other.headers))
