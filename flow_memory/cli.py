@@ -24,6 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--host")
     demo.add_argument("--port", type=int)
     demo.add_argument("--keep", action="store_true", help="keep an existing demo database")
+    demo.add_argument(
+        "--no-local-model",
+        action="store_true",
+        help="do not start the local model server even if the local-model extra is installed",
+    )
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -74,7 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from flow_memory.demo import run_demo
 
-        return run_demo(settings, host=args.host, port=args.port, keep=args.keep)
+        return run_demo(
+            settings,
+            host=args.host,
+            port=args.port,
+            keep=args.keep,
+            with_local_model=not args.no_local_model,
+        )
     if args.command == "keys":
         return _keys(settings, args)
     if args.command == "db":

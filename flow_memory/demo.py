@@ -1,10 +1,14 @@
-"""``flow-memory demo``: a seeded demo market beside the server, with a key for each role."""
+"""``flow-memory demo``: a seeded demo market beside the server, with a key for each role; with
+the local-model extra installed, also a real local model server and a provider agent for it."""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import subprocess
 import threading
+import tomllib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -12,6 +16,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from flow_memory.agent import local_model
+from flow_memory.agent.config import AgentConfig, config_from_mapping
+from flow_memory.agent.daemon import build_agent
 from flow_memory.credentials.schemas import CredentialRefCreate
 from flow_memory.credentials.service import create_credential_ref
 from flow_memory.keys.service import create_key
@@ -234,7 +241,85 @@ def keep_demo_providers_live(
             log.exception("demo refresh failed")
 
 
-def run_demo(settings: Settings, *, host: str | None, port: int | None, keep: bool) -> int:
+LOCAL_PROVIDER_NAME = "Local model server"
+
+
+@dataclass
+class LocalModelDemo:
+    """The llama.cpp server process and the provider agent thread that publishes it."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    stop: threading.Event
+    thread: threading.Thread
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=15)
+        local_model.stop_model_server(self.process)
+
+
+def start_local_model(flow_memory_url: str, api_key: str, data_dir: Path) -> LocalModelDemo:
+    """Start the model server, then (on a thread, once it answers) a provider agent for it."""
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    log_path = data_dir / "demo-model-server.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log_file:
+        process = local_model.start_model_server(port, data_dir / "demo-model-server", log_file)
+    config = config_from_mapping(
+        tomllib.loads(local_model.agent_config_toml()),
+        base=AgentConfig(
+            flow_memory_url=flow_memory_url,
+            model_server_url=base_url,
+            api_key=api_key,
+            provider_name=LOCAL_PROVIDER_NAME,
+            credential_ref="secret://inference/demo-local-model",
+            heartbeat_interval_seconds=20,
+            capacity_ttl_seconds=600,
+            backoff_base_seconds=0.5,
+            backoff_cap_seconds=10,
+            withdraw_on_stop=False,  # Flow Memory stops with the demo anyway
+        ),
+    ).check()
+    stop = threading.Event()
+    # The agent logs what it does; the client library's line per request would drown it.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    def serve_when_ready() -> None:
+        if not local_model.wait_until_serving(base_url, process, timeout=600):
+            log.error("the local model server did not start; see %s", log_path)
+            return
+        log.info("the local model server answers at %s", base_url)
+        agent = build_agent(config)
+        try:
+            agent.run(stop)
+        finally:
+            agent.flow.close()
+            agent.model_server.close()
+
+    thread = threading.Thread(target=serve_when_ready, daemon=True, name="demo-provider-agent")
+    thread.start()
+    return LocalModelDemo(base_url, process, log_path, stop, thread)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    host: str | None,
+    port: int | None,
+    keep: bool,
+    with_local_model: bool = True,
+) -> int:
     import uvicorn
 
     from flow_memory.app import create_app
@@ -265,9 +350,26 @@ def run_demo(settings: Settings, *, host: str | None, port: int | None, keep: bo
         print(f"    {role:<9} {secret}   owner={owner} scopes={','.join(scopes)}")
     print(
         f"  try: curl -H 'Authorization: Bearer {keys['operator']}' "
-        f"{base}/inference/credential-refs\n",
+        f"{base}/inference/credential-refs",
         flush=True,
     )
+    local: LocalModelDemo | None = None
+    missing = local_model.local_model_missing() if with_local_model else "turned off"
+    if missing is None:
+        data_dir = Path(settings.database_url.removeprefix("sqlite:///")).parent
+        if not settings.database_url.startswith("sqlite:///"):
+            data_dir = Path(DEFAULT_DATA_DIR)
+        local = start_local_model(base, keys["provider"], data_dir)
+        print(
+            f"  local model: {local_model.CHAT_MODEL} (chat) and {local_model.EMBEDDING_MODEL} "
+            f"(embeddings), served at {local.base_url}\n"
+            f"    a provider agent publishes them as {LOCAL_PROVIDER_NAME!r} once the model "
+            f"server is up (log: {local.log_path})\n"
+            f"    SDK: base_url={base}/v1 api_key=<the buyer key> model={local_model.CHAT_MODEL}"
+        )
+    else:
+        print(f"  local model: not started ({missing})")
+    print(flush=True)
     stop = threading.Event()
     refresher = threading.Thread(
         target=keep_demo_providers_live,
@@ -282,4 +384,6 @@ def run_demo(settings: Settings, *, host: str | None, port: int | None, keep: bo
         )
     finally:
         stop.set()
+        if local is not None:
+            local.close()
     return 0

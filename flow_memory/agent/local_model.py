@@ -2,7 +2,10 @@
 with the small GGUF model a package ships (nothing is downloaded at run time).
 
 One server answers to two model names over the same file: a chat model, and an embeddings
-model (llama.cpp can only embed with a context made for it; it swaps between them on demand)."""
+model (llama.cpp can only embed with a context made for it; it swaps between them on demand).
+The model is tiny (270M parameters, a base model): its answers show the path, not quality.
+Its embeddings come per token (a list of vectors per input), as llama.cpp gives them for a
+model without a pooling layer."""
 
 from __future__ import annotations
 
@@ -52,7 +55,9 @@ def server_settings(port: int, *, host: str = "127.0.0.1", threads: int = 2) -> 
         "host": host,
         "port": port,
         "models": [
-            {**common, "model_alias": CHAT_MODEL, "n_ctx": CHAT_CONTEXT},
+            # The packaged model is a base model with no chat template of its own; an
+            # instruction/response prompt gets it to answer rather than stop at once.
+            {**common, "model_alias": CHAT_MODEL, "n_ctx": CHAT_CONTEXT, "chat_format": "alpaca"},
             {
                 **common,
                 "model_alias": EMBEDDING_MODEL,

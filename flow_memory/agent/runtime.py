@@ -226,10 +226,10 @@ class ProviderAgent:
         provider_id: str = provider["provider_id"]
         reused = provider_id == self.state.provider_id
         log.info(
-            "enrollment %s: provider %s (%s)",
+            "enrollment %s: provider %s%s",
             answer["enrollment"],
             provider_id,
-            "reusing the earlier enrollment" if reused else "recorded in the state file",
+            " (the earlier enrollment, reused)" if reused else "",
         )
         if not reused:
             self._forget_publications()

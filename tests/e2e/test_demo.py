@@ -1,0 +1,94 @@
+"""`flow-memory demo` with the local-model extra: the first SDK call gets a real answer from the
+local model server, through Flow Memory, with the agent-published provider named in it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from flow_memory.agent import local_model
+from tests.integration.test_server import _free_port
+
+pytestmark = pytest.mark.e2e
+
+READY_SECONDS = 300  # the model server loads on shared cores; a guard, not a claim
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+    missing = local_model.local_model_missing()
+    if missing is not None:
+        if os.environ.get("FLOW_MEMORY_REQUIRE_LOCAL_MODEL") == "1":
+            pytest.fail(f"the local model server is required here: {missing}")
+        pytest.skip(missing)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOW_MEMORY_")}
+    env.update(FLOW_MEMORY_DATA_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1")
+    out = tmp_path / "demo.out"
+    with out.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flow_memory.cli", "demo", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield f"http://127.0.0.1:{port}", out, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def test_the_first_sdk_call_gets_a_real_answer(
+    demo: tuple[str, Path, subprocess.Popen[bytes]],
+) -> None:
+    base, out, process = demo
+    deadline = time.monotonic() + READY_SECONDS
+    buyer = provider_id = None
+    while time.monotonic() < deadline and provider_id is None:
+        assert process.poll() is None, out.read_text(errors="replace")
+        text = out.read_text(errors="replace")
+        found = re.search(r"^\s+buyer\s+(fm_\S+)", text, re.MULTILINE)
+        buyer = found.group(1) if found else None
+        if buyer:
+            try:
+                quoted = httpx.post(
+                    f"{base}/inference/quote",
+                    headers={"authorization": f"Bearer {buyer}"},
+                    json={"model": local_model.CHAT_MODEL, "estimated_units": 100},
+                    timeout=10,
+                )
+                if quoted.status_code == 200 and quoted.json()["quotes"]:
+                    provider_id = quoted.json()["quotes"][0]["provider_id"]
+            except httpx.TransportError:
+                pass
+        time.sleep(0.5)
+    assert buyer and provider_id, out.read_text(errors="replace")
+
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=buyer, max_retries=0, timeout=120)
+    answer = client.chat.completions.create(
+        model=local_model.CHAT_MODEL,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=16,
+    )
+    assert answer.choices[0].message.content, answer
+    assert answer.usage is not None and answer.usage.completion_tokens > 0
+    metadata = (answer.model_extra or {})["flow_memory"]
+    assert metadata["provider_id"] == provider_id
+
+    text = out.read_text(errors="replace")
+    assert "enrollment created" in text and "capacity published" in text
