@@ -58,10 +58,10 @@ def endpoint_contract(app: FastAPI) -> dict[str, Any]:
     paths = app.openapi()["paths"]
     endpoints: list[dict[str, Any]] = []
     for route in api_routes(app.routes):
-        for method in sorted(route.methods):
+        for method in sorted(route.methods or ()):
             operation = paths.get(route.path, {}).get(method.lower(), {})
             body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
-            success = next(
+            success: dict[str, Any] = next(
                 (
                     answer
                     for status, answer in sorted(operation.get("responses", {}).items())
