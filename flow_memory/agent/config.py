@@ -83,6 +83,7 @@ class AgentConfig:
     heartbeat_interval_seconds: float = 30.0
     capacity_ttl_seconds: int = 600
     catalog_refresh_seconds: float = 3600.0
+    capacity_refresh_seconds: float = 300.0
     default_context_window: int = 4096
     request_timeout_seconds: float = 10.0
     backoff_base_seconds: float = 1.0
@@ -226,6 +227,7 @@ _TOP_LEVEL_STR = {
 _TOP_LEVEL_FLOAT = {
     "heartbeat_interval_seconds",
     "catalog_refresh_seconds",
+    "capacity_refresh_seconds",
     "request_timeout_seconds",
     "backoff_base_seconds",
     "backoff_cap_seconds",

@@ -398,8 +398,10 @@ class ProviderAgent:
         self.status.capacity_live = any(item["available_units"] for item in inventory)
         self.status.capacity_expires_at = expires_at
         self._withdraw_pending = not self.status.capacity_live
-        # Renew at half-life so a late round or a short outage never lets capacity lapse.
-        self._capacity_due = now + timedelta(seconds=ttl / 2)
+        # Renew at half-life (or sooner) so a late round or a short outage never lets capacity
+        # lapse, and often enough that Flow Memory never sees the snapshot as stale.
+        renew = min(ttl / 2, self.config.capacity_refresh_seconds)
+        self._capacity_due = now + timedelta(seconds=renew)
         summary = "; ".join(
             f"{i['model']}/{i['unit_type']} {i['available_units']} units "
             f"at {format(i['ask_unit_price'], 'f')}"

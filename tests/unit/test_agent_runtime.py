@@ -252,6 +252,18 @@ class TestRhythm:
         assert capacities[1]["capacity_version"] > capacities[0]["capacity_version"]
         assert len(rig.flow.bodies("/catalog")) == 1
 
+    def test_a_long_capacity_window_is_still_renewed_every_few_minutes(
+        self, tmp_path: Path
+    ) -> None:
+        rig = Rig(tmp_path, capacity_ttl_seconds=7200, heartbeat_interval_seconds=600)
+        rig.agent.step()
+        rig.clock.advance(299)
+        rig.agent.step()
+        assert len(rig.flow.bodies("/capacity")) == 1
+        rig.clock.advance(1)
+        rig.agent.step()
+        assert len(rig.flow.bodies("/capacity")) == 2
+
     def test_the_delay_points_at_the_next_thing_due(self, rig: Rig) -> None:
         assert rig.agent.step() == pytest.approx(30)
         rig.clock.advance(29)
