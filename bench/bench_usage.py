@@ -1,6 +1,12 @@
 """Usage analytics at scale: the summary over a million records, and the NDJSON export.
 
 Run: python bench/bench_usage.py [--records 1000000] [--iterations 30] [--quick]
+     [--database FILE] [--export-only] [--exports 3]
+
+``--database`` keeps the seeded SQLite file and reuses it when it already holds the records
+(seeding a million records and rebuilding their rollups takes about two minutes);
+``--export-only`` skips the summary figures and times only the NDJSON export, ``--exports``
+times.
 
 Seeds usage records straight into a fresh SQLite database (30 days, 20 models, 500 providers
 each serving two models, 50 agents, 5 workspaces, 10 buyers, one record in ten without a
@@ -27,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -114,6 +120,14 @@ def seed(database_url: str, records: int) -> float:
     return seeded
 
 
+def seeded_records(database_url: str) -> int:
+    engine = make_engine(database_url, read_only=True)
+    with engine.connect() as connection:
+        count = connection.execute(select(func.count()).select_from(UsageRecord)).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -180,52 +194,61 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
-def bench_http(database_url: str, iterations: int, records: int) -> None:
+def bench_http(
+    database_url: str, iterations: int, records: int, *, summary: bool, exports: int
+) -> None:
     with running_server(database_url=database_url) as server:
         key = create_key(server.env, "operator", "inference:admin")
         headers = {"authorization": f"Bearer {key}"}
         with httpx.Client(base_url=server.base_url, headers=headers, timeout=600) as client:
-            timings: list[float] = []
-            for _ in range(iterations):
-                started = time.perf_counter()
-                response = client.get("/inference/analytics/usage", params={"limit": 50})
-                timings.append((time.perf_counter() - started) * 1000)
-                response.raise_for_status()
-            print()
-            print(
-                f"GET /inference/analytics/usage (admin, no filter, 50 records): "
-                f"p50 {percentile(timings, 50):.1f} ms, p95 {percentile(timings, 95):.1f} ms"
-            )
-            rss_before, hwm_before = peak_rss_mb(server.pid)
-            started = time.perf_counter()
-            first_byte = None
-            lines = 0
-            size = 0
-            tail = b""
-            with client.stream(
-                "GET", "/inference/analytics/export", params={"format": "ndjson"}
-            ) as response:
-                response.raise_for_status()
-                for chunk in response.iter_bytes():
-                    if first_byte is None:
-                        first_byte = time.perf_counter() - started
-                    lines += chunk.count(b"\n")
-                    size += len(chunk)
-                    tail = (tail + chunk)[-200:]
-            elapsed = time.perf_counter() - started
-            rss_after, hwm_after = peak_rss_mb(server.pid)
-        exported = lines - 2
-        print(
-            f"NDJSON export: {exported:,} records ({size / 1e6:,.0f} MB) in {elapsed:.2f} s = "
-            f"{exported / elapsed:,.0f} records/s; first byte after {first_byte or 0:.3f} s"
-        )
-        print(f"  footer: {tail.decode(errors='replace').strip().splitlines()[-1]}")
-        print(
-            f"  server memory: RSS {rss_before:.0f} MB before, {rss_after:.0f} MB after; "
-            f"peak (VmHWM) {hwm_before:.0f} MB before, {hwm_after:.0f} MB after"
-        )
-        if exported != records:
-            raise SystemExit(f"exported {exported} records, expected {records}")
+            if summary:
+                timings: list[float] = []
+                for _ in range(iterations):
+                    started = time.perf_counter()
+                    response = client.get("/inference/analytics/usage", params={"limit": 50})
+                    timings.append((time.perf_counter() - started) * 1000)
+                    response.raise_for_status()
+                print()
+                print(
+                    f"GET /inference/analytics/usage (admin, no filter, 50 records): "
+                    f"p50 {percentile(timings, 50):.1f} ms, p95 {percentile(timings, 95):.1f} ms"
+                )
+            for _ in range(exports):
+                bench_export(client, server.pid, records)
+
+
+def bench_export(client: httpx.Client, pid: int, records: int) -> None:
+    """One NDJSON export of every record, timed as the client receives it."""
+    rss_before, hwm_before = peak_rss_mb(pid)
+    started = time.perf_counter()
+    first_byte = None
+    lines = 0
+    size = 0
+    tail = b""
+    with client.stream(
+        "GET", "/inference/analytics/export", params={"format": "ndjson"}
+    ) as response:
+        response.raise_for_status()
+        for chunk in response.iter_bytes():
+            if first_byte is None:
+                first_byte = time.perf_counter() - started
+            lines += chunk.count(b"\n")
+            size += len(chunk)
+            tail = (tail + chunk)[-200:]
+    elapsed = time.perf_counter() - started
+    rss_after, hwm_after = peak_rss_mb(pid)
+    exported = lines - 2
+    print(
+        f"NDJSON export: {exported:,} records ({size / 1e6:,.0f} MB) in {elapsed:.2f} s = "
+        f"{exported / elapsed:,.0f} records/s; first byte after {first_byte or 0:.3f} s"
+    )
+    print(f"  footer: {tail.decode(errors='replace').strip().splitlines()[-1]}")
+    print(
+        f"  server memory: RSS {rss_before:.0f} MB before, {rss_after:.0f} MB after; "
+        f"peak (VmHWM) {hwm_before:.0f} MB before, {hwm_after:.0f} MB after"
+    )
+    if exported != records:
+        raise SystemExit(f"exported {exported} records, expected {records}")
 
 
 def main() -> None:
@@ -233,15 +256,27 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--quick", action="store_true", help="50,000 records, 5 iterations")
+    parser.add_argument("--database", type=Path, help="keep the seeded file here and reuse it")
+    parser.add_argument("--export-only", action="store_true", help="time only the export")
+    parser.add_argument("--exports", type=int, default=1, help="how many exports to time")
     args = parser.parse_args()
     if args.quick:
         args.records, args.iterations = 50_000, 5
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'usage.db'}"
+        path = args.database or Path(tmp) / "usage.db"
+        url = f"sqlite:///{path}"
         upgrade(url)
-        seed(url, args.records)
-        bench_summary(url, args.iterations)
-        bench_http(url, args.iterations, args.records)
+        if seeded_records(url) == args.records:
+            print(f"reused {path} ({args.records:,} records)")
+        else:
+            if seeded_records(url):
+                raise SystemExit(f"{path} holds other records; remove it or pick another file")
+            seed(url, args.records)
+        if not args.export_only:
+            bench_summary(url, args.iterations)
+        bench_http(
+            url, args.iterations, args.records, summary=not args.export_only, exports=args.exports
+        )
 
 
 if __name__ == "__main__":

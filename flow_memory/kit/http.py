@@ -36,7 +36,7 @@ class FlowJSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return jsonenc.dumps(content).encode()
+        return jsonenc.render(content)
 
 
 def respond(payload: BaseModel | Mapping[str, Any], status_code: int = 200) -> FlowJSONResponse:

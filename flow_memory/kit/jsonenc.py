@@ -1,4 +1,8 @@
-"""A JSON encoder that writes Decimal as a plain number (0.00000075, never "7.5E-7")."""
+"""A JSON encoder that writes Decimal as a plain number (0.00000075, never "7.5E-7").
+
+``render`` is the fast path for responses (orjson, UTF-8); ``dumps`` the pure-Python one it
+falls back to for what orjson cannot write (integers beyond 64 bits). Both write Decimal and
+datetime the same way; ``dumps`` escapes non-ASCII text, ``render`` writes it as UTF-8."""
 
 from __future__ import annotations
 
@@ -8,12 +12,35 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from flow_memory.kit.clock import isoformat_z
 from flow_memory.kit.money import plain
 
 _encode_str = json.encoder.encode_basestring_ascii
+
+
+_RENDER_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _render_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(plain(value))
+    if isinstance(value, datetime):
+        return isoformat_z(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python")
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def render(value: Any) -> bytes:
+    """Encode plain Python data as UTF-8 JSON bytes, with the rules of ``dumps``."""
+    try:
+        return orjson.dumps(value, default=_render_default, option=_RENDER_OPTIONS)
+    except orjson.JSONEncodeError:
+        # Integers beyond 64 bits, or a value ``dumps`` refuses with the precise error.
+        return dumps(value).encode()
 
 
 def dumps(value: Any) -> str:

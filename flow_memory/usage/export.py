@@ -1,24 +1,31 @@
 """Streamed usage exports (JSON or NDJSON) in constant memory.
 
-The database renders each record as JSON and rows are read through one read-only connection in
-batches, so memory stays flat and money columns never pass through a float."""
+The database renders each record's whole line (JSON, safety fields included) and a reader thread
+fetches them in batches through one read-only connection, a few batches ahead of the sender,
+so memory stays flat and money columns never pass through a float."""
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Engine, String, literal_column
+from sqlalchemy import Engine, String, literal, literal_column
 from sqlalchemy.exc import SQLAlchemyError
 
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.usage.service import UsageFilters, records_query
 
+log = logging.getLogger("flow_memory.usage.export")
+
 SCHEMA_VERSION = "flow_memory.usage_export.v1"
-BATCH_ROWS = 5_000
+BATCH_ROWS = 2_000  # about 2 MB of rendered records
+QUEUED_BATCHES = 3  # rendered batches waiting to be sent: with BATCH_ROWS, the memory bound
 
 REDACTION = {
     "applied": True,
@@ -69,7 +76,7 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("savings_bps", "savings_bps"),
     ("latency_ms", "column"),
     ("quality_score", "column"),
-    ("currency", "currency"),  # last: see record_json
+    ("currency", "currency"),  # last: see record_fields
 )
 
 _SQLITE = {
@@ -92,24 +99,86 @@ _POSTGRESQL = {
 }
 
 
-def record_json(dialect: str) -> Any:
-    """A SQL expression rendering one usage record as a JSON object (without the safety
-    fields, which are the same on every record and appended by ``export_chunks``).
+def record_fields(dialect: str) -> Any:
+    """A SQL expression rendering one usage record's fields as JSON object members, without
+    the braces (``"usage_id":"use_…",…,"currency":"USD_CREDIT"``).
 
-    The database encodes the records (SQLite ``json_object``, PostgreSQL ``json_build_object``)
-    so an export runs at the speed rows are read; money never passes through a float. On SQLite
-    money is stored as canonical decimal text and spliced in as is, which is cheaper than
-    parsing it back with ``json()``."""
+    The database encodes the records (SQLite ``json_object``, PostgreSQL ``json_build_object``),
+    so every string is escaped by the database's JSON encoder and money never passes through a
+    float. On SQLite money is stored as canonical decimal text and spliced in as is, which is
+    cheaper than parsing it back with ``json()``. The object's first member is a key and its
+    last a string, so trimming braces removes only the object's own."""
     if dialect != "sqlite":
         pairs = [f"'{name}', {_POSTGRESQL[kind].format(name)}" for name, kind in _FIELDS]
-        return literal_column(f"json_build_object({', '.join(pairs)})::text", String)
+        return literal_column(f"btrim(json_build_object({', '.join(pairs)})::text, '{{}}')", String)
     plain = [(name, kind) for name, kind in _FIELDS if kind != "money"]
     obj = ", ".join(f"'{name}', {_SQLITE[kind].format(name)}" for name, kind in plain)
     money = " || ".join(
         f"',\"{name}\":' || coalesce({name}, 'null')" for name, kind in _FIELDS if kind == "money"
     )
-    # The object's last field is a string, so rtrim removes only its closing brace.
-    return literal_column(f"rtrim(json_object({obj}), '}}') || {money} || '}}'", String)
+    return literal_column(f"trim(json_object({obj}), '{{}}') || {money}", String)
+
+
+def record_line(dialect: str, fmt: str) -> Any:
+    """A SQL expression rendering one whole record of the export: its JSON object with the
+    safety fields last and, in NDJSON, ``record_type`` first. Python only joins the lines."""
+    head = '{"record_type":"usage_record",' if fmt == "ndjson" else "{"
+    safety = orjson.dumps(dict(SAFETY_ENVELOPE)).decode().replace("{", ",", 1)
+    return (literal(head, String) + record_fields(dialect) + literal(safety, String)).label("line")
+
+
+class _Batch(NamedTuple):
+    records: int
+    data: bytes
+
+
+_DONE = _Batch(0, b"")
+
+
+def _read_batches(
+    engine: Engine,
+    query: Any,
+    ndjson: bool,
+    out: queue.Queue[_Batch | BaseException],
+    stop: threading.Event,
+) -> None:
+    """Render the records in batches on one read-only connection, into ``out``.
+
+    It runs in its own thread so the database renders the next batch (SQLite and the
+    PostgreSQL driver release the GIL while they work) while the server sends this one; the
+    bounded queue keeps memory constant when the client reads slowly."""
+    separator = "\n" if ndjson else ","
+
+    def put(item: _Batch | BaseException) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    first = True
+    try:
+        with (
+            engine.connect() as connection,
+            connection.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(
+                query
+            ) as result,
+        ):
+            for rows in result.partitions():
+                text = separator.join([row[0] for row in rows])
+                # NDJSON lines end with a newline; JSON records after the first batch
+                # follow a comma.
+                text = text + "\n" if ndjson else (text if first else "," + text)
+                first = False
+                if not put(_Batch(len(rows), text.encode())):
+                    return
+        put(_DONE)
+    except Exception as error:
+        if not isinstance(error, SQLAlchemyError):
+            log.exception("usage export failed")
+        put(error)
 
 
 def export_chunks(
@@ -135,28 +204,35 @@ def export_chunks(
         yield orjson.dumps(header, option=options) + b"\n"
     else:
         yield orjson.dumps({"ok": True, **meta}, option=options)[:-1] + b',"records":['
-    prefix = '{"record_type":"usage_record",'
-    safety = orjson.dumps(dict(SAFETY_ENVELOPE)).decode().replace("{", ",", 1)
     count = 0
     failure: str | None = None
-    query = records_query(principal, filters, record_json(engine.dialect.name))
+    query = records_query(principal, filters, record_line(engine.dialect.name, fmt))
+    batches: queue.Queue[_Batch | BaseException] = queue.Queue(maxsize=QUEUED_BATCHES)
+    stop = threading.Event()
+    reader = threading.Thread(
+        target=_read_batches,
+        args=(engine, query, ndjson, batches, stop),
+        name="flow-memory-usage-export",
+        daemon=True,
+    )
+    reader.start()
     try:
-        with engine.connect() as connection:
-            result = connection.execution_options(
-                stream_results=True, yield_per=BATCH_ROWS
-            ).execute(query)
-            for rows in result.partitions():
-                text = [row[0] for row in rows]
-                if ndjson:
-                    lines = [prefix + line[1:-1] + safety for line in text]
-                    chunk = ("\n".join(lines) + "\n").encode()
-                else:
-                    lines = [line[:-1] + safety for line in text]
-                    chunk = (("," if count else "") + ",".join(lines)).encode()
-                count += len(text)
-                yield chunk
-    except SQLAlchemyError:
-        failure = "the database stopped answering during the export; it is incomplete"
+        while True:
+            batch = batches.get()
+            if isinstance(batch, BaseException):
+                failure = (
+                    "the database stopped answering during the export; it is incomplete"
+                    if isinstance(batch, SQLAlchemyError)
+                    else "the export failed part way; it is incomplete"
+                )
+                break
+            if batch is _DONE:
+                break
+            yield batch.data
+            count += batch.records
+    finally:
+        # The client may leave mid-export: the reader stops at its next batch.
+        stop.set()
     error = None if failure is None else {"code": "export_interrupted", "message": failure}
     if ndjson:
         footer: dict[str, Any] = {

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,10 +15,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import String, literal_column
 
 from flow_memory.kit.clock import FrozenClock
+from flow_memory.kit.deps import Principal
+from flow_memory.kit.scopes import ADMIN
 from flow_memory.settings import Settings
 from flow_memory.usage import export as usage_export
+from flow_memory.usage.service import UsageFilters
 from tests.api.test_usage_analytics import (
     MODEL,
     TRADES,
@@ -39,6 +46,7 @@ from tests.factories import (
 )
 
 EXPORT = "/inference/analytics/export"
+ADMIN_PRINCIPAL = Principal("test", "operator", frozenset({ADMIN}))
 Headers = dict[str, str]
 ALL = sorted(t.name for t in TRADES)
 FILTER_NAMES = (
@@ -268,6 +276,66 @@ class TestBothFormats:
             _header, records, footer = split(ndjson_lines(client.get(EXPORT, headers=auditor)))
             assert records == expected, batch
             assert footer["record_count"] == 6
+
+    @pytest.mark.parametrize("batch", [1, 2])
+    def test_a_failure_mid_stream_ends_with_complete_false_and_an_error(
+        self,
+        ledger: Ledger,
+        client: TestClient,
+        auditor: Headers,
+        monkeypatch: pytest.MonkeyPatch,
+        batch: int,
+    ) -> None:
+        expected = oldest_first(all_records(client, ledger.admin))
+        fourth = expected[3]["usage_id"]
+        real_line = usage_export.record_line
+
+        def failing_line(dialect: str, fmt: str) -> Any:
+            # The fourth record makes the database fail while it is being read (malformed
+            # JSON on SQLite, a division by zero on PostgreSQL), after earlier batches left.
+            zero = "(length(usage_id) - length(usage_id))"
+            boom = "json('x')" if dialect == "sqlite" else f"(1 / {zero})::text"
+            failing = literal_column(
+                f"CASE WHEN usage_id = '{fourth}' THEN {boom} ELSE '' END", String
+            )
+            return (real_line(dialect, fmt) + failing).label("line")
+
+        monkeypatch.setattr(usage_export, "record_line", failing_line)
+        monkeypatch.setattr(usage_export, "BATCH_ROWS", batch)
+        _header, records, footer = split(ndjson_lines(client.get(EXPORT, headers=auditor)))
+        assert footer["complete"] is False
+        assert footer["error"]["code"] == "export_interrupted"
+        assert footer["record_count"] == len(records) < 4
+        assert records == expected[: len(records)]
+        document = json_document(client.get(EXPORT, params={"format": "json"}, headers=auditor))
+        assert document["complete"] is False
+        assert document["error"]["code"] == "export_interrupted"
+        assert document["records"] == expected[: document["record_count"]]
+        assert document["record_count"] < 4
+
+    def test_a_client_that_leaves_mid_export_stops_the_reader(
+        self,
+        ledger: Ledger,
+        app: FastAPI,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setattr(usage_export, "BATCH_ROWS", 1)
+        monkeypatch.setattr(usage_export, "QUEUED_BATCHES", 1)
+        before = {t.name for t in threading.enumerate()}
+        chunks = usage_export.export_chunks(
+            app.state.read_engine,
+            ADMIN_PRINCIPAL,
+            UsageFilters(),
+            fmt="ndjson",
+            generated_at=datetime(2026, 6, 17, tzinfo=UTC),
+        )
+        assert next(chunks).startswith(b'{"record_type":"header"')
+        assert next(chunks).startswith(b'{"record_type":"usage_record"')
+        chunks.close()
+        deadline = time.monotonic() + 10
+        while "flow-memory-usage-export" in {t.name for t in threading.enumerate()} - before:
+            assert time.monotonic() < deadline, "the export reader kept running"
+            time.sleep(0.05)
 
     def test_an_export_that_matches_nothing(
         self, ledger: Ledger, client: TestClient, auditor: Headers

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from flow_memory.kit.jsonenc import dumps
+from flow_memory.kit.jsonenc import dumps, render
 
 
 class TestDecimal:
@@ -159,3 +159,66 @@ class TestOtherValues:
     )
     def test_plain_data_matches_the_standard_library(self, value: Any) -> None:
         assert json.loads(dumps(value)) == json.loads(json.dumps(value))
+
+
+class TestRender:
+    """The response fast path writes what ``dumps`` writes (non-ASCII as UTF-8, not escaped)."""
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            Decimal("7.5E-7"),
+            Decimal("12345678901234567890.123456789012345678"),
+            Decimal("-0.000"),
+            {"price": Decimal("0.20000"), "at": datetime(2026, 6, 17, tzinfo=UTC)},
+            [datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=-5)))],
+            datetime(2026, 6, 17, 0, 0, 0, 123456, tzinfo=UTC),
+            {"b": 1, "a": 2, 3: "x"},
+            {"item": Item(price=Decimal("7.5E-7"), at=datetime(2026, 6, 17, tzinfo=UTC))},
+            [True, 1, False, 0, None, 0.5, (1, 2), Colour.RED],
+            'quote " and \\ back, line\nbreak, tab\t, nul\u0000, é and 🙂',
+            10**30,  # beyond 64 bits: written by the pure-Python path
+            {"big": [2**64, Decimal("0.1")]},
+        ],
+    )
+    def test_same_document_as_dumps(self, value: Any) -> None:
+        text = render(value).decode()
+        assert json.loads(text, parse_float=Decimal) == json.loads(
+            dumps(value), parse_float=Decimal
+        )
+
+    def test_decimals_and_times_are_written_exactly_as_dumps_writes_them(self) -> None:
+        document = {
+            "price": Decimal("7.5E-7"),
+            "cost": Decimal("100.000"),
+            "at": datetime(2026, 6, 17, 2, 0, tzinfo=timezone(timedelta(hours=2))),
+        }
+        assert render(document) == dumps(document).encode()
+
+    @pytest.mark.parametrize("value", [Decimal("NaN"), Decimal("-Infinity")])
+    def test_non_finite_decimals_are_refused(self, value: Decimal) -> None:
+        with pytest.raises(ValueError):
+            render({"amount": value})
+
+    @pytest.mark.parametrize("value", [object(), {1, 2}, b"bytes"])
+    def test_unknown_types_are_refused(self, value: Any) -> None:
+        with pytest.raises(TypeError):
+            render([value])
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.recursive(
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.text()
+            | st.decimals(allow_nan=False, allow_infinity=False)
+            | st.floats(allow_nan=False, allow_infinity=False),
+            lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+            max_leaves=20,
+        )
+    )
+    def test_any_plain_document_matches_dumps(self, value: Any) -> None:
+        assert json.loads(render(value), parse_float=Decimal) == json.loads(
+            dumps(value), parse_float=Decimal
+        )
