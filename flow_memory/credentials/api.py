@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
 
 from flow_memory.credentials import service
 from flow_memory.credentials.schemas import (
@@ -16,7 +17,14 @@ from flow_memory.credentials.schemas import (
     CredentialRefRotate,
     CredentialRefRotateResponse,
 )
-from flow_memory.kit.deps import ClockDep, Principal, ReadSessionDep, SessionDep, require_scopes
+from flow_memory.kit.deps import (
+    ClockDep,
+    Principal,
+    ReadSessionDep,
+    SessionDep,
+    on_session_end,
+    require_scopes,
+)
 from flow_memory.kit.http import FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import ADMIN, READ, SELL
@@ -70,12 +78,14 @@ def list_credential_refs(
     summary="Rotate a reference pointer",
 )
 def rotate_credential_ref(
+    request: Request,
     credential_ref_id: str,
     body: CredentialRefRotate,
     session: SessionDep,
     clock: ClockDep,
     principal: Annotated[Principal, Depends(require_scopes(ADMIN))],
 ) -> FlowJSONResponse:
+    _forget_routes_after_commit(request, session)
     record, rotation = service.rotate_credential_ref(
         session,
         principal=principal,
@@ -93,12 +103,14 @@ def rotate_credential_ref(
     summary="Revoke a reference and gate provider routes",
 )
 def revoke_credential_ref(
+    request: Request,
     credential_ref_id: str,
     body: CredentialRefRevoke,
     session: SessionDep,
     clock: ClockDep,
     principal: Annotated[Principal, Depends(require_scopes(ADMIN))],
 ) -> FlowJSONResponse:
+    _forget_routes_after_commit(request, session)
     record, gated = service.revoke_credential_ref(
         session,
         principal=principal,
@@ -107,3 +119,14 @@ def revoke_credential_ref(
         now=clock.now(),
     )
     return respond({"credential_ref": service.to_read(record), "gated_provider_ids": gated})
+
+
+def _forget_routes_after_commit(request: Request, session: Session) -> None:
+    """Routes the proxy cached may lead to a provider this change gates: drop them once the
+    change is committed, so the next call selects afresh."""
+
+    def forget(committed: bool) -> None:
+        if committed:
+            request.app.state.proxy_plans.clear()
+
+    on_session_end(session, forget)

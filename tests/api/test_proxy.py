@@ -753,5 +753,17 @@ def test_default_routes_are_reused_while_fresh(database_url: str, clock: FrozenC
         assert chat(market).json()["flow_memory"]["route_id"] == first
         other_task = chat(market, flow_memory={"task_id": "task-2"}).json()["flow_memory"]
         assert other_task["route_id"] != first
+        # Revoking the provider's reference forgets cached routes at once: no call reaches it.
+        refs = client.get("/inference/credential-refs", headers=admin_headers(app)).json()
+        (ref,) = [r for r in refs["credential_refs"] if r["credential_ref"].endswith("/alpha")]
+        revoked = client.post(
+            f"/inference/credential-refs/{ref['credential_ref_id']}/revoke",
+            json={"revoke_reason": "compromised"},
+            headers=admin_headers(app),
+        )
+        assert revoked.status_code == 200, revoked.text
+        calls = len(upstream.requests)
+        assert chat(market).status_code == 503
+        assert len(upstream.requests) == calls
     app.state.engine.dispose()
     app.state.read_engine.dispose()
