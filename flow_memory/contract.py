@@ -58,6 +58,8 @@ def endpoint_contract(app: FastAPI) -> dict[str, Any]:
     paths = app.openapi()["paths"]
     endpoints: list[dict[str, Any]] = []
     for route in api_routes(app.routes):
+        if not route.include_in_schema:
+            continue  # the dashboard's page, not an API endpoint
         for method in sorted(route.methods or ()):
             operation = paths.get(route.path, {}).get(method.lower(), {})
             body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
