@@ -1,16 +1,18 @@
-"""create_app(settings): routers, middleware, error handlers."""
+"""create_app(settings): routers, middleware, error handlers, the dashboard."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Literal
 
 import httpx
 from fastapi import Depends, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flow_memory import __version__
@@ -42,6 +44,15 @@ from flow_memory.settings import Settings
 from flow_memory.usage.api import router as usage_router
 
 PROXY_PREFIX = "/v1/"
+UI_DIRECTORY = Path(__file__).parent / "ui"
+# The dashboard runs only its own files and talks only to this origin.
+DASHBOARD_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-cache",
+}
 DESCRIPTION = """Flow Memory is a dry-run marketplace for inference capacity. Every market
 record is an application record: no funds move, nothing is signed or broadcast, and every
 response carries the seven safety fields. Authenticate with `Authorization: Bearer fm_…`;
@@ -183,4 +194,9 @@ def create_app(
             )
         return FlowJSONResponse({"ok": True, "status": "ready", "database": "reachable"})
 
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(UI_DIRECTORY / "index.html", headers=DASHBOARD_HEADERS)
+
+    app.mount("/ui", StaticFiles(directory=UI_DIRECTORY), name="ui")
     return app

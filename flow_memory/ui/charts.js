@@ -1,0 +1,213 @@
+// Two charts drawn as SVG by hand: cumulative market depth and usage per day. Geometry uses
+// approximate Numbers; every label printed on a chart is the API's exact text.
+
+import { approx, numberText } from "./api.js";
+import { h, s } from "./views.js";
+
+function compact(n) {
+  const abs = Math.abs(n);
+  if (abs >= 1e12) return `${+(n / 1e12).toPrecision(3)}T`;
+  if (abs >= 1e9) return `${+(n / 1e9).toPrecision(3)}B`;
+  if (abs >= 1e6) return `${+(n / 1e6).toPrecision(3)}M`;
+  if (abs >= 1e3) return `${+(n / 1e3).toPrecision(3)}k`;
+  return String(+n.toPrecision(3));
+}
+
+function cumulative(levels, order) {
+  const sorted = [...levels].sort((a, b) => order * (approx(a.unit_price) - approx(b.unit_price)));
+  let total = 0;
+  return sorted.map((level) => {
+    total += approx(level.available_units);
+    return { price: approx(level.unit_price), text: numberText(level.unit_price), total };
+  });
+}
+
+/** Cumulative bids (left, falling price) and asks (right, rising price) as stepped areas. */
+export function depthChart(depth) {
+  const width = 720;
+  const height = 280;
+  const pad = { left: 56, right: 18, top: 34, bottom: 34 };
+  const plotW = width - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const bids = cumulative(depth.bids || [], -1);
+  const asks = cumulative(depth.asks || [], 1);
+  const prices = [...bids, ...asks].map((p) => p.price);
+  const title = `Depth of ${depth.model} (${depth.unit_type})`;
+  const summary = `${bids.length} bid levels and ${asks.length} ask levels; best bid ${
+    bids.length ? bids[0].text : "none"
+  }, best ask ${asks.length ? asks[0].text : "none"}.`;
+  const svg = s("svg", {
+    class: "chart",
+    viewBox: `0 0 ${width} ${height}`,
+    role: "img",
+    "aria-label": `${title}. ${summary}`,
+    "data-testid": "depth-chart",
+  });
+  svg.append(s("title", {}, title), s("desc", {}, summary));
+  const baseline = pad.top + plotH;
+  if (prices.length === 0) {
+    svg.append(
+      s("line", { class: "axis", x1: pad.left, x2: width - pad.right, y1: baseline, y2: baseline }),
+      s("text", { x: width / 2, y: height / 2, "text-anchor": "middle" }, "No resting orders"),
+    );
+    return svg;
+  }
+  let lo = Math.min(...prices);
+  let hi = Math.max(...prices);
+  const spanPad = hi > lo ? (hi - lo) * 0.12 : lo * 0.1 || 1e-9;
+  lo -= spanPad;
+  hi += spanPad;
+  const maxTotal = Math.max(bids.at(-1)?.total || 0, asks.at(-1)?.total || 0) * 1.12;
+  const x = (price) => pad.left + ((price - lo) / (hi - lo)) * plotW;
+  const y = (total) => baseline - (total / maxTotal) * plotH;
+
+  for (const fraction of [0.5, 1]) {
+    const gy = y(maxTotal * fraction);
+    svg.append(
+      s("line", { class: "grid", x1: pad.left, x2: width - pad.right, y1: gy, y2: gy }),
+      s(
+        "text",
+        { x: pad.left - 8, y: gy + 4, "text-anchor": "end" },
+        compact(maxTotal * fraction),
+      ),
+    );
+  }
+  svg.append(
+    s("line", { class: "axis", x1: pad.left, x2: width - pad.right, y1: baseline, y2: baseline }),
+    s("line", { class: "axis", x1: pad.left, x2: pad.left, y1: pad.top, y2: baseline }),
+    s("text", { x: pad.left - 8, y: baseline + 4, "text-anchor": "end" }, "0"),
+  );
+
+  const stepPath = (levels, edge) => {
+    const points = [`M${x(levels[0].price)},${baseline}`];
+    let previous = 0;
+    for (const level of levels) {
+      points.push(`L${x(level.price)},${y(previous)}`, `L${x(level.price)},${y(level.total)}`);
+      previous = level.total;
+    }
+    points.push(`L${x(edge)},${y(previous)}`, `L${x(edge)},${baseline}`, "Z");
+    return points.join(" ");
+  };
+  if (bids.length) svg.append(s("path", { class: "bid-area", d: stepPath(bids, lo) }));
+  if (asks.length) svg.append(s("path", { class: "ask-area", d: stepPath(asks, hi) }));
+
+  const marker = (level, side, anchor) => {
+    const mx = x(level.price);
+    svg.append(
+      s("line", { class: `marker ${side}`, x1: mx, x2: mx, y1: pad.top - 6, y2: baseline }),
+      s(
+        "text",
+        { x: mx + (anchor === "end" ? -4 : 4), y: pad.top - 12, "text-anchor": anchor },
+        `${side === "bid" ? "best bid" : "best ask"} ${level.text}`,
+      ),
+    );
+  };
+  if (bids.length) marker(bids[0], "bid", "end");
+  if (asks.length) marker(asks[0], "ask", "start");
+
+  const lowest = bids.length ? bids.at(-1) : asks[0];
+  const highest = asks.length ? asks.at(-1) : bids[0];
+  svg.append(
+    s("text", { x: x(lowest.price), y: baseline + 18, "text-anchor": "middle" }, lowest.text),
+  );
+  if (highest !== lowest) {
+    svg.append(
+      s("text", { x: x(highest.price), y: baseline + 18, "text-anchor": "middle" }, highest.text),
+    );
+  }
+  return svg;
+}
+
+export function depthLegend() {
+  return h(
+    "div",
+    { class: "legend" },
+    h("span", {}, h("span", { class: "swatch bid" }), "Cumulative bids"),
+    h("span", {}, h("span", { class: "swatch ask" }), "Cumulative asks"),
+    h("span", {}, "Price per unit on the horizontal axis, units on the vertical"),
+  );
+}
+
+function dayRange(first, last) {
+  const days = [];
+  const cursor = new Date(`${first}T00:00:00Z`);
+  const end = new Date(`${last}T00:00:00Z`);
+  while (cursor <= end && days.length < 400) {
+    days.push(cursor.toISOString().slice(0, 10));
+    cursor.setUTCDate(cursor.getUTCDate() + 1);
+  }
+  return days;
+}
+
+/** Bars of one metric per UTC day; days without records between the first and last show 0. */
+export function usageChart(byDay, metric, label) {
+  const width = 720;
+  const height = 240;
+  const pad = { left: 64, right: 16, top: 18, bottom: 34 };
+  const plotW = width - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const rows = [...byDay].sort((a, b) => (a.day < b.day ? -1 : 1));
+  const byKey = new Map(rows.map((row) => [row.day, row]));
+  const days = rows.length ? dayRange(rows[0].day, rows.at(-1).day) : [];
+  const title = `${label} per day`;
+  const svg = s("svg", {
+    class: "chart",
+    viewBox: `0 0 ${width} ${height}`,
+    role: "img",
+    "aria-label": `${title}: ${rows
+      .map((row) => `${row.day} ${numberText(row[metric] ?? 0)}`)
+      .join("; ")}`,
+    "data-testid": "usage-chart",
+  });
+  svg.append(s("title", {}, title));
+  const baseline = pad.top + plotH;
+  svg.append(
+    s("line", { class: "axis", x1: pad.left, x2: width - pad.right, y1: baseline, y2: baseline }),
+  );
+  if (!days.length) {
+    svg.append(s("text", { x: width / 2, y: height / 2, "text-anchor": "middle" }, "No usage"));
+    return svg;
+  }
+  let top = null;
+  for (const row of rows) {
+    const v = row[metric];
+    if (v !== null && v !== undefined && (top === null || approx(v) > approx(top))) top = v;
+  }
+  const max = top === null ? 0 : approx(top);
+  const scale = max > 0 ? max * 1.1 : 1;
+  if (top !== null) {
+    const gy = baseline - (max / scale) * plotH;
+    svg.append(
+      s("line", { class: "grid", x1: pad.left, x2: width - pad.right, y1: gy, y2: gy }),
+      s("text", { x: pad.left - 8, y: gy + 4, "text-anchor": "end" }, numberText(top)),
+    );
+  }
+  svg.append(s("text", { x: pad.left - 8, y: baseline + 4, "text-anchor": "end" }, "0"));
+  const slot = plotW / days.length;
+  const barW = Math.max(2, Math.min(56, slot * 0.7));
+  const every = Math.ceil(days.length / 8);
+  days.forEach((day, index) => {
+    const row = byKey.get(day);
+    const raw = row ? row[metric] : 0;
+    const v = raw === null || raw === undefined ? 0 : approx(raw);
+    const barH = (v / scale) * plotH;
+    const bx = pad.left + slot * index + (slot - barW) / 2;
+    svg.append(
+      s(
+        "rect",
+        { class: "bar", x: bx, y: baseline - barH, width: barW, height: Math.max(barH, 0) },
+        s("title", {}, `${day}: ${raw === null || raw === undefined ? "null" : numberText(raw)}`),
+      ),
+    );
+    if (index % every === 0) {
+      svg.append(
+        s(
+          "text",
+          { x: bx + barW / 2, y: baseline + 18, "text-anchor": "middle" },
+          day.slice(5),
+        ),
+      );
+    }
+  });
+  return svg;
+}
