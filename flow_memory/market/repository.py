@@ -36,6 +36,23 @@ def lock_market(session: Session, model: str, unit_type: str, *, now: datetime) 
     return market
 
 
+_MARKETS: Table = Market.__table__  # type: ignore[assignment]
+
+
+def save_market_counters(
+    session: Session, market: Market, *, version: int, next_sequence: int
+) -> None:
+    """Write a market's version and next sequence (the row itself may be unchanged)."""
+    if (version, next_sequence) == (market.version, market.next_sequence):
+        return
+    session.execute(
+        update(_MARKETS)
+        .where(_MARKETS.c.model == market.model, _MARKETS.c.unit_type == market.unit_type)
+        .values(version=version, next_sequence=next_sequence)
+    )
+    session.expire(market)
+
+
 def active_orders(session: Session, model: str, unit_type: str) -> list[MarketOrder]:
     return list(
         session.scalars(
@@ -155,16 +172,20 @@ def snapshot_asks(session: Session, provider_id: str) -> list[MarketOrder]:
     )
 
 
+_MANUAL_ASK_UNITS = select(func.coalesce(func.sum(MarketOrder.remaining_units), 0)).where(
+    MarketOrder.provider_id == bindparam("provider_id"),
+    MarketOrder.model == bindparam("model"),
+    MarketOrder.unit_type == bindparam("unit_type"),
+    MarketOrder.side == "ask",
+    MarketOrder.source != "provider_capacity_snapshot",
+    MarketOrder.status.in_(ACTIVE),
+)
+
+
 def manual_ask_units(session: Session, provider_id: str, model: str, unit_type: str) -> int:
+    # Built once: a statement object reused keeps its cache key, which is costly to compute.
     total = session.scalar(
-        select(func.coalesce(func.sum(MarketOrder.remaining_units), 0)).where(
-            MarketOrder.provider_id == provider_id,
-            MarketOrder.model == model,
-            MarketOrder.unit_type == unit_type,
-            MarketOrder.side == "ask",
-            MarketOrder.source != "provider_capacity_snapshot",
-            MarketOrder.status.in_(ACTIVE),
-        )
+        _MANUAL_ASK_UNITS, {"provider_id": provider_id, "model": model, "unit_type": unit_type}
     )
     return int(total or 0)
 
@@ -196,6 +217,18 @@ def add_event(
 _ORDERS: Table = MarketOrder.__table__  # type: ignore[assignment]
 _FILLS: Table = MarketFill.__table__  # type: ignore[assignment]
 _EVENTS: Table = FeedEvent.__table__  # type: ignore[assignment]
+# The order path's statements are built once (see manual_ask_units).
+_INSERT_ORDER = insert(_ORDERS)
+_INSERT_FILLS = insert(_FILLS)
+_INSERT_EVENTS = insert(_EVENTS)
+_ORDER_PARTIES = select(
+    _ORDERS.c.order_id,
+    _ORDERS.c.owner_id,
+    _ORDERS.c.buyer_id,
+    _ORDERS.c.provider_id,
+    _ORDERS.c.limit_unit_price,
+    _ORDERS.c.metadata,
+).where(_ORDERS.c.order_id.in_(bindparam("order_ids", expanding=True)))
 _UPDATE_ORDER_STATE = (
     update(_ORDERS)
     .where(_ORDERS.c.order_id == bindparam("b_order_id"))
@@ -209,12 +242,12 @@ _UPDATE_ORDER_STATE = (
 
 def insert_order(session: Session, values: dict[str, Any]) -> None:
     """Insert one order row; ``values`` are keyed by column name (``metadata``)."""
-    session.execute(insert(_ORDERS), [values])
+    session.execute(_INSERT_ORDER, [values])
 
 
 def insert_fills(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(_FILLS), rows)
+        session.execute(_INSERT_FILLS, rows)
 
 
 def add_events(session: Session, events: list[dict[str, Any]]) -> None:
@@ -223,7 +256,7 @@ def add_events(session: Session, events: list[dict[str, Any]]) -> None:
         return
     if session.new:
         session.flush()  # keep event ids in the order the events happened
-    session.execute(insert(_EVENTS), events)
+    session.execute(_INSERT_EVENTS, events)
 
 
 def order_parties(session: Session, order_ids: Iterable[str]) -> dict[str, Row[*tuple[Any, ...]]]:
@@ -231,15 +264,7 @@ def order_parties(session: Session, order_ids: Iterable[str]) -> dict[str, Row[*
     ids = list(order_ids)
     if not ids:
         return {}
-    query = select(
-        _ORDERS.c.order_id,
-        _ORDERS.c.owner_id,
-        _ORDERS.c.buyer_id,
-        _ORDERS.c.provider_id,
-        _ORDERS.c.limit_unit_price,
-        _ORDERS.c.metadata,
-    ).where(_ORDERS.c.order_id.in_(ids))
-    return {row.order_id: row for row in session.execute(query)}
+    return {row.order_id: row for row in session.execute(_ORDER_PARTIES, {"order_ids": ids})}
 
 
 def set_order_states(
@@ -264,3 +289,52 @@ def set_order_states(
     )
     for obj in loaded:
         session.expire(obj)
+
+
+def update_order(session: Session, order_id: str, *, now: datetime, **values: Any) -> None:
+    """Set columns of one order (by column name), keeping a loaded order object current."""
+    set_order_values(session, {order_id: values}, now=now)
+
+
+def set_order_values(
+    session: Session, changes: dict[str, dict[str, Any]], *, now: datetime
+) -> None:
+    """Set columns per order id (and ``updated_at``), keeping loaded order objects current."""
+    loaded = [
+        obj
+        for order_id in changes
+        if (obj := session.identity_map.get(identity_key(MarketOrder, order_id))) is not None
+    ]
+    if any(obj in session.dirty for obj in loaded):
+        session.flush()  # their pending changes come first
+    for order_id, values in changes.items():
+        columns = tuple(sorted(values))
+        statement = _ORDER_UPDATES.get(columns)
+        if statement is None:
+            statement = _ORDER_UPDATES[columns] = (
+                update(_ORDERS)
+                .where(_ORDERS.c.order_id == bindparam("b_order_id"))
+                .values({name: bindparam(f"b_{name}") for name in (*columns, "updated_at")})
+            )
+        params = {f"b_{name}": value for name, value in values.items()}
+        session.execute(statement, {**params, "b_order_id": order_id, "b_updated_at": now})
+    for obj in loaded:
+        session.expire(obj)
+
+
+_ORDER_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def snapshot_ask_lines(session: Session, provider_id: str) -> list[tuple[str, str, str, bool]]:
+    """The provider's active snapshot asks: ``(order_id, model, unit_type, retired)``."""
+    query = select(
+        _ORDERS.c.order_id, _ORDERS.c.model, _ORDERS.c.unit_type, _ORDERS.c.metadata
+    ).where(
+        _ORDERS.c.provider_id == provider_id,
+        _ORDERS.c.source == "provider_capacity_snapshot",
+        _ORDERS.c.status.in_(ACTIVE),
+    )
+    return [
+        (r.order_id, r.model, r.unit_type, bool(r.metadata.get("retired")))
+        for r in session.execute(query)
+    ]

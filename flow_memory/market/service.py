@@ -13,13 +13,13 @@ import hashlib
 import json
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from flow_memory.kit.deps import Principal, on_session_end
@@ -37,7 +37,14 @@ from flow_memory.market.models import (
 )
 from flow_memory.market.orderbook import Fill, Order, OrderBook
 from flow_memory.market.schemas import OrderCancel, OrderCreate, ReservationCreate
-from flow_memory.market.writer import MarketWriter, books_dirty, deferred
+from flow_memory.market.writer import (
+    MarketWriter,
+    before_commit,
+    books_dirty,
+    deferred,
+    on_command,
+    on_refused,
+)
 from flow_memory.pricing import service as pricing
 from flow_memory.providers import repository as providers_repository
 from flow_memory.providers import service as providers_service
@@ -89,18 +96,38 @@ WriterDep = Annotated[MarketWriter, Depends(get_writer)]
 
 @dataclass
 class OpenMarket:
-    """A market held for the rest of this transaction."""
+    """A market held for the rest of this transaction.
+
+    Its version and next sequence are counted here and written to the market row once, just
+    before the transaction commits: an ORM update of the row per command costs more than the
+    command. (A refused command's numbers are not given back; a gap in them is harmless.)"""
 
     state: BookState
     row: Market
+    version: int = 0
+    next_sequence: int = 1
+    opened_at: datetime | None = None
+    routable: Callable[[str | None], bool] | None = None
+    changed: bool = False  # the book moved in the current command
 
     @property
     def book(self) -> OrderBook:
         return self.state.book
 
+    def changing(self) -> OrderBook:
+        """The book, for a command about to move it."""
+        self.changed = True
+        return self.state.book
+
     def bump(self) -> None:
-        self.row.version += 1
-        self.state.version = self.row.version
+        self.version += 1
+        self.state.version = self.version
+
+    def take_sequence(self) -> int:
+        """The next order's place in time."""
+        sequence = self.next_sequence
+        self.next_sequence += 1
+        return sequence
 
 
 def _epoch(moment: datetime | None) -> float | None:
@@ -145,19 +172,56 @@ def open_market(
     if state.version != row.version:
         state.book = _rebuild(session, model, unit_type)
         state.version = row.version
-    market = OpenMarket(state, row)
+    market = OpenMarket(state, row, row.version, row.next_sequence, opened_at=now)
     opened[(model, unit_type)] = market
+    before_commit(session, "open_markets", _write_open_markets)
+    on_refused(session, "market_books", _resync_books)
+    on_command(session, "market_books", _forget_changes)
     gates = providers_service.route_gates(
         session, _ask_providers(market.book), settings=settings, now=now
     )
-    market.book.set_routable(lambda provider_id: gates.get(provider_id or "") == "eligible")
+    market.routable = lambda provider_id: gates.get(provider_id or "") == "eligible"
+    _settle_book(session, market, now)
+    return market
+
+
+def _settle_book(session: Session, market: OpenMarket, now: datetime) -> None:
+    """Apply the route gates, due expiries, and trades a gate change left possible."""
+    market.book.set_routable(market.routable)
     _apply_expiries(session, market, now)
     # A provider that became routable again may leave bids and asks crossed: trade them now.
-    crossed = market.book.uncross()
+    crossed = market.changing().uncross()
     if crossed:
         _record_fills(session, market, crossed, now=now)
         market.bump()
-    return market
+
+
+def _forget_changes(session: Session) -> None:
+    for market in session.info.get("open_markets", {}).values():
+        market.changed = False
+
+
+def _resync_books(session: Session) -> None:
+    """After a refused command (its rows rolled back to a savepoint), rebuild every book it
+    moved from the database, so the rest of the batch trades on what is recorded."""
+    opened: dict[tuple[str, str], OpenMarket] = session.info.get("open_markets", {})
+    for market in opened.values():
+        if market.changed:
+            market.state.book = _rebuild(session, market.row.model, market.row.unit_type)
+            _settle_book(session, market, market.opened_at or datetime.now(UTC))
+        market.changed = False
+
+
+def _write_open_markets(session: Session) -> None:
+    """Write each open market's version and next sequence to its row."""
+    opened: dict[tuple[str, str], OpenMarket] = session.info.get("open_markets", {})
+    for market in opened.values():
+        repository.save_market_counters(
+            session,
+            market.row,
+            version=market.version,
+            next_sequence=market.next_sequence,
+        )
 
 
 def _rebuild(session: Session, model: str, unit_type: str) -> OrderBook:
@@ -195,12 +259,12 @@ def _apply_expiries(session: Session, market: OpenMarket, now: datetime) -> None
     ):
         holds = repository.holds_of(session, reservation.reservation_id)
         for hold in holds:
-            market.book.release(hold.order_id, hold.units)
+            market.changing().release(hold.order_id, hold.units)
         _cancel_retired_snapshot_asks(session, market, [h.order_id for h in holds], now)
         reservation.status = "expired"
         reservation.released_at = now
         changed = True
-    expired = market.book.expire(now.timestamp())
+    expired = market.changing().expire(now.timestamp())
     if expired:
         rows = repository.orders_by_id(session, (o.order_id for o in expired))
         for order in expired:
@@ -228,7 +292,7 @@ def _cancel_retired_snapshot_asks(
     """A replaced snapshot ask lived on only for its holds; once they end, so does it."""
     for row in repository.orders_by_id(session, order_ids).values():
         if row.metadata_.get("retired") and row.status in repository.ACTIVE:
-            market.book.cancel(row.order_id)
+            market.changing().cancel(row.order_id)
             _mark_cancelled(row, "replaced_by_capacity_snapshot", row.provider_id, now)
 
 
@@ -243,21 +307,39 @@ def _shrink_snapshot_asks(
     session: Session, market: OpenMarket, provider_id: str, units: int, now: datetime
 ) -> None:
     """A manual ask draws on the same published capacity as the snapshot ask: shrink it."""
-    for row in repository.snapshot_asks(session, provider_id):
+    # Snapshot asks change only when a snapshot is published, never inside a batch of orders,
+    # so one look per transaction serves every ask of a batch; the book has their sizes.
+    lines = _per_transaction(session, "snapshot_asks")
+    if provider_id not in lines:
+        lines[provider_id] = repository.snapshot_ask_lines(session, provider_id)
+    for order_id, model, unit_type, retired in lines[provider_id]:
         if units == 0:
             return
-        if row.model != market.row.model or row.unit_type != market.row.unit_type:
+        if model != market.row.model or unit_type != market.row.unit_type or retired:
             continue
-        if row.metadata_.get("retired"):
-            continue
-        taken = market.book.reduce(row.order_id, units)
+        taken = market.changing().reduce(order_id, units)
         if taken == 0:
             continue
         units -= taken
-        row.remaining_units -= taken
-        row.updated_at = now
-        if row.remaining_units == 0:
-            _mark_cancelled(row, "capacity_committed_to_manual_ask", provider_id, now)
+        resting = market.book.orders.get(order_id)
+        if resting is not None:
+            repository.update_order(session, order_id, now=now, remaining_units=resting.remaining)
+        else:
+            repository.update_order(
+                session,
+                order_id,
+                now=now,
+                remaining_units=0,
+                status="cancelled",
+                cancel_reason="capacity_committed_to_manual_ask",
+                cancelled_by=provider_id,
+            )
+
+
+def _per_transaction(session: Session, name: str) -> dict[Any, Any]:
+    """A cache that lives as long as the session's transaction (the writer's batch)."""
+    caches: dict[str, dict[Any, Any]] = session.info.setdefault("market_caches", {})
+    return caches.setdefault(name, {})
 
 
 # -- orders ---------------------------------------------------------------------------------
@@ -275,20 +357,17 @@ def place_order(
     expires_at: datetime | None = None,
 ) -> tuple[MarketOrder, list[MarketFill]]:
     """Validate, match and record one order; fills are written in the same transaction."""
-    provider: Provider | None = None
+    provider: _Seller | None = None
     if body.side == "bid":
         _require(principal, BUY, "a bid")
     else:
         _require(principal, SELL, "an ask")
-        provider = providers_service.get_owned(
-            session, principal=principal, provider_id=body.provider_id or ""
-        )
+        provider = _owned_provider(session, principal, body.provider_id or "")
         _check_ask_capacity(session, provider, body, source=source)
     market = open_market(
         session, markets, model=body.model, unit_type=body.unit_type, settings=settings, now=now
     )
-    sequence = market.row.next_sequence
-    market.row.next_sequence += 1
+    sequence = market.take_sequence()
     order_id = new_id("ord")
     incoming = Order(
         order_id=order_id,
@@ -303,7 +382,7 @@ def place_order(
     )
     if provider is not None and source != SNAPSHOT_SOURCE:
         _shrink_snapshot_asks(session, market, provider.provider_id, body.units, now)
-    result = market.book.submit(incoming, sequence=sequence)
+    result = market.changing().submit(incoming, sequence=sequence)
     # The order path writes through Core statements: an ORM unit of work per row costs more
     # than everything else the order does. The returned row is built but never added.
     row = MarketOrder(
@@ -383,17 +462,41 @@ def _require(principal: Principal, scope: str, what: str) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Seller:
+    """The provider an ask sells for."""
+
+    provider_id: str
+    owner_id: str
+
+
+def _owned_provider(session: Session, principal: Principal, provider_id: str) -> _Seller:
+    """The caller's provider, looked up once per transaction (its owner never changes)."""
+    known = _per_transaction(session, "providers")
+    seller: _Seller | None = known.get(provider_id)
+    if seller is None or not principal.can_see(seller.owner_id):
+        provider = providers_service.get_owned(
+            session, principal=principal, provider_id=provider_id
+        )
+        seller = known[provider_id] = _Seller(provider.provider_id, provider.owner_id)
+    return seller
+
+
 def _check_ask_capacity(
-    session: Session, provider: Provider, body: OrderCreate, *, source: str
+    session: Session, provider: _Seller, body: OrderCreate, *, source: str
 ) -> None:
     if source == SNAPSHOT_SOURCE:
         return
-    capacity = {
-        (c.model, c.unit_type): c
-        for c in providers_repository.capacity(session, provider.provider_id)
-    }
-    entry = capacity.get((body.model, body.unit_type))
-    if entry is None:
+    # Published capacity changes only with a snapshot, never inside a batch of orders.
+    published = _per_transaction(session, "capacity")
+    capacity = published.get(provider.provider_id)
+    if capacity is None:
+        capacity = published[provider.provider_id] = {
+            (c.model, c.unit_type): c.available_units
+            for c in providers_repository.capacity(session, provider.provider_id)
+        }
+    available = capacity.get((body.model, body.unit_type))
+    if available is None:
         raise Invalid(
             f"provider {provider.provider_id} publishes no capacity for "
             f"{body.model}/{body.unit_type}",
@@ -404,11 +507,11 @@ def _check_ask_capacity(
     committed = repository.manual_ask_units(
         session, provider.provider_id, body.model, body.unit_type
     )
-    if committed + body.units > entry.available_units:
+    if committed + body.units > available:
         raise Invalid(
             f"the ask offers {body.units} units but only "
-            f"{max(0, entry.available_units - committed)} of the published "
-            f"{entry.available_units} are not already offered",
+            f"{max(0, available - committed)} of the published "
+            f"{available} are not already offered",
             field="units",
             code="capacity_exceeded",
             hint="lower units or publish more capacity",
@@ -537,11 +640,8 @@ def _record_fill_usage(
     The records are written once per transaction, just before it commits (one rollup update
     for a whole batch of orders instead of one per order)."""
     first = fills[0]
-    references = pricing.reference_prices(
-        session,
-        model=first.model,
-        unit_type=first.unit_type,
-        provider_ids={f.provider_id for f in fills if f.provider_id},
+    references = _reference_prices(
+        session, first.model, first.unit_type, {f.provider_id for f in fills if f.provider_id}
     )
     items = []
     for fill in fills:
@@ -575,10 +675,24 @@ def _record_fill_usage(
                 reservation_id=named["reservation_id"],
             )
         )
-    pending = deferred(session, "fill_usage")
-    if not pending:
-        event.listen(session, "before_commit", _write_fill_usage, once=True)
-    pending.extend((now, item) for item in items)
+    deferred(session, "fill_usage").extend((now, item) for item in items)
+    before_commit(session, "fill_usage", _write_fill_usage)
+
+
+def _reference_prices(
+    session: Session, model: str, unit_type: str, provider_ids: set[str]
+) -> dict[str, Decimal | None]:
+    """Reference prices, looked up once per transaction (list prices and catalogs are not
+    written inside a batch of orders)."""
+    known = _per_transaction(session, "reference_prices")
+    missing = {p for p in provider_ids if (model, unit_type, p) not in known}
+    if missing:
+        found = pricing.reference_prices(
+            session, model=model, unit_type=unit_type, provider_ids=missing
+        )
+        for provider_id in missing:
+            known[(model, unit_type, provider_id)] = found.get(provider_id)
+    return {p: known[(model, unit_type, p)] for p in provider_ids}
 
 
 def _write_fill_usage(session: Session) -> None:
@@ -616,7 +730,7 @@ def cancel_order(
             field="order_id",
             hint="only open or partially filled orders can be cancelled",
         )
-    market.book.cancel(order_id)
+    market.changing().cancel(order_id)
     row.status = "cancelled"
     row.cancel_reason = body.cancel_reason
     row.cancelled_by = body.requested_by or principal.owner_id
@@ -688,13 +802,13 @@ def sync_capacity_asks(
         held = resting.held if resting is not None else 0
         if held:
             # Reservations hold part of it: keep exactly the held units until they end.
-            taken = market.book.reduce(previous.order_id, previous.remaining_units - held)
+            taken = market.changing().reduce(previous.order_id, previous.remaining_units - held)
             previous.remaining_units -= taken
             previous.metadata_ = {**previous.metadata_, "retired": True}
             previous.updated_at = now
             still_held[(previous.model, previous.unit_type)] += held
         else:
-            market.book.cancel(previous.order_id)
+            market.changing().cancel(previous.order_id)
             _mark_cancelled(previous, "replaced_by_capacity_snapshot", provider.provider_id, now)
         market.bump()
     for entry in entries:
@@ -833,7 +947,7 @@ def create_reservation(
                 hint="use a new idempotency_key for a different reservation",
             )
         return existing, repository.holds_of(session, existing.reservation_id), True
-    holds = market.book.hold(
+    holds = market.changing().hold(
         body.requested_units,
         body.max_unit_price,
         provider_id=body.provider_id,

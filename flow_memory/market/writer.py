@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.kit.clock import Clock
@@ -103,6 +104,7 @@ class MarketWriter:
             with transaction(self._factory) as session:
                 for command, future in batch:
                     marks = _deferred_marks(session)
+                    _start_command(session)
                     try:
                         with session.begin_nested():
                             outcomes.append((future, True, command(session)))
@@ -110,9 +112,9 @@ class MarketWriter:
                         _rewind_deferred(session, marks)
                         if not isinstance(error, FlowMemoryError):
                             log.exception("market command failed")
-                        # The savepoint undid the command's rows, but a book it opened may
-                        # have moved (expiries, uncrossing): rebuild those books next time.
-                        mark_books_dirty(session)
+                        # The savepoint undid the command's rows, but the state it moved in
+                        # memory (a book) must follow before the next command runs.
+                        _run_on_refused(session)
                         outcomes.append((future, False, error))
         except Exception as error:
             log.exception("market batch commit failed")
@@ -143,6 +145,52 @@ def batch_now(session: Session, clock: Clock) -> datetime:
     if now is None:
         now = session.info["batch_now"] = clock.now()
     return now
+
+
+def before_commit(session: Session, name: str, hook: Callable[[Session], None]) -> None:
+    """Run ``hook`` once, just before the session's transaction commits (not a savepoint's)."""
+    hooks: dict[str, Callable[[Session], None]] = session.info.setdefault("before_commit", {})
+    if not session.info.get("before_commit_listening"):
+        session.info["before_commit_listening"] = True
+        event.listen(session, "before_commit", _run_before_commit)
+    hooks.setdefault(name, hook)
+
+
+def _run_before_commit(session: Session) -> None:
+    # SQLAlchemy announces a savepoint's release as a commit too: wait for the real one.
+    if session.in_nested_transaction():
+        return
+    hooks: dict[str, Callable[[Session], None]] = session.info.pop("before_commit", {})
+    for hook in hooks.values():
+        hook(session)
+
+
+def on_refused(session: Session, name: str, hook: Callable[[Session], None]) -> None:
+    """Run ``hook`` after any later command of this batch is refused and rolled back."""
+    hooks: dict[str, Callable[[Session], None]] = session.info.setdefault("on_refused", {})
+    hooks.setdefault(name, hook)
+
+
+def on_command(session: Session, name: str, hook: Callable[[Session], None]) -> None:
+    """Run ``hook`` before each later command of this batch."""
+    hooks: dict[str, Callable[[Session], None]] = session.info.setdefault("on_command", {})
+    hooks.setdefault(name, hook)
+
+
+def _start_command(session: Session) -> None:
+    for hook in session.info.get("on_command", {}).values():
+        hook(session)
+
+
+def _run_on_refused(session: Session) -> None:
+    try:
+        for hook in list(session.info.get("on_refused", {}).values()):
+            hook(session)
+    except Exception:
+        # Rebuilding failed: let the batch fail rather than trade on a book that is not
+        # what the database holds.
+        mark_books_dirty(session)
+        raise
 
 
 def deferred(session: Session, name: str) -> list[Any]:

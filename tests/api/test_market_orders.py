@@ -3,6 +3,7 @@ gates, cancels, depth and capacity-snapshot asks."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
 
@@ -10,10 +11,19 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from flow_memory.keys import service as keys
 from flow_memory.keys.models import ApiKey
 from flow_memory.kit.clock import FrozenClock
+from flow_memory.kit.deps import Principal
+from flow_memory.kit.errors import Conflict
+from flow_memory.market import service
+from flow_memory.market.models import MarketFill, MarketOrder
+from flow_memory.market.schemas import OrderCreate
+from flow_memory.market.writer import batch_now
+from flow_memory.usage.models import UsageRecord
 from tests.assertions import assert_safety, ok
 from tests.assertions import error_body as error
 from tests.conftest import TEST_START
@@ -815,3 +825,57 @@ class TestCapacitySnapshots:
         assert expired["events"][0]["created_at"] == iso(120)
         placed = bid(client, buyer, 1000, 0.0000008)
         assert placed["order"]["status"] == "open" and placed["fills"] == []
+
+
+class TestGroupCommit:
+    """Orders applied by the market writer in one batch share one commit."""
+
+    @staticmethod
+    def _bid(app: FastAPI, units: int, *, fail: bool = False) -> Any:
+        principal = Principal(
+            key_id="key_test", owner_id=BUYER, scopes=frozenset({"inference:buy"})
+        )
+        body = OrderCreate.model_validate(bid_body(units, 0.0000008))
+
+        def command(session: Session) -> str:
+            order, _ = service.place_order(
+                session,
+                app.state.markets,
+                principal=principal,
+                body=body,
+                settings=app.state.settings,
+                now=batch_now(session, app.state.clock),
+            )
+            if fail:
+                raise Conflict("refused after matching", code="test_refusal")
+            return order.order_id
+
+        return command
+
+    def test_a_batch_records_each_fill_once_and_drops_a_refused_commands_work(
+        self, app: FastAPI, client: TestClient, seller: Headers, buyer: Headers, provider_id: str
+    ) -> None:
+        resting = ask(client, seller, provider_id, 3000, 0.0000007)["order"]["order_id"]
+        writer = app.state.market_writer
+        futures: list[Future[Any]] = [Future() for _ in range(3)]
+        commands = [self._bid(app, 1000), self._bid(app, 1000, fail=True), self._bid(app, 1000)]
+        writer._apply(list(zip(commands, futures, strict=True)))
+        placed = [futures[0].result(), futures[2].result()]
+        with pytest.raises(Conflict):
+            futures[1].result()
+
+        with app.state.session_factory() as session:
+            fills = session.scalars(select(MarketFill).order_by(MarketFill.bid_order_id)).all()
+            assert sorted(f.bid_order_id for f in fills) == sorted(placed)
+            records = session.scalars(select(UsageRecord)).all()
+            assert sorted(r.fill_id for r in records) == sorted(f.fill_id for f in fills)
+            ask_row = session.get(MarketOrder, resting)
+            assert ask_row is not None
+            assert (ask_row.remaining_units, ask_row.status) == (1000, "partially_filled")
+        # The refused command's fill is gone from the rebuilt book too, and the market's
+        # counters were written: the next order is numbered after every earlier one.
+        assert levels(depth(client, buyer)["asks"])[:1] == [(0.0000007, 1000, 1)]
+        last = bid(client, buyer, 1000, 0.0000008)
+        assert last["order"]["status"] == "filled"
+        assert [f["ask_order_id"] for f in last["fills"]] == [resting]
+        assert all(level[0] != 0.0000007 for level in levels(depth(client, buyer)["asks"]))
