@@ -79,16 +79,17 @@ function depthView(data) {
       tile("Best ask", value(spread.best_ask), { tone: "ask" }),
       tile("Spread", difference === null ? "—" : difference, { sub: spread.crossed ? "crossed" : "per unit" }),
       tile("Last fill", last ? value(last.unit_price) : "—", {
+        testid: "last-fill",
         sub: last ? h("span", {}, units(last.units), " units · ", time(last.created_at)) : "no fill yet",
       }),
       tile("Active reservations", units(held.count), { sub: h("span", {}, units(held.held_units), " units held") }),
     ),
     h("div", { class: "wide chart-frame" }, depthChart(data), depthLegend()),
-    h("div", {}, h("h3", {}, "Bids"), levelsTable(data.bids, "Bid")),
-    h("div", {}, h("h3", {}, "Asks"), levelsTable(data.asks, "Ask")),
+    h("div", { "data-testid": "depth-bids" }, h("h3", {}, "Bids"), levelsTable(data.bids, "Bid")),
+    h("div", { "data-testid": "depth-asks" }, h("h3", {}, "Asks"), levelsTable(data.asks, "Ask")),
     h(
       "div",
-      { class: "wide" },
+      { class: "wide", "data-testid": "depth-fills" },
       h("h3", {}, "Recent dry-run fills"),
       table(
         [

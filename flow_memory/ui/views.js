@@ -170,10 +170,10 @@ export function emptyState(message) {
   return h("div", { class: "state empty" }, message);
 }
 
-export function tile(label, content, { sub, tone } = {}) {
+export function tile(label, content, { sub, tone, testid } = {}) {
   return h(
     "div",
-    { class: `tile ${tone || ""}`.trim() },
+    { class: `tile ${tone || ""}`.trim(), "data-testid": testid },
     h("div", { class: "label" }, label),
     h("div", { class: "value" }, content),
     sub ? h("div", { class: "sub" }, sub) : null,
@@ -192,10 +192,11 @@ export function safetyRow(data) {
       const present = name in fields;
       const actual = fields[name];
       const kind = !present ? "missing" : actual === required ? "" : "unsafe";
+      const shown = present ? String(actual) : "missing";
       return h(
         "li",
-        { class: kind || null, "data-field": name, title: `required: ${required}` },
-        `${name}: ${present ? String(actual) : "missing"}`,
+        { class: kind || null, "data-field": name },
+        kind ? `${name}: ${shown} (required: ${required})` : `${name}: ${shown}`,
       );
     }),
   );
