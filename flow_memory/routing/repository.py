@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, aliased
 
 from flow_memory.credentials.models import CredentialRef
 from flow_memory.kit.money import exact
-from flow_memory.market.models import MarketOrder, Reservation, ReservationHold
+from flow_memory.market.models import Market, MarketOrder, Reservation, ReservationHold
 from flow_memory.market.repository import ACTIVE
 from flow_memory.providers.models import CapacityEntry, CatalogEntry, Provider
 
@@ -55,16 +55,16 @@ def provider_lines(session: Session, *, model: str, unit_type: str) -> list[Prov
             type_coerce(CatalogEntry.reference_unit_prices, String),
             Provider.credential_ref,
             Provider.routes_disabled,
-            Provider.paired_at,
-            Provider.last_heartbeat_at,
-            Provider.catalog_published_at,
-            Provider.capacity_published_at,
+            type_coerce(Provider.paired_at, String),
+            type_coerce(Provider.last_heartbeat_at, String),
+            type_coerce(Provider.catalog_published_at, String),
+            type_coerce(Provider.capacity_published_at, String),
             CredentialRef.status,
             CredentialRef.credential_ref,
             type_coerce(CredentialRef.allowed_models, String),
             CapacityEntry.quality_score,
             CapacityEntry.reliability_score,
-            latest_expiry,
+            type_coerce(latest_expiry, String),
         )
         .join(Provider, Provider.provider_id == CatalogEntry.provider_id)
         .outerjoin(CredentialRef, CredentialRef.credential_ref_id == Provider.credential_ref_id)
@@ -77,7 +77,9 @@ def provider_lines(session: Session, *, model: str, unit_type: str) -> list[Prov
         .where(CatalogEntry.model == model)
         .order_by(CatalogEntry.provider_id)
     )
-    # JSON documents are decoded once per distinct text: providers mostly share them.
+    # Times and JSON documents are read as stored and converted here: the column types'
+    # general-purpose converters cost more than the rest of the row. JSON documents are
+    # decoded once per distinct text, as providers mostly share them.
     documents: dict[str, Any] = {}
 
     def document(raw: Any) -> Any:
@@ -96,9 +98,26 @@ def provider_lines(session: Session, *, model: str, unit_type: str) -> list[Prov
                 unit_types=document(line.unit_types),
                 reference_unit_prices=document(line.reference_unit_prices),
                 allowed_models=document(line.allowed_models),
+                paired_at=_moment(line.paired_at),
+                last_heartbeat_at=_moment(line.last_heartbeat_at),
+                catalog_published_at=_moment(line.catalog_published_at),
+                capacity_published_at=_moment(line.capacity_published_at),
+                capacity_latest_expiry=_moment(line.capacity_latest_expiry),
             )
         )
     return lines
+
+
+def _moment(value: Any) -> datetime | None:
+    """A stored time as an aware UTC datetime: SQLite keeps naive UTC text, PostgreSQL's
+    driver returns aware datetimes."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        # Parsing the offset is several times cheaper than datetime.replace(tzinfo=...).
+        return datetime.fromisoformat(value + "+00:00")
+    moment: datetime = value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def resting_asks(
@@ -132,6 +151,21 @@ def resting_asks(
         if price is None:
             price = prices[stored] = exact(Decimal(str(stored)))
         yield provider_id or "", order_id, price, remaining
+
+
+def market_version(session: Session, *, model: str, unit_type: str) -> tuple[Any, ...] | None:
+    """What identifies the committed state of a market's book: its version, and when its row
+    was made (a market recreated after a reset starts its versions again); None: no market."""
+    row = (
+        session.connection()
+        .execute(
+            select(Market.version, type_coerce(Market.created_at, String)).where(
+                Market.model == model, Market.unit_type == unit_type
+            )
+        )
+        .first()
+    )
+    return None if row is None else tuple(row)
 
 
 def held_units(session: Session, *, model: str, unit_type: str, now: datetime) -> dict[str, int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,9 +13,9 @@ from flow_memory.kit.ids import new_id
 from flow_memory.pricing import service as pricing
 from flow_memory.providers import service as providers_service
 from flow_memory.providers.health import RuntimeFacts, derive_health
-from flow_memory.routing import repository
+from flow_memory.routing import book, repository
 from flow_memory.routing.models import RouteRecord
-from flow_memory.routing.policy import Evaluation, Level, Offer, Policy, Quote, Rejection, evaluate
+from flow_memory.routing.policy import Evaluation, Offer, Policy, Quote, Rejection, evaluate
 from flow_memory.routing.schemas import PolicyRequest
 from flow_memory.settings import Settings
 
@@ -26,32 +25,13 @@ def gather_offers(
 ) -> list[Offer]:
     """Every provider whose catalog lists ``model``, with its resting asks as price levels.
 
-    Column-only reads: the providers with their health facts in one query, the asks in
-    another (four columns each), the reservation holds in a third."""
+    Column-only reads: the providers with their health facts in one query; the asks as price
+    levels kept while the market's version stands (``book``), less the live holds."""
     lines = repository.provider_lines(session, model=model, unit_type=unit_type)
     if not lines:
         return []
     listed = pricing.list_price(session, model, unit_type)
-    held = repository.held_units(session, model=model, unit_type=unit_type, now=now)
-    # (provider, price) -> [first order id, available units, ask count]; asks come oldest first.
-    by_level: dict[tuple[str, Decimal], list[Any]] = {}
-    wanted = {line.provider_id for line in lines}
-    for provider_id, order_id, price, remaining in repository.resting_asks(
-        session, model=model, unit_type=unit_type
-    ):
-        if provider_id not in wanted:
-            continue
-        available = remaining - held.get(order_id, 0) if held else remaining
-        level = by_level.get((provider_id, price))
-        if level is None:
-            by_level[(provider_id, price)] = [order_id, available, 1]
-        else:
-            level[1] += available
-            level[2] += 1
-    levels: dict[str, list[Level]] = defaultdict(list)
-    for (provider_id, price), (order_id, available, count) in by_level.items():
-        levels[provider_id].append(Level(price, available, order_id, count))
-
+    levels = book.ask_levels(session, model=model, unit_type=unit_type, now=now)
     limits = providers_service.thresholds(settings)
     offers: list[Offer] = []
     for line in lines:
@@ -75,7 +55,7 @@ def gather_offers(
                 credential_status=health.credential_ref_status,
                 catalog_unit_types=tuple(line.unit_types),
                 credential_allowed_models=tuple(line.allowed_models or ()),
-                levels=tuple(sorted(levels.get(line.provider_id, ()))),
+                levels=levels.get(line.provider_id, ()),
             )
         )
     return offers

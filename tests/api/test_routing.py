@@ -8,6 +8,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from flow_memory.kit.clock import FrozenClock
 from tests.assertions import error, ok
 from tests.factories import (
     admin_headers,
@@ -250,3 +251,43 @@ def test_bounds_out_of_range_are_refused(
         client.post("/inference/quote", json=request, headers=planner), 422, "invalid_request"
     )
     assert detail["field"] == next(iter(bounds))
+
+
+def quoted_units(client: TestClient, planner: Headers, **market: Any) -> list[tuple[Any, ...]]:
+    body = ok(client.post("/inference/quote", json=policy_request(**market), headers=planner))
+    return [(q["unit_price"], q["available_units"], q["ask_count"]) for q in body["quotes"]]
+
+
+def test_quotes_follow_every_change_to_the_book(
+    app: FastAPI, client: TestClient, clock: FrozenClock, planner: Headers
+) -> None:
+    """Levels are kept between quotes while the market's version stands: every change to the
+    book, and every hold ending with time, shows in the next quote."""
+    seller = seller_headers(app)
+    provider_id = priced_provider(client, seller, 0.00000075, available_units=5_000_000)
+    assert quoted_units(client, planner) == [(0.00000075, 5_000_000, 1)]
+    order_id = place_ask(client, seller, provider_id, 300_000, 0.0000007)
+    assert quoted_units(client, planner) == [(0.0000007, 300_000, 1)]
+    buyer = key_headers(app, "agent-research-1", "inference:buy", "inference:read")
+    reservation = {
+        "buyer_id": "agent-research-1",
+        "provider_id": provider_id,
+        "model": MODEL,
+        "unit_type": "token",
+        "requested_units": 100_000,
+        "max_unit_price": 0.0000007,
+        "hold_seconds": 60,
+        "allow_partial": False,
+        "idempotency_key": "hold-1",
+    }
+    ok(client.post("/inference/market/reservations", json=reservation, headers=buyer), 201)
+    # 200,000 units are left at 0.0000007: too few for 250,000, so the dearer level is quoted
+    # (the capacity snapshot's ask, less the 300,000 units the manual ask took from it).
+    assert quoted_units(client, planner) == [(0.00000075, 4_700_000, 1)]
+    assert quoted_units(client, planner, max_unit_price=0.0000007) == []
+    clock.advance(61)  # the hold ends with time alone; nothing writes to the market
+    assert quoted_units(client, planner) == [(0.0000007, 300_000, 1)]
+    cancel = {"cancel_reason": "repricing"}
+    ok(client.post(f"/inference/market/orders/{order_id}/cancel", json=cancel, headers=seller))
+    [(price, _units, _asks)] = quoted_units(client, planner)
+    assert price == 0.00000075
