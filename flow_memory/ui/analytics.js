@@ -123,7 +123,7 @@ function usageView(data) {
   draw();
   return h(
     "div",
-    { class: "fields", "data-testid": "usage" },
+    { class: "stack", "data-testid": "usage" },
     h(
       "div",
       { class: "tiles wide" },
@@ -193,7 +193,7 @@ async function downloadExport(form, button) {
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const filename = `flow-memory-usage-${stamp}.${format === "ndjson" ? "ndjson" : "json"}`;
   const url = URL.createObjectURL(result.blob);
-  const link = h("a", { href: url, download: filename, class: "button" }, `Save ${filename} again`);
+  const link = h("a", { href: url, download: filename, class: "button secondary" }, "Save the file again");
   link.click();
   let parts;
   try {

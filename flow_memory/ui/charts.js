@@ -4,13 +4,26 @@
 import { approx, numberText } from "./api.js";
 import { h, s } from "./views.js";
 
-function compact(n) {
+function shortUnits(n) {
   const abs = Math.abs(n);
   if (abs >= 1e12) return `${+(n / 1e12).toPrecision(3)}T`;
   if (abs >= 1e9) return `${+(n / 1e9).toPrecision(3)}B`;
   if (abs >= 1e6) return `${+(n / 1e6).toPrecision(3)}M`;
   if (abs >= 1e3) return `${+(n / 1e3).toPrecision(3)}k`;
   return String(+n.toPrecision(3));
+}
+
+// The smallest 1, 2, 2.5 or 5 times a power of ten at or above n: round axis labels.
+function niceCeil(n) {
+  if (!(n > 0)) return 1;
+  const power = 10 ** Math.floor(Math.log10(n));
+  const step = [1, 2, 2.5, 5, 10].find((f) => f * power >= n);
+  return step * power;
+}
+
+// Narrow screens get a narrower drawing, so its text stays readable when scaled to fit.
+function compactScreen() {
+  return window.matchMedia("(max-width: 600px)").matches;
 }
 
 function cumulative(levels, order) {
@@ -24,9 +37,10 @@ function cumulative(levels, order) {
 
 /** Cumulative bids (left, falling price) and asks (right, rising price) as stepped areas. */
 export function depthChart(depth) {
-  const width = 720;
-  const height = 280;
-  const pad = { left: 56, right: 18, top: 34, bottom: 34 };
+  const compact = compactScreen();
+  const width = compact ? 360 : 720;
+  const height = compact ? 260 : 280;
+  const pad = { left: compact ? 40 : 56, right: 14, top: compact ? 50 : 34, bottom: 34 };
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;
   const bids = cumulative(depth.bids || [], -1);
@@ -57,7 +71,7 @@ export function depthChart(depth) {
   const spanPad = hi > lo ? (hi - lo) * 0.12 : lo * 0.1 || 1e-9;
   lo -= spanPad;
   hi += spanPad;
-  const maxTotal = Math.max(bids.at(-1)?.total || 0, asks.at(-1)?.total || 0) * 1.12;
+  const maxTotal = niceCeil(Math.max(bids.at(-1)?.total || 0, asks.at(-1)?.total || 0) * 1.05);
   const x = (price) => pad.left + ((price - lo) / (hi - lo)) * plotW;
   const y = (total) => baseline - (total / maxTotal) * plotH;
 
@@ -68,7 +82,7 @@ export function depthChart(depth) {
       s(
         "text",
         { x: pad.left - 8, y: gy + 4, "text-anchor": "end" },
-        compact(maxTotal * fraction),
+        shortUnits(maxTotal * fraction),
       ),
     );
   }
@@ -91,19 +105,21 @@ export function depthChart(depth) {
   if (bids.length) svg.append(s("path", { class: "bid-area", d: stepPath(bids, lo) }));
   if (asks.length) svg.append(s("path", { class: "ask-area", d: stepPath(asks, hi) }));
 
-  const marker = (level, side, anchor) => {
+  const marker = (level, side, preferred, row) => {
     const mx = x(level.price);
+    const label = `${side === "bid" ? "best bid" : "best ask"} ${level.text}`;
+    const textWidth = label.length * 6.2;
+    let anchor = preferred;
+    let tx = mx + (anchor === "end" ? -4 : 4);
+    if (anchor === "end" && tx - textWidth < 2) [anchor, tx] = ["start", Math.max(2, mx - 4)];
+    if (anchor === "start" && tx + textWidth > width - 2) [anchor, tx] = ["end", Math.min(width - 2, mx + 4)];
     svg.append(
       s("line", { class: `marker ${side}`, x1: mx, x2: mx, y1: pad.top - 6, y2: baseline }),
-      s(
-        "text",
-        { x: mx + (anchor === "end" ? -4 : 4), y: pad.top - 12, "text-anchor": anchor },
-        `${side === "bid" ? "best bid" : "best ask"} ${level.text}`,
-      ),
+      s("text", { x: tx, y: row, "text-anchor": anchor }, label),
     );
   };
-  if (bids.length) marker(bids[0], "bid", "end");
-  if (asks.length) marker(asks[0], "ask", "start");
+  if (bids.length) marker(bids[0], "bid", "end", compact ? 14 : pad.top - 12);
+  if (asks.length) marker(asks[0], "ask", "start", compact ? 32 : pad.top - 12);
 
   const lowest = bids.length ? bids.at(-1) : asks[0];
   const highest = asks.length ? asks.at(-1) : bids[0];
@@ -141,9 +157,10 @@ function dayRange(first, last) {
 
 /** Bars of one metric per UTC day; days without records between the first and last show 0. */
 export function usageChart(byDay, metric, label) {
-  const width = 720;
-  const height = 240;
-  const pad = { left: 64, right: 16, top: 18, bottom: 34 };
+  const compact = compactScreen();
+  const width = compact ? 360 : 720;
+  const height = compact ? 220 : 240;
+  const pad = { left: compact ? 52 : 64, right: 12, top: 18, bottom: 34 };
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;
   const rows = [...byDay].sort((a, b) => (a.day < b.day ? -1 : 1));
@@ -185,7 +202,7 @@ export function usageChart(byDay, metric, label) {
   svg.append(s("text", { x: pad.left - 8, y: baseline + 4, "text-anchor": "end" }, "0"));
   const slot = plotW / days.length;
   const barW = Math.max(2, Math.min(56, slot * 0.7));
-  const every = Math.ceil(days.length / 8);
+  const every = Math.ceil(days.length / (compact ? 4 : 8));
   days.forEach((day, index) => {
     const row = byKey.get(day);
     const raw = row ? row[metric] : 0;

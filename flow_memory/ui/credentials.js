@@ -127,7 +127,7 @@ export function init() {
       (data) =>
         h(
           "div",
-          { class: "fields" },
+          { class: "stack" },
           h("div", { class: "wide" }, refView(data.credential_ref)),
           data.rotation
             ? h("div", { class: "wide" }, h("h3", {}, "Rotation record"), kv(Object.entries(data.rotation).map(([k, val]) => [k, value(val)])))

@@ -206,7 +206,7 @@ function profileView(data, kind) {
 function manifestView(data) {
   return h(
     "div",
-    { class: "fields" },
+    { class: "stack" },
     h(
       "div",
       { class: "wide" },
@@ -254,7 +254,7 @@ export function init() {
       (data) =>
         h(
           "div",
-          { class: "fields" },
+          { class: "stack" },
           h("div", { class: "wide" }, marketTable(data.markets, { actions: false })),
           h("div", { class: "wide" }, h("h3", {}, "Offers"), offersTable(data.offers)),
         ),

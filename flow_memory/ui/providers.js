@@ -152,7 +152,7 @@ function providerView(data) {
   const p = data.provider;
   return h(
     "div",
-    { class: "fields" },
+    { class: "stack" },
     h(
       "div",
       { class: "wide" },
@@ -185,7 +185,7 @@ function healthView(data) {
   ];
   return h(
     "div",
-    { class: "fields" },
+    { class: "stack" },
     h(
       "div",
       { class: `gate wide ${data.route_gate}`, "data-testid": "route-gate" },
@@ -345,7 +345,7 @@ export function init() {
       (data) =>
         h(
           "div",
-          { class: "fields" },
+          { class: "stack" },
           h("p", { class: "wide" }, "Total available: ", h("strong", {}, units(data.total_available_units)), " units"),
           h(
             "div",

@@ -37,7 +37,7 @@ function metadataView(meta) {
   const usage = meta.usage || {};
   return h(
     "div",
-    { class: "fields", "data-testid": "flow-memory-metadata" },
+    { class: "stack", "data-testid": "flow-memory-metadata" },
     h(
       "div",
       { class: "wide" },
@@ -79,7 +79,7 @@ function chatView(data) {
   const message = data.choices && data.choices[0] && data.choices[0].message;
   return h(
     "div",
-    { class: "fields" },
+    { class: "stack" },
     h("div", { class: "wide" }, h("h3", {}, "Answer"), h("div", { class: "answer", "data-testid": "chat-answer" }, message ? message.content : value(null))),
     h("div", { class: "wide" }, h("h3", {}, "flow_memory metadata"), data.flow_memory ? metadataView(data.flow_memory) : value(null)),
   );

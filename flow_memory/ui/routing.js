@@ -102,7 +102,7 @@ function warningsView(warnings) {
 function quoteView(data) {
   return h(
     "div",
-    { class: "fields" },
+    { class: "stack" },
     h(
       "div",
       { class: "wide" },
@@ -124,7 +124,7 @@ function routeView(data) {
   const route = data.route;
   return h(
     "div",
-    { class: "fields" },
+    { class: "stack" },
     h(
       "div",
       { class: `gate wide ${selected ? "eligible" : "blocked"}`, "data-testid": "route-decision" },

@@ -51,6 +51,10 @@ export function exactSpread(bid, ask) {
   return (negative ? "-" : "") + text;
 }
 
+function orDash(v) {
+  return v === null || v === undefined ? "—" : value(v);
+}
+
 function levelsTable(levels, side) {
   return table(
     [
@@ -71,13 +75,15 @@ function depthView(data) {
   const held = data.active_reservations || { count: 0, held_units: 0 };
   return h(
     "div",
-    { class: "fields", "data-testid": "depth" },
+    { class: "stack", "data-testid": "depth" },
     h(
       "div",
       { class: "tiles wide" },
-      tile("Best bid", value(spread.best_bid), { tone: "bid" }),
-      tile("Best ask", value(spread.best_ask), { tone: "ask" }),
-      tile("Spread", difference === null ? "—" : difference, { sub: spread.crossed ? "crossed" : "per unit" }),
+      tile("Best bid", orDash(spread.best_bid), { tone: "bid", sub: spread.best_bid === null ? "no bids" : "per unit" }),
+      tile("Best ask", orDash(spread.best_ask), { tone: "ask", sub: spread.best_ask === null ? "no asks" : "per unit" }),
+      tile("Spread", difference === null ? "—" : difference, {
+        sub: difference === null ? "needs a bid and an ask" : spread.crossed ? "crossed" : "per unit",
+      }),
       tile("Last fill", last ? value(last.unit_price) : "—", {
         testid: "last-fill",
         sub: last ? h("span", {}, units(last.units), " units · ", time(last.created_at)) : "no fill yet",
@@ -85,8 +91,12 @@ function depthView(data) {
       tile("Active reservations", units(held.count), { sub: h("span", {}, units(held.held_units), " units held") }),
     ),
     h("div", { class: "wide chart-frame" }, depthChart(data), depthLegend()),
-    h("div", { "data-testid": "depth-bids" }, h("h3", {}, "Bids"), levelsTable(data.bids, "Bid")),
-    h("div", { "data-testid": "depth-asks" }, h("h3", {}, "Asks"), levelsTable(data.asks, "Ask")),
+    h(
+      "div",
+      { class: "grid-2" },
+      h("div", { "data-testid": "depth-bids" }, h("h3", {}, "Bids"), levelsTable(data.bids, "Bid")),
+      h("div", { "data-testid": "depth-asks" }, h("h3", {}, "Asks"), levelsTable(data.asks, "Ask")),
+    ),
     h(
       "div",
       { class: "wide", "data-testid": "depth-fills" },
@@ -173,7 +183,7 @@ function orderView(data) {
   const o = data.order;
   return h(
     "div",
-    { class: "fields" },
+    { class: "stack" },
     h(
       "div",
       { class: "wide" },
@@ -214,7 +224,7 @@ function orderView(data) {
 function reservationView(data) {
   return h(
     "div",
-    { class: "fields" },
+    { class: "stack" },
     h(
       "div",
       { class: "wide" },

@@ -154,7 +154,9 @@ export function table(columns, rows, { empty = "Nothing to show yet.", caption }
           h(
             "tr",
             {},
-            columns.map((c) => h("td", { class: c.num ? "num" : null }, c.cell(row))),
+            columns.map((c) =>
+              h("td", { class: c.num ? "num" : null, "data-label": c.label || null }, c.cell(row)),
+            ),
           ),
         ),
       ),

@@ -68,6 +68,7 @@ def answer(page: Any, result_id: str, status: int = 200) -> Any:
 
 
 def shot(page: Any, artifacts: Path, name: str) -> None:
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(artifacts / screenshot_name(name)), full_page=True)
 
 
@@ -526,3 +527,4 @@ def test_phone_width_renders_every_section_without_horizontal_overflow(
         )
         assert widths[0] <= widths[1], (section, widths)
         shot(page, artifacts, f"phone {section}")
+        page.screenshot(path=str(artifacts / screenshot_name(f"phone {section} first screen")))
