@@ -6,9 +6,10 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, func, select, type_coerce
+from sqlalchemy import Select, String, bindparam, func, select, type_coerce
 from sqlalchemy.orm import Session, aliased
 
 from flow_memory.credentials.models import CredentialRef
@@ -39,15 +40,16 @@ class ProviderLine(NamedTuple):
     capacity_latest_expiry: datetime | None
 
 
-def provider_lines(session: Session, *, model: str, unit_type: str) -> list[ProviderLine]:
-    """Every provider whose catalog lists ``model``, in provider id order, in one query."""
+@cache
+def _provider_lines_query() -> Select[Any]:
+    """Built once: constructing the statement costs more than running it."""
     any_line = aliased(CapacityEntry)
     latest_expiry = (
         select(func.max(any_line.expires_at))
         .where(any_line.provider_id == CatalogEntry.provider_id)
         .scalar_subquery()
     )
-    query = (
+    return (
         select(
             CatalogEntry.provider_id,
             Provider.provider_name,
@@ -72,11 +74,15 @@ def provider_lines(session: Session, *, model: str, unit_type: str) -> list[Prov
             CapacityEntry,
             (CapacityEntry.provider_id == CatalogEntry.provider_id)
             & (CapacityEntry.model == CatalogEntry.model)
-            & (CapacityEntry.unit_type == unit_type),
+            & (CapacityEntry.unit_type == bindparam("unit_type")),
         )
-        .where(CatalogEntry.model == model)
+        .where(CatalogEntry.model == bindparam("model"))
         .order_by(CatalogEntry.provider_id)
     )
+
+
+def provider_lines(session: Session, *, model: str, unit_type: str) -> list[ProviderLine]:
+    """Every provider whose catalog lists ``model``, in provider id order, in one query."""
     # Times and JSON documents are read as stored and converted here: the column types'
     # general-purpose converters cost more than the rest of the row. JSON documents are
     # decoded once per distinct text, as providers mostly share them.
@@ -90,22 +96,30 @@ def provider_lines(session: Session, *, model: str, unit_type: str) -> list[Prov
             value = documents[raw] = json.loads(raw)
         return value
 
-    lines = []
-    for row in session.connection().execute(query):
-        line = ProviderLine._make(row)
-        lines.append(
-            line._replace(
-                unit_types=document(line.unit_types),
-                reference_unit_prices=document(line.reference_unit_prices),
-                allowed_models=document(line.allowed_models),
-                paired_at=_moment(line.paired_at),
-                last_heartbeat_at=_moment(line.last_heartbeat_at),
-                catalog_published_at=_moment(line.catalog_published_at),
-                capacity_published_at=_moment(line.capacity_published_at),
-                capacity_latest_expiry=_moment(line.capacity_latest_expiry),
-            )
+    rows = session.connection().execute(
+        _provider_lines_query(), {"model": model, "unit_type": unit_type}
+    )
+    return [
+        ProviderLine(
+            row[0],
+            row[1],
+            document(row[2]),
+            document(row[3]),
+            row[4],
+            row[5],
+            _moment(row[6]),
+            _moment(row[7]),
+            _moment(row[8]),
+            _moment(row[9]),
+            row[10],
+            row[11],
+            document(row[12]),
+            row[13],
+            row[14],
+            _moment(row[15]),
         )
-    return lines
+        for row in rows
+    ]
 
 
 def _moment(value: Any) -> datetime | None:
