@@ -41,7 +41,7 @@ class ProviderLine(NamedTuple):
 
 
 @cache
-def _provider_lines_query() -> Select[Any]:
+def _provider_lines_query() -> Select[*tuple[Any, ...]]:
     """Built once: constructing the statement costs more than running it."""
     any_line = aliased(CapacityEntry)
     latest_expiry = (
