@@ -179,6 +179,12 @@ function track(order) {
   historyView();
 }
 
+const NO_FILL = {
+  open: "No fill yet: the order rests in the book.",
+  cancelled: "No fill before the cancel.",
+  expired: "No fill: an ioc or fok order that cannot fill expires at once.",
+};
+
 function orderView(data) {
   const o = data.order;
   return h(
@@ -214,7 +220,7 @@ function orderView(data) {
               { label: "Against", cell: (f) => code(o.side === "bid" ? f.ask_order_id : f.bid_order_id) },
             ],
             data.fills,
-            { empty: "No fill: the order rests in the book (or expired at once for ioc/fok)." },
+            { empty: NO_FILL[o.status] || "No fill." },
           ),
         )
       : null,
