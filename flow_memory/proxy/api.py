@@ -11,6 +11,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -254,22 +255,28 @@ async def _plan(
     cached = cache.get(key, now)
     if cached is not None:
         return cached
+    async with cache.selecting(key):
+        cached = cache.get(key, now)
+        if cached is not None:
+            return cached
+        plan = await run_in_threadpool(_select_plan, app, caller, kind, model, options, now)
+        cache.put(key, plan)
+        return plan
 
-    def select() -> Plan:
-        with transaction(app.state.session_factory) as session:
-            return plan_fresh(
-                session,
-                principal=caller,
-                model=model,
-                kind=kind,
-                options=options,
-                settings=settings,
-                now=now,
-            )
 
-    plan = await run_in_threadpool(select)
-    cache.put(key, plan)
-    return plan
+def _select_plan(
+    app: Any, caller: Principal, kind: Kind, model: str, options: ProxyOptions, now: datetime
+) -> Plan:
+    with transaction(app.state.session_factory) as session:
+        return plan_fresh(
+            session,
+            principal=caller,
+            model=model,
+            kind=kind,
+            options=options,
+            settings=app.state.settings,
+            now=now,
+        )
 
 
 def _builder(kind: Kind, body: Json, stream: bool) -> Any:

@@ -3,6 +3,7 @@ and turn an answered call into its usage record and ``flow_memory`` metadata."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass
@@ -246,6 +247,18 @@ class PlanCache:
         self._seconds = seconds
         self._plans: dict[tuple[Any, ...], tuple[float, Plan]] = {}
         self._lock = threading.Lock()
+        self._selecting: dict[tuple[Any, ...], asyncio.Lock] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def selecting(self, key: tuple[Any, ...]) -> asyncio.Lock:
+        """One selection at a time per key: concurrent calls that miss wait for its plan
+        instead of each selecting and recording a route of their own."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._selecting = loop, {}
+        if len(self._selecting) > 10_000:
+            self._selecting = {k: v for k, v in self._selecting.items() if v.locked()}
+        return self._selecting.setdefault(key, asyncio.Lock())
 
     def get(self, key: tuple[Any, ...], now: datetime) -> Plan | None:
         with self._lock:

@@ -6,6 +6,7 @@ a 500, malformed JSON, a timeout). The real model server runs in tests/e2e."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -765,5 +766,41 @@ def test_default_routes_are_reused_while_fresh(database_url: str, clock: FrozenC
         calls = len(upstream.requests)
         assert chat(market).status_code == 503
         assert len(upstream.requests) == calls
+    app.state.engine.dispose()
+    app.state.read_engine.dispose()
+
+
+def test_concurrent_calls_that_miss_the_route_cache_select_one_route(
+    database_url: str, clock: FrozenClock
+) -> None:
+    clear_tables(database_url)
+    upstream = ScriptedUpstream()
+    app = create_app(
+        Settings(database_url=database_url, proxy_route_cache_seconds=60),
+        clock=clock,
+        upstream_transport=httpx.MockTransport(upstream),
+        host_resolver=public_resolver,
+    )
+    with TestClient(app) as client:
+        market = Market(
+            app, client, upstream, key_headers(app, "b", "inference:proxy"), seller_headers(app), {}
+        )
+        market.provider("alpha.example")
+
+    async def burst() -> set[str]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://fm") as proxy:
+            body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+            answers = await asyncio.gather(
+                *(
+                    proxy.post("/v1/chat/completions", json=body, headers=market.buyer)
+                    for _ in range(8)
+                )
+            )
+        assert all(a.status_code == 200 for a in answers)
+        return {a.json()["flow_memory"]["route_id"] for a in answers}
+
+    assert len(asyncio.run(burst())) == 1
+    app.state.usage_recorder.stop()
     app.state.engine.dispose()
     app.state.read_engine.dispose()
