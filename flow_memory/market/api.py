@@ -21,7 +21,7 @@ from flow_memory.market.schemas import (
     ReservationCreate,
     ReservationResponse,
 )
-from flow_memory.market.service import MarketsDep, WriterDep
+from flow_memory.market.service import MarketsDep, PlacedFill, PlacedOrder, WriterDep
 from flow_memory.market.writer import batch_now
 from flow_memory.providers.schemas import UnitType
 
@@ -31,7 +31,7 @@ router = APIRouter(prefix="/inference/market", tags=["market"], responses=ERROR_
 Trader = Annotated[Principal, Depends(require_scopes(BUY, SELL))]
 
 
-def fill_read(fill: MarketFill) -> dict[str, Any]:
+def fill_read(fill: MarketFill | PlacedFill) -> dict[str, Any]:
     return {
         "fill_id": fill.fill_id,
         "bid_order_id": fill.bid_order_id,
@@ -43,7 +43,7 @@ def fill_read(fill: MarketFill) -> dict[str, Any]:
     }
 
 
-def order_read(order: MarketOrder) -> dict[str, Any]:
+def order_read(order: MarketOrder | PlacedOrder) -> dict[str, Any]:
     return {
         "order_id": order.order_id,
         "side": order.side,

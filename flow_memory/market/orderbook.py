@@ -40,6 +40,8 @@ _ENDED: Final = frozenset({"filled", "cancelled", "expired"})
 _COMPACT_MIN_DEAD: Final = 32
 # The expiry heap is rebuilt without stale entries once it outgrows the resting orders by this.
 _EXPIRY_SLACK: Final = 1024
+# Closed price levels each side keeps for reuse (see _Side.spare).
+_SPARE_LEVELS: Final = 256
 _sequence_of = attrgetter("sequence")
 # Building a NamedTuple through tuple.__new__ skips its Python-level __new__: half the cost.
 _new_tuple: Final = tuple.__new__
@@ -147,11 +149,14 @@ class _Level:
 class _Side:
     """One side of the book: price levels, best first."""
 
-    __slots__ = ("by_price", "keys", "levels", "negate")
+    __slots__ = ("by_price", "keys", "levels", "negate", "spare")
 
     def __init__(self, side: Side) -> None:
         self.negate = side == "bid"
         self.by_price: dict[Decimal, _Level] = {}
+        # Closed levels kept for reuse: sweeps empty the best prices and new orders soon
+        # rest there again, so reusing a level saves building one (and its key).
+        self.spare: dict[Decimal, _Level] = {}
         # Sort keys ascending (bids negate the price) so index 0 is always the best level;
         # ``levels`` runs parallel to ``keys``.
         self.keys: list[Decimal] = []
@@ -161,8 +166,11 @@ class _Side:
         price = order.limit_unit_price
         level = self.by_price.get(price)
         if level is None:
-            key = -price if self.negate else price
-            level = self.by_price[price] = _Level(price, key)
+            level = self.spare.pop(price, None)
+            if level is None:
+                level = _Level(price, -price if self.negate else price)
+            self.by_price[price] = level
+            key = level.key
             keys = self.keys
             # Sweeps empty the best levels and new orders refill them, so a new best is common.
             index = 0 if not keys or key < keys[0] else bisect_left(keys, key)
@@ -178,10 +186,21 @@ class _Side:
         level.available += order.remaining - order.held
 
     def close(self, level: _Level) -> None:
-        index = bisect_left(self.keys, level.key)
-        del self.keys[index]
+        keys = self.keys
+        index = 0 if keys[0] == level.key else bisect_left(keys, level.key)
+        del keys[index]
         del self.levels[index]
         del self.by_price[level.price]
+        self.retire(level)
+
+    def retire(self, level: _Level) -> None:
+        """Keep a closed level (it holds only ended orders) for reuse at its price."""
+        spare = self.spare
+        if len(spare) >= _SPARE_LEVELS:
+            spare.clear()
+        level.queue.clear()
+        level.dead = level.available = 0
+        spare[level.price] = level
 
     def settle(self, order: Order, level: _Level) -> None:
         """Tidy the level after ``order`` in it ended (its totals are already adjusted)."""
@@ -607,6 +626,8 @@ class OrderBook:
         ended = _ENDED
         record = fills.append
         new = _new_tuple
+        # Each provider's gate is asked once per incoming order.
+        gates: dict[str | None, bool] = {}
         # A resting order skipped because the fill would be below the taker's own minimum can
         # become tradeable once the taker has less left; after the next fill, start over.
         blocked = restart = False
@@ -629,16 +650,27 @@ class OrderBook:
                         position += 1
                     continue
                 available = resting.remaining - resting.held
-                if available <= 0 or (routable is not None and not routable(resting.provider_id)):
+                if available <= 0:
                     position += 1
                     continue
+                if routable is not None:
+                    provider_id = resting.provider_id
+                    gate = gates.get(provider_id)
+                    if gate is None:
+                        gate = gates[provider_id] = routable(provider_id)
+                    if not gate:
+                        position += 1
+                        continue
                 size = remaining if remaining < available else available
-                if size < (least if least < remaining else remaining):
+                # A minimum of 1 never blocks a fill: skip the comparison in the common case.
+                if least > 1 and size < (least if least < remaining else remaining):
                     blocked = True
                     position += 1
                     continue
                 resting_least = resting.min_fill_units
-                if size < (resting_least if resting_least < available else available):
+                if resting_least > 1 and size < (
+                    resting_least if resting_least < available else available
+                ):
                     position += 1
                     continue
                 remaining -= size
@@ -669,6 +701,7 @@ class OrderBook:
                     break
             if level.count == 0:
                 del keys[index], levels[index], by_price[price]
+                book.retire(level)
             else:
                 level.available -= taken
                 if queue and queue[0].status in ended:

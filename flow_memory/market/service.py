@@ -14,7 +14,7 @@ import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -355,7 +355,7 @@ def place_order(
     now: datetime,
     source: str = "api",
     expires_at: datetime | None = None,
-) -> tuple[MarketOrder, list[MarketFill]]:
+) -> tuple[PlacedOrder, list[PlacedFill]]:
     """Validate, match and record one order; fills are written in the same transaction."""
     provider: _Seller | None = None
     if body.side == "bid":
@@ -384,8 +384,8 @@ def place_order(
         _shrink_snapshot_asks(session, market, provider.provider_id, body.units, now)
     result = market.changing().submit(incoming, sequence=sequence)
     # The order path writes through Core statements: an ORM unit of work per row costs more
-    # than everything else the order does. The returned row is built but never added.
-    row = MarketOrder(
+    # than everything else the order does.
+    row = PlacedOrder(
         order_id=order_id,
         model=body.model,
         unit_type=body.unit_type,
@@ -410,7 +410,7 @@ def place_order(
         created_at=now,
         updated_at=now,
     )
-    repository.insert_order(session, _order_values(row))
+    repository.insert_order(session, row.values())
     events = [
         _event(
             "order_placed",
@@ -430,16 +430,6 @@ def place_order(
     fills = _record_fills(session, market, result.fills, now=now, taker=row, events=events)
     market.bump()
     return row, fills
-
-
-_ORDER_COLUMNS = tuple(c.key for c in MarketOrder.__table__.columns)
-
-
-def _order_values(row: MarketOrder) -> dict[str, Any]:
-    """An order object's values by column name, for a Core insert."""
-    values = {name: getattr(row, name) for name in _ORDER_COLUMNS if name != "metadata"}
-    values["metadata"] = row.metadata_
-    return values
 
 
 def _event(
@@ -518,6 +508,64 @@ def _check_ask_capacity(
         )
 
 
+@dataclass(slots=True)
+class PlacedOrder:
+    """An order row as written by ``place_order`` (the fields and names of ``MarketOrder``)."""
+
+    order_id: str
+    model: str
+    unit_type: str
+    side: str
+    owner_id: str
+    buyer_id: str | None
+    provider_id: str | None
+    units: int
+    remaining_units: int
+    limit_unit_price: Decimal
+    currency: str
+    min_fill_units: int
+    time_in_force: str
+    status: str
+    sequence: int
+    source: str
+    routing_policy: dict[str, Any]
+    metadata_: dict[str, Any]
+    expires_at: datetime | None
+    cancel_reason: str | None
+    cancelled_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    def values(self) -> dict[str, Any]:
+        """The row's values by column name, for a Core insert."""
+        values = {name: getattr(self, name) for name in _ORDER_FIELDS}
+        values["metadata"] = values.pop("metadata_")
+        return values
+
+
+@dataclass(slots=True)
+class PlacedFill:
+    """A fill row as written by the order path (the fields and names of ``MarketFill``)."""
+
+    fill_id: str
+    model: str
+    unit_type: str
+    bid_order_id: str
+    ask_order_id: str
+    taker_order_id: str
+    buyer_owner_id: str
+    buyer_id: str | None
+    seller_owner_id: str
+    provider_id: str | None
+    units: int
+    unit_price: Decimal
+    created_at: datetime
+
+
+_ORDER_FIELDS = tuple(f.name for f in fields(PlacedOrder))
+_FILL_FIELDS = tuple(f.name for f in fields(PlacedFill))
+
+
 @dataclass(frozen=True, slots=True)
 class _Party:
     """What a fill needs of one of its orders."""
@@ -536,9 +584,9 @@ def _record_fills(
     fills: list[Fill],
     *,
     now: datetime,
-    taker: MarketOrder | None = None,
+    taker: PlacedOrder | None = None,
     events: list[dict[str, Any]] | None = None,
-) -> list[MarketFill]:
+) -> list[PlacedFill]:
     """Write fills and their feed events (after ``events``), and bring every other order of
     each fill up to the book's state (``taker``'s row was just built from it)."""
     events = [] if events is None else events
@@ -570,10 +618,10 @@ def _record_fills(
         resting = book.orders.get(order_id)
         states[order_id] = (resting.remaining, "partially_filled") if resting else (0, "filled")
     repository.set_order_states(session, states, now=now)
-    rows: list[MarketFill] = []
+    rows: list[PlacedFill] = []
     for fill in fills:
         bid, ask = parties[fill.bid_order_id], parties[fill.ask_order_id]
-        row = MarketFill(
+        row = PlacedFill(
             fill_id=new_id("fill"),
             model=market.row.model,
             unit_type=market.row.unit_type,
@@ -604,17 +652,10 @@ def _record_fills(
                 },
             )
         )
-    repository.insert_fills(session, [_fill_values(r) for r in rows])
+    repository.insert_fills(session, [{n: getattr(r, n) for n in _FILL_FIELDS} for r in rows])
     repository.add_events(session, events)
     _record_fill_usage(session, rows, parties, now=now)
     return rows
-
-
-_FILL_COLUMNS = tuple(c.key for c in MarketFill.__table__.columns)
-
-
-def _fill_values(row: MarketFill) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in _FILL_COLUMNS}
 
 
 # What a bid's metadata may name for its usage records, with the longest value kept.
@@ -629,7 +670,7 @@ _ATTRIBUTION = {
 
 def _record_fill_usage(
     session: Session,
-    fills: list[MarketFill],
+    fills: list[PlacedFill],
     orders: dict[str, _Party],
     *,
     now: datetime,

@@ -268,6 +268,41 @@ class TestCancel:
         assert book.depth("ask") == [PriceLevel(D("1.00"), 5, 1)]
 
 
+class TestReusedLevels:
+    """A price level emptied by a sweep or a cancel is kept and reused at the same price."""
+
+    def test_a_swept_level_comes_back_empty_with_time_priority(self) -> None:
+        book = book_with(ask("a1", "1.00", 5), ask("a2", "1.00", 5), ask("a3", "1.00", 5))
+        book.cancel("a3")  # an ended entry behind the live ones
+        assert trades(book.submit(bid("b1", "1.00", 10)).fills) == [
+            ("a1", 5, D("1.00")),
+            ("a2", 5, D("1.00")),
+        ]
+        assert book.depth("ask") == []
+        book.submit(ask("a4", "1.00", 2))
+        book.submit(ask("a5", "1.00", 3))
+        assert book.depth("ask") == [PriceLevel(D("1.00"), 5, 2)]
+        assert trades(book.submit(bid("b2", "1.00", 5)).fills) == [
+            ("a4", 2, D("1.00")),
+            ("a5", 3, D("1.00")),
+        ]
+
+    def test_a_cancelled_level_comes_back_with_fresh_totals(self) -> None:
+        book = book_with(bid("b1", "2.00", 4), bid("b2", "1.00", 1))
+        book.cancel("b1")
+        assert book.best("bid") == D("1.00")
+        book.submit(bid("b3", "2.00", 7))
+        assert book.depth("bid") == [PriceLevel(D("2.00"), 7, 1), PriceLevel(D("1.00"), 1, 1)]
+
+    def test_many_closed_levels_do_not_pile_up(self) -> None:
+        book = OrderBook("model-x", "token")
+        for n in range(1000):
+            book.submit(ask(f"a{n}", f"{1 + n / 100:.2f}", 1))
+            book.cancel(f"a{n}")
+        assert len(book.asks.spare) <= 256
+        assert book.depth("ask") == [] and book.orders == {}
+
+
 class TestHolds:
     def test_hold_takes_the_cheapest_asks(self) -> None:
         book = book_with(ask("a1", "1.01", 5), ask("a2", "1.00", 3))
