@@ -626,8 +626,6 @@ class OrderBook:
         ended = _ENDED
         record = fills.append
         new = _new_tuple
-        # Each provider's gate is asked once per incoming order.
-        gates: dict[str | None, bool] = {}
         # A resting order skipped because the fill would be below the taker's own minimum can
         # become tradeable once the taker has less left; after the next fill, start over.
         blocked = restart = False
@@ -650,17 +648,9 @@ class OrderBook:
                         position += 1
                     continue
                 available = resting.remaining - resting.held
-                if available <= 0:
+                if available <= 0 or (routable is not None and not routable(resting.provider_id)):
                     position += 1
                     continue
-                if routable is not None:
-                    provider_id = resting.provider_id
-                    gate = gates.get(provider_id)
-                    if gate is None:
-                        gate = gates[provider_id] = routable(provider_id)
-                    if not gate:
-                        position += 1
-                        continue
                 size = remaining if remaining < available else available
                 # A minimum of 1 never blocks a fill: skip the comparison in the common case.
                 if least > 1 and size < (least if least < remaining else remaining):
