@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -13,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import FrameType
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -312,6 +314,10 @@ def _free_port() -> int:
         return port
 
 
+def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -378,6 +384,9 @@ def run_demo(
         name="demo-refresh",
     )
     refresher.start()
+    # The server re-raises SIGTERM after its graceful shutdown; exiting through SystemExit
+    # instead lets the model server below be stopped rather than left running.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(
             app, host=bind_host, port=bind_port, access_log=False, log_level=settings.log_level

@@ -92,3 +92,11 @@ def test_the_first_sdk_call_gets_a_real_answer(
 
     text = out.read_text(errors="replace")
     assert "enrollment created" in text and "capacity published" in text
+
+    # Stopping the demo stops its model server too.
+    served = re.search(r"served at (http://127\.0\.0\.1:\d+/v1)", text)
+    assert served, text
+    process.terminate()
+    assert process.wait(timeout=60) == 0, out.read_text(errors="replace")
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{served.group(1)}/models", timeout=5)
