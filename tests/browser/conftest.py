@@ -30,10 +30,6 @@ PHONE = {"width": 390, "height": 844}
 GUARD_TIMEOUT_MS = 20_000  # a guard against a hung page, not a performance claim
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "browser: drives the dashboard in headless Chromium")
-
-
 def _browser_missing(reason: str) -> None:
     if os.environ.get("FLOW_MEMORY_REQUIRE_BROWSER") == "1":
         pytest.fail(f"{reason} and FLOW_MEMORY_REQUIRE_BROWSER=1", pytrace=False)
