@@ -7,12 +7,17 @@ Two shapes, each seeded into its own SQLite file through the real service functi
 provider a credential reference, enrollment, a pairing token redeemed by the first heartbeat, a
 catalog with a reference price, a capacity snapshot (which becomes one resting ask) and manual
 asks placed with ``place_order`` at varied prices. Every provider is eligible and every ask is
-under the policy's ceiling and discount floor, so each candidate becomes a ranked quote:
+under the policy's ceiling and discount floor, so every provider is an eligible route; a quote
+judges each provider's asks (collapsed into price levels), ranks every provider at its best level
+and answers the best ``max_quotes`` (20 by default):
 
-- one model: 500 providers x 20 asks in one (model, unit_type) book, so a quote judges and
-  ranks 10,000 candidates;
+- one model: 500 providers x 20 asks in one (model, unit_type) book, so a quote judges 10,000
+  asks from 500 providers;
 - 20 models: each provider serves 2 of 20 models with 10 asks each, so a quote (the model
-  rotates per call) sees about 500 candidates.
+  rotates per call) sees about 50 providers and 500 asks.
+
+A market's asks are read once per market version and kept (``flow_memory.routing.book``); the
+timed quotes after the warm-up read the providers, the market version and the holds.
 
 For each shape two figures are timed, each call on its own with ``time.perf_counter``:
 
