@@ -23,6 +23,7 @@ then measures:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -194,6 +195,12 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_http(
     database_url: str, iterations: int, records: int, *, summary: bool, exports: int
 ) -> None:
@@ -220,6 +227,8 @@ def bench_http(
 def bench_export(client: httpx.Client, pid: int, records: int) -> None:
     """One NDJSON export of every record, timed as the client receives it."""
     rss_before, hwm_before = peak_rss_mb(pid)
+    server_cpu = cpu_seconds(pid)
+    client_cpu = time.process_time()
     started = time.perf_counter()
     first_byte = None
     lines = 0
@@ -236,6 +245,8 @@ def bench_export(client: httpx.Client, pid: int, records: int) -> None:
             size += len(chunk)
             tail = (tail + chunk)[-200:]
     elapsed = time.perf_counter() - started
+    server_cpu = cpu_seconds(pid) - server_cpu
+    client_cpu = time.process_time() - client_cpu
     rss_after, hwm_after = peak_rss_mb(pid)
     exported = lines - 2
     print(
@@ -243,6 +254,10 @@ def bench_export(client: httpx.Client, pid: int, records: int) -> None:
         f"{exported / elapsed:,.0f} records/s; first byte after {first_byte or 0:.3f} s"
     )
     print(f"  footer: {tail.decode(errors='replace').strip().splitlines()[-1]}")
+    print(
+        f"  CPU: server {server_cpu:.2f} s ({server_cpu / max(exported, 1) * 1e6:.2f} us a "
+        f"record), this client {client_cpu:.2f} s; load average {os.getloadavg()[0]:.2f}"
+    )
     print(
         f"  server memory: RSS {rss_before:.0f} MB before, {rss_after:.0f} MB after; "
         f"peak (VmHWM) {hwm_before:.0f} MB before, {hwm_after:.0f} MB after"
