@@ -143,7 +143,7 @@ def plan_fresh(
     evaluation, record, _ = routing.select_route(
         session, principal=principal, body=body, settings=settings, now=now
     )
-    if record is None and not evaluation.rejected:
+    if record is None and not evaluation.rejected_by_code:
         raise NotFound(
             f"no provider lists the model {model}",
             field="model",
@@ -151,9 +151,7 @@ def plan_fresh(
             hint="GET /v1/models lists the models providers serve now",
         )
     if record is None:
-        counts: dict[str, int] = {}
-        for rejection in evaluation.rejected:
-            counts[rejection.code] = counts.get(rejection.code, 0) + 1
+        counts = evaluation.rejected_by_code
         reasons = ", ".join(f"{code}: {n}" for code, n in sorted(counts.items()))
         raise NoRoute(
             f"no provider can serve {model} under the policy ({reasons})",
