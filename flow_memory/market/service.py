@@ -180,7 +180,27 @@ def open_market(
     gates = providers_service.route_gates(
         session, _ask_providers(market.book), settings=settings, now=now
     )
-    market.routable = lambda provider_id: gates.get(provider_id or "") == "eligible"
+
+    session_open = True
+
+    def close_gates(_: bool) -> None:
+        nonlocal session_open
+        session_open = False  # the book may outlive the session: never query it afterwards
+
+    on_session_end(session, close_gates)
+
+    def routable(provider_id: str | None) -> bool:
+        # A provider with nothing resting when the market opened may sell later in the same
+        # transaction (the writer's batch): look its gate up then.
+        gate = gates.get(provider_id or "")
+        if gate is None and provider_id is not None and session_open:
+            found = providers_service.route_gates(
+                session, [provider_id], settings=settings, now=now
+            )
+            gate = gates[provider_id] = found.get(provider_id, "")
+        return gate == "eligible"
+
+    market.routable = routable
     _settle_book(session, market, now)
     return market
 

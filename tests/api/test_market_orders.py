@@ -879,3 +879,48 @@ class TestGroupCommit:
         assert last["order"]["status"] == "filled"
         assert [f["ask_order_id"] for f in last["fills"]] == [resting]
         assert all(level[0] != 0.0000007 for level in levels(depth(client, buyer)["asks"]))
+
+    def test_a_seller_absent_from_the_book_when_the_batch_began_trades_in_it(
+        self, app: FastAPI, client: TestClient, seller: Headers, buyer: Headers, provider_id: str
+    ) -> None:
+        # All of the published capacity goes to one manual ask, which a bid then takes: the
+        # provider has nothing resting when the next batch opens the market.
+        ask(client, seller, provider_id, SNAPSHOT_UNITS, 0.0000007)
+        assert bid(client, buyer, SNAPSHOT_UNITS, 0.0000007)["order"]["status"] == "filled"
+        assert depth(client, buyer)["asks"] == []
+        principal = Principal(
+            key_id="key_test", owner_id=SELLER, scopes=frozenset({"inference:sell"})
+        )
+        body = OrderCreate.model_validate(ask_body(provider_id, 1000, 0.0000007))
+
+        def place_ask(session: Session) -> str:
+            order, _ = service.place_order(
+                session,
+                app.state.markets,
+                principal=principal,
+                body=body,
+                settings=app.state.settings,
+                now=batch_now(session, app.state.clock),
+            )
+            return order.order_id
+
+        futures: list[Future[Any]] = [Future(), Future()]
+        ioc = OrderCreate.model_validate(bid_body(1000, 0.0000007, time_in_force="ioc"))
+        buyer_principal = Principal(
+            key_id="key_test", owner_id=BUYER, scopes=frozenset({"inference:buy"})
+        )
+
+        def place_bid(session: Session) -> str:
+            order, _ = service.place_order(
+                session,
+                app.state.markets,
+                principal=buyer_principal,
+                body=ioc,
+                settings=app.state.settings,
+                now=batch_now(session, app.state.clock),
+            )
+            return order.status
+
+        app.state.market_writer._apply(list(zip([place_ask, place_bid], futures, strict=True)))
+        futures[0].result()
+        assert futures[1].result() == "filled"
