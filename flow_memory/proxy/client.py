@@ -63,6 +63,27 @@ class Opened:
     attempts: list[dict[str, str]]
 
 
+class ShardedTransport(httpx.AsyncBaseTransport):
+    """Several small connection pools used in turn. A pool scans every connection it holds
+    for each request, so one large pool costs more per request the busier it gets."""
+
+    def __init__(self, shards: int, connections_per_shard: int) -> None:
+        limits = httpx.Limits(
+            max_connections=connections_per_shard,
+            max_keepalive_connections=connections_per_shard,
+        )
+        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
+        self._next = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._next = (self._next + 1) % len(self._pools)
+        return await self._pools[self._next].handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+
 async def _system_resolver(host: str, port: int) -> list[str]:
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -97,14 +118,13 @@ class UpstreamClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
             self._client = httpx.AsyncClient(
-                transport=self._transport,
+                transport=self._transport or ShardedTransport(shards=16, connections_per_shard=16),
                 timeout=httpx.Timeout(
                     connect=self._settings.proxy_connect_timeout_seconds,
                     read=self._settings.proxy_read_timeout_seconds,
                     write=self._settings.proxy_read_timeout_seconds,
                     pool=self._settings.proxy_connect_timeout_seconds,
                 ),
-                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
                 follow_redirects=False,
                 trust_env=False,
             )
