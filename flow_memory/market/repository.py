@@ -19,6 +19,7 @@ from flow_memory.market.models import (
     Reservation,
     ReservationHold,
 )
+from flow_memory.market.writer import before_commit, deferred
 
 ACTIVE = ("open", "partially_filled")
 
@@ -200,15 +201,18 @@ def add_event(
     unit_type: str | None = None,
     payload: dict[str, Any],
 ) -> None:
-    session.add(
-        FeedEvent(
-            kind=kind,
-            model=model,
-            unit_type=unit_type,
-            subject_id=subject_id,
-            payload=payload,
-            created_at=now,
-        )
+    add_events(
+        session,
+        [
+            {
+                "kind": kind,
+                "model": model,
+                "unit_type": unit_type,
+                "subject_id": subject_id,
+                "payload": payload,
+                "created_at": now,
+            }
+        ],
     )
 
 
@@ -251,12 +255,19 @@ def insert_fills(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def add_events(session: Session, events: list[dict[str, Any]]) -> None:
-    """Insert feed events in order (events the session still holds are written first)."""
+    """Queue feed events; the transaction writes all of them in order, just before it commits
+    (nothing reads the feed inside the transaction that writes it)."""
     if not events:
         return
-    if session.new:
-        session.flush()  # keep event ids in the order the events happened
-    session.execute(_INSERT_EVENTS, events)
+    deferred(session, "feed_events").extend(events)
+    before_commit(session, "feed_events", _write_events)
+
+
+def _write_events(session: Session) -> None:
+    events = deferred(session, "feed_events")
+    if events:
+        session.execute(_INSERT_EVENTS, list(events))
+        events.clear()
 
 
 def order_parties(session: Session, order_ids: Iterable[str]) -> dict[str, Row[*tuple[Any, ...]]]:
