@@ -194,6 +194,7 @@ def _usage_rows(url: str) -> list[tuple[str, str]]:
 def test_a_client_that_disconnects_cancels_the_call_and_is_recorded(
     running: Running, deployment: ProxyDeployment, upstreams: tuple[ScriptedUpstream, ...]
 ) -> None:
+    assert _chat(running).status_code == 200  # selects and caches the route first
     upstreams[0].script(Fault.SLOW, delay=0.8)
     with pytest.raises(httpx.ReadTimeout):
         running.client.post(
@@ -209,7 +210,7 @@ def test_a_client_that_disconnects_cancels_the_call_and_is_recorded(
         time.sleep(0.1)
     else:
         pytest.fail("no usage record for the abandoned call")
-    assert len(upstreams[0].requests) == 1  # cancelled, not retried elsewhere
+    assert len(upstreams[0].requests) == 2  # cancelled, not retried elsewhere
     assert upstreams[1].requests == []
 
 
