@@ -25,12 +25,15 @@ from flow_memory.kit.deps import (
     on_session_end,
     require_scopes,
 )
-from flow_memory.kit.http import FlowJSONResponse, respond
+from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import ADMIN, READ, SELL
 
 router = APIRouter(
-    prefix="/inference/credential-refs", tags=["credential refs"], responses=ERROR_RESPONSES
+    route_class=ExactJSONRoute,
+    prefix="/inference/credential-refs",
+    tags=["credential refs"],
+    responses=ERROR_RESPONSES,
 )
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -28,6 +30,28 @@ from flow_memory.kit.safety import (
 )
 
 log = logging.getLogger("flow_memory.http")
+
+
+class ExactJSONRequest(Request):
+    """A request whose JSON body keeps fractions as Decimal: a price of 38 digits arrives with
+    every digit, where a float would keep about 17."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), parse_float=Decimal)
+        return self._json
+
+
+class ExactJSONRoute(APIRoute):
+    """The route class of every router: handlers see bodies parsed by ExactJSONRequest."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def exact(request: Request) -> Response:
+            return await handler(ExactJSONRequest(request.scope, request.receive))
+
+        return exact
 
 
 class FlowJSONResponse(Response):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from sqlalchemy.orm import Session
 
 from flow_memory.kit.deps import ClockDep, Principal, SessionDep, SettingsDep, require_scopes
-from flow_memory.kit.http import FlowJSONResponse, respond
+from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES, Identifier
 from flow_memory.kit.scopes import BUY, READ, SELL
 from flow_memory.market import service
@@ -25,7 +25,12 @@ from flow_memory.market.service import MarketsDep, PlacedFill, PlacedOrder, Writ
 from flow_memory.market.writer import batch_now
 from flow_memory.providers.schemas import UnitType
 
-router = APIRouter(prefix="/inference/market", tags=["market"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=ExactJSONRoute,
+    prefix="/inference/market",
+    tags=["market"],
+    responses=ERROR_RESPONSES,
+)
 
 
 Trader = Annotated[Principal, Depends(require_scopes(BUY, SELL))]

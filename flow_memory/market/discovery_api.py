@@ -11,14 +11,14 @@ from pydantic import BaseModel
 
 from flow_memory.kit.deps import Principal, ReadSessionDep, require_scopes
 from flow_memory.kit.errors import NotFound
-from flow_memory.kit.http import FlowJSONResponse, respond
+from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.money import Amount
 from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.kit.schemas import ERROR_RESPONSES, Identifier, SafetyFields
 from flow_memory.kit.scopes import ALL_SCOPES, READ
 from flow_memory.market import discovery
 
-router = APIRouter(tags=["discovery"], responses=ERROR_RESPONSES)
+router = APIRouter(route_class=ExactJSONRoute, tags=["discovery"], responses=ERROR_RESPONSES)
 Reader = Annotated[Principal, Depends(require_scopes(READ))]
 PathId = Annotated[str, Path(max_length=128)]
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from flow_memory.kit.deps import ClockDep, Principal, SessionDep, require_scopes
-from flow_memory.kit.http import FlowJSONResponse, respond
+from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import BUY
 from flow_memory.payments import service
@@ -16,7 +16,12 @@ from flow_memory.payments.schemas import (
     PaymentChallengePreviewResponse,
 )
 
-router = APIRouter(prefix="/inference/market", tags=["payment preview"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=ExactJSONRoute,
+    prefix="/inference/market",
+    tags=["payment preview"],
+    responses=ERROR_RESPONSES,
+)
 
 
 @router.post(

@@ -13,7 +13,7 @@ from flow_memory.kit.deps import (
     SessionDep,
     require_scopes,
 )
-from flow_memory.kit.http import FlowJSONResponse, respond
+from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES, Identifier
 from flow_memory.kit.scopes import ADMIN, READ
 from flow_memory.pricing import service
@@ -21,7 +21,9 @@ from flow_memory.pricing.models import ListPrice
 from flow_memory.pricing.schemas import ListPriceResponse, ListPriceSet, ListPricesResponse
 from flow_memory.providers.schemas import UnitType
 
-router = APIRouter(prefix="/inference", tags=["list prices"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=ExactJSONRoute, prefix="/inference", tags=["list prices"], responses=ERROR_RESPONSES
+)
 
 
 def _read(row: ListPrice) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from flow_memory.kit.deps import (
     SettingsDep,
     require_scopes,
 )
-from flow_memory.kit.http import FlowJSONResponse, respond
+from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import READ, SELL
 from flow_memory.market import service as market_service
@@ -36,7 +36,10 @@ from flow_memory.providers.schemas import (
 )
 
 router = APIRouter(
-    prefix="/inference/providers", tags=["provider runtime"], responses=ERROR_RESPONSES
+    route_class=ExactJSONRoute,
+    prefix="/inference/providers",
+    tags=["provider runtime"],
+    responses=ERROR_RESPONSES,
 )
 
 Seller = Annotated[Principal, Depends(require_scopes(SELL))]

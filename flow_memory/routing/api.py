@@ -14,13 +14,15 @@ from flow_memory.kit.deps import (
     SettingsDep,
     require_scopes,
 )
-from flow_memory.kit.http import FlowJSONResponse, respond
+from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import PLAN
 from flow_memory.routing import service
 from flow_memory.routing.schemas import PolicyRequest, QuoteResponse, RouteResponse
 
-router = APIRouter(prefix="/inference", tags=["routing"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=ExactJSONRoute, prefix="/inference", tags=["routing"], responses=ERROR_RESPONSES
+)
 Planner = Annotated[Principal, Depends(require_scopes(PLAN))]
 
 

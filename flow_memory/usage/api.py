@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from flow_memory.kit.clock import isoformat_z
 from flow_memory.kit.deps import ClockDep, Principal, ReadSessionDep, require_scopes
 from flow_memory.kit.errors import Invalid
-from flow_memory.kit.http import FlowJSONResponse, respond
+from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES, Identifier
 from flow_memory.kit.scopes import AUDIT, READ
 from flow_memory.providers.schemas import UnitType
@@ -19,7 +19,12 @@ from flow_memory.usage import service
 from flow_memory.usage.export import export_chunks
 from flow_memory.usage.schemas import UsageExportDocument, UsageResponse
 
-router = APIRouter(prefix="/inference/analytics", tags=["analytics"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=ExactJSONRoute,
+    prefix="/inference/analytics",
+    tags=["analytics"],
+    responses=ERROR_RESPONSES,
+)
 
 QueryId = Annotated[Identifier | None, Query()]
 

@@ -18,12 +18,6 @@ from tests.assertions import assert_plain_numbers, error, ok
 from tests.factories import admin_headers, key_headers, seller_headers
 
 Headers = dict[str, str]
-FLOAT_BODIES = (
-    "request bodies are parsed by FastAPI's json.loads, so a JSON number becomes a float "
-    "before pydantic makes it a Decimal: digits past a float's 17 are lost silently, and a "
-    "price with more than 18 decimals can round to one that passes (kit/money.py UnitPrice "
-    "promises exact parsing)"
-)
 
 
 @pytest.fixture
@@ -136,7 +130,6 @@ class TestSetListRemove:
         assert price["unit_price"] == Decimal(text)
         assert f'"unit_price":{text}' in client.get(LIST_PRICES, headers=reader).text
 
-    @pytest.mark.xfail(strict=True, reason=FLOAT_BODIES)
     @pytest.mark.parametrize("text", ["0.123456789012345678", "123456789.123456789012345678"])
     def test_prices_with_many_significant_digits_are_kept_exactly(
         self, client: TestClient, admin: Headers, reader: Headers, text: str
@@ -187,10 +180,7 @@ class TestSetListRemove:
             "true",
             "[0.1]",
             "100000000000000000000",  # 21 digits: beyond NUMERIC(38, 18)
-            pytest.param(
-                "1.00000000000000000001",  # 20 decimal places
-                marks=pytest.mark.xfail(strict=True, reason=FLOAT_BODIES),
-            ),
+            "1.00000000000000000001",  # 20 decimal places
         ],
     )
     def test_bad_prices_are_422_and_change_nothing(
