@@ -56,7 +56,7 @@ class CatalogEntry(Base):
     __tablename__ = "provider_catalog_entries"
 
     provider_id: Mapped[str] = mapped_column(ForeignKey("providers.provider_id"), primary_key=True)
-    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
     compatible_api: Mapped[str] = mapped_column(String(32))
     unit_types: Mapped[list[str]] = mapped_column(JSONDocument())
     context_window: Mapped[int] = mapped_column(BigInteger)
