@@ -16,14 +16,18 @@ and answers the best ``max_quotes`` (20 by default):
 - 20 models: each provider serves 2 of 20 models with 10 asks each, so a quote (the model
   rotates per call) sees about 50 providers and 500 asks.
 
-A market's asks are read once per market version and kept (``flow_memory.routing.book``); the
-timed quotes after the warm-up read the providers, the market version and the holds.
+A market's asks are read once per market version and kept (``flow_memory.routing.book``), and
+its providers' offers (facts and derived health) at most once a second
+(``flow_memory.routing.facts``, one per app); the timed quotes after the warm-up read the list
+price, the market version and the holds, and the providers once in every second of calls.
 
 For each shape two figures are timed, each call on its own with ``time.perf_counter``:
 
-1. in process: ``flow_memory.routing.service.quote(session, body=..., settings=..., now=...)``
-   with a fresh session from the read-only engine the server uses (no write lock), as the
-   endpoint does; opening the session and rolling it back afterwards are outside the timing.
+1. in process: ``flow_memory.routing.service.quote(session, body=..., settings=..., now=...,
+   facts=...)`` with the system clock read per call and one ``RouteFacts`` kept as an app keeps
+   it, each call with a fresh session from the read-only engine the server uses (no write lock),
+   as the endpoint does; opening the session and rolling it back afterwards are outside the
+   timing.
 2. over HTTP: ``POST /inference/quote`` to a real ``flow-memory serve`` process on the same
    SQLite file, sequential requests from one persistent ``httpx.Client``; the timing ends when
    the whole response body has arrived (the client parses it afterwards, untimed).
@@ -85,6 +89,7 @@ from flow_memory.providers.schemas import (
     ProviderEnroll,
     ProviderHeartbeat,
 )
+from flow_memory.routing.facts import RouteFacts
 from flow_memory.routing.schemas import PolicyRequest
 from flow_memory.routing.service import quote
 from flow_memory.settings import Settings
@@ -413,10 +418,13 @@ def time_in_process(
     shape: Shape,
     *,
     settings: Settings,
-    now: datetime,
     budget: Budget,
     profiler: cProfile.Profile | None,
 ) -> Timing:
+    # As the endpoint does: the app's kept provider offers and the system clock, read per call,
+    # so the offers are read again once a second, within the timed calls.
+    facts = RouteFacts()
+    now = SystemClock().now
     bodies = {m: PolicyRequest.model_validate(policy_request(m)) for m in shape.models}
     models = itertools.cycle(shape.models)
     latencies: list[float] = []
@@ -425,7 +433,7 @@ def time_in_process(
     clock = time.perf_counter
     for _ in range(budget.warmup):
         with read_factory() as session:
-            quote(session, body=bodies[next(models)], settings=settings, now=now)
+            quote(session, body=bodies[next(models)], settings=settings, now=now(), facts=facts)
     started = clock()
     while budget.more(len(latencies), started):
         body = bodies[next(models)]
@@ -434,7 +442,7 @@ def time_in_process(
             begin = clock()
             if profiler is not None:
                 profiler.enable()
-            evaluation = quote(session, body=body, settings=settings, now=now)
+            evaluation = quote(session, body=body, settings=settings, now=now(), facts=facts)
             if profiler is not None:
                 profiler.disable()
             latencies.append(clock() - begin)
@@ -569,9 +577,9 @@ def bench_shape(
         )
         print_header()
         profiler = cProfile.Profile() if profile else None
-        now = refresh(factory, shape, specs, settings=settings, republish=reused)
+        refresh(factory, shape, specs, settings=settings, republish=reused)
         in_process = time_in_process(
-            read_factory, shape, settings=settings, now=now, budget=budget, profiler=profiler
+            read_factory, shape, settings=settings, budget=budget, profiler=profiler
         )
         print_row("in-process service.quote()", in_process)
         if http:

@@ -40,6 +40,7 @@ from flow_memory.proxy.recorder import UsageRecorder
 from flow_memory.proxy.resolver import CredentialResolver
 from flow_memory.proxy.service import PlanCache
 from flow_memory.routing.api import router as routing_router
+from flow_memory.routing.facts import RouteFacts
 from flow_memory.settings import Settings
 from flow_memory.usage.api import router as usage_router
 
@@ -158,6 +159,7 @@ def create_app(
     app.include_router(usage_router)
     app.state.usage_recorder = UsageRecorder(app.state.session_factory)
     app.state.proxy_plans = PlanCache(settings.proxy_route_cache_seconds)
+    app.state.route_facts = RouteFacts()
     app.state.proxy_client = UpstreamClient(
         settings,
         resolver=CredentialResolver(secrets_file=settings.secrets_file or None),

@@ -125,11 +125,12 @@ def revoke_credential_ref(
 
 
 def _forget_routes_after_commit(request: Request, session: Session) -> None:
-    """Routes the proxy cached may lead to a provider this change gates: drop them once the
-    change is committed, so the next call selects afresh."""
+    """Routes the proxy cached, and provider offers quotes keep, may lead to a provider this
+    change gates: drop them once the change is committed, so the next call selects afresh."""
 
     def forget(committed: bool) -> None:
         if committed:
             request.app.state.proxy_plans.clear()
+            request.app.state.route_facts.clear()
 
     on_session_end(session, forget)

@@ -6,7 +6,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path
+from fastapi import APIRouter, Depends, Header, Path, Request
+from sqlalchemy.orm import Session
 
 from flow_memory.kit.deps import (
     ClockDep,
@@ -14,6 +15,7 @@ from flow_memory.kit.deps import (
     ReadSessionDep,
     SessionDep,
     SettingsDep,
+    on_session_end,
     require_scopes,
 )
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
@@ -55,6 +57,7 @@ ProviderId = Annotated[str, Path(max_length=64)]
     responses={200: {"model": ProviderEnrollResponse}},
 )
 def enroll_provider(
+    request: Request,
     body: ProviderEnroll,
     session: SessionDep,
     clock: ClockDep,
@@ -62,6 +65,7 @@ def enroll_provider(
     principal: Seller,
 ) -> FlowJSONResponse:
     now = clock.now()
+    _forget_route_facts_after_commit(request, session)
     provider, created = service.enroll_provider(
         session, principal=principal, body=body, settings=settings, now=now
     )
@@ -126,6 +130,7 @@ def create_pairing_token(
     summary="Record runtime liveness",
 )
 def record_heartbeat(
+    request: Request,
     provider_id: ProviderId,
     session: SessionDep,
     clock: ClockDep,
@@ -137,6 +142,7 @@ def record_heartbeat(
     ] = None,
 ) -> FlowJSONResponse:
     now = clock.now()
+    _forget_unsettled_after_commit(request, session, provider_id)
     provider = service.record_heartbeat(
         session,
         principal=principal,
@@ -164,12 +170,14 @@ def record_heartbeat(
     summary="Publish the model/API capability catalog",
 )
 def publish_catalog(
+    request: Request,
     provider_id: ProviderId,
     body: ProviderCatalog,
     session: SessionDep,
     clock: ClockDep,
     principal: Seller,
 ) -> FlowJSONResponse:
+    _forget_route_facts_after_commit(request, session)
     provider, entries = service.publish_catalog(
         session, principal=principal, provider_id=provider_id, body=body, now=clock.now()
     )
@@ -202,6 +210,7 @@ def publish_catalog(
     summary="Publish available units and ask prices",
 )
 def publish_capacity(
+    request: Request,
     provider_id: ProviderId,
     body: ProviderCapacity,
     session: SessionDep,
@@ -210,6 +219,7 @@ def publish_capacity(
     markets: MarketsDep,
     principal: Seller,
 ) -> FlowJSONResponse:
+    _forget_route_facts_after_commit(request, session)
     provider, entries = market_service.publish_capacity(
         session,
         markets,
@@ -271,3 +281,26 @@ def provider_health(
             "checked_at": now,
         }
     )
+
+
+def _forget_route_facts_after_commit(request: Request, session: Session) -> None:
+    """Quotes keep providers' offers for a second: once an enrollment, catalog or capacity is
+    committed, forget them, so the next quote shows it."""
+
+    def forget(committed: bool) -> None:
+        if committed:
+            request.app.state.route_facts.clear()
+
+    on_session_end(session, forget)
+
+
+def _forget_unsettled_after_commit(request: Request, session: Session, provider_id: str) -> None:
+    """A heartbeat may make a provider that was not eligible eligible: once it is committed,
+    forget the offers that show the provider otherwise (heartbeats of eligible providers,
+    nearly all of them, forget nothing)."""
+
+    def forget(committed: bool) -> None:
+        if committed:
+            request.app.state.route_facts.forget_unsettled(provider_id)
+
+    on_session_end(session, forget)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from flow_memory.kit.deps import (
     ClockDep,
@@ -18,12 +18,22 @@ from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import PLAN
 from flow_memory.routing import service
+from flow_memory.routing.facts import RouteFacts
 from flow_memory.routing.schemas import PolicyRequest, QuoteResponse, RouteResponse
 
 router = APIRouter(
     route_class=ExactJSONRoute, prefix="/inference", tags=["routing"], responses=ERROR_RESPONSES
 )
 Planner = Annotated[Principal, Depends(require_scopes(PLAN))]
+
+
+async def route_facts(request: Request) -> RouteFacts:
+    """The app's recently read provider offers."""
+    facts: RouteFacts = request.app.state.route_facts
+    return facts
+
+
+RouteFactsDep = Annotated[RouteFacts, Depends(route_facts)]
 
 
 @router.post(
@@ -37,9 +47,10 @@ def quote(
     session: ReadSessionDep,
     clock: ClockDep,
     settings: SettingsDep,
+    facts: RouteFactsDep,
     _principal: Planner,
 ) -> FlowJSONResponse:
-    evaluation = service.quote(session, body=body, settings=settings, now=clock.now())
+    evaluation = service.quote(session, body=body, settings=settings, now=clock.now(), facts=facts)
     return respond(
         {
             "model": body.model,
@@ -65,10 +76,11 @@ def route(
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
+    facts: RouteFactsDep,
     principal: Planner,
 ) -> FlowJSONResponse:
     evaluation, record, fallbacks = service.select_route(
-        session, principal=principal, body=body, settings=settings, now=clock.now()
+        session, principal=principal, body=body, settings=settings, now=clock.now(), facts=facts
     )
     selected = evaluation.quotes[0] if record is not None else None
     return respond(

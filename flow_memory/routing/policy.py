@@ -9,7 +9,8 @@ entry per rejection code. Both lists are bounded; the totals are always given.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
@@ -64,7 +65,7 @@ class Offer:
     catalog_unit_types: tuple[str, ...]
     credential_allowed_models: tuple[str, ...]
     reference_source: str | None = None  # "list_price" (operator-set) or "catalog"
-    levels: tuple[Level, ...] = ()  # cheapest first
+    levels: tuple[Level, ...] = ()  # cheapest first (unless the evaluation is given them)
 
     def candidate(self, level: Level | None) -> Candidate:
         """The offer at one of its levels (or with no ask), as quotes and rejections show it."""
@@ -155,7 +156,9 @@ def discount_bps(unit_price: Decimal, reference: Decimal | None) -> int | None:
     )
 
 
-def _provider_code(offer: Offer, policy: Policy, model: str) -> str | None:
+def _provider_code(
+    offer: Offer, levels: tuple[Level, ...], policy: Policy, model: str
+) -> str | None:
     """The first rule the provider itself fails, whatever its asks."""
     if offer.route_gate == "blocked":
         return "source_disabled"
@@ -169,7 +172,7 @@ def _provider_code(offer: Offer, policy: Policy, model: str) -> str | None:
         return "unit_type_not_offered"
     if offer.route_gate != "eligible" and policy.require_healthy_provider:
         return "provider_unhealthy"
-    if not offer.levels:
+    if not levels:
         return "insufficient_capacity"
     return None
 
@@ -263,16 +266,20 @@ def evaluate(
     estimated_units: int,
     max_quotes: int = 20,
     max_rejected: int = 20,
+    levels: Mapping[str, tuple[Level, ...]] | None = None,
 ) -> Evaluation:
-    """Judge every provider; quote each at its cheapest eligible level, best first."""
+    """Judge every provider; quote each at its cheapest eligible level, best first.
+
+    ``levels`` gives each provider's levels by provider id (none when absent); without it, each
+    offer's own."""
     best: list[tuple[Offer, Level]] = []
     refusals: list[_Refusal] = []
     ceiling = policy.max_unit_price
     floors: dict[Decimal, Decimal] = {}
     unhealthy_quoted = False
     for offer in offers:
-        levels = offer.levels
-        code = _provider_code(offer, policy, model)
+        offer_levels = offer.levels if levels is None else levels.get(offer.provider_id, ())
+        code = _provider_code(offer, offer_levels, policy, model)
         reference = offer.reference_unit_price
         floor_bps: Decimal | None = None
         if code is None and policy.min_discount_bps > 0:
@@ -283,12 +290,13 @@ def evaluate(
                 if floor_bps is None:
                     floor_bps = floors[reference] = reference * (BPS - policy.min_discount_bps)
         if code is not None:
-            asks = sum(level.ask_count for level in levels)
-            refusals.append(_Refusal(offer, levels[0] if levels else None, code, asks))
+            asks = sum(level.ask_count for level in offer_levels)
+            first = offer_levels[0] if offer_levels else None
+            refusals.append(_Refusal(offer, first, code, asks))
             continue
         # The levels are cheapest first, so the first that passes is the provider's quote.
         groups: dict[str, _Refusal] = {}
-        for level in levels:
+        for level in offer_levels:
             level_code = _level_code(level, ceiling, floor_bps, estimated_units)
             if level_code is None:
                 best.append((offer, level))
@@ -303,16 +311,19 @@ def evaluate(
         else:
             refusals.extend(groups.values())
 
-    best.sort(
+    # Ranked as a full sort would rank them; only the answered ones are ordered.
+    answered = heapq.nsmallest(
+        max_quotes,
+        best,
         key=lambda pair: (
             pair[1].unit_price,
             -pair[0].quality_score,
             -pair[0].reliability_score,
             pair[0].provider_id,
-        )
+        ),
     )
     result = Evaluation(eligible_count=len(best), rejected_count=len(refusals))
-    for rank, (offer, level) in enumerate(best[:max_quotes], start=1):
+    for rank, (offer, level) in enumerate(answered, start=1):
         candidate = offer.candidate(level)
         discount = discount_bps(level.unit_price, offer.reference_unit_price)
         result.quotes.append(

@@ -16,6 +16,7 @@ from flow_memory.credentials.models import CredentialRef
 from flow_memory.kit.money import exact
 from flow_memory.market.models import Market, MarketOrder, Reservation, ReservationHold
 from flow_memory.market.repository import ACTIVE
+from flow_memory.pricing.models import ListPrice
 from flow_memory.providers.models import CapacityEntry, CatalogEntry, Provider
 
 
@@ -167,34 +168,59 @@ def resting_asks(
         yield provider_id or "", order_id, price, remaining
 
 
+@cache
+def _market_version_query() -> Select[*tuple[Any, ...]]:
+    return select(Market.version, type_coerce(Market.created_at, String)).where(
+        Market.model == bindparam("model"), Market.unit_type == bindparam("unit_type")
+    )
+
+
 def market_version(session: Session, *, model: str, unit_type: str) -> tuple[Any, ...] | None:
     """What identifies the committed state of a market's book: its version, and when its row
     was made (a market recreated after a reset starts its versions again); None: no market."""
     row = (
         session.connection()
-        .execute(
-            select(Market.version, type_coerce(Market.created_at, String)).where(
-                Market.model == model, Market.unit_type == unit_type
-            )
-        )
+        .execute(_market_version_query(), {"model": model, "unit_type": unit_type})
         .first()
     )
     return None if row is None else tuple(row)
 
 
+@cache
+def _held_units_query() -> Select[*tuple[Any, ...]]:
+    return (
+        select(ReservationHold.order_id, func.sum(ReservationHold.units))
+        .join(Reservation)
+        .where(
+            Reservation.status == "active",
+            Reservation.expires_at > bindparam("now", type_=Reservation.expires_at.type),
+            Reservation.model == bindparam("model"),
+            Reservation.unit_type == bindparam("unit_type"),
+        )
+        .group_by(ReservationHold.order_id)
+    )
+
+
 def held_units(session: Session, *, model: str, unit_type: str, now: datetime) -> dict[str, int]:
     """Units held by live reservations, per ask."""
-    return {
-        order_id: int(units)
-        for order_id, units in session.execute(
-            select(ReservationHold.order_id, func.sum(ReservationHold.units))
-            .join(Reservation)
-            .where(
-                Reservation.status == "active",
-                Reservation.expires_at > now,
-                Reservation.model == model,
-                Reservation.unit_type == unit_type,
-            )
-            .group_by(ReservationHold.order_id)
-        )
-    }
+    rows = session.connection().execute(
+        _held_units_query(), {"model": model, "unit_type": unit_type, "now": now}
+    )
+    return {order_id: int(units) for order_id, units in rows}
+
+
+@cache
+def _list_price_query() -> Select[*tuple[Any, ...]]:
+    return select(ListPrice.unit_price).where(
+        ListPrice.model == bindparam("model"), ListPrice.unit_type == bindparam("unit_type")
+    )
+
+
+def list_price(session: Session, *, model: str, unit_type: str) -> Decimal | None:
+    """The operator's list price for the market, if set (column-only: no ORM row)."""
+    price: Decimal | None = (
+        session.connection()
+        .execute(_list_price_query(), {"model": model, "unit_type": unit_type})
+        .scalar()
+    )
+    return price

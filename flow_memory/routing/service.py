@@ -14,24 +14,27 @@ from flow_memory.pricing import service as pricing
 from flow_memory.providers import service as providers_service
 from flow_memory.providers.health import RuntimeFacts, derive_health
 from flow_memory.routing import book, repository
+from flow_memory.routing.facts import RouteFacts
 from flow_memory.routing.models import RouteRecord
 from flow_memory.routing.policy import Evaluation, Offer, Policy, Quote, Rejection, evaluate
 from flow_memory.routing.schemas import PolicyRequest
 from flow_memory.settings import Settings
 
 
-def gather_offers(
-    session: Session, *, model: str, unit_type: str, settings: Settings, now: datetime
-) -> list[Offer]:
-    """Every provider whose catalog lists ``model``, with its resting asks as price levels.
+def provider_offers(
+    session: Session,
+    *,
+    model: str,
+    unit_type: str,
+    listed: Decimal | None,
+    settings: Settings,
+    now: datetime,
+) -> tuple[Offer, ...]:
+    """Every provider whose catalog lists ``model``, judged for health at ``now``, without
+    asks; ``listed`` is the operator's list price, if any.
 
-    Column-only reads: the providers with their health facts in one query; the asks as price
-    levels kept while the market's version stands (``book``), less the live holds."""
+    One column-only query for the providers with their health facts."""
     lines = repository.provider_lines(session, model=model, unit_type=unit_type)
-    if not lines:
-        return []
-    listed = pricing.list_price(session, model, unit_type)
-    levels = book.ask_levels(session, model=model, unit_type=unit_type, now=now)
     limits = providers_service.thresholds(settings)
     offers: list[Offer] = []
     for line in lines:
@@ -55,9 +58,34 @@ def gather_offers(
                 credential_status=health.credential_ref_status,
                 catalog_unit_types=tuple(line.unit_types),
                 credential_allowed_models=tuple(line.allowed_models or ()),
-                levels=levels.get(line.provider_id, ()),
             )
         )
+    return tuple(offers)
+
+
+def kept_offers(
+    session: Session,
+    facts: RouteFacts | None,
+    *,
+    model: str,
+    unit_type: str,
+    settings: Settings,
+    now: datetime,
+) -> tuple[Offer, ...]:
+    """The market's offers, from ``facts`` while they are fresh, else read (and kept there)."""
+    listed = repository.list_price(session, model=model, unit_type=unit_type)
+    market = (model, unit_type)
+    if facts is None:
+        return provider_offers(
+            session, model=model, unit_type=unit_type, listed=listed, settings=settings, now=now
+        )
+    offers = facts.get(market, now=now, listed=listed)
+    if offers is None:
+        generation = facts.generation
+        offers = provider_offers(
+            session, model=model, unit_type=unit_type, listed=listed, settings=settings, now=now
+        )
+        facts.put(market, offers, listed=listed, now=now, generation=generation)
     return offers
 
 
@@ -88,15 +116,26 @@ def _policy(body: PolicyRequest) -> Policy:
 
 
 def quote(
-    session: Session, *, body: PolicyRequest, settings: Settings, now: datetime
+    session: Session,
+    *,
+    body: PolicyRequest,
+    settings: Settings,
+    now: datetime,
+    facts: RouteFacts | None = None,
 ) -> Evaluation:
-    """Judge every provider for the request; the best ``max_quotes`` quotes, with totals."""
-    offers = gather_offers(
-        session, model=body.model, unit_type=body.unit_type, settings=settings, now=now
+    """Judge every provider for the request; the best ``max_quotes`` quotes, with totals.
+
+    With ``facts`` (the app's), the providers' offers may be up to a second old; the asks
+    are always as committed (``book``)."""
+    model, unit_type = body.model, body.unit_type
+    offers = kept_offers(
+        session, facts, model=model, unit_type=unit_type, settings=settings, now=now
     )
+    levels = book.ask_levels(session, model=model, unit_type=unit_type, now=now) if offers else {}
     return evaluate(
         offers,
         _policy(body),
+        levels=levels,
         model=body.model,
         estimated_units=body.estimated_units,
         max_quotes=body.max_quotes,
@@ -156,9 +195,10 @@ def select_route(
     body: PolicyRequest,
     settings: Settings,
     now: datetime,
+    facts: RouteFacts | None = None,
 ) -> tuple[Evaluation, RouteRecord | None, list[Quote]]:
     """Pick the best quote, keep the next ones as ordered fallbacks, and record the route."""
-    evaluation = quote(session, body=body, settings=settings, now=now)
+    evaluation = quote(session, body=body, settings=settings, now=now, facts=facts)
     if not evaluation.quotes:
         return evaluation, None, []
     # Each quote is another provider, so the rest are the fallbacks, in rank order.

@@ -8,7 +8,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from flow_memory.app import create_app
 from flow_memory.kit.clock import FrozenClock
+from flow_memory.routing.facts import RouteFacts
 from tests.assertions import error, ok
 from tests.factories import (
     admin_headers,
@@ -291,3 +293,149 @@ def test_quotes_follow_every_change_to_the_book(
     ok(client.post(f"/inference/market/orders/{order_id}/cancel", json=cancel, headers=seller))
     [(price, _units, _asks)] = quoted_units(client, planner)
     assert price == 0.00000075
+
+
+class TestKeptProviderOffers:
+    """A quote keeps each market's provider offers for a second; whatever gates routing and is
+    committed in this process shows in the next quote at once. Real time stands still here, so
+    only a forget or the app's clock moving can refresh a kept offer."""
+
+    @pytest.fixture
+    def facts(self, app: FastAPI) -> RouteFacts:
+        app.state.route_facts = RouteFacts(monotonic=lambda: 0.0)
+        return app.state.route_facts  # type: ignore[no-any-return]
+
+    @staticmethod
+    def answer(client: TestClient, planner: Headers) -> dict[str, Any]:
+        return ok(client.post("/inference/quote", json=policy_request(), headers=planner))
+
+    def codes(self, client: TestClient, planner: Headers) -> list[tuple[str, str]]:
+        body = self.answer(client, planner)
+        quoted = [(q["provider_id"], "quoted") for q in body["quotes"]]
+        return quoted + [(r["provider_id"], r["code"]) for r in body["rejected_routes"]]
+
+    def test_offers_are_kept_between_quotes(
+        self, app: FastAPI, client: TestClient, planner: Headers, facts: RouteFacts
+    ) -> None:
+        provider_id = priced_provider(client, seller_headers(app), 0.00000075)
+        assert self.codes(client, planner) == [(provider_id, "quoted")]
+        kept = facts.get((MODEL, "token"), now=app.state.clock.now(), listed=None)
+        assert kept is not None and [o.provider_id for o in kept] == [provider_id]
+
+    @pytest.mark.parametrize(
+        ("change", "code"),
+        [
+            ("revoke", "source_disabled"),
+            ("rotate", "credential_ref_unresolved"),
+        ],
+    )
+    def test_a_credential_change_shows_at_once(
+        self,
+        app: FastAPI,
+        client: TestClient,
+        planner: Headers,
+        facts: RouteFacts,
+        change: str,
+        code: str,
+    ) -> None:
+        seller = seller_headers(app)
+        provider_id = priced_provider(client, seller, 0.00000075)
+        assert self.codes(client, planner) == [(provider_id, "quoted")]
+        refs = client.get("/inference/credential-refs", headers=seller).json()
+        base = f"/inference/credential-refs/{refs['credential_refs'][0]['credential_ref_id']}"
+        if change == "revoke":
+            body = {"revoke_reason": "retired", "disable_provider_routes": False}
+            ok(client.post(f"{base}/revoke", json=body, headers=admin_headers(app)))
+        else:
+            body = {
+                "new_credential_ref": "secret://inference/provider-alpha-2",
+                "rotation_reason": "scheduled",
+            }
+            ok(client.patch(f"{base}/rotate", json=body, headers=admin_headers(app)))
+        assert self.codes(client, planner) == [(provider_id, code)]
+
+    def test_a_heartbeat_going_stale_and_coming_back_shows_at_once(
+        self,
+        app: FastAPI,
+        client: TestClient,
+        clock: FrozenClock,
+        planner: Headers,
+        facts: RouteFacts,
+    ) -> None:
+        seller = seller_headers(app)
+        provider_id = priced_provider(client, seller, 0.00000075)
+        assert self.codes(client, planner) == [(provider_id, "quoted")]
+        clock.advance(app.state.settings.heartbeat_stale_seconds + 1)
+        assert self.codes(client, planner) == [(provider_id, "provider_unhealthy")]
+        ok(client.post(f"/inference/providers/{provider_id}/heartbeat", headers=seller))
+        assert self.codes(client, planner) == [(provider_id, "quoted")]
+
+    def test_a_heartbeat_of_an_eligible_provider_keeps_the_offers(
+        self, app: FastAPI, client: TestClient, planner: Headers, facts: RouteFacts
+    ) -> None:
+        seller = seller_headers(app)
+        provider_id = priced_provider(client, seller, 0.00000075)
+        self.answer(client, planner)
+        ok(client.post(f"/inference/providers/{provider_id}/heartbeat", headers=seller))
+        assert facts.get((MODEL, "token"), now=app.state.clock.now(), listed=None) is not None
+
+    def test_a_capacity_publish_shows_at_once(
+        self, app: FastAPI, client: TestClient, planner: Headers, facts: RouteFacts
+    ) -> None:
+        seller = seller_headers(app)
+        provider_id = priced_provider(client, seller, 0.00000075)
+        assert self.answer(client, planner)["quotes"][0]["quality_score"] == 0.98
+        body = capacity_body("2026-06-17T00:07:00Z", ask_unit_price=0.00000075, quality_score=0.5)
+        ok(client.post(f"/inference/providers/{provider_id}/capacity", json=body, headers=seller))
+        assert self.answer(client, planner)["quotes"][0]["quality_score"] == 0.5
+
+    def test_a_new_provider_shows_at_once(
+        self, app: FastAPI, client: TestClient, planner: Headers, facts: RouteFacts
+    ) -> None:
+        alpha = priced_provider(client, seller_headers(app), 0.00000075)
+        assert self.codes(client, planner) == [(alpha, "quoted")]
+        beta = priced_provider(client, seller_headers(app, "provider-team-beta"), 0.0000007)
+        assert self.codes(client, planner) == [(beta, "quoted"), (alpha, "quoted")]
+
+    def test_a_catalog_change_shows_at_once(
+        self, app: FastAPI, client: TestClient, planner: Headers, facts: RouteFacts
+    ) -> None:
+        seller = seller_headers(app)
+        provider_id = priced_provider(client, seller, 0.00000075)
+        assert self.answer(client, planner)["quotes"][0]["discount_bps"] == 2500
+        catalog = catalog_body("2026-06-17T00:08:00Z")
+        catalog["models"][0]["reference_unit_prices"] = {"token": 0.0000015}
+        base = f"/inference/providers/{provider_id}"
+        ok(client.post(f"{base}/catalog", json=catalog, headers=seller))
+        assert self.answer(client, planner)["quotes"][0]["discount_bps"] == 5000
+
+    def test_another_apps_change_shows_once_the_second_has_passed(
+        self, app: FastAPI, client: TestClient, clock: FrozenClock, planner: Headers
+    ) -> None:
+        """Apps keep their own offers: a revoke through another app (another server process)
+        shows here once this app's kept offers are a second old."""
+        seconds = [0.0]
+        app.state.route_facts = RouteFacts(monotonic=lambda: seconds[0])
+        provider_id = priced_provider(client, seller_headers(app), 0.00000075)
+        assert self.codes(client, planner) == [(provider_id, "quoted")]
+        other = create_app(app.state.settings, clock=clock)
+        try:
+            with TestClient(other) as other_client:
+                refs = other_client.get(
+                    "/inference/credential-refs", headers=admin_headers(other)
+                ).json()
+                ref_id = refs["credential_refs"][0]["credential_ref_id"]
+                body = {"revoke_reason": "retired", "disable_provider_routes": True}
+                ok(
+                    other_client.post(
+                        f"/inference/credential-refs/{ref_id}/revoke",
+                        json=body,
+                        headers=admin_headers(other),
+                    )
+                )
+        finally:
+            other.state.engine.dispose()
+            other.state.read_engine.dispose()
+        assert self.codes(client, planner) == [(provider_id, "quoted")]  # kept, a second at most
+        seconds[0] = 1.01
+        assert self.codes(client, planner) == [(provider_id, "source_disabled")]

@@ -223,3 +223,20 @@ class TestDiscountFloor:
         assert bool(result.quotes) is quoted
         shown = discount_bps(Decimal(price), BASE.reference_unit_price)
         assert shown is not None and (shown >= minimum) is quoted
+
+
+class TestLevelsGivenApart:
+    def test_given_levels_stand_for_the_offers_own(self) -> None:
+        kept = replace(BASE, levels=())  # offers kept without asks, as quotes keep them
+        other = replace(kept, provider_id="prov_b")
+        result = evaluate(
+            [kept, other],
+            OPEN,
+            model="m",
+            estimated_units=10,
+            levels={"prov_a": (at("0.0000007", order_id="ord_given"),)},
+        )
+        assert [q.candidate.order_id for q in result.quotes] == ["ord_given"]
+        assert [(r.candidate.provider_id, r.code) for r in result.rejected] == [
+            ("prov_b", "insufficient_capacity")
+        ]
