@@ -73,19 +73,21 @@ def kept_offers(
     now: datetime,
 ) -> tuple[Offer, ...]:
     """The market's offers, from ``facts`` while they are fresh, else read (and kept there)."""
-    listed = repository.list_price(session, model=model, unit_type=unit_type)
-    market = (model, unit_type)
     if facts is None:
+        listed = repository.list_price(session, model=model, unit_type=unit_type)
         return provider_offers(
             session, model=model, unit_type=unit_type, listed=listed, settings=settings, now=now
         )
-    offers = facts.get(market, now=now, listed=listed)
+    # Taken before the session's first read: on SQLite that read fixes the snapshot, and a
+    # change committed after it must keep the offers read from that snapshot out of ``facts``.
+    generation = facts.generation
+    listed = repository.list_price(session, model=model, unit_type=unit_type)
+    offers = facts.get((model, unit_type), now=now, listed=listed)
     if offers is None:
-        generation = facts.generation
         offers = provider_offers(
             session, model=model, unit_type=unit_type, listed=listed, settings=settings, now=now
         )
-        facts.put(market, offers, listed=listed, now=now, generation=generation)
+        facts.put((model, unit_type), offers, listed=listed, now=now, generation=generation)
     return offers
 
 
