@@ -142,7 +142,11 @@ def record_heartbeat(
     ] = None,
 ) -> FlowJSONResponse:
     now = clock.now()
-    _forget_unsettled_after_commit(request, session, provider_id)
+    if body is not None and body.runtime_status in ("draining", "degraded"):
+        # The runtime's own report changes its health: quotes must see it at once.
+        _forget_route_facts_after_commit(request, session)
+    else:
+        _forget_unsettled_after_commit(request, session, provider_id)
     provider = service.record_heartbeat(
         session,
         principal=principal,

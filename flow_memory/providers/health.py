@@ -29,6 +29,7 @@ class RuntimeFacts:
     catalog_published_at: datetime | None
     capacity_published_at: datetime | None
     capacity_latest_expiry: datetime | None
+    reported_status: str | None = None  # the last heartbeat's runtime_status
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,10 @@ def derive_health(facts: RuntimeFacts, now: datetime, limits: HealthThresholds) 
     for name, state in (("heartbeat", heartbeat), ("catalog", catalog), ("capacity", capacity)):
         if state != "current":
             reasons.append(f"{name}_{state}")
+    # What the runtime says of itself counts only while its heartbeat is current.
+    reported = facts.reported_status if heartbeat == "current" else None
+    if reported in ("draining", "degraded"):
+        reasons.append(f"runtime_{reported}")
 
     gate: RouteGate
     if credential == "revoked" or facts.routes_disabled:
@@ -87,12 +92,16 @@ def derive_health(facts: RuntimeFacts, now: datetime, limits: HealthThresholds) 
         or (capacity != "current")
     ):
         gate = "stale"
+    elif reported == "draining":
+        gate = "pending"  # the runtime asked for no new traffic until it reports ready
     else:
         gate = "eligible"
 
     status: HealthStatus
-    if gate == "eligible":
+    if gate == "eligible" and reported != "degraded":
         status = "healthy"
+    elif reported in ("draining", "degraded") and gate in ("eligible", "pending"):
+        status = "degraded"
     elif gate == "blocked" or heartbeat == "stale":
         status = "unhealthy"
     elif gate == "pending":

@@ -389,6 +389,7 @@ def _facts(
         catalog_published_at=provider.catalog_published_at,
         capacity_published_at=provider.capacity_published_at,
         capacity_latest_expiry=latest_expiry,
+        reported_status=provider.reported_status,
     )
 
 

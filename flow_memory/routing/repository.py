@@ -39,6 +39,7 @@ class ProviderLine(NamedTuple):
     quality_score: float | None
     reliability_score: float | None
     capacity_latest_expiry: datetime | None
+    reported_status: str | None
 
 
 @cache
@@ -68,6 +69,7 @@ def _provider_lines_query() -> Select[*tuple[Any, ...]]:
             CapacityEntry.quality_score,
             CapacityEntry.reliability_score,
             type_coerce(latest_expiry, String),
+            Provider.reported_status,
         )
         .join(Provider, Provider.provider_id == CatalogEntry.provider_id)
         .outerjoin(CredentialRef, CredentialRef.credential_ref_id == Provider.credential_ref_id)
@@ -118,6 +120,7 @@ def provider_lines(session: Session, *, model: str, unit_type: str) -> list[Prov
             row[13],
             row[14],
             _moment(row[15]),
+            row[16],
         )
         for row in rows
     ]

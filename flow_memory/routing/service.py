@@ -103,6 +103,7 @@ def _facts(line: repository.ProviderLine) -> RuntimeFacts:
         catalog_published_at=line.catalog_published_at,
         capacity_published_at=line.capacity_published_at,
         capacity_latest_expiry=line.capacity_latest_expiry,
+        reported_status=line.reported_status,
     )
 
 

@@ -883,6 +883,26 @@ class TestHealth:
         assert body["route_gate"] == "eligible"
         assert body["last_heartbeat_at"] == iso(300)
 
+    def test_a_draining_runtime_is_not_routed_until_it_reports_ready(
+        self, client: TestClient, seller: Headers, app_: FastAPI
+    ) -> None:
+        provider_id = eligible_provider(client, seller)["provider_id"]
+        planner = key_headers(app_, "planner", "inference:plan")
+        policy = {"model": "flow-memory-orchestrator", "estimated_units": 1000}
+        quote = client.post("/inference/quote", json=policy, headers=planner).json()
+        assert [q["provider_id"] for q in quote["quotes"]] == [provider_id]  # offers now kept
+        ok(beat(client, seller, provider_id, body={"runtime_status": "draining"}))
+        body = health(client, seller, provider_id)
+        assert (body["route_gate"], body["status"]) == ("pending", "degraded")
+        assert "runtime_draining" in body["reasons"]
+        quote = client.post("/inference/quote", json=policy, headers=planner).json()
+        assert quote["quotes"] == []
+        assert quote["rejected_routes"][0]["code"] == "provider_unhealthy"
+        ok(beat(client, seller, provider_id, body={"runtime_status": "ready"}))
+        assert health(client, seller, provider_id)["route_gate"] == "eligible"
+        quote = client.post("/inference/quote", json=policy, headers=planner).json()
+        assert [q["provider_id"] for q in quote["quotes"]] == [provider_id]
+
     def test_capacity_past_its_expiry_is_expired(
         self, client: TestClient, seller: Headers, cataloged_id: str, clock: FrozenClock
     ) -> None:

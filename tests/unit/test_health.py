@@ -53,6 +53,36 @@ class TestEligible:
         assert health.reasons == ()
 
 
+class TestReportedStatus:
+    @pytest.mark.parametrize("reported", [None, "ready", "busy"])
+    def test_a_runtime_at_work_is_healthy(self, reported: str | None) -> None:
+        health = derive_health(facts(reported_status=reported), NOW, LIMITS)
+        assert (health.status, health.route_gate, health.reasons) == ("healthy", "eligible", ())
+
+    def test_a_draining_runtime_takes_no_new_routes(self) -> None:
+        health = derive_health(facts(reported_status="draining"), NOW, LIMITS)
+        assert (health.status, health.route_gate) == ("degraded", "pending")
+        assert health.reasons == ("runtime_draining",)
+
+    def test_a_degraded_runtime_stays_routable_but_is_not_called_healthy(self) -> None:
+        health = derive_health(facts(reported_status="degraded"), NOW, LIMITS)
+        assert (health.status, health.route_gate) == ("degraded", "eligible")
+        assert health.reasons == ("runtime_degraded",)
+
+    def test_a_stale_heartbeats_report_no_longer_counts(self) -> None:
+        health = derive_health(
+            facts(reported_status="draining", last_heartbeat_at=ago(91)), NOW, LIMITS
+        )
+        assert health.route_gate == "stale"
+        assert "runtime_draining" not in health.reasons
+
+    def test_revocation_outranks_a_report(self) -> None:
+        health = derive_health(
+            facts(reported_status="draining", credential_status="revoked"), NOW, LIMITS
+        )
+        assert (health.status, health.route_gate) == ("unhealthy", "blocked")
+
+
 class TestHeartbeat:
     def test_a_heartbeat_exactly_at_the_limit_is_current(self) -> None:
         health = derive_health(facts(last_heartbeat_at=ago(90)), NOW, LIMITS)
