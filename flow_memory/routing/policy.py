@@ -147,13 +147,20 @@ class Evaluation:
     rejected_by_code: dict[str, int] = field(default_factory=dict)  # providers per code
 
 
+# A price 100,000 times its reference or more reads as this premium: every stored discount
+# fits a 32-bit integer column, and no policy can tell larger premiums apart anyway.
+LOWEST_DISCOUNT_BPS = -1_000_000_000
+
+
 def discount_bps(unit_price: Decimal, reference: Decimal | None) -> int | None:
-    """Basis points below the reference price (negative when dearer); None without one."""
+    """Basis points below the reference price (negative when dearer, floored at
+    LOWEST_DISCOUNT_BPS); None without one."""
     if reference is None or reference <= 0:
         return None
-    return int(
+    bps = int(
         ((reference - unit_price) / reference * BPS).to_integral_value(rounding="ROUND_FLOOR")
     )
+    return max(bps, LOWEST_DISCOUNT_BPS)
 
 
 def _provider_code(

@@ -115,6 +115,12 @@ class TestRanking:
 
 
 class TestDiscount:
+    def test_a_vast_premium_is_floored_so_it_fits_a_stored_integer(self) -> None:
+        # Found on PostgreSQL: 0.21475 against 0.000001 is -2,147,490,000 bps, past INTEGER.
+        assert discount_bps(Decimal("0.21475"), Decimal("0.000001")) == -1_000_000_000
+        assert discount_bps(Decimal("1E+19"), Decimal("1E-18")) == -1_000_000_000
+        assert discount_bps(Decimal("0.1"), Decimal("0.000001")) == -999_990_000
+
     def test_basis_points_below_the_reference(self) -> None:
         assert discount_bps(Decimal("0.00000075"), Decimal("0.000001")) == 2500
         assert discount_bps(Decimal("0.0000011"), Decimal("0.000001")) == -1000
