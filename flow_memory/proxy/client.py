@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -22,10 +23,11 @@ from flow_memory.providers.upstream import (
     check_base_url,
 )
 from flow_memory.proxy import sse
-from flow_memory.proxy.resolver import CredentialResolver
+from flow_memory.proxy.resolver import CredentialResolver, SecretsFileRefused
 from flow_memory.proxy.service import Plan, Target
 from flow_memory.settings import Settings
 
+log = logging.getLogger("flow_memory.proxy")
 HostResolver = Callable[[str, int], Awaitable[list[str]]]
 DNS_CACHE_SECONDS = 30.0
 REDACTED = b"[redacted]"
@@ -185,7 +187,13 @@ class UpstreamClient:
             except UpstreamRefused as refused:
                 attempts.append(_attempt(target, refused.reason, str(refused)))
                 continue
-            secret = self._resolver.resolve(target.credential_ref)
+            try:
+                secret = self._resolver.resolve(target.credential_ref)
+            except SecretsFileRefused as refused:
+                # The operator's file is unsafe or unreadable: no call goes out with a guess.
+                log.error("credential not resolved: %s", refused)
+                attempts.append(_attempt(target, "credential_unavailable", "see the server log"))
+                continue
             request = self._http().build_request(
                 "POST",
                 target.base_url + path,

@@ -62,7 +62,10 @@ class CredentialResolver:
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             # Naming the file is safe; its contents are never read when refused.
             raise SecretsFileRefused(f"{self._path} must be readable only by its owner (chmod 600)")
-        document = json.loads(self._path.read_text())
+        try:
+            document = json.loads(self._path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise SecretsFileRefused(f"{self._path} is not readable JSON") from None
         if not isinstance(document, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in document.items()
         ):

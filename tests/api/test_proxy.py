@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -802,5 +803,33 @@ def test_concurrent_calls_that_miss_the_route_cache_select_one_route(
 
     assert len(asyncio.run(burst())) == 1
     app.state.usage_recorder.stop()
+    app.state.engine.dispose()
+    app.state.read_engine.dispose()
+
+
+def test_an_unsafe_secrets_file_sends_nothing_and_says_so(
+    database_url: str, clock: FrozenClock, tmp_path: Path
+) -> None:
+    clear_tables(database_url)
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text(json.dumps({"secret://inference/alpha": SECRET}))
+    secrets.chmod(0o644)  # readable by others: the operator's mistake
+    upstream = ScriptedUpstream()
+    app = create_app(
+        Settings(database_url=database_url, secrets_file=str(secrets)),
+        clock=clock,
+        upstream_transport=httpx.MockTransport(upstream),
+        host_resolver=public_resolver,
+    )
+    with TestClient(app) as client:
+        market = Market(
+            app, client, upstream, key_headers(app, "b", "inference:proxy"), seller_headers(app), {}
+        )
+        market.provider("alpha.example")
+        answer = chat(market)
+        assert answer.status_code == 502
+        assert "credential_unavailable" in answer.json()["error"]["message"]
+        assert SECRET not in answer.text
+        assert upstream.requests == []
     app.state.engine.dispose()
     app.state.read_engine.dispose()
