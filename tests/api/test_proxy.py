@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -247,15 +248,13 @@ class Market:
         return dict(answer.json())
 
 
-@pytest.fixture
-def market(
-    database_url: str, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Market]:
+@contextmanager
+def scripted_market(database_url: str, clock: FrozenClock, **settings: Any) -> Iterator[Market]:
+    """An app over an emptied database whose providers are played by a ScriptedUpstream."""
     clear_tables(database_url)
-    monkeypatch.setenv("FLOW_MEMORY_SECRET_INFERENCE_ALPHA", SECRET)
     upstream = ScriptedUpstream()
     app = create_app(
-        Settings(database_url=database_url, proxy_route_cache_seconds=0),
+        Settings(database_url=database_url, **settings),
         clock=clock,
         upstream_transport=httpx.MockTransport(upstream),
         host_resolver=public_resolver,
@@ -271,6 +270,15 @@ def market(
         )
     app.state.engine.dispose()
     app.state.read_engine.dispose()
+
+
+@pytest.fixture
+def market(
+    database_url: str, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Market]:
+    monkeypatch.setenv("FLOW_MEMORY_SECRET_INFERENCE_ALPHA", SECRET)
+    with scripted_market(database_url, clock, proxy_route_cache_seconds=0) as scripted:
+        yield scripted
 
 
 def chat(market: Market, **extra: Any) -> httpx.Response:
@@ -738,18 +746,8 @@ def test_the_sdk_client_raises_on_a_cut_stream(market: Market) -> None:
 
 
 def test_default_routes_are_reused_while_fresh(database_url: str, clock: FrozenClock) -> None:
-    clear_tables(database_url)
-    upstream = ScriptedUpstream()
-    app = create_app(
-        Settings(database_url=database_url, proxy_route_cache_seconds=60),
-        clock=clock,
-        upstream_transport=httpx.MockTransport(upstream),
-        host_resolver=public_resolver,
-    )
-    with TestClient(app) as client:
-        market = Market(
-            app, client, upstream, key_headers(app, "b", "inference:proxy"), seller_headers(app), {}
-        )
+    with scripted_market(database_url, clock, proxy_route_cache_seconds=60) as market:
+        app, client, upstream = market.app, market.client, market.upstream
         market.provider("alpha.example")
         first = chat(market).json()["flow_memory"]["route_id"]
         assert chat(market).json()["flow_memory"]["route_id"] == first
@@ -767,69 +765,40 @@ def test_default_routes_are_reused_while_fresh(database_url: str, clock: FrozenC
         calls = len(upstream.requests)
         assert chat(market).status_code == 503
         assert len(upstream.requests) == calls
-    app.state.engine.dispose()
-    app.state.read_engine.dispose()
 
 
 def test_concurrent_calls_that_miss_the_route_cache_select_one_route(
     database_url: str, clock: FrozenClock
 ) -> None:
-    clear_tables(database_url)
-    upstream = ScriptedUpstream()
-    app = create_app(
-        Settings(database_url=database_url, proxy_route_cache_seconds=60),
-        clock=clock,
-        upstream_transport=httpx.MockTransport(upstream),
-        host_resolver=public_resolver,
-    )
-    with TestClient(app) as client:
-        market = Market(
-            app, client, upstream, key_headers(app, "b", "inference:proxy"), seller_headers(app), {}
-        )
+    with scripted_market(database_url, clock, proxy_route_cache_seconds=60) as market:
         market.provider("alpha.example")
 
-    async def burst() -> set[str]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://fm") as proxy:
-            body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
-            answers = await asyncio.gather(
-                *(
-                    proxy.post("/v1/chat/completions", json=body, headers=market.buyer)
-                    for _ in range(8)
+        async def burst() -> set[str]:
+            transport = httpx.ASGITransport(app=market.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://fm") as proxy:
+                body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+                answers = await asyncio.gather(
+                    *(
+                        proxy.post("/v1/chat/completions", json=body, headers=market.buyer)
+                        for _ in range(8)
+                    )
                 )
-            )
-        assert all(a.status_code == 200 for a in answers)
-        return {a.json()["flow_memory"]["route_id"] for a in answers}
+            assert all(a.status_code == 200 for a in answers)
+            return {a.json()["flow_memory"]["route_id"] for a in answers}
 
-    assert len(asyncio.run(burst())) == 1
-    app.state.usage_recorder.stop()
-    app.state.engine.dispose()
-    app.state.read_engine.dispose()
+        assert len(asyncio.run(burst())) == 1
 
 
 def test_an_unsafe_secrets_file_sends_nothing_and_says_so(
     database_url: str, clock: FrozenClock, tmp_path: Path
 ) -> None:
-    clear_tables(database_url)
     secrets = tmp_path / "secrets.json"
     secrets.write_text(json.dumps({"secret://inference/alpha": SECRET}))
     secrets.chmod(0o644)  # readable by others: the operator's mistake
-    upstream = ScriptedUpstream()
-    app = create_app(
-        Settings(database_url=database_url, secrets_file=str(secrets)),
-        clock=clock,
-        upstream_transport=httpx.MockTransport(upstream),
-        host_resolver=public_resolver,
-    )
-    with TestClient(app) as client:
-        market = Market(
-            app, client, upstream, key_headers(app, "b", "inference:proxy"), seller_headers(app), {}
-        )
+    with scripted_market(database_url, clock, secrets_file=str(secrets)) as market:
         market.provider("alpha.example")
         answer = chat(market)
         assert answer.status_code == 502
         assert "credential_unavailable" in answer.json()["error"]["message"]
         assert SECRET not in answer.text
-        assert upstream.requests == []
-    app.state.engine.dispose()
-    app.state.read_engine.dispose()
+        assert market.upstream.requests == []
