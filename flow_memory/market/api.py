@@ -100,7 +100,7 @@ async def create_order(
         )
         return {"order": order_read(order), "fills": [fill_read(f) for f in fills]}
 
-    return respond(await writer.run(command), status_code=201)
+    return respond(await writer.run(command, deferred_only=True), status_code=201)
 
 
 @router.post(

@@ -233,20 +233,12 @@ _ORDER_PARTIES = select(
     _ORDERS.c.limit_unit_price,
     _ORDERS.c.metadata,
 ).where(_ORDERS.c.order_id.in_(bindparam("order_ids", expanding=True)))
-_UPDATE_ORDER_STATE = (
-    update(_ORDERS)
-    .where(_ORDERS.c.order_id == bindparam("b_order_id"))
-    .values(
-        remaining_units=bindparam("b_remaining_units"),
-        status=bindparam("b_status"),
-        updated_at=bindparam("b_updated_at"),
-    )
-)
 
 
-def insert_order(session: Session, values: dict[str, Any]) -> None:
-    """Insert one order row; ``values`` are keyed by column name (``metadata``)."""
-    session.execute(_INSERT_ORDER, [values])
+def insert_orders(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert order rows; their values are keyed by column name (``metadata``)."""
+    if rows:
+        session.execute(_INSERT_ORDER, rows)
 
 
 def insert_fills(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -278,39 +270,9 @@ def order_parties(session: Session, order_ids: Iterable[str]) -> dict[str, Row[*
     return {row.order_id: row for row in session.execute(_ORDER_PARTIES, {"order_ids": ids})}
 
 
-def set_order_states(
-    session: Session, states: dict[str, tuple[int, str]], *, now: datetime
-) -> None:
-    """Write ``(remaining_units, status)`` per order id, keeping loaded order objects current."""
-    if not states:
-        return
-    loaded = [
-        obj
-        for order_id in states
-        if (obj := session.identity_map.get(identity_key(MarketOrder, order_id))) is not None
-    ]
-    if any(obj in session.dirty for obj in loaded):
-        session.flush()  # their pending changes come first
-    session.execute(
-        _UPDATE_ORDER_STATE,
-        [
-            {"b_order_id": i, "b_remaining_units": r, "b_status": st, "b_updated_at": now}
-            for i, (r, st) in states.items()
-        ],
-    )
-    for obj in loaded:
-        session.expire(obj)
-
-
-def update_order(session: Session, order_id: str, *, now: datetime, **values: Any) -> None:
-    """Set columns of one order (by column name), keeping a loaded order object current."""
-    set_order_values(session, {order_id: values}, now=now)
-
-
-def set_order_values(
-    session: Session, changes: dict[str, dict[str, Any]], *, now: datetime
-) -> None:
-    """Set columns per order id (and ``updated_at``), keeping loaded order objects current."""
+def set_order_values(session: Session, changes: dict[str, dict[str, Any]]) -> None:
+    """Set columns per order id (by column name), one statement per set of columns, keeping
+    loaded order objects current."""
     loaded = [
         obj
         for order_id in changes
@@ -318,17 +280,20 @@ def set_order_values(
     ]
     if any(obj in session.dirty for obj in loaded):
         session.flush()  # their pending changes come first
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for order_id, values in changes.items():
-        columns = tuple(sorted(values))
+        params = {f"b_{name}": value for name, value in values.items()}
+        params["b_order_id"] = order_id
+        by_columns.setdefault(tuple(sorted(values)), []).append(params)
+    for columns, rows in by_columns.items():
         statement = _ORDER_UPDATES.get(columns)
         if statement is None:
             statement = _ORDER_UPDATES[columns] = (
                 update(_ORDERS)
                 .where(_ORDERS.c.order_id == bindparam("b_order_id"))
-                .values({name: bindparam(f"b_{name}") for name in (*columns, "updated_at")})
+                .values({name: bindparam(f"b_{name}") for name in columns})
             )
-        params = {f"b_{name}": value for name, value in values.items()}
-        session.execute(statement, {**params, "b_order_id": order_id, "b_updated_at": now})
+        session.execute(statement, rows)
     for obj in loaded:
         session.expire(obj)
 

@@ -42,6 +42,7 @@ from flow_memory.market.writer import (
     before_commit,
     books_dirty,
     deferred,
+    deferring,
     on_command,
     on_refused,
 )
@@ -57,11 +58,34 @@ SNAPSHOT_SOURCE = "provider_capacity_snapshot"
 LOCK_TIMEOUT_SECONDS = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Party:
+    """What a fill needs of one of its orders."""
+
+    order_id: str
+    owner_id: str
+    buyer_id: str | None
+    provider_id: str | None
+    limit_unit_price: Decimal
+    metadata: dict[str, Any]
+
+
 @dataclass
 class BookState:
     book: OrderBook
     version: int = -1  # -1: must be rebuilt from the database
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # What fills need of the resting orders, so a fill reads no order row back; it may also
+    # hold orders that have left the book, until the next trim.
+    parties: dict[str, _Party] = field(default_factory=dict)
+
+    def rest(self, party: _Party) -> None:
+        self.parties[party.order_id] = party
+
+    def trim(self) -> None:
+        if len(self.parties) > 2 * len(self.book.orders) + 64:
+            orders = self.book.orders
+            self.parties = {i: p for i, p in self.parties.items() if i in orders}
 
 
 class MarketRegistry:
@@ -170,13 +194,14 @@ def open_market(
 
     on_session_end(session, release)
     if state.version != row.version:
-        state.book = _rebuild(session, model, unit_type)
+        _rebuild(session, state, model, unit_type)
         state.version = row.version
     market = OpenMarket(state, row, row.version, row.next_sequence, opened_at=now)
     opened[(model, unit_type)] = market
     before_commit(session, "open_markets", _write_open_markets)
     on_refused(session, "market_books", _resync_books)
     on_command(session, "market_books", _forget_changes)
+    on_command(session, "order_writes", _write_before_direct_command)
     gates = providers_service.route_gates(
         session, _ask_providers(market.book), settings=settings, now=now
     )
@@ -225,9 +250,10 @@ def _resync_books(session: Session) -> None:
     """After a refused command (its rows rolled back to a savepoint), rebuild every book it
     moved from the database, so the rest of the batch trades on what is recorded."""
     opened: dict[tuple[str, str], OpenMarket] = session.info.get("open_markets", {})
+    write_order_rows(session)  # the earlier commands' rows: the rebuild reads them
     for market in opened.values():
         if market.changed:
-            market.state.book = _rebuild(session, market.row.model, market.row.unit_type)
+            _rebuild(session, market.state, market.row.model, market.row.unit_type)
             _settle_book(session, market, market.opened_at or datetime.now(UTC))
         market.changed = False
 
@@ -244,9 +270,19 @@ def _write_open_markets(session: Session) -> None:
         )
 
 
-def _rebuild(session: Session, model: str, unit_type: str) -> OrderBook:
+def _rebuild(session: Session, state: BookState, model: str, unit_type: str) -> None:
+    """Load the book (and what fills need of its orders) from the database."""
     book = OrderBook(model, unit_type)
+    parties: dict[str, _Party] = {}
     for row in repository.active_orders(session, model, unit_type):
+        parties[row.order_id] = _Party(
+            row.order_id,
+            row.owner_id,
+            row.buyer_id,
+            row.provider_id,
+            row.limit_unit_price,
+            dict(row.metadata_),
+        )
         book.restore(
             Order(
                 order_id=row.order_id,
@@ -265,7 +301,8 @@ def _rebuild(session: Session, model: str, unit_type: str) -> OrderBook:
         )
     for hold in repository.active_holds(session, model, unit_type):
         book.restore_hold(hold.order_id, hold.units)
-    return book
+    state.book = book
+    state.parties = parties
 
 
 def _ask_providers(book: OrderBook) -> set[str]:
@@ -343,17 +380,64 @@ def _shrink_snapshot_asks(
         units -= taken
         resting = market.book.orders.get(order_id)
         if resting is not None:
-            repository.update_order(session, order_id, now=now, remaining_units=resting.remaining)
+            _update_order(session, order_id, now, remaining_units=resting.remaining)
         else:
-            repository.update_order(
+            _update_order(
                 session,
                 order_id,
-                now=now,
+                now,
                 remaining_units=0,
                 status="cancelled",
                 cancel_reason="capacity_committed_to_manual_ask",
                 cancelled_by=provider_id,
             )
+
+
+# -- the order path's rows: written in bulk -------------------------------------------------
+#
+# Placing an order in the writer's batch reads no order row and writes none itself: the rows it
+# makes (the order, its fills, the new states of the orders it traded with) are queued here and
+# written together, once per run of orders: before a command that reads rows directly (a
+# cancel), before a refused command's book is rebuilt, and before the batch commits. Outside
+# the writer (a capacity snapshot, a reservation) they are written at the end of each step.
+
+
+def _update_order(session: Session, order_id: str, now: datetime, **values: Any) -> None:
+    deferred(session, "order_updates").append((order_id, {**values, "updated_at": now}))
+
+
+def _rows_queued(session: Session) -> None:
+    """The step queued rows: write them now, unless the running command defers them."""
+    if deferring(session):
+        before_commit(session, "order_writes", write_order_rows)
+    else:
+        write_order_rows(session)
+
+
+def write_order_rows(session: Session) -> None:
+    """Write the queued order rows: new orders, then fills, then changed orders."""
+    inserts: list[dict[str, Any]] = deferred(session, "order_inserts")
+    fill_rows: list[dict[str, Any]] = deferred(session, "fill_inserts")
+    updates: list[tuple[str, dict[str, Any]]] = deferred(session, "order_updates")
+    if inserts:
+        repository.insert_orders(session, inserts)
+        inserts.clear()
+    if fill_rows:
+        repository.insert_fills(session, fill_rows)
+        fill_rows.clear()
+    if updates:
+        merged: dict[str, dict[str, Any]] = {}
+        for order_id, values in updates:
+            merged.setdefault(order_id, {}).update(values)
+        repository.set_order_values(session, merged)
+        updates.clear()
+
+
+def _write_before_direct_command(session: Session) -> None:
+    if not deferring(session):
+        write_order_rows(session)
+        # A direct command (a cancel) may free offered units: count them again.
+        _per_transaction(session, "manual_ask_units").clear()
 
 
 def _per_transaction(session: Session, name: str) -> dict[Any, Any]:
@@ -403,6 +487,8 @@ def place_order(
     if provider is not None and source != SNAPSHOT_SOURCE:
         _shrink_snapshot_asks(session, market, provider.provider_id, body.units, now)
     result = market.changing().submit(incoming, sequence=sequence)
+    if provider is not None and source != SNAPSHOT_SOURCE:
+        _ask_units(session, provider.provider_id, body)[0] += body.units
     # The order path writes through Core statements: an ORM unit of work per row costs more
     # than everything else the order does.
     row = PlacedOrder(
@@ -430,7 +516,17 @@ def place_order(
         created_at=now,
         updated_at=now,
     )
-    repository.insert_order(session, row.values())
+    deferred(session, "order_inserts").append(row.values())
+    market.state.rest(
+        _Party(
+            order_id,
+            row.owner_id,
+            row.buyer_id,
+            row.provider_id,
+            row.limit_unit_price,
+            row.metadata_,
+        )
+    )
     events = [
         _event(
             "order_placed",
@@ -449,6 +545,7 @@ def place_order(
     ]
     fills = _record_fills(session, market, result.fills, now=now, taker=row, events=events)
     market.bump()
+    _rows_queued(session)
     return row, fills
 
 
@@ -514,9 +611,7 @@ def _check_ask_capacity(
             code="capacity_not_published",
             hint="publish capacity for this model and unit first",
         )
-    committed = repository.manual_ask_units(
-        session, provider.provider_id, body.model, body.unit_type
-    )
+    committed = _ask_units(session, provider.provider_id, body)[0]
     if committed + body.units > available:
         raise Invalid(
             f"the ask offers {body.units} units but only "
@@ -526,6 +621,20 @@ def _check_ask_capacity(
             code="capacity_exceeded",
             hint="lower units or publish more capacity",
         )
+
+
+def _ask_units(session: Session, provider_id: str, body: OrderCreate) -> list[int]:
+    """The units the provider's manual asks offer in this market, counted once per run of
+    orders and kept up to date by the asks placed since (a fill or a cancel in the same run
+    is not subtracted: the count errs towards refusing)."""
+    counted = _per_transaction(session, "manual_ask_units")
+    key = (provider_id, body.model, body.unit_type)
+    units: list[int] | None = counted.get(key)
+    if units is None:
+        units = counted[key] = [
+            repository.manual_ask_units(session, provider_id, body.model, body.unit_type)
+        ]
+    return units
 
 
 @dataclass(slots=True)
@@ -586,18 +695,6 @@ _ORDER_FIELDS = tuple(f.name for f in fields(PlacedOrder))
 _FILL_FIELDS = tuple(f.name for f in fields(PlacedFill))
 
 
-@dataclass(frozen=True, slots=True)
-class _Party:
-    """What a fill needs of one of its orders."""
-
-    order_id: str
-    owner_id: str
-    buyer_id: str | None
-    provider_id: str | None
-    limit_unit_price: Decimal
-    metadata: dict[str, Any]
-
-
 def _record_fills(
     session: Session,
     market: OpenMarket,
@@ -617,14 +714,16 @@ def _record_fills(
     synced = taker.order_id if taker is not None else None
     others = {f.bid_order_id for f in fills} | {f.ask_order_id for f in fills}
     others.discard(synced or "")
-    parties: dict[str, _Party] = {
-        order_id: _Party(
-            order_id, r.owner_id, r.buyer_id, r.provider_id, r.limit_unit_price, r.metadata
-        )
-        for order_id, r in repository.order_parties(session, others).items()
-    }
+    known = market.state.parties
+    parties = {order_id: known[order_id] for order_id in others if order_id in known}
+    if len(parties) < len(others):
+        write_order_rows(session)  # not expected: every resting order is known
+        for order_id, r in repository.order_parties(session, others - parties.keys()).items():
+            parties[order_id] = _Party(
+                order_id, r.owner_id, r.buyer_id, r.provider_id, r.limit_unit_price, r.metadata
+            )
     if taker is not None:
-        parties[taker.order_id] = _Party(
+        parties[taker.order_id] = known.get(taker.order_id) or _Party(
             taker.order_id,
             taker.owner_id,
             taker.buyer_id,
@@ -633,11 +732,18 @@ def _record_fills(
             taker.metadata_,
         )
     # An order still in the book rests with what is left; one that left it was filled.
-    states: dict[str, tuple[int, str]] = {}
     for order_id in others:
         resting = book.orders.get(order_id)
-        states[order_id] = (resting.remaining, "partially_filled") if resting else (0, "filled")
-    repository.set_order_states(session, states, now=now)
+        if resting is not None:
+            _update_order(
+                session,
+                order_id,
+                now,
+                remaining_units=resting.remaining,
+                status="partially_filled",
+            )
+        else:
+            _update_order(session, order_id, now, remaining_units=0, status="filled")
     rows: list[PlacedFill] = []
     for fill in fills:
         bid, ask = parties[fill.bid_order_id], parties[fill.ask_order_id]
@@ -672,9 +778,11 @@ def _record_fills(
                 },
             )
         )
-    repository.insert_fills(session, [{n: getattr(r, n) for n in _FILL_FIELDS} for r in rows])
+    deferred(session, "fill_inserts").extend({n: getattr(r, n) for n in _FILL_FIELDS} for r in rows)
     repository.add_events(session, events)
     _record_fill_usage(session, rows, parties, now=now)
+    market.state.trim()
+    _rows_queued(session)
     return rows
 
 

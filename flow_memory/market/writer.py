@@ -5,6 +5,11 @@ Each command runs inside a savepoint of the batch's transaction, so a refused co
 the others intact. A command's caller hears back only after the batch's commit: an
 acknowledged order is a committed order.
 
+A command run with ``deferred_only`` (placing an order) writes nothing itself: it refuses
+before it changes anything, and leaves its rows to be written in bulk (``deferred``), so it
+needs no savepoint. Hooks registered with ``on_command`` see ``deferring(session)`` and write
+the pending rows before a command that reads or writes rows directly.
+
 Commands of one batch share one time (``batch_now``), and may leave work to be written once
 at commit (``deferred``), such as the usage records of fills: a refused command's deferred work
 is dropped with its savepoint.
@@ -32,6 +37,7 @@ log = logging.getLogger("flow_memory.market.writer")
 
 T = TypeVar("T")
 Command = Callable[[Session], Any]
+Queued = tuple[Command, "Future[Any]", bool]
 
 MAX_BATCH = 256
 
@@ -41,21 +47,21 @@ class MarketWriter:
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
-        self._queue: queue.SimpleQueue[tuple[Command, Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Queued | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.batches = 0
         self.commands = 0
 
-    def submit(self, command: Command) -> Future[Any]:
+    def submit(self, command: Command, *, deferred_only: bool = False) -> Future[Any]:
         """Queue a command; the future resolves after the batch holding it has committed."""
         self._ensure_started()
         future: Future[Any] = Future()
-        self._queue.put((command, future))
+        self._queue.put((command, future, deferred_only))
         return future
 
-    async def run(self, command: Callable[[Session], T]) -> T:
-        result: T = await asyncio.wrap_future(self.submit(command))
+    async def run(self, command: Callable[[Session], T], *, deferred_only: bool = False) -> T:
+        result: T = await asyncio.wrap_future(self.submit(command, deferred_only=deferred_only))
         return result
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -98,27 +104,34 @@ class MarketWriter:
             if stopping:
                 return
 
-    def _apply(self, batch: list[tuple[Command, Future[Any]]]) -> None:
+    def _apply(self, batch: list[Queued]) -> None:
         outcomes: list[tuple[Future[Any], bool, Any]] = []
         try:
             with transaction(self._factory) as session:
-                for command, future in batch:
+                for command, future, deferred_only in batch:
                     marks = _deferred_marks(session)
+                    session.info["deferring"] = deferred_only
                     _start_command(session)
                     try:
-                        with session.begin_nested():
+                        if deferred_only:
                             outcomes.append((future, True, command(session)))
+                        else:
+                            with session.begin_nested():
+                                outcomes.append((future, True, command(session)))
                     except Exception as error:
+                        if deferred_only and not isinstance(error, FlowMemoryError):
+                            raise  # no savepoint to undo it: the whole batch fails
                         _rewind_deferred(session, marks)
                         if not isinstance(error, FlowMemoryError):
                             log.exception("market command failed")
-                        # The savepoint undid the command's rows, but the state it moved in
-                        # memory (a book) must follow before the next command runs.
+                        # The savepoint undid the command's rows (a deferred-only command wrote
+                        # none), but the state it moved in memory (a book) must follow before
+                        # the next command runs.
                         _run_on_refused(session)
                         outcomes.append((future, False, error))
         except Exception as error:
             log.exception("market batch commit failed")
-            for _, future in batch:
+            for _, future, _ in batch:
                 future.set_exception(error)
             return
         self.batches += 1
@@ -137,6 +150,11 @@ def mark_books_dirty(session: Session) -> None:
 
 def books_dirty(session: Session) -> bool:
     return bool(session.info.get("books_dirty"))
+
+
+def deferring(session: Session) -> bool:
+    """Whether the running command leaves its rows to be written in bulk later."""
+    return bool(session.info.get("deferring"))
 
 
 def batch_now(session: Session, clock: Clock) -> datetime:

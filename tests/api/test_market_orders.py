@@ -18,10 +18,10 @@ from flow_memory.keys import service as keys
 from flow_memory.keys.models import ApiKey
 from flow_memory.kit.clock import FrozenClock
 from flow_memory.kit.deps import Principal
-from flow_memory.kit.errors import Conflict
+from flow_memory.kit.errors import Conflict, Forbidden
 from flow_memory.market import service
 from flow_memory.market.models import MarketFill, MarketOrder
-from flow_memory.market.schemas import OrderCreate
+from flow_memory.market.schemas import OrderCancel, OrderCreate
 from flow_memory.market.writer import batch_now
 from flow_memory.usage.models import UsageRecord
 from tests.assertions import assert_safety, ok
@@ -859,7 +859,8 @@ class TestGroupCommit:
         writer = app.state.market_writer
         futures: list[Future[Any]] = [Future() for _ in range(3)]
         commands = [self._bid(app, 1000), self._bid(app, 1000, fail=True), self._bid(app, 1000)]
-        writer._apply(list(zip(commands, futures, strict=True)))
+        # Run with savepoints (not deferred_only): a command refused after it matched.
+        writer._apply([(c, f, False) for c, f in zip(commands, futures, strict=True)])
         placed = [futures[0].result(), futures[2].result()]
         with pytest.raises(Conflict):
             futures[1].result()
@@ -879,6 +880,101 @@ class TestGroupCommit:
         assert last["order"]["status"] == "filled"
         assert [f["ask_order_id"] for f in last["fills"]] == [resting]
         assert all(level[0] != 0.0000007 for level in levels(depth(client, buyer)["asks"]))
+
+    def test_deferred_orders_are_written_in_bulk_around_a_cancel_and_a_refusal(
+        self, app: FastAPI, client: TestClient, seller: Headers, buyer: Headers, provider_id: str
+    ) -> None:
+        resting = ask(client, seller, provider_id, 3000, 0.0000007)["order"]["order_id"]
+        seller_principal = Principal(
+            key_id="key_test", owner_id=SELLER, scopes=frozenset({"inference:sell"})
+        )
+        cancel_body = OrderCancel(cancel_reason="test", requested_by=SELLER)
+
+        def cancel_resting(session: Session) -> str:
+            # A direct command: it reads the ask's row, which the bid before it just changed.
+            row = service.cancel_order(
+                session,
+                app.state.markets,
+                principal=seller_principal,
+                order_id=resting,
+                body=cancel_body,
+                settings=app.state.settings,
+                now=batch_now(session, app.state.clock),
+            )
+            return f"{row.status} {row.remaining_units}"
+
+        not_a_buyer = Principal(key_id="key_test", owner_id=BUYER, scopes=frozenset())
+        body = OrderCreate.model_validate(bid_body(1000, 0.0000008))
+
+        def refused_bid(session: Session) -> str:
+            order, _ = service.place_order(
+                session,
+                app.state.markets,
+                principal=not_a_buyer,
+                body=body,
+                settings=app.state.settings,
+                now=batch_now(session, app.state.clock),
+            )
+            return order.order_id
+
+        queued = [
+            (self._bid(app, 1000), True),
+            (cancel_resting, False),
+            (refused_bid, True),
+            (self._bid(app, 500), True),
+        ]
+        futures: list[Future[Any]] = [Future() for _ in queued]
+        app.state.market_writer._apply(
+            [(c, f, deferred) for (c, deferred), f in zip(queued, futures, strict=True)]
+        )
+        first = futures[0].result()
+        assert futures[1].result() == "cancelled 2000"
+        with pytest.raises(Forbidden):
+            futures[2].result()
+        last = futures[3].result()
+
+        with app.state.session_factory() as session:
+            fills = session.scalars(select(MarketFill)).all()
+            assert [(f.bid_order_id, f.ask_order_id, f.units) for f in fills] == [
+                (first, resting, 1000)
+            ]
+            ask_row = session.get(MarketOrder, resting)
+            assert ask_row is not None
+            assert (ask_row.status, ask_row.remaining_units) == ("cancelled", 2000)
+            resting_bid = session.get(MarketOrder, last)
+            assert resting_bid is not None
+            assert (resting_bid.status, resting_bid.remaining_units) == ("open", 500)
+            records = session.scalars(select(UsageRecord)).all()
+            assert [r.fill_id for r in records] == [fills[0].fill_id]
+        # The book and the rows agree: the cancelled ask is gone, the last bid rests.
+        assert all(level[0] != 0.0000007 for level in levels(depth(client, buyer)["asks"]))
+        assert levels(depth(client, buyer)["bids"]) == [(0.0000008, 500, 1)]
+
+    def test_an_unexpected_error_in_a_deferred_order_fails_its_whole_batch(
+        self, app: FastAPI, client: TestClient, seller: Headers, buyer: Headers, provider_id: str
+    ) -> None:
+        resting = ask(client, seller, provider_id, 3000, 0.0000007)["order"]["order_id"]
+        place = self._bid(app, 1000)
+
+        def broken(session: Session) -> str:
+            place(session)  # matches, then fails in a way no savepoint could undo
+            raise RuntimeError("test double: the command breaks after matching")
+
+        futures: list[Future[Any]] = [Future(), Future()]
+        app.state.market_writer._apply(
+            [(self._bid(app, 1000), futures[0], True), (broken, futures[1], True)]
+        )
+        for future in futures:
+            with pytest.raises(RuntimeError):
+                future.result()
+        with app.state.session_factory() as session:
+            assert session.scalars(select(MarketFill)).all() == []
+            ask_row = session.get(MarketOrder, resting)
+            assert ask_row is not None
+            assert (ask_row.status, ask_row.remaining_units) == ("open", 3000)
+        # Nothing was acknowledged, and the book is rebuilt from what is recorded.
+        assert levels(depth(client, buyer)["asks"])[:1] == [(0.0000007, 3000, 1)]
+        assert bid(client, buyer, 1000, 0.0000008)["order"]["status"] == "filled"
 
     def test_a_seller_absent_from_the_book_when_the_batch_began_trades_in_it(
         self, app: FastAPI, client: TestClient, seller: Headers, buyer: Headers, provider_id: str
@@ -921,6 +1017,8 @@ class TestGroupCommit:
             )
             return order.status
 
-        app.state.market_writer._apply(list(zip([place_ask, place_bid], futures, strict=True)))
+        app.state.market_writer._apply(
+            [(c, f, True) for c, f in zip([place_ask, place_bid], futures, strict=True)]
+        )
         futures[0].result()
         assert futures[1].result() == "filled"
