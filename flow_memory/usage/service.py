@@ -17,7 +17,18 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, String, and_, delete, func, insert, or_, select, type_coerce
+from sqlalchemy import (
+    Select,
+    String,
+    and_,
+    delete,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -109,10 +120,25 @@ def record_usage(
     rows = [build_record(item, now=now) for item in items]
     if not rows:
         return rows
-    session.add_all(rows)
+    insert_records(session, rows)
     add_to_rollup(session, rows)
     session.flush()
     return rows
+
+
+_INSERT_RECORDS = insert(UsageRecord.__table__)  # type: ignore[arg-type]
+_RECORD_COLUMNS = tuple(
+    (attribute.key, attribute.columns[0].key) for attribute in inspect(UsageRecord).column_attrs
+)
+
+
+def insert_records(session: Session, records: Sequence[UsageRecord]) -> None:
+    """Insert records with one executemany: no ORM unit of work per row (the records stay
+    transient)."""
+    session.execute(
+        _INSERT_RECORDS,
+        [{column: getattr(r, key) for key, column in _RECORD_COLUMNS} for r in records],
+    )
 
 
 # -- totals and the rollup ----------------------------------------------------------------
