@@ -29,6 +29,7 @@ from flow_memory.kit.http import (
 from flow_memory.kit.schemas import GUARD_RESPONSES
 from flow_memory.market.api import router as market_router
 from flow_memory.market.discovery_api import router as discovery_router
+from flow_memory.market.edge import OrderEdge
 from flow_memory.market.service import MarketRegistry
 from flow_memory.market.writer import MarketWriter
 from flow_memory.payments.api import router as payments_router
@@ -36,6 +37,7 @@ from flow_memory.pricing.api import router as pricing_router
 from flow_memory.providers.api import router as providers_router
 from flow_memory.proxy.api import router as proxy_router
 from flow_memory.proxy.client import HostResolver, UpstreamClient
+from flow_memory.proxy.edge import ProxyEdge
 from flow_memory.proxy.recorder import UsageRecorder
 from flow_memory.proxy.resolver import CredentialResolver
 from flow_memory.proxy.service import PlanCache
@@ -146,6 +148,17 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         max_string_length=settings.max_string_length,
         max_list_length=settings.max_list_length,
+    )
+    app.add_middleware(ProxyEdge)  # outermost: the SDK routes skip the stack below
+    # Well-formed orders skip the stack below, which answers every other order request.
+    app.add_middleware(
+        OrderEdge,
+        guard=SafetyGuardMiddleware(
+            app,
+            max_body_bytes=settings.max_body_bytes,
+            max_string_length=settings.max_string_length,
+            max_list_length=settings.max_list_length,
+        ),
     )
     app.state.markets = MarketRegistry()
     app.state.market_writer = MarketWriter(app.state.session_factory)

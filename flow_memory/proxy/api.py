@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import anyio
-import httpx
 import orjson
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
+from starlette.types import Receive, Scope, Send
 
 from flow_memory.kit.deps import (
     ClockDep,
@@ -35,9 +38,11 @@ from flow_memory.kit.safety import SAFETY_ENVELOPE, find_forbidden
 from flow_memory.kit.schemas import ERROR_RESPONSES, ErrorEnvelope
 from flow_memory.kit.scopes import PROXY
 from flow_memory.proxy import catalog, sse, translate
-from flow_memory.proxy.client import Opened, UpstreamClient, UpstreamUnavailable
+from flow_memory.proxy.client import BODY_ERRORS, Opened, UpstreamClient, UpstreamUnavailable
 from flow_memory.proxy.recorder import UsageRecorder
 from flow_memory.proxy.schemas import (
+    DEFAULT_OPTIONS,
+    DEFAULT_OPTIONS_KEY,
     ROUTE_HEADER,
     ModelList,
     ProxiedAnswer,
@@ -55,8 +60,7 @@ from flow_memory.proxy.service import (
     usage_record,
 )
 from flow_memory.proxy.translate import Json, Usage
-
-T = TypeVar("T")
+from flow_memory.settings import Settings
 
 PROXY_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
@@ -70,7 +74,8 @@ PROXY_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
 }
 router = APIRouter(prefix="/v1", tags=["proxy"], responses=PROXY_RESPONSES)
-ProxyCaller = Annotated[Principal, Depends(require_scopes(PROXY))]
+authorize_proxy = require_scopes(PROXY)
+ProxyCaller = Annotated[Principal, Depends(authorize_proxy)]
 
 # Fields that carry prompt text: passed to the provider as they are, never scanned or stored.
 CONTENT_FIELDS = frozenset({"messages", "input", "instructions", "prompt", "system", "tools"})
@@ -148,13 +153,7 @@ def _json_answer(kind: str) -> dict[int | str, dict[str, Any]]:
 def list_models(
     session: ReadSessionDep, clock: ClockDep, settings: SettingsDep, _caller: ProxyCaller
 ) -> FlowJSONResponse:
-    return FlowJSONResponse(
-        {
-            "object": "list",
-            "data": catalog.served_models(session, settings=settings, now=clock.now()),
-            "flow_memory": dict(SAFETY_ENVELOPE),
-        }
-    )
+    return model_list(session, settings=settings, now=clock.now())
 
 
 @router.post(
@@ -164,8 +163,8 @@ def list_models(
     openapi_extra=_request_schema("chat completions", ["model", "messages"]),
     responses=_json_answer("chat completion"),
 )
-async def chat_completions(request: Request, caller: ProxyCaller) -> Response:
-    return await _proxy(request, caller, "chat")
+async def chat_completions(caller: ProxyCaller) -> Response:
+    return ProxyCall(caller, "chat")
 
 
 @router.post(
@@ -175,8 +174,8 @@ async def chat_completions(request: Request, caller: ProxyCaller) -> Response:
     openapi_extra=_request_schema("responses", ["model", "input"]),
     responses=_json_answer("response"),
 )
-async def responses(request: Request, caller: ProxyCaller) -> Response:
-    return await _proxy(request, caller, "responses")
+async def responses(caller: ProxyCaller) -> Response:
+    return ProxyCall(caller, "responses")
 
 
 @router.post(
@@ -186,23 +185,58 @@ async def responses(request: Request, caller: ProxyCaller) -> Response:
     openapi_extra=_request_schema("embeddings", ["model", "input"]),
     responses=_json_answer("embeddings"),
 )
-async def embeddings(request: Request, caller: ProxyCaller) -> Response:
-    return await _proxy(request, caller, "embeddings")
+async def embeddings(caller: ProxyCaller) -> Response:
+    return ProxyCall(caller, "embeddings")
+
+
+def model_list(session: Session, *, settings: Settings, now: datetime) -> FlowJSONResponse:
+    """The body of ``GET /v1/models``."""
+    return FlowJSONResponse(
+        {
+            "object": "list",
+            "data": catalog.served_models(session, settings=settings, now=now),
+            "flow_memory": dict(SAFETY_ENVELOPE),
+        }
+    )
+
+
+class ProxyCall(Response):
+    """The routes' answer: the call is made when the answer is sent, straight over ASGI."""
+
+    def __init__(self, caller: Principal, kind: Kind) -> None:
+        super().__init__()
+        self.caller = caller
+        self.kind = kind
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await serve_call(scope, receive, send, caller=self.caller, kind=self.kind)
 
 
 # -- the call ------------------------------------------------------------------------------
 
 
-async def _read_body(request: Request) -> Json:
-    limit: int = request.app.state.settings.proxy_max_body_bytes
-    declared = request.headers.get("content-length")
+def request_headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name; the first of repeated names wins."""
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in reversed(scope["headers"])
+    }
+
+
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> Json:
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body exceeds {limit} bytes", field="body")
     raw = b""
-    async for chunk in request.stream():
-        raw += chunk
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone()
+        raw += message.get("body", b"")
         if len(raw) > limit:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes", field="body")
+        if not message.get("more_body", False):
+            break
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -229,16 +263,15 @@ async def _read_body(request: Request) -> Json:
 
 
 async def _plan(
-    request: Request, caller: Principal, kind: Kind, model: str, options: ProxyOptions
+    state: State, caller: Principal, kind: Kind, model: str, options: ProxyOptions
 ) -> Plan:
-    app = request.app
-    settings = app.state.settings
-    now = app.state.clock.now()
+    settings = state.settings
+    now = state.clock.now()
     if options.route_id is not None:
         route_id = options.route_id
 
         def follow() -> Plan:
-            with transaction(app.state.read_session_factory) as session:
+            with transaction(state.read_session_factory) as session:
                 return plan_for_route(
                     session,
                     principal=caller,
@@ -250,8 +283,9 @@ async def _plan(
                 )
 
         return await run_in_threadpool(follow)
-    cache: PlanCache = app.state.proxy_plans
-    key = (caller.owner_id, kind, model, options.model_dump_json())
+    cache: PlanCache = state.proxy_plans
+    chosen = DEFAULT_OPTIONS_KEY if options is DEFAULT_OPTIONS else options.model_dump_json()
+    key = (caller.owner_id, kind, model, chosen)
     cached = cache.get(key, now)
     if cached is not None:
         return cached
@@ -259,22 +293,22 @@ async def _plan(
         cached = cache.get(key, now)
         if cached is not None:
             return cached
-        plan = await run_in_threadpool(_select_plan, app, caller, kind, model, options, now)
+        plan = await run_in_threadpool(_select_plan, state, caller, kind, model, options, now)
         cache.put(key, plan)
         return plan
 
 
 def _select_plan(
-    app: Any, caller: Principal, kind: Kind, model: str, options: ProxyOptions, now: datetime
+    state: State, caller: Principal, kind: Kind, model: str, options: ProxyOptions, now: datetime
 ) -> Plan:
-    with transaction(app.state.session_factory) as session:
+    with transaction(state.session_factory) as session:
         return plan_fresh(
             session,
             principal=caller,
             model=model,
             kind=kind,
             options=options,
-            settings=app.state.settings,
+            settings=state.settings,
             now=now,
         )
 
@@ -296,39 +330,109 @@ def _builder(kind: Kind, body: Json, stream: bool) -> Any:
     return build
 
 
-async def _proxy(request: Request, caller: Principal, kind: Kind) -> Response:
+STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+]
+
+
+async def serve_call(
+    scope: Scope, receive: Receive, send: Send, *, caller: Principal, kind: Kind
+) -> int:
+    """Read, route and answer one SDK call; returns the status sent. A FlowMemoryError raised
+    here is raised before anything was sent, for the caller to render."""
+    state: State = scope["app"].state
     started = time.perf_counter()
-    body = await _read_body(request)
-    options = read_options(body.pop("flow_memory", None), dict(request.headers))
+    headers = request_headers(scope)
+    body = await _read_body(receive, headers, state.settings.proxy_max_body_bytes)
+    options = read_options(body.pop("flow_memory", None), headers)
     model: str = body["model"]
     stream = body.get("stream") is True and kind != "embeddings"
-    plan = await _plan(request, caller, kind, model, options)
-    client: UpstreamClient = request.app.state.proxy_client
+    plan = await _plan(state, caller, kind, model, options)
+    client: UpstreamClient = state.proxy_client
+    route = [(ROUTE_HEADER.encode(), plan.route_id.encode())]
+    watch = DisconnectWatch(receive)
     try:
-        opened = await _until_disconnect(
-            request, client.open_first(plan, _builder(kind, body, stream))
-        )
-    except ClientGone:
-        _record_abandoned(request, plan, started)
-        raise
-    call = Call(request, plan, kind, body, opened, started)
-    if opened.response.status_code >= 400 or not stream:
         try:
-            return await _until_disconnect(request, call.answer_whole())
-        except ClientGone:
-            if not call.recorded:
-                call._finish(Usage(0, 0), "client_disconnected")
+            opened = await client.open_first(plan, _builder(kind, body, stream))
+        except asyncio.CancelledError:
+            if watch.stop():
+                _record_abandoned(state, plan, started)
+                raise ClientGone() from None
             raise
-    return StreamingResponse(
-        call.stream(),
-        media_type="text/event-stream",
-        headers={ROUTE_HEADER: plan.route_id, "cache-control": "no-cache"},
-    )
+        call = Call(state, plan, kind, body, opened, started)
+        if opened.response.status_code >= 400 or not stream:
+            try:
+                status, content = await call.answer_whole()
+            except asyncio.CancelledError:
+                if watch.stop():
+                    if not call.recorded:
+                        call._finish(Usage(0, 0), "client_disconnected")
+                    raise ClientGone() from None
+                raise
+            # Stopped before the last message: after it, receive() reports a disconnect.
+            watch.stop()
+            head = [
+                (b"content-length", str(len(content)).encode()),
+                (b"content-type", b"application/json"),
+                *route,
+            ]
+            await send({"type": "http.response.start", "status": status, "headers": head})
+            await send({"type": "http.response.body", "body": content})
+            return status
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": route + STREAM_HEADERS}
+        )
+        try:
+            async with aclosing(call.stream()) as pieces:
+                async for piece in pieces:
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+        except asyncio.CancelledError:
+            if watch.stop():
+                return 200  # the stream recorded what was delivered
+            raise
+        watch.stop()
+        await send({"type": "http.response.body", "body": b""})
+        return 200
+    finally:
+        watch.stop()
 
 
-def _record_abandoned(request: Request, plan: Plan, started: float) -> None:
+class DisconnectWatch:
+    """Cancels the calling task when the client disconnects, so the upstream call is
+    cancelled with it. ``stop`` ends the watch and says whether the client went away."""
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._stopped = False
+        self._forgiven = False
+        self.gone = False
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not self._stopped:
+            self.gone = True
+            self._stopped = True
+            self._task.cancel()
+
+    def stop(self) -> bool:
+        if not self._stopped:
+            self._stopped = True
+            self._watcher.cancel()
+        if self.gone and not self._forgiven:
+            # The cancellation came from this watch and is handled by the caller.
+            self._forgiven = True
+            self._task.uncancel()
+        return self.gone
+
+
+def _record_abandoned(state: State, plan: Plan, started: float) -> None:
     """A call the client gave up on before any provider answered is still a usage record."""
-    recorder: UsageRecorder = request.app.state.usage_recorder
+    recorder: UsageRecorder = state.usage_recorder
     recorder.add(
         usage_record(
             plan,
@@ -336,33 +440,9 @@ def _record_abandoned(request: Request, plan: Plan, started: float) -> None:
             usage=Usage(0, 0),
             decision="client_disconnected",
             latency_ms=(time.perf_counter() - started) * 1000,
-            now=request.app.state.clock.now(),
+            now=state.clock.now(),
         )
     )
-
-
-async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Run ``work`` unless the client goes away first; then the upstream call is cancelled."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        task.cancel()
-        raise
-    finally:
-        watcher.cancel()
-    if task not in done:
-        task.cancel()
-        raise ClientGone()
-    return task.result()
-
-
-async def _disconnected(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 class ClientGone(FlowMemoryError):
@@ -377,9 +457,9 @@ class Call:
     """One answered upstream call: turned into the client's answer and a usage record."""
 
     def __init__(
-        self, request: Request, plan: Plan, kind: Kind, body: Json, opened: Opened, started: float
+        self, state: State, plan: Plan, kind: Kind, body: Json, opened: Opened, started: float
     ) -> None:
-        self.app = request.app
+        self.state = state
         self.plan = plan
         self.kind = kind
         self.body = body
@@ -412,9 +492,9 @@ class Call:
                 usage=usage,
                 decision=decision,
                 latency_ms=(time.perf_counter() - self.started) * 1000,
-                now=self.app.state.clock.now(),
+                now=self.state.clock.now(),
             )
-            recorder: UsageRecorder = self.app.state.usage_recorder
+            recorder: UsageRecorder = self.state.usage_recorder
             recorder.add(record)
         return metadata(
             self.plan,
@@ -430,11 +510,12 @@ class Call:
 
     # -- a whole answer --------------------------------------------------------------------
 
-    async def answer_whole(self) -> Response:
+    async def answer_whole(self) -> tuple[int, bytes]:
+        """The status and JSON body for the client."""
         response = self.opened.response
         try:
             raw = await response.aread()
-        except httpx.HTTPError:
+        except BODY_ERRORS:
             self._finish(Usage(0, 0), "upstream_failed")
             raise UpstreamUnavailable(
                 f"{self.target.provider_id} stopped answering mid-body",
@@ -459,11 +540,7 @@ class Call:
         document = self._translate_whole(document)
         usage = self._usage(translate.usage_from(document), _output_text(self.kind, document))
         document["flow_memory"] = self._finish(usage, self._decision())
-        return Response(
-            sse.dumps(document),
-            media_type="application/json",
-            headers={ROUTE_HEADER: self.plan.route_id},
-        )
+        return 200, sse.dumps(document)
 
     def _translate_whole(self, document: Json) -> Json:
         translation = self.target.translation
@@ -473,7 +550,7 @@ class Call:
             document = translate.chat_to_responses_response(document, model=self.plan.model)
         return document
 
-    def _upstream_error(self, status: int, document: Any) -> Response:
+    def _upstream_error(self, status: int, document: Any) -> tuple[int, bytes]:
         """A provider's 4xx goes back as it is, with the flow_memory object beside it."""
         meta = self._finish(Usage(0, 0), "upstream_rejected")
         if isinstance(document, dict) and "error" in document:
@@ -487,16 +564,11 @@ class Call:
                 ),
                 "flow_memory": meta,
             }
-        return Response(
-            sse.dumps(body),
-            status_code=status,
-            media_type="application/json",
-            headers={ROUTE_HEADER: self.plan.route_id},
-        )
+        return status, sse.dumps(body)
 
     # -- a stream -------------------------------------------------------------------------
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self) -> AsyncGenerator[bytes]:
         relay = Relay(self)
         response = self.opened.response
         parser = sse.EventParser()
@@ -510,7 +582,7 @@ class Call:
                             break
                     if relay.ended:
                         break
-            except httpx.HTTPError as error:
+            except BODY_ERRORS as error:
                 relay.cut = f"the provider's stream failed ({type(error).__name__})"
             for piece in relay.close():
                 yield piece

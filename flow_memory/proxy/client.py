@@ -1,5 +1,8 @@
-"""The upstream side of the proxy: one pooled HTTP client, the address check made again at
-connect time, the credential header, and trying targets in order until one answers."""
+"""The upstream side of the proxy: pooled keep-alive connections, the address check made again
+at connect time, the credential header, and trying targets in order until one answers.
+
+Calls go through the lean client in ``wire``; when a test injects an httpx transport, through
+an httpx client over that transport instead. Both answers offer the same four members."""
 
 from __future__ import annotations
 
@@ -8,9 +11,9 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,12 +28,19 @@ from flow_memory.providers.upstream import (
 from flow_memory.proxy import sse
 from flow_memory.proxy.resolver import CredentialResolver, SecretsFileRefused
 from flow_memory.proxy.service import Plan, Target
+from flow_memory.proxy.wire import AnswerTimeout, WireClient, WireError
 from flow_memory.settings import Settings
 
 log = logging.getLogger("flow_memory.proxy")
 HostResolver = Callable[[str, int], Awaitable[list[str]]]
 DNS_CACHE_SECONDS = 30.0
 REDACTED = b"[redacted]"
+# What a provider's answer may raise once its headers have arrived: the body stopped.
+BODY_ERRORS = (httpx.HTTPError, WireError)
+_BASE_HEADERS = {
+    "content-type": "application/json",
+    "accept": "application/json, text/event-stream",
+}
 
 
 class UpstreamUnavailable(FlowMemoryError):
@@ -55,35 +65,27 @@ class Redactor:
         return self.bytes(data.encode()).decode()
 
 
+class UpstreamAnswer(Protocol):
+    """A provider's answer with its headers read; ``httpx.Response`` and ``WireResponse``."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    async def aread(self) -> bytes: ...
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
 @dataclass
 class Opened:
     """The answer of the first target that answered, headers read, body still unread."""
 
     target: Target
-    response: httpx.Response
+    response: UpstreamAnswer
     redactor: Redactor
     attempts: list[dict[str, str]]
-
-
-class ShardedTransport(httpx.AsyncBaseTransport):
-    """Several small connection pools used in turn. A pool scans every connection it holds
-    for each request, so one large pool costs more per request the busier it gets."""
-
-    def __init__(self, shards: int, connections_per_shard: int) -> None:
-        limits = httpx.Limits(
-            max_connections=connections_per_shard,
-            max_keepalive_connections=connections_per_shard,
-        )
-        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
-        self._next = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self._next = (self._next + 1) % len(self._pools)
-        return await self._pools[self._next].handle_async_request(request)
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
 
 
 async def _system_resolver(host: str, port: int) -> list[str]:
@@ -112,15 +114,27 @@ class UpstreamClient:
             allow_private=settings.allow_private_upstreams,
         )
         self._checked: dict[tuple[str, int], float] = {}
+        self._judged: dict[str, tuple[str, int] | None] = {}
         self._client: httpx.AsyncClient | None = None
+        self._wire_client: WireClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def _wire(self) -> WireClient:
+        # Connections belong to the event loop that made them; tests may run several loops.
+        loop = asyncio.get_running_loop()
+        if self._wire_client is None or self._loop is not loop:
+            self._wire_client = WireClient(
+                connect_timeout=self._settings.proxy_connect_timeout_seconds,
+                read_timeout=self._settings.proxy_read_timeout_seconds,
+            )
+            self._loop = loop
+        return self._wire_client
+
     def _http(self) -> httpx.AsyncClient:
-        # A pool belongs to the event loop that made it; tests may run several loops.
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
             self._client = httpx.AsyncClient(
-                transport=self._transport or ShardedTransport(shards=16, connections_per_shard=16),
+                transport=self._transport,
                 timeout=httpx.Timeout(
                     connect=self._settings.proxy_connect_timeout_seconds,
                     read=self._settings.proxy_read_timeout_seconds,
@@ -136,24 +150,19 @@ class UpstreamClient:
     async def aclose(self) -> None:
         if self._client is not None and self._loop is asyncio.get_running_loop():
             await self._client.aclose()
+        if self._wire_client is not None:
+            self._wire_client.close()
         self._client = None
+        self._wire_client = None
 
     async def check_target(self, base_url: str) -> None:
         """The enrollment rules, applied again to the addresses the host resolves to now."""
-        check_base_url(base_url, self._policy)
-        parts = urlsplit(base_url)
-        host = (parts.hostname or "").rstrip(".").lower()
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            ipaddress.ip_address(host)
-            return  # a literal address was judged by check_base_url
-        except ValueError:
-            pass
-        if host == "localhost" or host.endswith(".localhost"):
+        key = self._judged[base_url] if base_url in self._judged else self._judge(base_url)
+        if key is None:
             return
-        key = (host, port)
         if self._checked.get(key, 0.0) > time.monotonic():
             return
+        host, port = key
         try:
             addresses = await self._host_resolver(host, port)
         except OSError:
@@ -162,11 +171,26 @@ class UpstreamClient:
             check_address(ipaddress.ip_address(address.split("%")[0]), self._policy)
         self._checked[key] = time.monotonic() + DNS_CACHE_SECONDS
 
+    def _judge(self, base_url: str) -> tuple[str, int] | None:
+        """The URL's own rules (they never change for one URL); the host to resolve, if any."""
+        check_base_url(base_url, self._policy)  # a refusal is not remembered: it is rare
+        parts = urlsplit(base_url)
+        host = (parts.hostname or "").rstrip(".").lower()
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        key: tuple[str, int] | None = (host, port)
+        try:
+            ipaddress.ip_address(host)
+            key = None  # a literal address was judged by check_base_url
+        except ValueError:
+            if host == "localhost" or host.endswith(".localhost"):
+                key = None
+        if len(self._judged) > 10_000:
+            self._judged.clear()
+        self._judged[base_url] = key
+        return key
+
     def _headers(self, target: Target, secret: str | None) -> dict[str, str]:
-        headers = {
-            "content-type": "application/json",
-            "accept": "application/json, text/event-stream",
-        }
+        headers = dict(_BASE_HEADERS)
         if secret:
             if target.compatible_api == "messages":
                 headers["x-api-key"] = secret
@@ -194,18 +218,12 @@ class UpstreamClient:
                 log.error("credential not resolved: %s", refused)
                 attempts.append(_attempt(target, "credential_unavailable", "see the server log"))
                 continue
-            request = self._http().build_request(
-                "POST",
-                target.base_url + path,
-                content=sse.dumps(body),
-                headers=self._headers(target, secret),
-            )
             try:
-                response = await self._http().send(request, stream=True)
-            except httpx.TimeoutException:
+                response = await self._send(target.base_url + path, body, target, secret)
+            except (httpx.TimeoutException, AnswerTimeout):
                 attempts.append(_attempt(target, "timeout", "no answer before the timeout"))
                 continue
-            except httpx.TransportError as error:
+            except (httpx.TransportError, WireError) as error:
                 attempts.append(_attempt(target, "connect_error", type(error).__name__))
                 continue
             if response.status_code >= 500:
@@ -221,6 +239,15 @@ class UpstreamClient:
             f"no provider answered ({summary})",
             hint="retry later; with allow_fallback the proxy tries each fallback in order",
         )
+
+    async def _send(
+        self, url: str, body: dict[str, Any], target: Target, secret: str | None
+    ) -> UpstreamAnswer:
+        headers = self._headers(target, secret)
+        if self._transport is None:
+            return await self._wire().post(url, headers, sse.dumps(body))
+        request = self._http().build_request("POST", url, content=sse.dumps(body), headers=headers)
+        return await self._http().send(request, stream=True)
 
 
 def _attempt(target: Target, outcome: str, detail: str) -> dict[str, str]:

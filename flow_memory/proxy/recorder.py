@@ -8,8 +8,10 @@ import logging
 import queue
 import threading
 import time
+from typing import cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.kit.deps import transaction
@@ -94,8 +96,8 @@ class UsageRecorder:
         for attempt in range(RETRIES):
             try:
                 with transaction(self._factory) as session:
-                    # One executemany, not an ORM unit of work: this thread shares the GIL.
-                    session.execute(insert(UsageRecord), [_columns(record) for record in batch])
+                    # One Core executemany, not the ORM: this thread shares the GIL.
+                    session.connection().execute(_INSERT, [_columns(record) for record in batch])
                     add_to_rollup(session, batch)
                 self.written += len(batch)
                 return
@@ -108,8 +110,14 @@ class UsageRecorder:
         log.error("%d usage records could not be written", len(batch))
 
 
-_COLUMNS = tuple(column.key for column in UsageRecord.__table__.columns)
+_INSERT = insert(cast(Table, UsageRecord.__table__))
+# (attribute on the record, column key in the insert)
+_COLUMNS = tuple(
+    (attribute.key, attribute.columns[0].key) for attribute in sa_inspect(UsageRecord).column_attrs
+)
 
 
 def _columns(record: UsageRecord) -> dict[str, object]:
-    return {name: getattr(record, name) for name in _COLUMNS}
+    # Read from the instance's own dict: the ORM attribute machinery costs more per column.
+    values = record.__dict__
+    return {name: values.get(key) for key, name in _COLUMNS}

@@ -13,6 +13,7 @@ import os
 import re
 import stat
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 
 log = logging.getLogger("flow_memory.proxy.resolver")
@@ -21,6 +22,7 @@ PREFIX = "secret://"
 _NOT_NAME = re.compile(r"[^A-Za-z0-9]+")
 
 
+@lru_cache(maxsize=4096)
 def environment_name(reference: str) -> str:
     """``secret://inference/provider-alpha`` → ``FLOW_MEMORY_SECRET_INFERENCE_PROVIDER_ALPHA``."""
     path = reference.removeprefix(PREFIX)

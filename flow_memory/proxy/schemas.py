@@ -36,6 +36,10 @@ class ProxyOptions(RequestModel):
     market_policy: MarketPolicy | None = None
 
 
+DEFAULT_OPTIONS = ProxyOptions()
+DEFAULT_OPTIONS_KEY = DEFAULT_OPTIONS.model_dump_json()
+
+
 def read_options(body_options: Any, headers: dict[str, str]) -> ProxyOptions:
     """Merge the body's ``flow_memory`` object with the routing headers (the body wins)."""
     if body_options is None:
@@ -51,6 +55,8 @@ def read_options(body_options: Any, headers: dict[str, str]) -> ProxyOptions:
         value = headers.get(header)
         if value is not None and name not in merged:
             merged[name] = value
+    if not merged:
+        return DEFAULT_OPTIONS  # most calls: validated once
     try:
         return ProxyOptions.model_validate(merged)
     except ValidationError as error:

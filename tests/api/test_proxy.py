@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from flow_memory.app import create_app
 from flow_memory.kit.clock import FrozenClock
 from flow_memory.kit.safety import SAFETY_ENVELOPE
+from flow_memory.proxy.edge import ProxyEdge
 from flow_memory.settings import Settings
 from tests.conftest import clear_tables
 from tests.factories import (
@@ -802,3 +803,39 @@ def test_an_unsafe_secrets_file_sends_nothing_and_says_so(
         assert "credential_unavailable" in answer.json()["error"]["message"]
         assert SECRET not in answer.text
         assert market.upstream.requests == []
+
+
+def test_sdk_calls_get_the_same_access_log_line_as_every_route(
+    market: Market, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flow_memory.http")
+    market.provider("alpha.example")
+    assert chat(market).status_code == 200
+    assert market.client.post("/v1/embeddings", json={"model": MODEL}).status_code == 401
+    assert market.client.get("/v1/models", headers=market.buyer).status_code == 200
+    lines = [
+        r.getMessage().rsplit(" ", 1)[0]
+        for r in caplog.records
+        if r.name == "flow_memory.http" and " /v1/" in r.getMessage()
+    ]
+    assert lines == [
+        "POST /v1/chat/completions 200",
+        "POST /v1/embeddings 401",
+        "GET /v1/models 200",
+    ]
+
+
+def test_the_declared_routes_answer_alike_without_the_lean_edge(market: Market) -> None:
+    """The routes in the OpenAPI document work on their own too (the edge only goes first)."""
+    app = market.app
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not ProxyEdge]
+    app.middleware_stack = None  # rebuilt without the edge on the next request
+    market.provider("alpha.example")
+    answer = chat(market)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "Hello there"
+    assert answer.headers["x-flow-memory-route-id"] == answer.json()["flow_memory"]["route_id"]
+    streamed = chat(market, stream=True)
+    assert _events(streamed.text)[-1]["flow_memory"]["usage"]["units"] == 9
+    assert market.client.post("/v1/chat/completions", json={"model": MODEL}).status_code == 401
+    assert len(market.usage()["records"]) == 2
