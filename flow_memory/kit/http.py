@@ -219,6 +219,10 @@ class SafetyGuardMiddleware:
                 code="value_too_long",
                 hint="send numbers of at most 4300 digits",
             ) from None
+        self.check_document(document)
+
+    def check_document(self, document: Any) -> None:
+        """Refuse a parsed body that is unbounded or holds forbidden material."""
         self._check_bounds(document, "", 0)
         found = find_forbidden(document)
         if found is not None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from sqlalchemy.orm import Session
 
+from flow_memory.kit.clock import Clock
 from flow_memory.kit.deps import ClockDep, Principal, SessionDep, SettingsDep, require_scopes
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES, Identifier
@@ -21,9 +22,16 @@ from flow_memory.market.schemas import (
     ReservationCreate,
     ReservationResponse,
 )
-from flow_memory.market.service import MarketsDep, PlacedFill, PlacedOrder, WriterDep
-from flow_memory.market.writer import batch_now
+from flow_memory.market.service import (
+    MarketRegistry,
+    MarketsDep,
+    PlacedFill,
+    PlacedOrder,
+    WriterDep,
+)
+from flow_memory.market.writer import MarketWriter, batch_now
 from flow_memory.providers.schemas import UnitType
+from flow_memory.settings import Settings
 
 router = APIRouter(
     route_class=ExactJSONRoute,
@@ -33,7 +41,8 @@ router = APIRouter(
 )
 
 
-Trader = Annotated[Principal, Depends(require_scopes(BUY, SELL))]
+authorize_trader = require_scopes(BUY, SELL)
+Trader = Annotated[Principal, Depends(authorize_trader)]
 
 
 def fill_read(fill: MarketFill | PlacedFill) -> dict[str, Any]:
@@ -89,6 +98,22 @@ async def create_order(
     writer: WriterDep,
     principal: Trader,
 ) -> FlowJSONResponse:
+    return await place(
+        body, principal, clock=clock, settings=settings, markets=markets, writer=writer
+    )
+
+
+async def place(
+    body: OrderCreate,
+    principal: Principal,
+    *,
+    clock: Clock,
+    settings: Settings,
+    markets: MarketRegistry,
+    writer: MarketWriter,
+) -> FlowJSONResponse:
+    """Place an order through the market writer; the answer comes after its batch commits."""
+
     def command(session: Session) -> dict[str, Any]:
         order, fills = service.place_order(
             session,

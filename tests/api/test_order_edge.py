@@ -1,0 +1,200 @@
+"""The order edge (flow_memory/market/edge.py) answers well-formed orders itself and hands every
+other order request, byte for byte, to the full stack, which answers it as before."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
+
+from flow_memory.kit.http import SafetyGuardMiddleware
+from flow_memory.market.edge import OrderEdge
+from tests.api.test_market_orders import (
+    ORDERS,
+    ask_body,
+    bid_body,
+    buyer_headers,
+)
+from tests.assertions import assert_safety, ok
+from tests.factories import eligible_provider, seller_headers
+
+Headers = dict[str, str]
+
+
+class RecordingStack:
+    """Test double for the full stack behind the edge: records what reaches it, answers 299."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        self.bodies.append(b"".join(chunks))
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def call_edge(
+    app: FastAPI,
+    body: bytes,
+    headers: Headers,
+    *,
+    query: bytes = b"",
+    content_type: bytes | None = b"application/json",
+    chunk: int | None = None,
+) -> tuple[int, dict[str, Any] | None, RecordingStack]:
+    """Send one request through an edge whose full stack is the recording double."""
+    stack = RecordingStack()
+    settings = app.state.settings
+    edge = OrderEdge(
+        stack,
+        guard=SafetyGuardMiddleware(
+            stack,
+            max_body_bytes=settings.max_body_bytes,
+            max_string_length=settings.max_string_length,
+            max_list_length=settings.max_list_length,
+        ),
+    )
+    raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    if content_type is not None:
+        raw_headers.append((b"content-type", content_type))
+    scope: Scope = {
+        "type": "http",
+        "method": "POST",
+        "path": ORDERS,
+        "query_string": query,
+        "headers": raw_headers,
+        "app": app,
+    }
+    size = chunk or max(1, len(body))
+    pieces = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+    messages: list[Message] = [
+        {"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1}
+        for i, piece in enumerate(pieces)
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def run() -> None:
+        await edge(scope, receive, send)
+        app.state.market_writer.stop()
+
+    asyncio.run(run())
+    status = sent[0]["status"]
+    body_out = b"".join(m.get("body", b"") for m in sent[1:])
+    return status, (json.loads(body_out) if body_out else None), stack
+
+
+@pytest.fixture
+def buyer(app: FastAPI) -> Headers:
+    return buyer_headers(app)
+
+
+def encoded(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()
+
+
+def test_a_well_formed_order_is_placed_by_the_edge(
+    app: FastAPI, client: TestClient, buyer: Headers
+) -> None:
+    status, answer, stack = call_edge(app, encoded(bid_body(1000, 0.0000008)), buyer)
+    assert status == 201 and stack.bodies == []
+    assert answer is not None and answer["ok"] is True
+    assert answer["order"]["status"] == "open" and answer["order"]["units"] == 1000
+    assert_safety(answer)
+    # The full stack (reached here with a query string) answers the same shape.
+    full = ok(
+        client.post(f"{ORDERS}?via=stack", json=bid_body(1000, 0.0000008), headers=buyer), 201
+    )
+    assert full.keys() == answer.keys()
+    assert full["order"].keys() == answer["order"].keys()
+
+
+def test_an_ask_with_its_provider_is_placed_by_the_edge(app: FastAPI, client: TestClient) -> None:
+    seller = seller_headers(app)
+    provider_id = str(eligible_provider(client, seller)["provider_id"])
+    status, answer, stack = call_edge(
+        app, encoded(ask_body(provider_id, 1000, 0.0000007)), seller, chunk=7
+    )
+    assert (status, stack.bodies) == (201, [])
+    assert answer is not None and answer["order"]["provider_id"] == provider_id
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "options"),
+    [
+        ("query string", encoded(bid_body(1000, 0.0000008)), {"query": b"a=1"}),
+        ("form body", b"side=bid", {"content_type": b"application/x-www-form-urlencoded"}),
+        ("not JSON", b"{not json", {}),
+        ("not an object", b"[1, 2]", {}),
+        ("schema", encoded(bid_body(0, 0.0000008)), {}),
+        ("unknown field", encoded(bid_body(1000, 0.0000008, colour="red")), {}),
+        (
+            "forbidden material",
+            encoded(bid_body(1000, 0.0000008, metadata={"api_key": "sk-live-abcdef0123456789"})),
+            {},
+        ),
+        (
+            "too deep",
+            encoded(
+                bid_body(1000, 0.0000008, metadata={"a": [[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]})
+            ),
+            {},
+        ),
+    ],
+)
+def test_anything_else_reaches_the_full_stack_unchanged(
+    app: FastAPI, buyer: Headers, case: str, body: bytes, options: dict[str, Any]
+) -> None:
+    status, _, stack = call_edge(app, body, buyer, chunk=5, **options)
+    assert (status, stack.bodies) == (299, [body]), case
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"authorization": "Bearer fm_unknown"},
+        {"x-flow-memory-scopes": "inference:read"},
+    ],
+)
+def test_a_caller_without_a_trading_key_reaches_the_full_stack(
+    app: FastAPI, buyer: Headers, headers: Headers
+) -> None:
+    sent = {**buyer, **headers} if headers.get("x-flow-memory-scopes") else headers
+    body = encoded(bid_body(1000, 0.0000008))
+    status, _, stack = call_edge(app, body, sent)
+    assert (status, stack.bodies) == (299, [body])
+
+
+def test_an_oversized_body_is_handed_on_whole(app: FastAPI, buyer: Headers) -> None:
+    limit = app.state.settings.max_body_bytes
+    body = b'{"side": "bid", "metadata": {"note": "' + b"x" * limit + b'"}}'
+    status, _, stack = call_edge(app, body, buyer, chunk=65_536)
+    assert (status, stack.bodies) == (299, [body])
+
+
+def test_the_full_stack_answers_refusals_as_before(client: TestClient, buyer: Headers) -> None:
+    answer = client.post(ORDERS, json=bid_body(1000, 0.0000008, colour="red"), headers=buyer)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "unknown_field"
+    answer = client.post(
+        ORDERS, content=b"{not json", headers={**buyer, "content-type": "application/json"}
+    )
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "invalid_json"
