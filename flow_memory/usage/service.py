@@ -11,23 +11,26 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import Any, cast
 
 from sqlalchemy import (
     Select,
     String,
+    Table,
     and_,
+    bindparam,
     delete,
     func,
     insert,
-    inspect,
     or_,
     select,
     type_coerce,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -73,7 +76,8 @@ class UsageInput:
     quality_score: float | None = None
 
 
-def build_record(item: UsageInput, *, now: datetime) -> UsageRecord:
+def record_values(item: UsageInput, *, now: datetime) -> dict[str, Any]:
+    """A usage record's column values (cost, reference cost and savings worked out)."""
     actual_cost = exact(EXACT.multiply(item.actual_units, item.unit_price))
     estimated_price = item.estimated_unit_price or item.unit_price
     reference_cost: Decimal | None = None
@@ -81,7 +85,7 @@ def build_record(item: UsageInput, *, now: datetime) -> UsageRecord:
     if item.reference_unit_price is not None and item.reference_unit_price > 0:
         reference_cost = exact(EXACT.multiply(item.actual_units, item.reference_unit_price))
         savings = exact(max(ZERO, EXACT.subtract(reference_cost, actual_cost)))
-    return UsageRecord(
+    return dict(
         usage_id=new_id("use"),
         source=item.source,
         decision=item.decision,
@@ -113,32 +117,24 @@ def build_record(item: UsageInput, *, now: datetime) -> UsageRecord:
     )
 
 
+def build_record(item: UsageInput, *, now: datetime) -> UsageRecord:
+    return UsageRecord(**record_values(item, now=now))
+
+
 def record_usage(
     session: Session, items: Iterable[UsageInput], *, now: datetime
-) -> list[UsageRecord]:
-    """Write usage records and fold them into the daily rollup, in the caller's transaction."""
-    rows = [build_record(item, now=now) for item in items]
-    if not rows:
-        return rows
-    insert_records(session, rows)
-    add_to_rollup(session, rows)
-    session.flush()
+) -> list[dict[str, Any]]:
+    """Write usage records and fold them into the daily rollup, in the caller's transaction;
+    returns their column values."""
+    rows = [record_values(item, now=now) for item in items]
+    if rows:
+        # One executemany, no ORM object per record: fills write many at a time.
+        session.execute(_INSERT_RECORDS, rows)
+        add_to_rollup(session, rows)
     return rows
 
 
 _INSERT_RECORDS = insert(UsageRecord.__table__)  # type: ignore[arg-type]
-_RECORD_COLUMNS = tuple(
-    (attribute.key, attribute.columns[0].key) for attribute in inspect(UsageRecord).column_attrs
-)
-
-
-def insert_records(session: Session, records: Sequence[UsageRecord]) -> None:
-    """Insert records with one executemany: no ORM unit of work per row (the records stay
-    transient)."""
-    session.execute(
-        _INSERT_RECORDS,
-        [{column: getattr(r, key) for key, column in _RECORD_COLUMNS} for r in records],
-    )
 
 
 # -- totals and the rollup ----------------------------------------------------------------
@@ -265,52 +261,79 @@ def _rollup_totals(values: Sequence[Any]) -> Totals:
     )
 
 
-def add_to_rollup(session: Session, rows: Sequence[UsageRecord]) -> None:
-    """Fold records into their daily and all-time rollup rows (exact, on row-locked rows)."""
+_PAIR_FIELDS = ("created_at", "owner_id", "seller_owner_id", "model", "unit_type", "provider_id")
+_ADDED_FIELDS = ("estimated_units", "actual_units", "actual_cost", "reference_cost", "savings")
+
+
+def add_to_rollup(
+    session: Session, rows: Sequence[UsageRecord] | Sequence[Mapping[str, Any]]
+) -> None:
+    """Fold records (objects or column values) into their daily and all-time rollup rows
+    (exact, on row-locked rows)."""
+    if not rows:
+        return
+    get = itemgetter if isinstance(rows[0], Mapping) else attrgetter
+    pair_of, added_of = get(*_PAIR_FIELDS), get(*_ADDED_FIELDS)
     per_pair: dict[PairKey, Totals] = {}
     for row in rows:
-        pair = (
-            row.created_at.astimezone(UTC).date(),
-            row.owner_id,
-            row.seller_owner_id,
-            row.model,
-            row.unit_type,
-            row.provider_id,
-        )
-        per_pair.setdefault(pair, Totals()).add_record(
-            row.estimated_units,
-            row.actual_units,
-            row.actual_cost,
-            row.reference_cost,
-            row.savings,
-        )
+        created_at, *parties = pair_of(row)  # type: ignore[arg-type]
+        pair = (created_at.astimezone(UTC).date(), *parties)
+        per_pair.setdefault(pair, Totals()).add_record(*added_of(row))  # type: ignore[arg-type]
     daily, overall = _fan_out(per_pair)
     # One lock order for every writer: all daily rows by key, then all totals by key.
     for key in sorted(daily):
-        _add_locked(session, UsageRollup, dict(zip(_DAILY_KEY, key, strict=True)), daily[key])
+        _add_locked(session, _DAILY, key, daily[key])
     for total_key in sorted(overall):
-        values = dict(zip(_TOTAL_KEY, total_key, strict=True))
-        _add_locked(session, UsageTotal, values, overall[total_key])
+        _add_locked(session, _TOTAL, total_key, overall[total_key])
+
+
+@dataclass(frozen=True)
+class _RollupStatements:
+    """A rollup table's statements, built once: by key, lock and read the sums; create the
+    row (doing nothing when another writer just did); write the sums."""
+
+    key: tuple[str, ...]
+    read: Any
+    create: dict[str, Any]
+    write: Any
+
+
+def _rollup_statements(
+    model: type[UsageRollup | UsageTotal], key: tuple[str, ...]
+) -> _RollupStatements:
+    table = cast(Table, model.__table__)
+    where = and_(*(table.c[name] == bindparam(f"k_{name}") for name in key))
+    return _RollupStatements(
+        key=key,
+        read=select(*(table.c[name] for name in _SUM_COLUMNS)).where(where).with_for_update(),
+        create={
+            "postgresql": postgresql.insert(table).on_conflict_do_nothing(),
+            "sqlite": sqlite.insert(table).on_conflict_do_nothing(),
+        },
+        write=update(table).where(where).values({n: bindparam(n) for n in _SUM_COLUMNS}),
+    )
+
+
+_DAILY = _rollup_statements(UsageRollup, _DAILY_KEY)
+_TOTAL = _rollup_statements(UsageTotal, _TOTAL_KEY)
 
 
 def _add_locked(
-    session: Session, table: type[UsageRollup | UsageTotal], key: dict[str, Any], delta: Totals
+    session: Session, statements: _RollupStatements, key: tuple[Any, ...], delta: Totals
 ) -> None:
-    identity = tuple(key.values())
-    row = session.get(table, identity, with_for_update=True)
+    where = {f"k_{name}": value for name, value in zip(statements.key, key, strict=True)}
+    row = session.execute(statements.read, where).first()
     if row is None:
         # Two writers may create the same row at once (PostgreSQL): the loser's insert does
         # nothing and both then lock the one row.
         dialect = session.get_bind().dialect.name
-        insert_row = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        values = {**key, **_rollup_values(Totals())}
-        session.execute(insert_row(table).values(**values).on_conflict_do_nothing())
-        row = session.get(table, identity, with_for_update=True, populate_existing=True)
+        values = {**dict(zip(statements.key, key, strict=True)), **_rollup_values(Totals())}
+        session.execute(statements.create[dialect], values)
+        row = session.execute(statements.read, where).first()
         assert row is not None
-    totals = _rollup_totals([getattr(row, name) for name in _SUM_COLUMNS])
+    totals = _rollup_totals(row)
     totals.add(delta)
-    for name, value in _rollup_values(totals).items():
-        setattr(row, name, value)
+    session.execute(statements.write, {**where, **_rollup_values(totals)})
 
 
 def rebuild_rollups(session: Session) -> int:
