@@ -8,10 +8,9 @@ import logging
 import queue
 import threading
 import time
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, insert
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.kit.deps import transaction
@@ -23,6 +22,7 @@ log = logging.getLogger("flow_memory.proxy.usage")
 MAX_BATCH = 1_000
 LINGER_SECONDS = 0.1
 RETRIES = 5
+Row = dict[str, Any]  # a usage record's column values
 
 
 class UsageRecorder:
@@ -30,13 +30,14 @@ class UsageRecorder:
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
-        self._queue: queue.SimpleQueue[UsageRecord | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Row | threading.Event | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.written = 0
         self.lost = 0
 
-    def add(self, record: UsageRecord) -> None:
+    def add(self, record: Row) -> None:
+        """Queue one record's column values (as ``record_values`` makes them)."""
         self._ensure_started()
         self._queue.put(record)
 
@@ -70,9 +71,9 @@ class UsageRecorder:
         stopping = False
         while not stopping:
             first = self._queue.get()
-            batch: list[UsageRecord] = []
+            batch: list[Row] = []
             waiters: list[threading.Event] = []
-            item: UsageRecord | threading.Event | None = first
+            item: Row | threading.Event | None = first
             deadline = time.monotonic() + LINGER_SECONDS
             while True:
                 if item is None:
@@ -92,12 +93,12 @@ class UsageRecorder:
             for waiter in waiters:
                 waiter.set()
 
-    def _write(self, batch: list[UsageRecord]) -> None:
+    def _write(self, batch: list[Row]) -> None:
         for attempt in range(RETRIES):
             try:
                 with transaction(self._factory) as session:
                     # One Core executemany, not the ORM: this thread shares the GIL.
-                    session.connection().execute(_INSERT, [_columns(record) for record in batch])
+                    session.connection().execute(_INSERT, batch)
                     add_to_rollup(session, batch)
                 self.written += len(batch)
                 return
@@ -111,13 +112,3 @@ class UsageRecorder:
 
 
 _INSERT = insert(cast(Table, UsageRecord.__table__))
-# (attribute on the record, column key in the insert)
-_COLUMNS = tuple(
-    (attribute.key, attribute.columns[0].key) for attribute in sa_inspect(UsageRecord).column_attrs
-)
-
-
-def _columns(record: UsageRecord) -> dict[str, object]:
-    # Read from the instance's own dict: the ORM attribute machinery costs more per column.
-    values = record.__dict__
-    return {name: values.get(key) for key, name in _COLUMNS}

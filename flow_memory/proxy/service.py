@@ -26,8 +26,7 @@ from flow_memory.routing import service as routing
 from flow_memory.routing.models import RouteRecord
 from flow_memory.routing.schemas import MarketPolicy, PolicyRequest
 from flow_memory.settings import Settings
-from flow_memory.usage.models import UsageRecord
-from flow_memory.usage.service import UsageInput, build_record
+from flow_memory.usage.service import UsageInput, record_values
 
 Kind = Literal["chat", "responses", "embeddings"]
 
@@ -296,10 +295,11 @@ def usage_record(
     decision: str,
     latency_ms: float,
     now: datetime,
-) -> UsageRecord:
-    """The usage record of one proxied call, priced at the route's unit price."""
+) -> dict[str, Any]:
+    """The usage record (its column values) of one proxied call, priced at the route's unit
+    price. Column values, not an ORM object: building one costs more than the call itself."""
     units = units_of(usage, target.unit_type)
-    return build_record(
+    return record_values(
         UsageInput(
             source="proxy",
             decision=decision,
@@ -329,7 +329,7 @@ def metadata(
     plan: Plan,
     target: Target | None,
     *,
-    record: UsageRecord | None,
+    record: dict[str, Any] | None,
     usage: Usage | None,
     warnings: list[str],
     attempts: list[dict[str, str]],
@@ -348,16 +348,16 @@ def metadata(
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "total_tokens": usage.total_tokens,
-            "units": record.actual_units if record else None,
+            "units": record["actual_units"] if record else None,
             "estimated": usage.estimated,
         },
-        "cost": record.actual_cost if record else None,
-        "reference_cost": record.reference_cost if record else None,
-        "savings": record.savings if record else None,
-        "savings_bps": record.discount_bps
-        if record and record.reference_cost is not None
+        "cost": record["actual_cost"] if record else None,
+        "reference_cost": record["reference_cost"] if record else None,
+        "savings": record["savings"] if record else None,
+        "savings_bps": record["discount_bps"]
+        if record and record["reference_cost"] is not None
         else None,
-        "usage_id": record.usage_id if record else None,
+        "usage_id": record["usage_id"] if record else None,
         "attempts": attempts,
         "warnings": [*plan.warnings, *warnings],
     }
