@@ -1,13 +1,21 @@
 """Proxy overhead: the same fast local upstream called directly and through Flow Memory.
 
-    python bench/bench_proxy.py [--clients 32] [--seconds 8]
+    python bench/bench_proxy.py [--clients 32] [--seconds 8] [--paced-fraction 0.5]
 
 A minimal keep-alive HTTP/1.1 model server (asyncio, fixed answers) plays the provider. A real
 `flow-memory serve` process on SQLite routes `POST /v1/chat/completions` to it. The load
 generator speaks raw HTTP/1.1 over keep-alive sockets from one process. Each phase runs for
 ``--seconds``; the direct and proxied phases alternate in one run so they see the same machine.
-Printed: throughput and latency percentiles for each path, the added latency (proxied minus
-direct, per percentile), and the added time to first byte of a stream at one client.
+
+Printed, side by side for the direct and the proxied path:
+- saturation (closed loop): 1 client, then ``--clients`` clients each sending its next call as
+  soon as the last is answered. The proxied throughput is the highest sustained throughput;
+  the latency there is mostly queueing, since every client always has a call waiting.
+- paced (open loop): ``--clients`` clients together offering a fixed rate, ``--paced-fraction``
+  of the proxied saturation throughput, each on its own schedule. Latency is measured from each
+  call's scheduled send time, so a call held up behind a slow one counts its wait (no
+  coordinated omission). This is the added latency at that concurrency below saturation.
+- the added time to first byte of a streamed answer at one client.
 """
 
 from __future__ import annotations
@@ -173,6 +181,47 @@ async def load(
     return latencies, first_bytes, errors
 
 
+async def paced(
+    port: int, payload: bytes, clients: int, rate: float, seconds: float
+) -> tuple[list[float], list[float], int]:
+    """Open loop: ``clients`` connections together offering ``rate`` calls a second, each on a
+    fixed schedule. Returns latencies from the scheduled send time (ms), how late each call
+    was sent (ms: the generator's own lag plus waiting behind the connection's previous
+    call), and the errors."""
+    latencies: list[float] = []
+    lateness: list[float] = []
+    errors = 0
+    period = clients / rate  # one client's interval between calls
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
+    start = time.perf_counter() + 0.05
+    end = start + seconds
+
+    async def one_client(index: int) -> None:
+        nonlocal errors
+        reader, writer = connections[index]
+        scheduled = start + index / rate
+        try:
+            while scheduled < end:
+                wait = scheduled - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                sent = time.perf_counter()
+                writer.write(payload)
+                status = await read_response(reader, lambda: None)
+                ended = time.perf_counter()
+                if status != 200:
+                    errors += 1
+                else:
+                    latencies.append((ended - scheduled) * 1000)
+                    lateness.append((sent - scheduled) * 1000)
+                scheduled += period
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one_client(i) for i in range(clients)))
+    return latencies, lateness, errors
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -248,6 +297,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--paced-fraction",
+        type=float,
+        default=0.5,
+        help="offered rate of the paced phase, as a fraction of the proxied saturation rate",
+    )
     args = parser.parse_args()
     upstream_port = free_port()
     start_upstream(upstream_port)
@@ -269,16 +324,40 @@ def main() -> None:
         print(
             f"load {os.getloadavg()[0]:.2f}; {args.clients} clients, {args.seconds:.0f} s a phase"
         )
+        print("SATURATION (closed loop: each client sends its next call as soon as answered)")
+        saturation = 0.0
         for clients in (1, args.clients):
             print(f"{clients} concurrent client(s), non-streamed chat:")
             d_lat, _, d_err = asyncio.run(load(upstream_port, direct, clients, args.seconds))
             p_lat, _, p_err = asyncio.run(load(proxy_port, proxied, clients, args.seconds))
             d = report("direct", d_lat, args.seconds, d_err)
             p = report("proxied", p_lat, args.seconds, p_err)
+            saturation = max(saturation, p["rps"])
+            queueing = "   (mostly queueing: the proxy is saturated)" if clients > 1 else ""
             print(
                 f"  added      p50 {p['p50'] - d['p50']:.2f} ms   p99 {p['p99'] - d['p99']:.2f} ms"
-                f"   highest sustained throughput through the proxy {p['rps']:.0f} calls/s"
+                + queueing
             )
+        print(f"  highest sustained throughput through the proxy: {saturation:.0f} calls/s")
+        rate = saturation * args.paced_fraction
+        print(
+            f"PACED (open loop: {args.clients} clients together offering {rate:.0f} calls/s, "
+            f"{args.paced_fraction:.0%} of the proxied saturation; latency from each call's "
+            "scheduled send time)"
+        )
+        d_lat, d_late, d_err = asyncio.run(
+            paced(upstream_port, direct, args.clients, rate, args.seconds)
+        )
+        p_lat, p_late, p_err = asyncio.run(
+            paced(proxy_port, proxied, args.clients, rate, args.seconds)
+        )
+        d = report("direct", d_lat, args.seconds, d_err)
+        p = report("proxied", p_lat, args.seconds, p_err)
+        print(
+            f"  added      p50 {p['p50'] - d['p50']:.2f} ms   p99 {p['p99'] - d['p99']:.2f} ms"
+            f"   (sent late, p99: direct {percentile(d_late, 0.99):.2f} ms, "
+            f"proxied {percentile(p_late, 0.99):.2f} ms)"
+        )
         print("1 client, streamed chat, time to first byte:")
         direct_s = request_bytes(upstream_port, "/v1/chat/completions", streamed, None)
         proxied_s = request_bytes(proxy_port, "/v1/chat/completions", streamed, buyer)
