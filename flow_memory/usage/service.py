@@ -29,6 +29,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     type_coerce,
     update,
 )
@@ -281,16 +282,14 @@ def add_to_rollup(
         per_pair.setdefault(pair, Totals()).add_record(*added_of(row))  # type: ignore[arg-type]
     daily, overall = _fan_out(per_pair)
     # One lock order for every writer: all daily rows by key, then all totals by key.
-    for key in sorted(daily):
-        _add_locked(session, _DAILY, key, daily[key])
-    for total_key in sorted(overall):
-        _add_locked(session, _TOTAL, total_key, overall[total_key])
+    _add_locked(session, _DAILY, daily)
+    _add_locked(session, _TOTAL, overall)
 
 
 @dataclass(frozen=True)
 class _RollupStatements:
-    """A rollup table's statements, built once: by key, lock and read the sums; create the
-    row (doing nothing when another writer just did); write the sums."""
+    """A rollup table's statements, built once: lock and read the sums of some keys; create
+    rows (doing nothing where another writer just did); write the sums."""
 
     key: tuple[str, ...]
     read: Any
@@ -302,15 +301,20 @@ def _rollup_statements(
     model: type[UsageRollup | UsageTotal], key: tuple[str, ...]
 ) -> _RollupStatements:
     table = cast(Table, model.__table__)
-    where = and_(*(table.c[name] == bindparam(f"k_{name}") for name in key))
+    columns = [table.c[name] for name in key]
     return _RollupStatements(
         key=key,
-        read=select(*(table.c[name] for name in _SUM_COLUMNS)).where(where).with_for_update(),
+        read=select(*columns, *(table.c[name] for name in _SUM_COLUMNS))
+        .where(tuple_(*columns).in_(bindparam("keys", expanding=True)))
+        .order_by(*columns)
+        .with_for_update(),
         create={
             "postgresql": postgresql.insert(table).on_conflict_do_nothing(),
             "sqlite": sqlite.insert(table).on_conflict_do_nothing(),
         },
-        write=update(table).where(where).values({n: bindparam(n) for n in _SUM_COLUMNS}),
+        write=update(table)
+        .where(and_(*(column == bindparam(f"k_{column.key}") for column in columns)))
+        .values({name: bindparam(name) for name in _SUM_COLUMNS}),
     )
 
 
@@ -319,21 +323,35 @@ _TOTAL = _rollup_statements(UsageTotal, _TOTAL_KEY)
 
 
 def _add_locked(
-    session: Session, statements: _RollupStatements, key: tuple[Any, ...], delta: Totals
+    session: Session, statements: _RollupStatements, deltas: Mapping[tuple[Any, ...], Totals]
 ) -> None:
-    where = {f"k_{name}": value for name, value in zip(statements.key, key, strict=True)}
-    row = session.execute(statements.read, where).first()
-    if row is None:
+    """Add ``deltas`` to their rows: one read that locks them all (in key order), one insert
+    of the missing ones, one write."""
+    if not deltas:
+        return
+    keys = sorted(deltas)
+    width = len(statements.key)
+    found = {
+        tuple(row[:width]): row[width:] for row in session.execute(statements.read, {"keys": keys})
+    }
+    missing = [key for key in keys if key not in found]
+    if missing:
         # Two writers may create the same row at once (PostgreSQL): the loser's insert does
         # nothing and both then lock the one row.
-        dialect = session.get_bind().dialect.name
-        values = {**dict(zip(statements.key, key, strict=True)), **_rollup_values(Totals())}
-        session.execute(statements.create[dialect], values)
-        row = session.execute(statements.read, where).first()
-        assert row is not None
-    totals = _rollup_totals(row)
-    totals.add(delta)
-    session.execute(statements.write, {**where, **_rollup_values(totals)})
+        empty = _rollup_values(Totals())
+        session.execute(
+            statements.create[session.get_bind().dialect.name],
+            [{**dict(zip(statements.key, key, strict=True)), **empty} for key in missing],
+        )
+        for row in session.execute(statements.read, {"keys": missing}):
+            found[tuple(row[:width])] = row[width:]
+    writes = []
+    for key in keys:
+        totals = _rollup_totals(found[key])
+        totals.add(deltas[key])
+        named = {f"k_{name}": value for name, value in zip(statements.key, key, strict=True)}
+        writes.append({**named, **_rollup_values(totals)})
+    session.execute(statements.write, writes)
 
 
 def rebuild_rollups(session: Session) -> int:
