@@ -94,6 +94,8 @@ class MarketRegistry:
     def __init__(self) -> None:
         self._states: dict[tuple[str, str], BookState] = {}
         self._guard = threading.Lock()
+        # Provider id -> owner: a provider is never deleted and never changes owner.
+        self.owners: dict[str, str] = {}
 
     def state(self, model: str, unit_type: str) -> BookState:
         key = (model, unit_type)
@@ -466,7 +468,7 @@ def place_order(
         _require(principal, BUY, "a bid")
     else:
         _require(principal, SELL, "an ask")
-        provider = _owned_provider(session, principal, body.provider_id or "")
+        provider = _owned_provider(session, markets, principal, body.provider_id or "")
         _check_ask_capacity(session, provider, body, source=source)
     market = open_market(
         session, markets, model=body.model, unit_type=body.unit_type, settings=settings, now=now
@@ -577,16 +579,18 @@ class _Seller:
     owner_id: str
 
 
-def _owned_provider(session: Session, principal: Principal, provider_id: str) -> _Seller:
-    """The caller's provider, looked up once per transaction (its owner never changes)."""
-    known = _per_transaction(session, "providers")
-    seller: _Seller | None = known.get(provider_id)
-    if seller is None or not principal.can_see(seller.owner_id):
+def _owned_provider(
+    session: Session, markets: MarketRegistry, principal: Principal, provider_id: str
+) -> _Seller:
+    """The caller's provider, looked up once per process (a provider is never deleted and its
+    owner never changes)."""
+    owner = markets.owners.get(provider_id)
+    if owner is None or not principal.can_see(owner):
         provider = providers_service.get_owned(
             session, principal=principal, provider_id=provider_id
         )
-        seller = known[provider_id] = _Seller(provider.provider_id, provider.owner_id)
-    return seller
+        owner = markets.owners[provider.provider_id] = provider.owner_id
+    return _Seller(provider_id, owner)
 
 
 def _check_ask_capacity(
