@@ -34,7 +34,7 @@ from flow_memory.kit.deps import (
 )
 from flow_memory.kit.errors import FlowMemoryError, ForbiddenMaterial, Invalid, PayloadTooLarge
 from flow_memory.kit.http import FlowJSONResponse, error_body
-from flow_memory.kit.safety import SAFETY_ENVELOPE, find_forbidden
+from flow_memory.kit.safety import SAFETY_ENVELOPE, Finding, find_forbidden
 from flow_memory.kit.schemas import ERROR_RESPONSES, ErrorEnvelope
 from flow_memory.kit.scopes import PROXY
 from flow_memory.proxy import catalog, sse, translate
@@ -251,7 +251,7 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> J
             hint="GET /v1/models lists the models providers serve now",
         )
     # Everything but the prompt is checked for forbidden material, as on every other route.
-    found = find_forbidden({k: v for k, v in body.items() if k not in CONTENT_FIELDS})
+    found = _forbidden_in({k: v for k, v in body.items() if k not in CONTENT_FIELDS})
     if found is not None:
         raise ForbiddenMaterial(
             f"{found.field} holds forbidden material ({found.kind.replace('_', ' ')}); "
@@ -260,6 +260,27 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> J
             hint="provider credentials stay with the operator; send only routing options",
         )
     return body
+
+
+_CLEAN_FIELDS: set[tuple[Any, ...]] = set()
+
+
+def _forbidden_in(fields: Json) -> Finding | None:
+    """``find_forbidden``, remembering flat field sets found clean: steady SDK traffic sends
+    the same few (model, stream, temperature…) call after call."""
+    try:
+        key = tuple((name, type(value), value) for name, value in fields.items())
+        hash(key)
+    except TypeError:  # a nested object or list: always scanned
+        return find_forbidden(fields)
+    if key in _CLEAN_FIELDS:
+        return None
+    found = find_forbidden(fields)
+    if found is None:
+        if len(_CLEAN_FIELDS) >= 4096:
+            _CLEAN_FIELDS.clear()
+        _CLEAN_FIELDS.add(key)
+    return found
 
 
 async def _plan(

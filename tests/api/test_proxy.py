@@ -839,3 +839,13 @@ def test_the_declared_routes_answer_alike_without_the_lean_edge(market: Market) 
     assert _events(streamed.text)[-1]["flow_memory"]["usage"]["units"] == 9
     assert market.client.post("/v1/chat/completions", json={"model": MODEL}).status_code == 401
     assert len(market.usage()["records"]) == 2
+
+
+def test_routing_fields_are_checked_on_every_call_not_only_the_first(market: Market) -> None:
+    market.provider("alpha.example")
+    for _ in range(2):
+        assert chat(market, user="team-blue", temperature=0).status_code == 200
+    for _ in range(2):
+        refused = chat(market, user="sk-live-abcdefghijklmnopqrstuvwxyz0123456789", temperature=0)
+        assert refused.status_code == 422
+        assert refused.json()["error"]["field"] == "user"
