@@ -130,7 +130,7 @@ def record_usage(
     rows = [record_values(item, now=now) for item in items]
     if rows:
         # One executemany, no ORM object per record: fills write many at a time.
-        session.execute(_INSERT_RECORDS, rows)
+        session.connection().execute(_INSERT_RECORDS, rows)
         add_to_rollup(session, rows)
     return rows
 
