@@ -307,15 +307,23 @@ async def _plan(
     cache: PlanCache = state.proxy_plans
     chosen = DEFAULT_OPTIONS_KEY if options is DEFAULT_OPTIONS else options.model_dump_json()
     key = (caller.owner_id, kind, model, chosen)
-    cached = cache.get(key, now)
+    cached, due = cache.lookup(key, now)
     if cached is not None:
+        if due:
+            cache.refresh(
+                key,
+                lambda: run_in_threadpool(
+                    _select_plan, state, caller, kind, model, options, state.clock.now()
+                ),
+            )
         return cached
     async with cache.selecting(key):
         cached = cache.get(key, now)
         if cached is not None:
             return cached
+        generation = cache.generation
         plan = await run_in_threadpool(_select_plan, state, caller, kind, model, options, now)
-        cache.put(key, plan)
+        cache.put(key, plan, generation=generation)
         return plan
 
 

@@ -1,0 +1,121 @@
+"""The proxy's cache of selected routes: use limits, refresh ahead of expiry, and clearing."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from flow_memory.proxy.service import Plan, PlanCache
+
+NOW = datetime(2026, 6, 17, tzinfo=UTC)
+KEY = ("owner", "chat", "model", "{}")
+
+
+def plan(route_id: str, expires_in: timedelta = timedelta(minutes=5)) -> Plan:
+    return Plan(
+        route_id=route_id,
+        owner_id="owner",
+        model="model",
+        unit_type="token",
+        estimated_units=1000,
+        agent_id=None,
+        workspace_id="workspace-default",
+        task_id=None,
+        goal_id=None,
+        targets=(),
+        allow_fallback=True,
+        warnings=(),
+        expires_at=NOW + expires_in,
+    )
+
+
+class Clock:
+    """Test double for the monotonic clock."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_plan_is_used_until_its_seconds_or_its_route_expiry() -> None:
+    clock = Clock()
+    cache = PlanCache(10, monotonic=clock)
+    cache.put(KEY, plan("route_a"), generation=cache.generation)
+    assert cache.lookup(KEY, NOW) == (plan("route_a"), False)
+    clock.now += 8.5
+    assert cache.lookup(KEY, NOW) == (plan("route_a"), True)  # due for a refresh
+    clock.now += 2
+    assert cache.lookup(KEY, NOW) == (None, False)
+    short = replace(plan("route_b"), expires_at=NOW + timedelta(seconds=1))
+    cache.put(KEY, short, generation=cache.generation)
+    assert cache.get(KEY, NOW + timedelta(seconds=1)) is None
+
+
+def test_a_refresh_replaces_the_plan_in_the_background_once() -> None:
+    async def test() -> None:
+        clock = Clock()
+        cache = PlanCache(10, monotonic=clock)
+        cache.put(KEY, plan("route_a"), generation=cache.generation)
+        clock.now += 9
+        release = asyncio.Event()
+        selections = 0
+
+        async def select() -> Plan:
+            nonlocal selections
+            selections += 1
+            await release.wait()
+            return plan("route_b")
+
+        for _ in range(3):
+            cached, due = cache.lookup(KEY, NOW)
+            assert cached == plan("route_a") and due
+            cache.refresh(KEY, select)
+        await asyncio.sleep(0)
+        release.set()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert selections == 1
+        assert cache.lookup(KEY, NOW) == (plan("route_b"), False)
+
+    asyncio.run(test())
+
+
+def test_a_failed_refresh_forgets_the_plan() -> None:
+    async def test() -> None:
+        clock = Clock()
+        cache = PlanCache(10, monotonic=clock)
+        cache.put(KEY, plan("route_a"), generation=cache.generation)
+
+        async def no_route() -> Plan:
+            raise RuntimeError("no provider can serve the model")
+
+        cache.refresh(KEY, no_route)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert cache.get(KEY, NOW) is None
+
+    asyncio.run(test())
+
+
+def test_a_selection_begun_before_a_clear_is_not_kept() -> None:
+    async def test() -> None:
+        cache = PlanCache(10, monotonic=Clock())
+        cache.put(KEY, plan("route_a"), generation=cache.generation)
+        cleared = asyncio.Event()
+
+        async def slow_select() -> Plan:
+            await cleared.wait()
+            return plan("route_stale")
+
+        cache.refresh(KEY, slow_select)
+        await asyncio.sleep(0)
+        cache.clear()  # e.g. a provider's credential reference was revoked
+        cleared.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert cache.get(KEY, NOW) is None
+
+    asyncio.run(test())
