@@ -160,7 +160,7 @@ def create_app(
             max_list_length=settings.max_list_length,
         ),
     )
-    app.state.markets = MarketRegistry()
+    app.state.markets = MarketRegistry(route_facts=lambda: app.state.route_facts)
     app.state.market_writer = MarketWriter(app.state.session_factory)
     app.include_router(credentials_router)
     app.include_router(discovery_router)

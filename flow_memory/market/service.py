@@ -45,12 +45,14 @@ from flow_memory.market.writer import (
     deferring,
     on_command,
     on_refused,
+    writer_batch,
 )
 from flow_memory.pricing import service as pricing
 from flow_memory.providers import repository as providers_repository
 from flow_memory.providers import service as providers_service
 from flow_memory.providers.models import CapacityEntry, Provider
 from flow_memory.providers.schemas import ProviderCapacity
+from flow_memory.routing.facts import RouteFacts
 from flow_memory.settings import Settings
 from flow_memory.usage import service as usage
 
@@ -70,6 +72,16 @@ class _Party:
     metadata: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class _KeptGates:
+    """Route gates read by the market writer, for its next batches while still fresh."""
+
+    gates: dict[str, str]
+    facts: RouteFacts  # whose generation they were read at
+    stamp: tuple[int, float]
+    derived_at: datetime
+
+
 @dataclass
 class BookState:
     book: OrderBook
@@ -78,6 +90,7 @@ class BookState:
     # What fills need of the resting orders, so a fill reads no order row back; it may also
     # hold orders that have left the book, until the next trim.
     parties: dict[str, _Party] = field(default_factory=dict)
+    kept_gates: _KeptGates | None = None
 
     def rest(self, party: _Party) -> None:
         self.parties[party.order_id] = party
@@ -91,7 +104,10 @@ class BookState:
 class MarketRegistry:
     """The in-memory books of this process, one per (model, unit_type)."""
 
-    def __init__(self) -> None:
+    def __init__(self, route_facts: Callable[[], RouteFacts] | None = None) -> None:
+        # The app's route facts: their generation moves whenever a committed change may move a
+        # provider's route gate, and the market writer's kept gates are dropped with it.
+        self.route_facts = route_facts
         self._states: dict[tuple[str, str], BookState] = {}
         self._guard = threading.Lock()
         # Provider id -> owner: a provider is never deleted and never changes owner.
@@ -204,9 +220,7 @@ def open_market(
     on_refused(session, "market_books", _resync_books)
     on_command(session, "market_books", _forget_changes)
     on_command(session, "order_writes", _write_before_direct_command)
-    gates = providers_service.route_gates(
-        session, _ask_providers(market.book), settings=settings, now=now
-    )
+    gates = _route_gates(session, markets, state, settings=settings, now=now)
 
     session_open = True
 
@@ -230,6 +244,36 @@ def open_market(
     market.routable = routable
     _settle_book(session, market, now)
     return market
+
+
+def _route_gates(
+    session: Session,
+    markets: MarketRegistry,
+    state: BookState,
+    *,
+    settings: Settings,
+    now: datetime,
+) -> dict[str, str]:
+    """The route gates of the providers resting in the book. The market writer keeps them
+    between its batches as quotes keep offers (``flow_memory.routing.facts``): at most a second,
+    and dropped after any committed change that may move a gate; every other transaction reads
+    them afresh."""
+    facts = markets.route_facts() if markets.route_facts and writer_batch(session) else None
+    kept = state.kept_gates
+    if (
+        facts is not None
+        and kept is not None
+        and kept.facts is facts
+        and facts.still_fresh(kept.stamp, derived_at=kept.derived_at, now=now)
+    ):
+        return kept.gates
+    stamp = facts.stamp() if facts is not None else None
+    gates = providers_service.route_gates(
+        session, _ask_providers(state.book), settings=settings, now=now
+    )
+    if facts is not None and stamp is not None:
+        state.kept_gates = _KeptGates(gates, facts, stamp, now)
+    return gates
 
 
 def _settle_book(session: Session, market: OpenMarket, now: datetime) -> None:

@@ -108,6 +108,7 @@ class MarketWriter:
         outcomes: list[tuple[Future[Any], bool, Any]] = []
         try:
             with transaction(self._factory) as session:
+                session.info["market_writer"] = True
                 for command, future, deferred_only in batch:
                     marks = _deferred_marks(session)
                     session.info["deferring"] = deferred_only
@@ -150,6 +151,11 @@ def mark_books_dirty(session: Session) -> None:
 
 def books_dirty(session: Session) -> bool:
     return bool(session.info.get("books_dirty"))
+
+
+def writer_batch(session: Session) -> bool:
+    """Whether the session is a batch of the market writer."""
+    return bool(session.info.get("market_writer"))
 
 
 def deferring(session: Session) -> bool:

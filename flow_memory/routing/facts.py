@@ -102,6 +102,21 @@ class RouteFacts:
             while len(self._entries) > MARKETS_KEPT:
                 self._entries.popitem(last=False)
 
+    def stamp(self) -> tuple[int, float]:
+        """The generation and monotonic time to keep something read from now on under."""
+        return self._generation, self._monotonic()
+
+    def still_fresh(self, stamp: tuple[int, float], *, derived_at: datetime, now: datetime) -> bool:
+        """Whether something read at ``stamp`` (health derived at ``derived_at``) may still be
+        used at ``now``: nothing was forgotten since, and it is under the age limit."""
+        generation, read_at = stamp
+        age = now - derived_at
+        return (
+            generation == self._generation
+            and timedelta(0) <= age <= self.fresh
+            and self._monotonic() - read_at <= self._fresh_seconds
+        )
+
     def clear(self) -> None:
         """Forget every market's offers."""
         with self._lock:

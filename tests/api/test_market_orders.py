@@ -631,6 +631,45 @@ class TestMatching:
         assert view["spread"]["crossed"] is True
         assert view["recent_fills"] == []
 
+    def test_the_writer_sees_a_revoke_at_once_though_it_keeps_route_gates(
+        self, app: FastAPI, client: TestClient, seller: Headers, buyer: Headers
+    ) -> None:
+        provider = eligible_provider(client, seller)
+        # The writer reads the provider's gate for this order and keeps it for its next batches.
+        assert bid(client, buyer, 1000, 0.0000008)["fills"] != []
+        revoked = client.post(
+            f"/inference/credential-refs/{provider['credential_ref_id']}/revoke",
+            json={"revoke_reason": "operator_rotation"},
+            headers=admin_headers(app),
+        )
+        assert revoked.status_code == 200, revoked.text
+        placed = bid(client, buyer, 1000, 0.0000008)
+        assert placed["order"]["status"] == "open" and placed["fills"] == []
+
+    def test_the_writer_sees_a_provider_go_stale_though_it_keeps_route_gates(
+        self, client: TestClient, seller: Headers, buyer: Headers, clock: FrozenClock
+    ) -> None:
+        eligible_provider(client, seller)
+        assert bid(client, buyer, 1000, 0.0000008)["fills"] != []
+        clock.advance(91)  # no heartbeat since: stale, with nothing committed in between
+        placed = bid(client, buyer, 1000, 0.0000008)
+        assert placed["order"]["status"] == "open" and placed["fills"] == []
+
+    def test_the_writer_sees_a_draining_report_at_once_though_it_keeps_route_gates(
+        self, client: TestClient, seller: Headers, buyer: Headers
+    ) -> None:
+        provider_id = eligible_provider(client, seller)["provider_id"]
+        assert bid(client, buyer, 1000, 0.0000008)["fills"] != []
+        ok(
+            client.post(
+                f"/inference/providers/{provider_id}/heartbeat",
+                json={"runtime_status": "draining"},
+                headers=seller,
+            )
+        )
+        placed = bid(client, buyer, 1000, 0.0000008)
+        assert placed["order"]["status"] == "open" and placed["fills"] == []
+
 
 class TestCancel:
     def test_owner_cancels_with_the_seed_body(
