@@ -73,7 +73,46 @@ class JSONDocument(TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
+        return canonical_json(value)
+
+
+_PLAIN = (str, int, bool, type(None))
+
+
+def canonical_json(value: Any) -> Any:
+    """``value`` as JSON would give it back, with every object's keys in sorted order (what
+    becomes of text, numbers and nesting is what ``json`` does, ``str`` for anything else)."""
+    sorted_value = _sorted_plain(value)
+    if sorted_value is _NOT_PLAIN:
         return json.loads(json.dumps(value, sort_keys=True, default=str))
+    return sorted_value
+
+
+_NOT_PLAIN = object()
+
+
+def _sorted_plain(value: Any) -> Any:
+    """A sorted copy of a document of plain values and text keys, without serialising it;
+    ``_NOT_PLAIN`` for anything else (the round trip through ``json`` handles it)."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (_INF, -_INF) else _NOT_PLAIN
+    if isinstance(value, dict):
+        copy = {}
+        for key in sorted(value) if all(isinstance(k, str) for k in value) else ():
+            item = _sorted_plain(value[key])
+            if item is _NOT_PLAIN:
+                return _NOT_PLAIN
+            copy[key] = item
+        return copy if len(copy) == len(value) else _NOT_PLAIN
+    if isinstance(value, list):
+        items = [_sorted_plain(item) for item in value]
+        return _NOT_PLAIN if any(item is _NOT_PLAIN for item in items) else items
+    return _NOT_PLAIN
+
+
+_INF = float("inf")
 
 
 def make_engine(database_url: str, *, read_only: bool = False) -> Engine:
