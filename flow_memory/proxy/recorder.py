@@ -21,6 +21,7 @@ from flow_memory.usage.service import add_to_rollup
 log = logging.getLogger("flow_memory.proxy.usage")
 
 MAX_BATCH = 1_000
+MAX_DRAIN = 10 * MAX_BATCH
 LINGER_SECONDS = 0.1
 RETRIES = 5
 Row = dict[str, Any]  # a usage record's column values
@@ -34,6 +35,7 @@ class UsageRecorder:
         self._queue: queue.SimpleQueue[Row | threading.Event | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._urgent = threading.Event()
         self.written = 0
         self.lost = 0
 
@@ -48,6 +50,7 @@ class UsageRecorder:
             return True
         done = threading.Event()
         self._queue.put(done)
+        self._urgent.set()
         return done.wait(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -55,6 +58,7 @@ class UsageRecorder:
         if thread is None:
             return
         self._queue.put(None)
+        self._urgent.set()
         thread.join(timeout)
         self._thread = None
 
@@ -71,26 +75,27 @@ class UsageRecorder:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            items = [self._queue.get()]
+            # Let records gather, then take them all at once: waiting on the queue for each
+            # one would wake this thread, and pass the GIL back and forth, once per call.
+            self._urgent.wait(LINGER_SECONDS)
+            self._urgent.clear()
+            while len(items) < MAX_DRAIN:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             batch: list[Row] = []
             waiters: list[threading.Event] = []
-            item: Row | threading.Event | None = first
-            deadline = time.monotonic() + LINGER_SECONDS
-            while True:
+            for item in items:
                 if item is None:
                     stopping = True
                 elif isinstance(item, threading.Event):
                     waiters.append(item)
                 else:
                     batch.append(item)
-                if stopping or len(batch) >= MAX_BATCH:
-                    break
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-            if batch:
-                self._write(batch)
+            for start in range(0, len(batch), MAX_BATCH):
+                self._write(batch[start : start + MAX_BATCH])
             for waiter in waiters:
                 waiter.set()
 
