@@ -2,10 +2,11 @@
 
     python bench/bench_proxy.py [--clients 32] [--seconds 8] [--paced-fraction 0.5]
 
-A minimal keep-alive HTTP/1.1 model server (asyncio, fixed answers) plays the provider. A real
-`flow-memory serve` process on SQLite routes `POST /v1/chat/completions` to it. The load
-generator speaks raw HTTP/1.1 over keep-alive sockets from one process. Each phase runs for
-``--seconds``; the direct and proxied phases alternate in one run so they see the same machine.
+A minimal keep-alive HTTP/1.1 model server (asyncio, fixed answers, in its own process) plays
+the provider. A real `flow-memory serve` process on SQLite routes `POST /v1/chat/completions`
+to it. The load generator speaks raw HTTP/1.1 over keep-alive sockets from a third process.
+Each phase runs for ``--seconds``; the direct and proxied phases alternate in one run so they
+see the same machine.
 
 Printed, side by side for the direct and the proxied path:
 - saturation (closed loop): 1 client, then ``--clients`` clients each sending its next call as
@@ -23,10 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -94,25 +95,30 @@ async def _serve_upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWr
         writer.close()
 
 
-def start_upstream(port: int) -> None:
-    """Run the upstream on its own event loop in a daemon thread."""
+def _run_upstream(port: int) -> None:
+    async def main() -> None:
+        server = await asyncio.start_server(_serve_upstream, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
 
-    def run() -> None:
-        async def main() -> None:
-            server = await asyncio.start_server(_serve_upstream, "127.0.0.1", port, backlog=1024)
-            async with server:
-                await server.serve_forever()
+    asyncio.run(main())
 
-        asyncio.run(main())
 
-    threading.Thread(target=run, daemon=True).start()
+def start_upstream(port: int) -> multiprocessing.Process:
+    """Run the upstream in its own process, as a provider's model server would be: it then
+    shares no GIL with the load generator."""
+    process = multiprocessing.get_context("spawn").Process(
+        target=_run_upstream, args=(port,), daemon=True
+    )
+    process.start()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", content=b"{}", timeout=1)
-            return
+            return process
         except httpx.HTTPError:
             time.sleep(0.05)
+    process.terminate()
     raise RuntimeError("upstream did not start")
 
 
@@ -305,7 +311,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     upstream_port = free_port()
-    start_upstream(upstream_port)
+    upstream = start_upstream(upstream_port)
     with running_server(extra_env={"FLOW_MEMORY_LOG_LEVEL": "warning"}) as server:
         seller = create_key(server.env, "bench-seller", "inference:sell,inference:read")
         buyer = create_key(server.env, "bench-buyer", "inference:proxy")
@@ -369,6 +375,7 @@ def main() -> None:
             f"{statistics.median(p_first):.2f} ms   added {added:.2f} ms   errors {p_err}"
         )
         print(f"load after: {os.getloadavg()[0]:.2f}")
+    upstream.terminate()
 
 
 if __name__ == "__main__":
