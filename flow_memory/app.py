@@ -149,7 +149,7 @@ def create_app(
         max_string_length=settings.max_string_length,
         max_list_length=settings.max_list_length,
     )
-    app.add_middleware(ProxyEdge)  # outermost: the SDK routes skip the stack below
+    app.add_middleware(ProxyEdge)  # ahead of the guard and access log: SDK calls skip them
     # Well-formed orders skip the stack below, which answers every other order request.
     app.add_middleware(
         OrderEdge,
