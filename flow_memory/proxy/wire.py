@@ -83,6 +83,10 @@ class WireResponse:
             self._connection.pause()
         self._wake()
 
+    def _delimited(self) -> bool:
+        """True when the answer says where its body ends (a length, or chunks)."""
+        return any(name in (b"content-length", b"transfer-encoding") for name, _ in self.headers)
+
     def _completed(self) -> None:
         self._complete = True
         self._wake()
@@ -203,10 +207,12 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         response = self.response
         if response is not None:
-            if response._head.done():
+            if not response._head.done():
+                response._failed(ConnectFailed("the connection closed before an answer"))
+            elif response._delimited():
                 response._failed(BodyCut("the connection closed before the answer's end"))
             else:
-                response._failed(ConnectFailed("the connection closed before an answer"))
+                response._completed()  # an answer without a length ends where the connection does
 
     # -- httptools callbacks ---------------------------------------------------------------
 

@@ -236,3 +236,18 @@ def test_a_header_value_with_a_line_break_is_never_sent() -> None:
             assert scripted.requests == [] and scripted.connections == 0
 
     run(test)
+
+
+def test_an_answer_without_a_length_ends_where_the_connection_does() -> None:
+    async def test() -> None:
+        async def old_style(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await scripted.read_request(reader)
+            writer.write(b'HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{"a": 1}')
+            await writer.drain()  # then the handler ends and the server closes the socket
+
+        async with ScriptedServer(old_style) as scripted:
+            response = await client().post(scripted.url, {}, b"{}")
+            assert await response.aread() == b'{"a": 1}'
+            await response.aclose()
+
+    run(test)
