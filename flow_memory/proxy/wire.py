@@ -21,6 +21,7 @@ import httptools
 # Past this many unread bytes the socket stops being read until the reader catches up.
 HIGH_WATER = 256 * 1024
 MAX_IDLE_PER_ORIGIN = 64
+MAX_HEADER_BYTES = 64 * 1024  # the names and values of an answer's headers
 
 
 class WireError(Exception):
@@ -182,6 +183,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reusable = False
         self._paused = False
+        self._header_bytes = 0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -197,7 +199,9 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self.close()
-            self.response._failed(BodyCut("the answer was not valid HTTP"))
+            problem = "the answer was not valid HTTP"
+            response = self.response
+            response._failed(BodyCut(problem) if response._head.done() else ConnectFailed(problem))
 
     def eof_received(self) -> bool | None:
         self.close()
@@ -218,6 +222,9 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.response is not None:
+            self._header_bytes += len(name) + len(value)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                raise ValueError("the answer's headers are too large")  # ends the parse
             self.response.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
@@ -269,6 +276,7 @@ class _Connection(asyncio.Protocol):
         response = WireResponse(self)
         self.response = response
         self.reusable = False
+        self._header_bytes = 0
         self.transport.write(request)
         try:
             await response._wait(

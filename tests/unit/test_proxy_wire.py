@@ -251,3 +251,20 @@ def test_an_answer_without_a_length_ends_where_the_connection_does() -> None:
             await response.aclose()
 
     run(test)
+
+
+def test_an_answer_with_endless_headers_is_refused() -> None:
+    async def test() -> None:
+        async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await scripted.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\n")
+            for index in range(2_000):
+                writer.write(b"x-filler-%d: %s\r\n" % (index, b"y" * 100))
+            await writer.drain()
+            await reader.read()
+
+        async with ScriptedServer(flood) as scripted:
+            with pytest.raises(ConnectFailed):
+                await client().post(scripted.url, {}, b"{}")
+
+    run(test)
