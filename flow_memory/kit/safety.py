@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from itertools import pairwise
 from types import MappingProxyType
 from typing import Any
@@ -209,10 +209,13 @@ def name_words(name: str) -> list[str]:
     return [w.lower() for w in _WORD_SPLIT.split(name) if w]
 
 
+# The name checks are pure and see the same few field names on every request: remembered.
+@lru_cache(maxsize=4096)
 def normalized_name(name: str) -> str:
     return "_".join(name_words(name))
 
 
+@lru_cache(maxsize=4096)
 def secret_like_name(name: str) -> bool:
     """True when a field name says it holds a secret (``api_key``, ``clientSecret``, …)."""
     normalized = normalized_name(name)
@@ -257,6 +260,7 @@ def unsafe_flag(name: str, value: Any) -> bool:
     return False
 
 
+@lru_cache(maxsize=4096)
 def is_safety_flag(name: str) -> bool:
     normalized = normalized_name(name)
     return normalized in _MUST_BE_FALSE or normalized in _MUST_BE_TRUE or normalized in _MODE_FIELDS
@@ -291,6 +295,14 @@ def _seed_words() -> frozenset[str]:
 
 def secret_kind_in_text(text: str) -> str | None:
     """Name the kind of raw secret a string holds, or None when it holds none."""
+    # Short texts (field names, models, ids, enum values) repeat from request to request.
+    return _short_text_kind(text) if len(text) <= _SHORT_TEXT else _text_kind(text)
+
+
+_SHORT_TEXT = 128
+
+
+def _text_kind(text: str) -> str | None:
     for kind, pattern in _VALUE_PATTERNS:
         if kind == "bearer_token":
             if any(_credential_shaped(m.group(1)) for m in pattern.finditer(text)):
@@ -300,6 +312,9 @@ def secret_kind_in_text(text: str) -> str | None:
     if _looks_like_seed_phrase(text):
         return "seed_phrase"
     return None
+
+
+_short_text_kind = lru_cache(maxsize=8192)(_text_kind)
 
 
 def _credential_shaped(candidate: str) -> bool:
