@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 from fastapi import Depends, FastAPI
@@ -110,6 +111,15 @@ class GuardExceptProxy:
             await self.guarded(scope, receive, send)
 
 
+# Flow Memory exports no traces or metrics; FastAPI versions that offer them would otherwise
+# look for a provider on every request.
+_NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -128,6 +138,7 @@ def create_app(
         default_response_class=DocumentedJSONResponse,
         dependencies=[Depends(refuse_unstorable_path_parameters)],
         lifespan=_lifespan,
+        **_NO_TELEMETRY,
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
