@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,6 +132,37 @@ def _lookup_grant(factory: sessionmaker[Session], secret: str) -> KeyGrant | Non
         return find_grant(session, secret)
 
 
+# Lookups in flight by key hash: when a busy key's cache entry expires, the requests that
+# miss it together share one database lookup instead of each queueing one in the thread pool.
+# A request joins only a lookup begun since the last revoke (the cache's generation).
+_LOOKUPS: dict[str, tuple[asyncio.Future[KeyGrant | None], int]] = {}
+
+
+async def _look_up_once(
+    factory: sessionmaker[Session], token: str, key_hash: str
+) -> KeyGrant | None:
+    loop = asyncio.get_running_loop()
+    generation = KEY_CACHE.generation
+    flight = _LOOKUPS.get(key_hash)
+    if flight is not None and flight[1] == generation and flight[0].get_loop() is loop:
+        lookup = flight[0]
+    else:
+        lookup = asyncio.ensure_future(run_in_threadpool(_lookup_grant, factory, token))
+        _LOOKUPS[key_hash] = (lookup, generation)
+
+        def finish(done: asyncio.Future[KeyGrant | None]) -> None:
+            if _LOOKUPS.get(key_hash, (None, 0))[0] is done:
+                del _LOOKUPS[key_hash]
+            if not done.cancelled() and done.exception() is None:
+                grant = done.result()
+                if grant is not None:
+                    KEY_CACHE.put(key_hash, grant, generation=generation)
+
+        lookup.add_done_callback(finish)
+    # Shielded: a caller that goes away does not cancel the lookup the others wait for.
+    return await asyncio.shield(lookup)
+
+
 async def _authenticate(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -144,12 +176,7 @@ async def _authenticate(request: Request) -> Principal:
     key_hash = hash_key(token)
     record = KEY_CACHE.get(key_hash)
     if record is None:
-        generation = KEY_CACHE.generation
-        record = await run_in_threadpool(
-            _lookup_grant, request.app.state.read_session_factory, token
-        )
-        if record is not None:
-            KEY_CACHE.put(key_hash, record, generation=generation)
+        record = await _look_up_once(request.app.state.read_session_factory, token, key_hash)
     if record is None:
         raise Unauthenticated(
             "the API key is unknown or revoked", hint="create a key with `flow-memory keys create`"
