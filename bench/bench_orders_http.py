@@ -253,6 +253,7 @@ def main() -> None:
         seller = create_key(server.env, "bench-seller", "inference:sell,inference:read")
         buyer = create_key(server.env, "bench-buyer", "inference:buy,inference:read")
         provider_id = setup_market(server.base_url, seller)
+        print(f"server pid {server.pid} (for a profiler)", flush=True)
         server_cpu = process_cpu_seconds(server.pid)
         client_cpu = time.process_time()
         latencies, errors, elapsed = asyncio.run(
