@@ -36,9 +36,11 @@ def _browser_missing(reason: str) -> None:
     pytest.skip(f"{reason}; set FLOW_MEMORY_REQUIRE_BROWSER=1 to fail instead of skipping")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Debian's Chromium, headless, launched by Playwright (no browser download)."""
+    """Debian's Chromium, headless, launched by Playwright (no browser download). Per module:
+    Playwright's sync API holds an event loop running in the main thread until it stops, and
+    later tests that start their own (asyncio.run) must not find it there."""
     if not CHROMIUM.exists():
         _browser_missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
     try:
