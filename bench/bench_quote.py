@@ -77,7 +77,8 @@ from flow_memory.kit.db import make_engine, make_session_factory
 from flow_memory.kit.deps import Principal, transaction
 from flow_memory.kit.scopes import PLAN, SELL
 from flow_memory.market.schemas import OrderCreate
-from flow_memory.market.service import MarketRegistry, place_order, publish_capacity
+from flow_memory.market.service import MarketRegistry, place_order
+from flow_memory.market.snapshots import publish_capacity
 from flow_memory.migrations import upgrade
 from flow_memory.providers import service as providers
 from flow_memory.providers.repository import find_by_name

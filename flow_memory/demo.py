@@ -27,7 +27,8 @@ from flow_memory.keys.service import create_key
 from flow_memory.kit.clock import SystemClock
 from flow_memory.kit.deps import Principal, transaction
 from flow_memory.kit.scopes import ALL_SCOPES, AUDIT, BUY, PLAN, PROXY, READ, SELL
-from flow_memory.market.service import MarketRegistry, publish_capacity
+from flow_memory.market.service import MarketRegistry
+from flow_memory.market.snapshots import publish_capacity
 from flow_memory.providers import service as providers
 from flow_memory.providers.repository import find_by_name
 from flow_memory.providers.schemas import (

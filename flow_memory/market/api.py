@@ -12,7 +12,7 @@ from flow_memory.kit.deps import ClockDep, Principal, SessionDep, SettingsDep, r
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES, Identifier
 from flow_memory.kit.scopes import BUY, READ, SELL
-from flow_memory.market import service
+from flow_memory.market import reservations, service
 from flow_memory.market.models import MarketFill, MarketOrder, Reservation, ReservationHold
 from flow_memory.market.schemas import (
     DepthResponse,
@@ -249,7 +249,7 @@ def create_reservation(
     markets: MarketsDep,
     principal: Annotated[Principal, Depends(require_scopes(BUY))],
 ) -> FlowJSONResponse:
-    reservation, holds, replay = service.create_reservation(
+    reservation, holds, replay = reservations.create_reservation(
         session, markets, principal=principal, body=body, settings=settings, now=clock.now()
     )
     read = reservation_read(reservation, holds)

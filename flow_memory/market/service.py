@@ -1,4 +1,5 @@
-"""Market use cases: place and cancel orders, depth, reservations, capacity-snapshot asks.
+"""Market use cases: place and cancel orders, and depth (reservations and capacity-snapshot
+asks are in their own modules, on the same books).
 
 Each market's book lives in memory (``MarketRegistry``) and is the cache of what the database
 holds. A command takes the market's in-process lock and its row lock, reloads the book when the
@@ -9,13 +10,10 @@ the book for a rebuild. So an order is acknowledged only after its effects are c
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -32,11 +30,9 @@ from flow_memory.market.models import (
     Market,
     MarketFill,
     MarketOrder,
-    Reservation,
-    ReservationHold,
 )
 from flow_memory.market.orderbook import Fill, Order, OrderBook
-from flow_memory.market.schemas import OrderCancel, OrderCreate, ReservationCreate
+from flow_memory.market.schemas import OrderCancel, OrderCreate
 from flow_memory.market.writer import (
     MarketWriter,
     before_commit,
@@ -50,8 +46,6 @@ from flow_memory.market.writer import (
 from flow_memory.pricing import service as pricing
 from flow_memory.providers import repository as providers_repository
 from flow_memory.providers import service as providers_service
-from flow_memory.providers.models import CapacityEntry, Provider
-from flow_memory.providers.schemas import ProviderCapacity
 from flow_memory.routing.facts import RouteFacts
 from flow_memory.settings import Settings
 from flow_memory.usage import service as usage
@@ -396,10 +390,10 @@ def _cancel_retired_snapshot_asks(
     for row in repository.orders_by_id(session, order_ids).values():
         if row.metadata_.get("retired") and row.status in repository.ACTIVE:
             market.changing().cancel(row.order_id)
-            _mark_cancelled(row, "replaced_by_capacity_snapshot", row.provider_id, now)
+            mark_cancelled(row, "replaced_by_capacity_snapshot", row.provider_id, now)
 
 
-def _mark_cancelled(row: MarketOrder, reason: str, by: str | None, now: datetime) -> None:
+def mark_cancelled(row: MarketOrder, reason: str, by: str | None, now: datetime) -> None:
     row.status = "cancelled"
     row.cancel_reason = reason
     row.cancelled_by = by
@@ -969,114 +963,6 @@ def order_fills(session: Session, order_id: str) -> list[MarketFill]:
     return repository.fills_of(session, order_id)
 
 
-# -- capacity snapshots become asks ---------------------------------------------------------
-
-
-def publish_capacity(
-    session: Session,
-    markets: MarketRegistry,
-    *,
-    principal: Principal,
-    provider_id: str,
-    body: ProviderCapacity,
-    settings: Settings,
-    now: datetime,
-) -> tuple[Provider, list[CapacityEntry]]:
-    """Record a capacity snapshot and turn it into the provider's resting asks."""
-    provider, entries = providers_service.publish_capacity(
-        session, principal=principal, provider_id=provider_id, body=body, now=now
-    )
-    sync_capacity_asks(
-        session, markets, provider=provider, entries=entries, settings=settings, now=now
-    )
-    return provider, entries
-
-
-def sync_capacity_asks(
-    session: Session,
-    markets: MarketRegistry,
-    *,
-    provider: Provider,
-    entries: list[CapacityEntry],
-    settings: Settings,
-    now: datetime,
-) -> None:
-    """Replace the provider's snapshot asks with one ask per published inventory line."""
-    owner = Principal(
-        key_id="capacity-snapshot", owner_id=provider.owner_id, scopes=frozenset({SELL})
-    )
-    still_held: dict[tuple[str, str], int] = defaultdict(int)
-    for previous in repository.snapshot_asks(session, provider.provider_id):
-        market = open_market(
-            session,
-            markets,
-            model=previous.model,
-            unit_type=previous.unit_type,
-            settings=settings,
-            now=now,
-        )
-        resting = market.book.orders.get(previous.order_id)
-        held = resting.held if resting is not None else 0
-        if held:
-            # Reservations hold part of it: keep exactly the held units until they end.
-            taken = market.changing().reduce(previous.order_id, previous.remaining_units - held)
-            previous.remaining_units -= taken
-            previous.metadata_ = {**previous.metadata_, "retired": True}
-            previous.updated_at = now
-            still_held[(previous.model, previous.unit_type)] += held
-        else:
-            market.changing().cancel(previous.order_id)
-            _mark_cancelled(previous, "replaced_by_capacity_snapshot", provider.provider_id, now)
-        market.bump()
-    for entry in entries:
-        units = (
-            entry.available_units
-            - repository.manual_ask_units(
-                session, provider.provider_id, entry.model, entry.unit_type
-            )
-            - still_held[(entry.model, entry.unit_type)]
-        )
-        if units <= 0:
-            continue
-        place_order(
-            session,
-            markets,
-            principal=owner,
-            settings=settings,
-            now=now,
-            source=SNAPSHOT_SOURCE,
-            expires_at=entry.expires_at,
-            body=OrderCreate(
-                side="ask",
-                provider_id=provider.provider_id,
-                model=entry.model,
-                unit_type=entry.unit_type,
-                units=units,
-                limit_unit_price=entry.ask_unit_price,
-                min_fill_units=min(entry.min_order_units, units),
-                metadata={"source": SNAPSHOT_SOURCE},
-            ),
-        )
-    repository.add_event(
-        session,
-        kind="capacity_published",
-        subject_id=provider.provider_id,
-        now=now,
-        payload={
-            "provider_id": provider.provider_id,
-            "lines": [
-                {
-                    "model": e.model,
-                    "unit_type": e.unit_type,
-                    "available_units": e.available_units,
-                    "ask_unit_price": plain(e.ask_unit_price),
-                }
-                for e in entries
-            ],
-        },
-    )
-
-
 # -- depth ----------------------------------------------------------------------------------
 
 
@@ -1130,99 +1016,3 @@ def market_depth(
         reservation_count=count,
         held_units=held,
     )
-
-
-# -- reservations ---------------------------------------------------------------------------
-
-
-def _fingerprint(body: ReservationCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def create_reservation(
-    session: Session,
-    markets: MarketRegistry,
-    *,
-    principal: Principal,
-    body: ReservationCreate,
-    settings: Settings,
-    now: datetime,
-) -> tuple[Reservation, list[ReservationHold], bool]:
-    """Hold capacity; the same idempotency key and body return the same reservation."""
-    fingerprint = _fingerprint(body)
-    market = open_market(
-        session, markets, model=body.model, unit_type=body.unit_type, settings=settings, now=now
-    )
-    existing = repository.reservation_by_key(session, principal.owner_id, body.idempotency_key)
-    if existing is not None:
-        if existing.request_fingerprint != fingerprint:
-            raise Conflict(
-                "idempotency_key was already used with a different request",
-                field="idempotency_key",
-                code="idempotency_key_reused",
-                hint="use a new idempotency_key for a different reservation",
-            )
-        return existing, repository.holds_of(session, existing.reservation_id), True
-    holds = market.changing().hold(
-        body.requested_units,
-        body.max_unit_price,
-        provider_id=body.provider_id,
-        allow_partial=body.allow_partial,
-    )
-    held = sum(h.units for h in holds)
-    if held == 0:
-        raise Conflict(
-            "no routable capacity at or below max_unit_price"
-            + ("" if body.allow_partial else " for the whole request"),
-            code="insufficient_capacity",
-            field="requested_units",
-            hint="raise max_unit_price, allow_partial, or try another provider",
-        )
-    reservation = Reservation(
-        reservation_id=new_id("res"),
-        owner_id=principal.owner_id,
-        buyer_id=body.buyer_id or principal.owner_id,
-        model=body.model,
-        unit_type=body.unit_type,
-        provider_id=body.provider_id,
-        requested_units=body.requested_units,
-        held_units=held,
-        max_unit_price=body.max_unit_price,
-        hold_seconds=body.hold_seconds,
-        allow_partial=body.allow_partial,
-        idempotency_key=body.idempotency_key,
-        request_fingerprint=fingerprint,
-        status="active",
-        expires_at=now + timedelta(seconds=body.hold_seconds),
-        created_at=now,
-    )
-    session.add(reservation)
-    session.flush()
-    rows = [
-        ReservationHold(
-            reservation_id=reservation.reservation_id,
-            order_id=h.order_id,
-            units=h.units,
-            unit_price=h.unit_price,
-            provider_id=h.provider_id,
-        )
-        for h in holds
-    ]
-    session.add_all(rows)
-    repository.add_event(
-        session,
-        kind="reservation_held",
-        subject_id=reservation.reservation_id,
-        model=body.model,
-        unit_type=body.unit_type,
-        now=now,
-        payload={
-            "held_units": held,
-            "requested_units": body.requested_units,
-            "expires_at": reservation.expires_at.isoformat(),
-        },
-    )
-    market.bump()
-    session.flush()
-    return reservation, rows, False

@@ -21,7 +21,7 @@ from flow_memory.kit.deps import (
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import READ, SELL
-from flow_memory.market import service as market_service
+from flow_memory.market import snapshots
 from flow_memory.market.service import MarketsDep
 from flow_memory.providers import service
 from flow_memory.providers.schemas import (
@@ -224,7 +224,7 @@ def publish_capacity(
     principal: Seller,
 ) -> FlowJSONResponse:
     _forget_route_facts_after_commit(request, session)
-    provider, entries = market_service.publish_capacity(
+    provider, entries = snapshots.publish_capacity(
         session,
         markets,
         principal=principal,
