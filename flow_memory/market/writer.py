@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,7 +37,9 @@ log = logging.getLogger("flow_memory.market.writer")
 
 T = TypeVar("T")
 Command = Callable[[Session], Any]
-Queued = tuple[Command, "Future[Any]", bool]
+# A caller waits on a future of its own event loop (``run``) or on a thread's (``submit``).
+Waiter: TypeAlias = "Future[Any] | asyncio.Future[Any]"
+Queued = tuple[Command, Waiter, bool]
 
 MAX_BATCH = 256
 
@@ -61,8 +63,11 @@ class MarketWriter:
         return future
 
     async def run(self, command: Callable[[Session], T], *, deferred_only: bool = False) -> T:
-        result: T = await asyncio.wrap_future(self.submit(command, deferred_only=deferred_only))
-        return result
+        """Queue a command and wait, on this event loop, until its batch has committed."""
+        self._ensure_started()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put((command, future, deferred_only))
+        return await future
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish every queued command, then end the thread."""
@@ -105,7 +110,7 @@ class MarketWriter:
                 return
 
     def _apply(self, batch: list[Queued]) -> None:
-        outcomes: list[tuple[Future[Any], bool, Any]] = []
+        outcomes: list[tuple[Waiter, bool, Any]] = []
         try:
             with transaction(self._factory) as session:
                 session.info["market_writer"] = True
@@ -132,16 +137,42 @@ class MarketWriter:
                         outcomes.append((future, False, error))
         except Exception as error:
             log.exception("market batch commit failed")
-            for _, future, _ in batch:
-                future.set_exception(error)
+            _settle([(future, False, error) for _, future, _ in batch])
             return
         self.batches += 1
         self.commands += len(batch)
-        for future, succeeded, value in outcomes:
-            if succeeded:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+        _settle(outcomes)
+
+
+def _settle(outcomes: list[tuple[Any, bool, Any]]) -> None:
+    """Resolve the batch's waiters: thread futures at once, each event loop's futures in one
+    callback on that loop (one wake-up per batch, not one per order)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+    for outcome in outcomes:
+        future = outcome[0]
+        if isinstance(future, asyncio.Future):
+            by_loop.setdefault(future.get_loop(), []).append(outcome)
+        elif outcome[1]:
+            future.set_result(outcome[2])
+        else:
+            future.set_exception(outcome[2])
+    for loop, waiting in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, waiting)
+        except RuntimeError:
+            log.warning(
+                "%d market answers were not delivered: their event loop closed", len(waiting)
+            )
+
+
+def _resolve(waiting: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, succeeded, value in waiting:
+        if future.done():  # its caller went away
+            continue
+        if succeeded:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 def mark_books_dirty(session: Session) -> None:
