@@ -263,16 +263,22 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> J
 
 
 _CLEAN_FIELDS: set[tuple[Any, ...]] = set()
+# Only sets of short plain values are remembered: a remembered set holds its values, and proxy
+# bodies may carry megabytes in any field.
+_REMEMBERED_TEXT = 128
 
 
 def _forbidden_in(fields: Json) -> Finding | None:
     """``find_forbidden``, remembering flat field sets found clean: steady SDK traffic sends
     the same few (model, stream, temperature…) call after call."""
-    try:
-        key = tuple((name, type(value), value) for name, value in fields.items())
-        hash(key)
-    except TypeError:  # a nested object or list: always scanned
-        return find_forbidden(fields)
+    if not all(
+        value is None
+        or isinstance(value, bool | int | float)
+        or (isinstance(value, str) and len(value) <= _REMEMBERED_TEXT)
+        for value in fields.values()
+    ) or any(len(name) > _REMEMBERED_TEXT for name in fields):
+        return find_forbidden(fields)  # nested, or too long to keep: always scanned
+    key = tuple((name, type(value), value) for name, value in fields.items())
     if key in _CLEAN_FIELDS:
         return None
     found = find_forbidden(fields)
@@ -409,16 +415,19 @@ async def serve_call(
             await send({"type": "http.response.start", "status": status, "headers": head})
             await send({"type": "http.response.body", "body": content})
             return status
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": route + STREAM_HEADERS}
-        )
         try:
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": route + STREAM_HEADERS}
+            )
             async with aclosing(call.stream()) as pieces:
                 async for piece in pieces:
                     await send({"type": "http.response.body", "body": piece, "more_body": True})
         except asyncio.CancelledError:
             if watch.stop():
-                return 200  # the stream recorded what was delivered
+                # The stream recorded what was delivered; a client gone before it began
+                # leaves the upstream answer to close and the call to record here.
+                await call.abandon()
+                return 200
             raise
         watch.stop()
         await send({"type": "http.response.body", "body": b""})
@@ -509,6 +518,13 @@ class Call:
             translate.estimate_tokens(output_text),
             estimated=True,
         )
+
+    async def abandon(self) -> None:
+        """The client went away: end the upstream answer and record the call (both once)."""
+        with anyio.CancelScope(shield=True):
+            await self.opened.response.aclose()
+        if not self.recorded:
+            self._finish(Usage(0, 0), "client_disconnected")
 
     def _finish(self, usage: Usage, decision: str) -> Json:
         """Record the usage (once) and build the flow_memory object."""

@@ -21,6 +21,7 @@ import openai
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from flow_memory.app import create_app
 from flow_memory.kit.clock import FrozenClock
@@ -849,3 +850,53 @@ def test_routing_fields_are_checked_on_every_call_not_only_the_first(market: Mar
         refused = chat(market, user="sk-live-abcdefghijklmnopqrstuvwxyz0123456789", temperature=0)
         assert refused.status_code == 422
         assert refused.json()["error"]["field"] == "user"
+
+
+def test_a_client_gone_before_its_stream_starts_is_recorded_and_its_answer_closed(
+    market: Market,
+) -> None:
+    provider_id = market.provider("alpha.example")
+    body = json.dumps(
+        {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "Say hello"}]}
+    ).encode()
+    headers = [(k.encode(), v.encode()) for k, v in market.buyer.items()]
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "headers": [*headers, (b"content-type", b"application/json")],
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 5000),
+    }
+    sent: list[str] = []
+
+    async def scenario() -> None:
+        gone = asyncio.Event()
+        requests = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if requests:
+                return requests.pop(0)
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message["type"])
+            if message["type"] == "http.response.start":
+                gone.set()  # the client leaves while the answer's start is still being sent
+                await asyncio.sleep(10)
+
+        await market.app(scope, receive, send)
+
+    asyncio.run(scenario())
+    assert sent == ["http.response.start"]
+    market.flushed()
+    with market.app.state.session_factory() as session:
+        rows = session.execute(
+            text("SELECT decision, provider_id FROM usage_records WHERE source = 'proxy'")
+        ).all()
+    assert [tuple(r) for r in rows] == [("client_disconnected", provider_id)]
