@@ -392,8 +392,11 @@ async def serve_call(
             opened = await client.open_first(plan, _builder(kind, body, stream))
         except asyncio.CancelledError:
             if watch.stop():
-                _record_abandoned(state, plan, started)
+                _record_unanswered(state, plan, started, "client_disconnected")
                 raise ClientGone() from None
+            raise
+        except UpstreamUnavailable:
+            _record_unanswered(state, plan, started, "upstream_failed")
             raise
         call = Call(state, plan, kind, body, opened, started)
         if opened.response.status_code >= 400 or not stream:
@@ -468,15 +471,16 @@ class DisconnectWatch:
         return self.gone
 
 
-def _record_abandoned(state: State, plan: Plan, started: float) -> None:
-    """A call the client gave up on before any provider answered is still a usage record."""
+def _record_unanswered(state: State, plan: Plan, started: float, decision: str) -> None:
+    """A call no provider answered (every route failed, or the client gave up first) is still
+    a usage record, of no units."""
     recorder: UsageRecorder = state.usage_recorder
     recorder.add(
         usage_record(
             plan,
             plan.targets[0],
             usage=Usage(0, 0),
-            decision="client_disconnected",
+            decision=decision,
             latency_ms=(time.perf_counter() - started) * 1000,
             now=state.clock.now(),
         )

@@ -449,6 +449,13 @@ def test_without_fallback_a_failing_provider_is_a_502(market: Market) -> None:
     assert answer.status_code == 502
     assert answer.json()["error"]["code"] == "upstream_unavailable"
     assert market.upstream.to("beta.example") == []
+    # The call no provider answered is still a usage record, of no units.
+    market.flushed()
+    with market.app.state.session_factory() as session:
+        rows = session.execute(
+            text("SELECT decision, actual_units FROM usage_records WHERE source = 'proxy'")
+        ).all()
+    assert [tuple(r) for r in rows] == [("upstream_failed", 0)]
 
 
 def test_a_provider_4xx_is_passed_back_with_the_metadata(market: Market) -> None:
