@@ -631,7 +631,7 @@ class Call:
                             break
                     if relay.ended:
                         break
-            except BODY_ERRORS as error:
+            except (*BODY_ERRORS, sse.EventTooLarge) as error:
                 relay.cut = f"the provider's stream failed ({type(error).__name__})"
             for piece in relay.close():
                 yield piece

@@ -24,13 +24,26 @@ class Event:
         return orjson.loads(self.data)
 
 
+# The longest event a provider may send: a stream is relayed, never buffered, so an event that
+# never ends must not grow without bound.
+MAX_EVENT_BYTES = 1 << 20
+
+
+class EventTooLarge(ValueError):
+    """An event went past ``MAX_EVENT_BYTES`` without ending."""
+
+
 class EventParser:
     """Feed bytes as they arrive; get back each event once its blank line has arrived."""
 
     def __init__(self) -> None:
         self._pending = b""
+        self._after_cr = False  # the last chunk ended in CR: a LF opening the next belongs to it
 
     def feed(self, chunk: bytes) -> list[Event]:
+        if self._after_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        self._after_cr = chunk.endswith(b"\r")
         self._pending += chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         events: list[Event] = []
         while True:
@@ -41,6 +54,8 @@ class EventParser:
             event = _parse_block(head.decode("utf-8", errors="replace"))
             if event is not None:
                 events.append(event)
+        if len(self._pending) > MAX_EVENT_BYTES:
+            raise EventTooLarge(f"an event went past {MAX_EVENT_BYTES} bytes without ending")
         return events
 
     @property
