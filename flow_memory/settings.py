@@ -40,6 +40,7 @@ class Settings:
     proxy_connect_timeout_seconds: float = 5.0
     proxy_read_timeout_seconds: float = 120.0
     proxy_max_body_bytes: int = 8_388_608
+    proxy_max_answer_bytes: int = 268_435_456
     proxy_route_cache_seconds: int = 10
     secrets_file: str = ""
 

@@ -471,6 +471,19 @@ class DisconnectWatch:
         return self.gone
 
 
+async def _read_answer(response: Any, limit: int) -> bytes | None:
+    """A whole answer's bytes, or None once it goes past ``limit`` (a provider must not make
+    the proxy hold an answer of any size)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _record_unanswered(state: State, plan: Plan, started: float, decision: str) -> None:
     """A call no provider answered (every route failed, or the client gave up first) is still
     a usage record, of no units."""
@@ -562,8 +575,9 @@ class Call:
     async def answer_whole(self) -> tuple[int, bytes]:
         """The status and JSON body for the client."""
         response = self.opened.response
+        limit = self.state.settings.proxy_max_answer_bytes
         try:
-            raw = await response.aread()
+            raw = await _read_answer(response, limit)
         except BODY_ERRORS:
             self._finish(Usage(0, 0), "upstream_failed")
             raise UpstreamUnavailable(
@@ -572,6 +586,13 @@ class Call:
             ) from None
         finally:
             await response.aclose()
+        if raw is None:
+            self._finish(Usage(0, 0), "upstream_invalid")
+            raise UpstreamUnavailable(
+                f"{self.target.provider_id} answered with more than {limit} bytes",
+                code="upstream_invalid_response",
+                hint="ask for less, or stream the answer",
+            )
         raw = self.opened.redactor.bytes(raw)
         try:
             document = orjson.loads(raw)

@@ -481,6 +481,27 @@ def test_malformed_json_from_a_provider_is_a_clear_502(market: Market) -> None:
     assert answer.json()["error"]["code"] == "upstream_invalid_response"
 
 
+def test_a_whole_answer_past_the_limit_is_refused_and_recorded(
+    database_url: str, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOW_MEMORY_SECRET_INFERENCE_ALPHA", SECRET)
+    with scripted_market(
+        database_url, clock, proxy_route_cache_seconds=0, proxy_max_answer_bytes=64
+    ) as market:
+        market.provider("alpha.example")
+        answer = chat(market)
+        assert answer.status_code == 502
+        error = answer.json()["error"]
+        assert error["code"] == "upstream_invalid_response"
+        assert "more than 64 bytes" in error["message"]
+        market.flushed()
+        with market.app.state.session_factory() as session:
+            rows = session.execute(
+                text("SELECT decision FROM usage_records WHERE source = 'proxy'")
+            ).all()
+        assert [r[0] for r in rows] == ["upstream_invalid"]
+
+
 def test_malformed_json_mid_stream_ends_with_an_error_event(market: Market) -> None:
     market.upstream.handlers["alpha.example"] = lambda r: httpx.Response(
         200, content=b"data: {broken\n\n"
