@@ -28,57 +28,57 @@ from bench._server import create_key, running_server
 MODEL = "bench-model"
 
 
-def setup_market(base: str, seller: str) -> str:
-    headers = {"authorization": f"Bearer {seller}"}
-    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-        ref = client.post(
-            "/inference/credential-refs",
-            json={"credential_ref": "secret://inference/bench", "display_name": "bench"},
-        ).json()
-        provider = client.post(
-            "/inference/providers/enroll",
-            json={
-                "provider_name": "Bench Provider",
-                "base_url": "http://127.0.0.1:9/v1",
-                "credential_ref_id": ref["credential_ref"]["credential_ref_id"],
-                "supported_units": ["token"],
-            },
-        ).json()["provider"]
-        pid = provider["provider_id"]
-        token = client.post(f"/inference/providers/{pid}/pairing-token").json()["pairing_token"]
-        client.post(
-            f"/inference/providers/{pid}/heartbeat", headers={"x-flow-memory-pairing-token": token}
-        ).raise_for_status()
-        client.post(
-            f"/inference/providers/{pid}/catalog",
-            json={
-                "catalog_version": "2026-01-01T00:00:00Z",
-                "models": [
-                    {
-                        "model": MODEL,
-                        "compatible_api": "chat_completions",
-                        "unit_types": ["token"],
-                        "context_window": 8192,
-                    }
-                ],
-            },
-        ).raise_for_status()
-        client.post(
-            f"/inference/providers/{pid}/capacity",
-            json={
-                "capacity_version": "2026-01-01T00:00:00Z",
-                "inventory": [
-                    {
-                        "model": MODEL,
-                        "unit_type": "token",
-                        "available_units": 10**15 // 2,
-                        "ask_unit_price": 0.001,
-                        "expires_at": "2099-01-01T00:00:00Z",
-                    }
-                ],
-            },
-        ).raise_for_status()
-        return str(pid)
+def setup_market(client: httpx.Client, seller: str) -> str:
+    """Enroll, pair and beat a provider and publish its catalog and capacity; its id."""
+    client.headers["authorization"] = f"Bearer {seller}"
+    ref = client.post(
+        "/inference/credential-refs",
+        json={"credential_ref": "secret://inference/bench", "display_name": "bench"},
+    ).json()
+    provider = client.post(
+        "/inference/providers/enroll",
+        json={
+            "provider_name": "Bench Provider",
+            "base_url": "http://127.0.0.1:9/v1",
+            "credential_ref_id": ref["credential_ref"]["credential_ref_id"],
+            "supported_units": ["token"],
+        },
+    ).json()["provider"]
+    pid = provider["provider_id"]
+    token = client.post(f"/inference/providers/{pid}/pairing-token").json()["pairing_token"]
+    client.post(
+        f"/inference/providers/{pid}/heartbeat", headers={"x-flow-memory-pairing-token": token}
+    ).raise_for_status()
+    client.post(
+        f"/inference/providers/{pid}/catalog",
+        json={
+            "catalog_version": "2026-01-01T00:00:00Z",
+            "models": [
+                {
+                    "model": MODEL,
+                    "compatible_api": "chat_completions",
+                    "unit_types": ["token"],
+                    "context_window": 8192,
+                }
+            ],
+        },
+    ).raise_for_status()
+    client.post(
+        f"/inference/providers/{pid}/capacity",
+        json={
+            "capacity_version": "2026-01-01T00:00:00Z",
+            "inventory": [
+                {
+                    "model": MODEL,
+                    "unit_type": "token",
+                    "available_units": 10**15 // 2,
+                    "ask_unit_price": 0.001,
+                    "expires_at": "2099-01-01T00:00:00Z",
+                }
+            ],
+        },
+    ).raise_for_status()
+    return str(pid)
 
 
 def order_request(
@@ -252,7 +252,8 @@ def main() -> None:
     with running_server(args.database_url) as server:
         seller = create_key(server.env, "bench-seller", "inference:sell,inference:read")
         buyer = create_key(server.env, "bench-buyer", "inference:buy,inference:read")
-        provider_id = setup_market(server.base_url, seller)
+        with httpx.Client(base_url=server.base_url, timeout=30) as client:
+            provider_id = setup_market(client, seller)
         print(f"server pid {server.pid} (for a profiler)", flush=True)
         server_cpu = process_cpu_seconds(server.pid)
         client_cpu = time.process_time()

@@ -1,0 +1,116 @@
+"""The market writer alone, in process: orders per second and CPU per order by batch size.
+
+Run: python bench/bench_market_writer.py [--seconds 4] [--batches 1,8,32]
+
+Builds the app on a fresh SQLite file (WAL, synchronous=FULL), onboards one provider through the
+API, then hands the writer batches of orders directly (no HTTP): the same mix as
+bench_orders_http.py, half resting asks and half crossing bids. A batch of one shows the fixed
+cost of a batch (its transaction, per-batch reads, the usage rollup, the commit); larger
+batches show what each order adds. Prints wall and CPU time per order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_orders_http import MODEL, setup_market
+from flow_memory.app import create_app
+from flow_memory.keys import service as keys
+from flow_memory.kit.deps import Principal
+from flow_memory.market import service
+from flow_memory.market.schemas import OrderCreate
+from flow_memory.market.writer import batch_now
+from flow_memory.migrations import upgrade
+from flow_memory.settings import Settings
+
+BUYER = Principal("bench-buyer-key", "bench-buyer", frozenset({"inference:buy"}))
+SELLER = Principal("bench-seller-key", "bench-seller", frozenset({"inference:sell"}))
+
+
+def order_body(rng: random.Random, provider_id: str) -> tuple[OrderCreate, Principal]:
+    units = rng.randint(1, 50) * 100
+    if rng.random() < 0.5:
+        ask = {"side": "ask", "provider_id": provider_id, "units": units}
+        price = f"0.000{rng.randint(500, 520)}"
+        body, principal = {**ask, "limit_unit_price": price}, SELLER
+    else:
+        tif = rng.choice(["gtc", "ioc"])
+        bid = {"side": "bid", "units": units, "time_in_force": tif}
+        body, principal = {**bid, "limit_unit_price": f"0.000{rng.randint(505, 525)}"}, BUYER
+    full = {"model": MODEL, "unit_type": "token", **body}
+    return OrderCreate.model_validate(full), principal
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=4)
+    parser.add_argument("--batches", default="1,8,32")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'writer.db'}"
+        upgrade(url)
+        settings = Settings(database_url=url)
+        app = create_app(settings)
+        with app.state.session_factory.begin() as session:
+            seller_key = keys.create_key(
+                session,
+                owner_id=SELLER.owner_id,
+                scopes=["inference:sell", "inference:read"],
+                label="bench",
+                now=app.state.clock.now(),
+            ).secret
+        with TestClient(app) as client:
+            provider_id = setup_market(client, seller_key)
+            run(app, provider_id, args.seconds, [int(b) for b in args.batches.split(",")])
+
+
+def run(app: Any, provider_id: str, seconds: float, batch_sizes: list[int]) -> None:
+    rng = random.Random(1)
+    writer = app.state.market_writer
+
+    def command(body: OrderCreate, principal: Principal) -> Any:
+        def place(session: Session) -> Any:
+            now = batch_now(session, app.state.clock)
+            return service.place_order(
+                session,
+                app.state.markets,
+                principal=principal,
+                body=body,
+                settings=app.state.settings,
+                now=now,
+            )
+
+        return place
+
+    print("market writer alone (in process, SQLite WAL, synchronous=FULL)")
+    for size in batch_sizes:
+        placed = 0
+        started, cpu = time.perf_counter(), time.process_time()
+        while time.perf_counter() - started < seconds:
+            batch = [(command(*order_body(rng, provider_id)), Future(), True) for _ in range(size)]
+            writer._apply(batch)
+            for _, future, _ in batch:
+                future.result()
+            placed += size
+        wall = time.perf_counter() - started
+        used = time.process_time() - cpu
+        print(
+            f"  batches of {size:>3}: {placed / wall:8,.0f} orders/s  "
+            f"{wall / placed * 1e6:7,.0f} us wall  {used / placed * 1e6:7,.0f} us CPU per order"
+        )
+
+
+if __name__ == "__main__":
+    main()
