@@ -21,7 +21,12 @@ import httptools
 # Past this many unread bytes the socket stops being read until the reader catches up.
 HIGH_WATER = 256 * 1024
 MAX_IDLE_PER_ORIGIN = 64
-MAX_HEADER_BYTES = 64 * 1024  # the names and values of an answer's headers
+MAX_CONNECTIONS_PER_ORIGIN = 256  # open at once, idle or busy; more callers wait for one
+IDLE_SECONDS = 60.0  # an idle connection older than this is closed rather than reused
+# The bytes of an answer's head (status line, headers, any 1xx heads before it), and of the
+# framing and trailers between two pieces of body. Counted as they arrive: the parser only
+# reports a header once its value is whole, and it buffers the value until then.
+MAX_HEADER_BYTES = 64 * 1024
 
 
 class WireError(Exception):
@@ -45,6 +50,10 @@ class Origin:
     scheme: str
     host: str
     port: int
+
+
+# Connections are pooled by origin and by the addresses the caller allowed for it.
+PoolKey = tuple[Origin, tuple[str, ...] | None]
 
 
 def origin_of(url: str) -> tuple[Origin, str]:
@@ -172,9 +181,9 @@ class WireResponse:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; carries one request at a time."""
 
-    def __init__(self, pool: WireClient, origin: Origin) -> None:
+    def __init__(self, pool: WireClient, key: PoolKey) -> None:
         self.pool = pool
-        self.origin = origin
+        self.key = key
         self.loop = asyncio.get_running_loop()
         self.read_timeout = pool.read_timeout
         self.transport: asyncio.Transport | None = None
@@ -182,8 +191,15 @@ class _Connection(asyncio.Protocol):
         self.response: WireResponse | None = None
         self.closed = False
         self.reusable = False
+        self.idle_since = 0.0
+        self.holds_place = False
         self._paused = False
-        self._header_bytes = 0
+        self._headed = False  # the final (non-1xx) status and headers have arrived
+        self._informational = False  # the parser is inside a 1xx answer, skipped
+        self._done = False  # the answer ended: nothing more may arrive for it
+        self._head_bytes = 0
+        self._framing = 0  # bytes since the last piece of body that were not body
+        self._fed_body = 0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -192,16 +208,38 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if self.response is None:
-            self.close()  # bytes nobody asked for: the connection is no longer in step
+        response = self.response
+        if response is None or self._done:
+            # Bytes nobody asked for (an extra answer, or one sent after its end): the
+            # connection is no longer in step; the answer already read stands.
+            self.reusable = False
+            self.close()
             return
+        headed = self._headed
+        self._fed_body = 0
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self.reusable = False
             self.close()
-            problem = "the answer was not valid HTTP"
-            response = self.response
-            response._failed(BodyCut(problem) if response._head.done() else ConnectFailed(problem))
+            if not self._done:
+                self._invalid(response, "the answer was not valid HTTP")
+            return
+        if self._done:
+            return
+        if not headed:
+            self._head_bytes += len(data)
+            if not self._headed and self._head_bytes > MAX_HEADER_BYTES:
+                self._invalid(response, "the answer's headers are too large")
+        else:
+            self._framing += len(data) - self._fed_body
+            if self._framing > MAX_HEADER_BYTES:
+                self._invalid(response, "the answer's trailers are too large")
+
+    def _invalid(self, response: WireResponse, problem: str) -> None:
+        self.reusable = False
+        self.close()
+        response._failed(BodyCut(problem) if response._head.done() else ConnectFailed(problem))
 
     def eof_received(self) -> bool | None:
         self.close()
@@ -209,33 +247,56 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.holds_place:
+            self.holds_place = False
+            self.pool._dropped(self.key)
         response = self.response
         if response is not None:
             if not response._head.done():
                 response._failed(ConnectFailed("the connection closed before an answer"))
-            elif response._delimited():
+            elif response._delimited() or exc is not None:
+                # A reset is no end: an answer without a length ends only at a clean close.
                 response._failed(BodyCut("the connection closed before the answer's end"))
             else:
                 response._completed()  # an answer without a length ends where the connection does
 
     # -- httptools callbacks ---------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._done:
+            raise ValueError("an answer nobody asked for")  # ends the parse
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.response is not None:
-            self._header_bytes += len(name) + len(value)
-            if self._header_bytes > MAX_HEADER_BYTES:
-                raise ValueError("the answer's headers are too large")  # ends the parse
-            self.response.headers.append((name.lower(), value))
+        response = self.response
+        if response is not None and not self._headed:  # trailers are not kept
+            response.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        if self.response is not None:
-            self.response._headed(self.parser.get_status_code())
+        response = self.response
+        if response is None:
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            if status == 101:
+                raise ValueError("the upstream switched protocols")  # ends the parse
+            # 100 Continue, 103 Early Hints: not the answer, which follows on this connection.
+            self._informational = True
+            response.headers.clear()
+            return
+        self._headed = True
+        response._headed(status)
 
     def on_body(self, body: bytes) -> None:
+        self._framing = 0
+        self._fed_body += len(body)
         if self.response is not None:
             self.response._body(body)
 
     def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
+        self._done = True
         self.reusable = self.parser.should_keep_alive()
         if self.response is not None:
             self.response._completed()
@@ -276,7 +337,8 @@ class _Connection(asyncio.Protocol):
         response = WireResponse(self)
         self.response = response
         self.reusable = False
-        self._header_bytes = 0
+        self._headed = self._informational = self._done = False
+        self._head_bytes = self._framing = 0
         self.transport.write(request)
         try:
             await response._wait(
@@ -296,7 +358,9 @@ class WireClient:
     def __init__(self, *, connect_timeout: float, read_timeout: float) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._idle: dict[Origin, deque[_Connection]] = {}
+        self._idle: dict[PoolKey, deque[_Connection]] = {}
+        self._open: dict[PoolKey, int] = {}  # connections open or opening, idle or busy
+        self._waiting: dict[PoolKey, deque[asyncio.Future[None]]] = {}
         self._origins: dict[str, tuple[Origin, str]] = {}
         self._tls: ssl.SSLContext | None = None
 
@@ -308,8 +372,19 @@ class WireClient:
             found = self._origins[url] = origin_of(url)
         return found
 
-    async def post(self, url: str, headers: dict[str, str], body: bytes) -> WireResponse:
-        """Send ``body`` and wait for the answer's status line and headers."""
+    async def post(
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        addresses: tuple[str, ...] | None = None,
+    ) -> WireResponse:
+        """Send ``body`` and wait for the answer's status line and headers.
+
+        With ``addresses``, the connection goes to one of them (in order) and never to
+        another the host's name might resolve to by then; ``host`` and the TLS name stay
+        the URL's."""
         origin, path = self._split(url)
         host = origin.host if ":" not in origin.host else f"[{origin.host}]"
         default_port = 443 if origin.scheme == "https" else 80
@@ -324,45 +399,104 @@ class WireClient:
             request = "".join(head).encode("latin-1") + body
         except UnicodeEncodeError:
             raise ConnectFailed("a header value is not latin-1") from None
-        connection = self._idle_connection(origin) or await self._connect(origin)
+        key = (origin, addresses)
+        connection = self._idle_connection(key) or await self._acquire(key)
         return await connection.send(request)
 
-    def _idle_connection(self, origin: Origin) -> _Connection | None:
-        idle = self._idle.get(origin)
+    def _idle_connection(self, key: PoolKey) -> _Connection | None:
+        idle = self._idle.get(key)
+        if not idle:
+            return None
+        stale = asyncio.get_running_loop().time() - IDLE_SECONDS
+        while idle and idle[0].idle_since < stale:  # the oldest are on the left
+            idle.popleft().close()
         while idle:
             connection = idle.pop()
             if not connection.closed:
                 return connection
         return None
 
+    async def _acquire(self, key: PoolKey) -> _Connection:
+        """A new connection, or one that comes free once the origin has its fill of them."""
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                while True:
+                    connection = self._idle_connection(key)
+                    if connection is not None:
+                        return connection
+                    if self._open.get(key, 0) < MAX_CONNECTIONS_PER_ORIGIN:
+                        return await self._connect(key)
+                    waiter = asyncio.get_running_loop().create_future()
+                    waiting = self._waiting.setdefault(key, deque())
+                    waiting.append(waiter)
+                    try:
+                        await waiter
+                    finally:
+                        if not waiter.done():
+                            waiting.remove(waiter)
+        except TimeoutError:
+            raise AnswerTimeout("no connection before the timeout") from None
+
+    def _wake_one(self, key: PoolKey) -> None:
+        waiting = self._waiting.get(key)
+        while waiting:
+            waiter = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
     def _put_back(self, connection: _Connection) -> None:
-        idle = self._idle.setdefault(connection.origin, deque())
+        idle = self._idle.setdefault(connection.key, deque())
         if len(idle) >= MAX_IDLE_PER_ORIGIN:
             connection.close()
             return
+        connection.idle_since = connection.loop.time()
         idle.append(connection)
+        self._wake_one(connection.key)
 
-    async def _connect(self, origin: Origin) -> _Connection:
+    def _dropped(self, key: PoolKey) -> None:
+        """A connection of ``key`` closed, or never opened: room for another."""
+        left = self._open.get(key, 0) - 1
+        if left > 0:
+            self._open[key] = left
+        else:
+            self._open.pop(key, None)
+        self._wake_one(key)
+
+    async def _connect(self, key: PoolKey) -> _Connection:
+        origin, addresses = key
         loop = asyncio.get_running_loop()
         tls = None
         if origin.scheme == "https":
             if self._tls is None:
                 self._tls = ssl.create_default_context(cafile=certifi.where())
             tls = self._tls
+        self._open[key] = self._open.get(key, 0) + 1  # a place held while connecting
+        failure = "no address to connect to"
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(self, origin),
-                    origin.host,
-                    origin.port,
-                    ssl=tls,
-                    server_hostname=origin.host if tls else None,
-                )
-        except TimeoutError:
-            raise AnswerTimeout("no connection before the timeout") from None
-        except OSError as error:
-            raise ConnectFailed(type(error).__name__) from None
-        return connection
+            # A checked address is connected to as it is: no second lookup of the name.
+            for address in (origin.host,) if addresses is None else addresses:
+                try:
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(self, key),
+                        address,
+                        origin.port,
+                        ssl=tls,
+                        server_hostname=origin.host if tls else None,
+                    )
+                except OSError as error:
+                    failure = type(error).__name__
+                    continue
+                if connection.closed:
+                    failure = "the connection closed at once"
+                    break
+                connection.holds_place = True  # its place is given back when it closes
+                return connection
+        except BaseException:
+            self._dropped(key)
+            raise
+        self._dropped(key)
+        raise ConnectFailed(failure)
 
     def close(self) -> None:
         for idle in self._idle.values():

@@ -6,11 +6,16 @@ what a provider sends back (a whole answer, chunks, nothing, a cut)."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
+from flow_memory.proxy import wire
 from flow_memory.proxy.wire import AnswerTimeout, BodyCut, ConnectFailed, WireClient
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -266,5 +271,258 @@ def test_an_answer_with_endless_headers_is_refused() -> None:
         async with ScriptedServer(flood) as scripted:
             with pytest.raises(ConnectFailed):
                 await client().post(scripted.url, {}, b"{}")
+
+    run(test)
+
+
+def keep_answering(scripted_ref: list[ScriptedServer], *, before: bytes = b"") -> Handler:
+    """A keep-alive provider whose answer names the request it answers."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            request = await scripted_ref[0].read_request(reader)
+            if before:
+                writer.write(before)
+                await writer.drain()
+                await asyncio.sleep(0.05)  # the model is thinking
+            writer.write(answer(b"for " + request.split(b"\r\n\r\n", 1)[1]))
+            await writer.drain()
+
+    return handler
+
+
+def test_early_hints_are_skipped_and_each_caller_gets_its_own_answer() -> None:
+    async def test() -> None:
+        ref: list[ScriptedServer] = []
+        hints = b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+        async with ScriptedServer(keep_answering(ref, before=hints)) as scripted:
+            ref.append(scripted)
+            pool = client()
+            first = await pool.post(scripted.url, {}, b"alice")
+            assert first.status_code == 200
+            assert await first.aread() == b"for alice"
+            second = await pool.post(scripted.url, {}, b"bob")
+            assert second.status_code == 200
+            assert await second.aread() == b"for bob"
+            assert scripted.connections == 1
+            pool.close()
+
+    run(test)
+
+
+def test_a_continue_then_the_answer_in_one_piece_is_one_answer() -> None:
+    async def test() -> None:
+        async def continued(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await scripted.read_request(reader)
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + answer(b"{}", b"x-final: 1\r\n"))
+            await writer.drain()
+            await reader.read()
+
+        async with ScriptedServer(continued) as scripted:
+            response = await client().post(scripted.url, {}, b"{}")
+            assert response.status_code == 200
+            assert (b"x-final", b"1") in response.headers
+            assert await response.aread() == b"{}"
+
+    run(test)
+
+
+def test_switching_protocols_is_a_failed_connection() -> None:
+    async def test() -> None:
+        async def switching(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await scripted.read_request(reader)
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\n\r\n")
+            await writer.drain()
+            await reader.read()
+
+        async with ScriptedServer(switching) as scripted:
+            with pytest.raises(ConnectFailed):
+                await client().post(scripted.url, {}, b"{}")
+
+    run(test)
+
+
+@pytest.mark.parametrize("apart", [False, True], ids=["same-write", "while-held"])
+def test_an_answer_nobody_asked_for_closes_the_connection(apart: bool) -> None:
+    async def test() -> None:
+        extra_sent = asyncio.Event()
+
+        async def pipelining(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            request = await scripted.read_request(reader)
+            own = answer(b"for " + request.split(b"\r\n\r\n", 1)[1])
+            unsolicited = answer(b"for mallory")
+            if apart:
+                writer.write(own)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                writer.write(unsolicited)
+            else:
+                writer.write(own + unsolicited)
+            await writer.drain()
+            extra_sent.set()
+            while True:
+                request = await scripted.read_request(reader)
+                writer.write(answer(b"for " + request.split(b"\r\n\r\n", 1)[1]))
+                await writer.drain()
+
+        async with ScriptedServer(pipelining) as scripted:
+            pool = client()
+            first = await pool.post(scripted.url, {}, b"alice")
+            await extra_sent.wait()
+            await asyncio.sleep(0.05)  # the extra answer reaches the held response
+            assert first.status_code == 200
+            assert await first.aread() == b"for alice"
+            second = await pool.post(scripted.url, {}, b"bob")
+            assert await second.aread() == b"for bob"
+            assert scripted.connections == 2
+            pool.close()
+
+    run(test)
+
+
+def test_an_endless_header_line_is_refused_without_waiting_for_its_end() -> None:
+    async def test() -> None:
+        written = 0
+
+        async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal written
+            await scripted.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nx-pad: ")
+            piece = b"a" * 65536
+            for _ in range(1024):  # 64 MiB, never ending the line
+                writer.write(piece)
+                await writer.drain()
+                written += len(piece)
+
+        async with ScriptedServer(endless) as scripted:
+            with pytest.raises(ConnectFailed, match="too large"):
+                await client(read_timeout=30.0).post(scripted.url, {}, b"{}")
+            await asyncio.sleep(0.05)
+            # Refused after about 64 KiB; the rest is what the sockets' buffers held.
+            assert written < 32 * 1024 * 1024
+
+    run(test)
+
+
+def test_endless_trailers_are_a_cut_body() -> None:
+    async def test() -> None:
+        async def trailing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await scripted.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            writer.write(chunk(b"data: one\n\n") + b"0\r\nx-trailer: ")
+            for _ in range(64):
+                writer.write(b"b" * 65536)
+                await writer.drain()
+            await reader.read()
+
+        async with ScriptedServer(trailing) as scripted:
+            response = await client(read_timeout=30.0).post(scripted.url, {}, b"{}")
+            with pytest.raises(BodyCut, match="too large"):
+                await response.aread()
+            await response.aclose()
+
+    run(test)
+
+
+def test_an_answer_without_a_length_cut_by_a_reset_is_cut() -> None:
+    async def test() -> None:
+        async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await scripted.read_request(reader)
+            writer.write(b'HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{"a": ')
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            no_linger = struct.pack("ii", 1, 0)  # closing sends a reset, not the end of stream
+            writer.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, no_linger
+            )
+            writer.transport.abort()
+
+        async with ScriptedServer(reset) as scripted:
+            response = await client().post(scripted.url, {}, b"{}")
+            with pytest.raises(BodyCut):
+                await response.aread()
+            await response.aclose()
+
+    run(test)
+
+
+def test_an_idle_connection_past_its_time_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def test() -> None:
+        ref: list[ScriptedServer] = []
+        async with ScriptedServer(keep_answering(ref)) as scripted:
+            ref.append(scripted)
+            pool = client()
+            for _ in range(2):
+                response = await pool.post(scripted.url, {}, b"{}")
+                assert await response.aread() == b"for {}"
+                monkeypatch.setattr(wire, "IDLE_SECONDS", -1.0)  # every idle one is stale
+            assert scripted.connections == 2
+            pool.close()
+
+    run(test)
+
+
+def test_callers_past_the_origins_connections_wait_for_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wire, "MAX_CONNECTIONS_PER_ORIGIN", 1)
+
+    async def test() -> None:
+        ref: list[ScriptedServer] = []
+        async with ScriptedServer(keep_answering(ref)) as scripted:
+            ref.append(scripted)
+            pool = WireClient(connect_timeout=0.2, read_timeout=2.0)
+            first = await pool.post(scripted.url, {}, b"one")
+            waiting = asyncio.create_task(pool.post(scripted.url, {}, b"two"))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()  # the only connection is busy
+            assert await first.aread() == b"for one"
+            second = await waiting
+            assert await second.aread() == b"for two"
+            assert scripted.connections == 1
+
+            held = await pool.post(scripted.url, {}, b"three")
+            with pytest.raises(AnswerTimeout):  # nothing comes free before the timeout
+                await pool.post(scripted.url, {}, b"four")
+            await held.aclose()
+            pool.close()
+
+    run(test)
+
+
+def test_a_checked_address_is_connected_to_under_the_urls_name() -> None:
+    async def test() -> None:
+        ref: list[ScriptedServer] = []
+        async with ScriptedServer(keep_answering(ref)) as scripted:
+            ref.append(scripted)
+            port = scripted.url.split(":")[2].split("/")[0]
+            url = f"http://provider.invalid:{port}/v1/chat/completions"
+            pool = client()
+            response = await pool.post(url, {}, b"{}", addresses=("127.0.0.1",))
+            assert await response.aread() == b"for {}"
+            assert f"\r\nhost: provider.invalid:{port}\r\n".encode() in scripted.requests[0]
+            with pytest.raises(ConnectFailed):  # no address checked: nowhere to go
+                await pool.post(url, {}, b"{}", addresses=())
+            pool.close()
+
+    run(test)
+
+
+def test_tls_verifies_the_urls_name_at_the_checked_address() -> None:
+    async def test() -> None:
+        loop = asyncio.get_running_loop()
+        calls: list[tuple[Any, ...]] = []
+
+        async def refusing_double(factory: Any, host: str, port: int, **options: Any) -> Any:
+            calls.append((host, port, options["ssl"], options["server_hostname"]))
+            raise ConnectionRefusedError
+
+        loop.create_connection = refusing_double  # type: ignore[method-assign]
+        with pytest.raises(ConnectFailed):
+            await client().post(
+                "https://provider.example/v1", {}, b"{}", addresses=("203.0.113.7",)
+            )
+        [(host, port, context, server_hostname)] = calls
+        assert (host, port, server_hostname) == ("203.0.113.7", 443, "provider.example")
+        assert isinstance(context, ssl.SSLContext)
+        assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
 
     run(test)
