@@ -113,7 +113,8 @@ class UpstreamClient:
             allow_loopback=settings.allow_loopback_upstreams,
             allow_private=settings.allow_private_upstreams,
         )
-        self._checked: dict[tuple[str, int], float] = {}
+        # (host, port) -> (until when, the addresses checked for it)
+        self._checked: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
         self._judged: dict[str, tuple[str, int] | None] = {}
         self._client: httpx.AsyncClient | None = None
         self._wire_client: WireClient | None = None
@@ -155,21 +156,31 @@ class UpstreamClient:
         self._client = None
         self._wire_client = None
 
-    async def check_target(self, base_url: str) -> None:
-        """The enrollment rules, applied again to the addresses the host resolves to now."""
+    async def check_target(self, base_url: str) -> tuple[str, ...] | None:
+        """The enrollment rules, applied again to the addresses the host resolves to now.
+
+        Returns the addresses checked, the only ones a call may connect to (a second lookup
+        at connect time could answer differently), or None when the URL names its address."""
         key = self._judged[base_url] if base_url in self._judged else self._judge(base_url)
         if key is None:
-            return
-        if self._checked.get(key, 0.0) > time.monotonic():
-            return
+            return None
+        checked = self._checked.get(key)
+        if checked is not None and checked[0] > time.monotonic():
+            return checked[1]
         host, port = key
         try:
-            addresses = await self._host_resolver(host, port)
+            resolved = await self._host_resolver(host, port)
         except OSError:
             raise UpstreamRefused("unresolvable_host", f"{host} does not resolve") from None
-        for address in addresses:
+        for address in resolved:
             check_address(ipaddress.ip_address(address.split("%")[0]), self._policy)
-        self._checked[key] = time.monotonic() + DNS_CACHE_SECONDS
+        addresses = tuple(dict.fromkeys(resolved))
+        if not addresses:
+            raise UpstreamRefused("unresolvable_host", f"{host} does not resolve")
+        if len(self._checked) > 10_000:
+            self._checked.clear()
+        self._checked[key] = (time.monotonic() + DNS_CACHE_SECONDS, addresses)
+        return addresses
 
     def _judge(self, base_url: str) -> tuple[str, int] | None:
         """The URL's own rules (they never change for one URL); the host to resolve, if any."""
@@ -207,7 +218,7 @@ class UpstreamClient:
         for target in plan.targets:
             path, body = build(target)
             try:
-                await self.check_target(target.base_url)
+                addresses = await self.check_target(target.base_url)
             except UpstreamRefused as refused:
                 attempts.append(_attempt(target, refused.reason, str(refused)))
                 continue
@@ -219,7 +230,7 @@ class UpstreamClient:
                 attempts.append(_attempt(target, "credential_unavailable", "see the server log"))
                 continue
             try:
-                response = await self._send(target.base_url + path, body, target, secret)
+                response = await self._send(target.base_url + path, body, target, secret, addresses)
             except (httpx.TimeoutException, AnswerTimeout):
                 attempts.append(_attempt(target, "timeout", "no answer before the timeout"))
                 continue
@@ -241,11 +252,17 @@ class UpstreamClient:
         )
 
     async def _send(
-        self, url: str, body: dict[str, Any], target: Target, secret: str | None
+        self,
+        url: str,
+        body: dict[str, Any],
+        target: Target,
+        secret: str | None,
+        addresses: tuple[str, ...] | None,
     ) -> UpstreamAnswer:
         headers = self._headers(target, secret)
         if self._transport is None:
-            return await self._wire().post(url, headers, sse.dumps(body))
+            return await self._wire().post(url, headers, sse.dumps(body), addresses=addresses)
+        # An injected transport (tests) makes no connection of its own to check.
         request = self._http().build_request("POST", url, content=sse.dumps(body), headers=headers)
         return await self._http().send(request, stream=True)
 

@@ -1,8 +1,14 @@
-"""check_base_url: which upstream addresses a provider may point Flow Memory at (pure)."""
+"""check_base_url: which upstream addresses a provider may point Flow Memory at (pure); and
+the proxy's client connecting only to the addresses it checked."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import socket
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -12,6 +18,10 @@ from flow_memory.providers.upstream import (
     check_address,
     check_base_url,
 )
+from flow_memory.proxy.client import UpstreamClient, UpstreamUnavailable
+from flow_memory.proxy.resolver import CredentialResolver
+from flow_memory.proxy.service import Plan, Target
+from flow_memory.settings import Settings
 
 DEFAULT = UpstreamPolicy(allow_loopback=True, allow_private=False)
 OPEN = UpstreamPolicy(allow_loopback=True, allow_private=True)
@@ -204,3 +214,100 @@ class TestCheckAddress:
     @pytest.mark.parametrize("address", ["127.0.0.1", "::1", "93.184.216.34"])
     def test_allowed(self, address: str) -> None:
         check_address(ipaddress.ip_address(address), DEFAULT)
+
+
+def plan_to(base_url: str) -> Plan:
+    target = Target(
+        "provider", "seller", base_url, "secret://p", "chat_completions",
+        None, "token", Decimal("1"), None, None, None,
+    )  # fmt: skip
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    return Plan(
+        "route", "owner", "m", "token", 1, None, "ws", None, None, (target,), False, (), expires
+    )
+
+
+def upstream_client(*, allow_loopback: bool, lookups: list[list[str]]) -> UpstreamClient:
+    """An UpstreamClient whose host lookups answer from ``lookups`` in turn (a test double)."""
+
+    async def scripted_lookup(host: str, port: int) -> list[str]:
+        return lookups.pop(0)
+
+    settings = Settings(allow_loopback_upstreams=allow_loopback, allow_private_upstreams=False)
+    return UpstreamClient(
+        settings,
+        resolver=CredentialResolver(environ={"FLOW_MEMORY_SECRET_P": "sk-test"}),
+        host_resolver=scripted_lookup,
+    )
+
+
+def build(target: Target) -> tuple[str, dict[str, Any]]:
+    return "/chat/completions", {"model": "m"}
+
+
+class TestConnectTimeAddresses:
+    def test_the_call_goes_to_the_checked_address_under_the_urls_name(self) -> None:
+        async def test() -> None:
+            heads: list[bytes] = []
+
+            async def provider(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                heads.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                await writer.drain()
+                writer.close()
+
+            server = await asyncio.start_server(provider, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            # provider.invalid resolves nowhere but in the lookup double.
+            upstream = upstream_client(allow_loopback=True, lookups=[["127.0.0.1"]])
+            opened = await upstream.open_first(plan_to(f"http://provider.invalid:{port}/v1"), build)
+            assert await opened.response.aread() == b"{}"
+            assert f"\r\nhost: provider.invalid:{port}\r\n".encode() in heads[0]
+            await opened.response.aclose()
+            await upstream.aclose()
+            server.close()
+
+        asyncio.run(test())
+
+    def test_a_rebinding_name_never_reaches_a_refused_address(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        real_getaddrinfo = socket.getaddrinfo
+
+        def rebinding_dns(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host == "rebind.invalid":  # a name that now points at loopback (test double)
+                return real_getaddrinfo("127.0.0.1", port, *args, **kwargs)
+            return real_getaddrinfo(host, port, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+
+        async def test() -> None:
+            loop = asyncio.get_running_loop()
+            connected_to: list[str] = []
+
+            async def refusing_double(factory: Any, host: str, port: int, **kw: Any) -> Any:
+                connected_to.append(host)
+                raise ConnectionRefusedError
+
+            loop.create_connection = refusing_double  # type: ignore[method-assign]
+            lookups = [["8.8.8.8"], ["127.0.0.1"]]
+            upstream = upstream_client(allow_loopback=False, lookups=lookups)
+            plan = plan_to("http://rebind.invalid:8080/v1")
+            for _ in range(2):  # the second call within the cache: the same checked address
+                with pytest.raises(UpstreamUnavailable, match="connect_error"):
+                    await upstream.open_first(plan, build)
+            assert connected_to == ["8.8.8.8", "8.8.8.8"]
+            upstream = upstream_client(allow_loopback=False, lookups=lookups)  # cache gone
+            with pytest.raises(UpstreamUnavailable, match="loopback_address"):
+                await upstream.open_first(plan, build)
+            assert connected_to == ["8.8.8.8", "8.8.8.8"]
+
+        asyncio.run(test())
+
+    def test_a_name_that_resolves_to_nothing_is_refused(self) -> None:
+        async def test() -> None:
+            upstream = upstream_client(allow_loopback=True, lookups=[[]])
+            with pytest.raises(UpstreamRefused, match="does not resolve"):
+                await upstream.check_target("http://empty.invalid/v1")
+
+        asyncio.run(test())
