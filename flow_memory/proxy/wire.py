@@ -431,9 +431,13 @@ class WireClient:
                     waiting.append(waiter)
                     try:
                         await waiter
-                    finally:
-                        if not waiter.done():
-                            waiting.remove(waiter)
+                    except BaseException:
+                        if waiter.cancelled():
+                            if waiter in waiting:
+                                waiting.remove(waiter)
+                        else:
+                            self._wake_one(key)  # woken but leaving: the turn passes on
+                        raise
         except TimeoutError:
             raise AnswerTimeout("no connection before the timeout") from None
 

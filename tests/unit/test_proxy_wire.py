@@ -526,3 +526,27 @@ def test_tls_verifies_the_urls_name_at_the_checked_address() -> None:
         assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
 
     run(test)
+
+
+def test_a_caller_that_leaves_when_woken_passes_its_turn_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wire, "MAX_CONNECTIONS_PER_ORIGIN", 1)
+
+    async def test() -> None:
+        ref: list[ScriptedServer] = []
+        async with ScriptedServer(keep_answering(ref)) as scripted:
+            ref.append(scripted)
+            pool = client()
+            first = await pool.post(scripted.url, {}, b"one")
+            leaving = asyncio.create_task(pool.post(scripted.url, {}, b"two"))
+            staying = asyncio.create_task(pool.post(scripted.url, {}, b"three"))
+            await asyncio.sleep(0.05)
+            assert await first.aread() == b"for one"  # the connection comes free: wakes "two"
+            leaving.cancel()  # the client went away before its turn ran
+            third = await staying
+            assert await third.aread() == b"for three"
+            assert leaving.cancelled() and scripted.connections == 1
+            pool.close()
+
+    run(test)
