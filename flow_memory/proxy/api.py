@@ -60,6 +60,7 @@ from flow_memory.proxy.service import (
     usage_record,
 )
 from flow_memory.proxy.translate import Json, Usage
+from flow_memory.proxy.wire import WireResponse
 from flow_memory.settings import Settings
 
 PROXY_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -474,7 +475,9 @@ class DisconnectWatch:
 async def _read_answer(response: Any, limit: int) -> bytes | None:
     """A whole answer's bytes, or None once it goes past ``limit`` (a provider must not make
     the proxy hold an answer of any size)."""
-    chunks: list[bytes] = []
+    if isinstance(response, WireResponse):
+        return await response.aread_within(limit)
+    chunks: list[bytes] = []  # an httpx answer (a test's injected transport)
     size = 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)

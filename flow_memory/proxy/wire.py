@@ -163,6 +163,19 @@ class WireResponse:
             return data
         return b"".join([chunk async for chunk in self.aiter_bytes()])
 
+    async def aread_within(self, limit: int) -> bytes | None:
+        """The whole body, or None once it goes past ``limit`` bytes."""
+        if self._complete and self._buffered <= limit:
+            return await self.aread()  # all here already: nothing can grow
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in self.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     def _release(self) -> None:
         if not self._closed:
             self._closed = True

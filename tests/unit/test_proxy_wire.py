@@ -550,3 +550,33 @@ def test_a_caller_that_leaves_when_woken_passes_its_turn_on(
             pool.close()
 
     run(test)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_whole_answer_is_read_within_a_limit_or_refused_past_it(chunked: bool) -> None:
+    async def test() -> None:
+        scripted: ScriptedServer
+        body = b'{"vector": "' + b"x" * 5000 + b'"}'
+
+        async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                await scripted.read_request(reader)
+                if chunked:
+                    head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                    pieces = [body[i : i + 1000] for i in range(0, len(body), 1000)]
+                    writer.write(head + b"".join(chunk(p) for p in pieces) + b"0\r\n\r\n")
+                else:
+                    writer.write(answer(body))
+                await writer.drain()
+
+        async with ScriptedServer(keep_alive) as scripted:
+            wire = client()
+            response = await wire.post(scripted.url, {}, b"{}")
+            assert await response.aread_within(len(body)) == body
+            await response.aclose()
+            response = await wire.post(scripted.url, {}, b"{}")
+            assert await response.aread_within(len(body) - 1) is None
+            await response.aclose()
+            wire.close()
+
+    run(test)
