@@ -102,3 +102,64 @@ def running_server(
             log.close()
             if os.environ.get("BENCH_SHOW_SERVER_LOG"):
                 print((Path(tmp) / "server.log").read_text()[-2000:])
+
+
+def onboard_provider(
+    client: httpx.Client,
+    seller: str,
+    *,
+    model: str,
+    base_url: str,
+    available_units: int,
+    ask_unit_price: float,
+    reference_unit_price: float | None = None,
+) -> str:
+    """Enroll, pair and beat a provider, publish its catalog (one model, token units) and its
+    capacity, through the API; returns its id."""
+    client.headers["authorization"] = f"Bearer {seller}"
+    ref = client.post(
+        "/inference/credential-refs",
+        json={"credential_ref": "secret://inference/bench", "display_name": "bench"},
+    ).json()["credential_ref"]
+    provider = client.post(
+        "/inference/providers/enroll",
+        json={
+            "provider_name": "Bench Provider",
+            "base_url": base_url,
+            "credential_ref_id": ref["credential_ref_id"],
+            "supported_units": ["token"],
+        },
+    ).json()["provider"]
+    pid = str(provider["provider_id"])
+    token = client.post(f"/inference/providers/{pid}/pairing-token").json()["pairing_token"]
+    client.post(
+        f"/inference/providers/{pid}/heartbeat", headers={"x-flow-memory-pairing-token": token}
+    ).raise_for_status()
+    entry: dict[str, object] = {
+        "model": model,
+        "compatible_api": "chat_completions",
+        "unit_types": ["token"],
+        "context_window": 8192,
+    }
+    if reference_unit_price is not None:
+        entry["reference_unit_prices"] = {"token": reference_unit_price}
+    client.post(
+        f"/inference/providers/{pid}/catalog",
+        json={"catalog_version": "2026-01-01T00:00:00Z", "models": [entry]},
+    ).raise_for_status()
+    client.post(
+        f"/inference/providers/{pid}/capacity",
+        json={
+            "capacity_version": "2026-01-01T00:00:00Z",
+            "inventory": [
+                {
+                    "model": model,
+                    "unit_type": "token",
+                    "available_units": available_units,
+                    "ask_unit_price": ask_unit_price,
+                    "expires_at": "2099-01-01T00:00:00Z",
+                }
+            ],
+        },
+    ).raise_for_status()
+    return pid

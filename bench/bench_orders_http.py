@@ -23,62 +23,21 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._server import create_key, running_server
+from bench._server import create_key, onboard_provider, running_server
 
 MODEL = "bench-model"
 
 
 def setup_market(client: httpx.Client, seller: str) -> str:
-    """Enroll, pair and beat a provider and publish its catalog and capacity; its id."""
-    client.headers["authorization"] = f"Bearer {seller}"
-    ref = client.post(
-        "/inference/credential-refs",
-        json={"credential_ref": "secret://inference/bench", "display_name": "bench"},
-    ).json()
-    provider = client.post(
-        "/inference/providers/enroll",
-        json={
-            "provider_name": "Bench Provider",
-            "base_url": "http://127.0.0.1:9/v1",
-            "credential_ref_id": ref["credential_ref"]["credential_ref_id"],
-            "supported_units": ["token"],
-        },
-    ).json()["provider"]
-    pid = provider["provider_id"]
-    token = client.post(f"/inference/providers/{pid}/pairing-token").json()["pairing_token"]
-    client.post(
-        f"/inference/providers/{pid}/heartbeat", headers={"x-flow-memory-pairing-token": token}
-    ).raise_for_status()
-    client.post(
-        f"/inference/providers/{pid}/catalog",
-        json={
-            "catalog_version": "2026-01-01T00:00:00Z",
-            "models": [
-                {
-                    "model": MODEL,
-                    "compatible_api": "chat_completions",
-                    "unit_types": ["token"],
-                    "context_window": 8192,
-                }
-            ],
-        },
-    ).raise_for_status()
-    client.post(
-        f"/inference/providers/{pid}/capacity",
-        json={
-            "capacity_version": "2026-01-01T00:00:00Z",
-            "inventory": [
-                {
-                    "model": MODEL,
-                    "unit_type": "token",
-                    "available_units": 10**15 // 2,
-                    "ask_unit_price": 0.001,
-                    "expires_at": "2099-01-01T00:00:00Z",
-                }
-            ],
-        },
-    ).raise_for_status()
-    return str(pid)
+    """One provider selling plenty of the benchmark's model; its id."""
+    return onboard_provider(
+        client,
+        seller,
+        model=MODEL,
+        base_url="http://127.0.0.1:9/v1",
+        available_units=10**15 // 2,
+        ask_unit_price=0.001,
+    )
 
 
 def order_request(

@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._server import create_key, free_port, running_server
+from bench._server import create_key, free_port, onboard_provider, running_server
 
 MODEL = "bench-proxy-model"
 CHAT = json.dumps(
@@ -234,56 +234,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def setup_provider(base: str, seller: str, upstream_port: int) -> None:
-    headers = {"authorization": f"Bearer {seller}"}
-    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-        ref = client.post(
-            "/inference/credential-refs",
-            json={"credential_ref": "secret://inference/bench-proxy", "display_name": "bench"},
-        ).json()["credential_ref"]
-        provider = client.post(
-            "/inference/providers/enroll",
-            json={
-                "provider_name": "Bench Upstream",
-                "base_url": f"http://127.0.0.1:{upstream_port}/v1",
-                "credential_ref_id": ref["credential_ref_id"],
-                "supported_units": ["token"],
-            },
-        ).json()["provider"]
-        pid = provider["provider_id"]
-        token = client.post(f"/inference/providers/{pid}/pairing-token").json()["pairing_token"]
-        client.post(
-            f"/inference/providers/{pid}/heartbeat", headers={"x-flow-memory-pairing-token": token}
-        ).raise_for_status()
-        client.post(
-            f"/inference/providers/{pid}/catalog",
-            json={
-                "catalog_version": "2026-01-01T00:00:00Z",
-                "models": [
-                    {
-                        "model": MODEL,
-                        "compatible_api": "chat_completions",
-                        "unit_types": ["token"],
-                        "context_window": 8192,
-                        "reference_unit_prices": {"token": 0.000002},
-                    }
-                ],
-            },
-        ).raise_for_status()
-        client.post(
-            f"/inference/providers/{pid}/capacity",
-            json={
-                "capacity_version": "2026-01-01T00:00:00Z",
-                "inventory": [
-                    {
-                        "model": MODEL,
-                        "unit_type": "token",
-                        "available_units": 10**12,
-                        "ask_unit_price": 0.000001,
-                        "expires_at": "2099-01-01T00:00:00Z",
-                    }
-                ],
-            },
-        ).raise_for_status()
+    with httpx.Client(base_url=base, timeout=30) as client:
+        onboard_provider(
+            client,
+            seller,
+            model=MODEL,
+            base_url=f"http://127.0.0.1:{upstream_port}/v1",
+            available_units=10**12,
+            ask_unit_price=0.000001,
+            reference_unit_price=0.000002,
+        )
 
 
 def report(label: str, latencies: list[float], seconds: float, errors: int) -> dict[str, float]:
