@@ -15,7 +15,8 @@ Printed, side by side for the direct and the proxied path:
 - paced (open loop): ``--clients`` clients together offering a fixed rate, ``--paced-fraction``
   of the proxied saturation throughput, each on its own schedule. Latency is measured from each
   call's scheduled send time, so a call held up behind a slow one counts its wait (no
-  coordinated omission). This is the added latency at that concurrency below saturation.
+  coordinated omission). This is the added latency at that concurrency below saturation. The
+  first half second of each paced phase (fresh connections) runs but is not counted.
 - the added time to first byte of a streamed answer at one client.
 """
 
@@ -187,20 +188,26 @@ async def load(
     return latencies, first_bytes, errors
 
 
+# The first moments of a paced phase (fresh connections, their first calls) are not counted.
+PACED_WARMUP_SECONDS = 0.5
+
+
 async def paced(
     port: int, payload: bytes, clients: int, rate: float, seconds: float
 ) -> tuple[list[float], list[float], int]:
     """Open loop: ``clients`` connections together offering ``rate`` calls a second, each on a
-    fixed schedule. Returns latencies from the scheduled send time (ms), how late each call
-    was sent (ms: the generator's own lag plus waiting behind the connection's previous
-    call), and the errors."""
+    fixed schedule, for ``PACED_WARMUP_SECONDS`` and then ``seconds``. Returns, for the calls
+    after the warm-up, latencies from the scheduled send time (ms), how late each call was sent
+    (ms: the generator's own lag plus waiting behind the connection's previous call), and the
+    errors."""
     latencies: list[float] = []
     lateness: list[float] = []
     errors = 0
     period = clients / rate  # one client's interval between calls
     connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
     start = time.perf_counter() + 0.05
-    end = start + seconds
+    counted = start + PACED_WARMUP_SECONDS
+    end = counted + seconds
 
     async def one_client(index: int) -> None:
         nonlocal errors
@@ -217,7 +224,7 @@ async def paced(
                 ended = time.perf_counter()
                 if status != 200:
                     errors += 1
-                else:
+                elif scheduled >= counted:
                     latencies.append((ended - scheduled) * 1000)
                     lateness.append((sent - scheduled) * 1000)
                 scheduled += period
@@ -309,7 +316,8 @@ def main() -> None:
         print(
             f"PACED (open loop: {args.clients} clients together offering {rate:.0f} calls/s, "
             f"{args.paced_fraction:.0%} of the proxied saturation; latency from each call's "
-            "scheduled send time)"
+            f"scheduled send time; the first {PACED_WARMUP_SECONDS} s of each phase, on fresh "
+            "connections, not counted)"
         )
         d_lat, d_late, d_err = asyncio.run(
             paced(upstream_port, direct, args.clients, rate, args.seconds)
