@@ -172,16 +172,7 @@ class SafetyGuardMiddleware:
             await error_response(error)(scope, receive, send)
             return
 
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(body, receive), send)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         headers = dict(scope.get("headers", []))
@@ -316,10 +307,30 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, record)
         finally:
-            log.info(
-                "%s %s %d %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
+            log_access(scope, status, started)
+
+
+def log_access(scope: Scope, status: int, started: float) -> None:
+    """The access-log line of one request: method, path (never the query string), status and
+    duration since ``started`` (``time.perf_counter``)."""
+    log.info(
+        "%s %s %d %.1fms",
+        scope["method"],
+        scope["path"],
+        status,
+        (time.perf_counter() - started) * 1000,
+    )
+
+
+def replay_body(body: bytes, receive: Receive, *, more: bool = False) -> Receive:
+    """A receive that gives ``body`` first (with ``more`` of it still to come), then the rest."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": more}
+        return await receive()
+
+    return replay

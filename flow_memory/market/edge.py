@@ -13,21 +13,23 @@ document.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from decimal import Decimal
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import FlowMemoryError
-from flow_memory.kit.http import SafetyGuardMiddleware, error_response
+from flow_memory.kit.http import (
+    SafetyGuardMiddleware,
+    error_response,
+    log_access,
+    replay_body,
+)
 from flow_memory.market.api import authorize_trader, place
 from flow_memory.market.schemas import OrderCreate
-
-access_log = logging.getLogger("flow_memory.http")  # the access log's own logger
 
 PATH = "/inference/market/orders"
 JSON_TYPES = (b"application/json", b"application/json; charset=utf-8")
@@ -48,7 +50,7 @@ class OrderEdge:
         body, more = await _read_body(receive, self.guard.max_body_bytes)
         accepted = None if more else await self._accept(scope, receive, body)
         if accepted is None:
-            await self.app(scope, _replay(body, more, receive), send)
+            await self.app(scope, replay_body(body, receive, more=more), send)
             return
         principal, order = accepted
         state = scope["app"].state
@@ -68,13 +70,7 @@ class OrderEdge:
             status = answer.status_code
             await answer(scope, receive, send)
         finally:
-            access_log.info(
-                "%s %s %d %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
+            log_access(scope, status, started)
 
     async def _accept(
         self, scope: Scope, receive: Receive, body: bytes
@@ -119,17 +115,3 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
             return b"".join(chunks), False
         if size > limit:
             return b"".join(chunks), True
-
-
-def _replay(body: bytes, more: bool, receive: Receive) -> Receive:
-    """A receive that gives ``body`` first (with ``more`` still to come), then the rest."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": more}
-        return await receive()
-
-    return replay

@@ -9,7 +9,6 @@ stay declared in ``flow_memory.proxy.api`` for the OpenAPI document, and work th
 
 from __future__ import annotations
 
-import logging
 import time
 
 from starlette.concurrency import run_in_threadpool
@@ -19,11 +18,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flow_memory.kit.errors import FlowMemoryError
-from flow_memory.kit.http import error_response
+from flow_memory.kit.http import error_response, log_access
 from flow_memory.proxy.api import authorize_proxy, model_list, serve_call
 from flow_memory.proxy.service import Kind
-
-access_log = logging.getLogger("flow_memory.http")  # the access log's own logger
 
 CALLS: dict[tuple[str, str], Kind] = {
     ("POST", "/v1/chat/completions"): "chat",
@@ -62,13 +59,7 @@ class ProxyEdge:
             status = error.status_code
             await error_response(error)(scope, receive, send)
         finally:
-            access_log.info(
-                "%s %s %d %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
+            log_access(scope, status, started)
 
 
 def _models(state: State) -> Response:
