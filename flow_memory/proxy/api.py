@@ -60,7 +60,7 @@ from flow_memory.proxy.service import (
     usage_record,
 )
 from flow_memory.proxy.translate import Json, Usage
-from flow_memory.proxy.wire import WireResponse
+from flow_memory.proxy.wire import WireResponse, read_within
 from flow_memory.settings import Settings
 
 PROXY_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -477,14 +477,7 @@ async def _read_answer(response: Any, limit: int) -> bytes | None:
     the proxy hold an answer of any size)."""
     if isinstance(response, WireResponse):
         return await response.aread_within(limit)
-    chunks: list[bytes] = []  # an httpx answer (a test's injected transport)
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_within(response.aiter_bytes(), limit)  # a test's injected transport
 
 
 def _record_unanswered(state: State, plan: Plan, started: float, decision: str) -> None:

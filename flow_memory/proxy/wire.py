@@ -64,6 +64,18 @@ def origin_of(url: str) -> tuple[Origin, str]:
     return Origin(scheme, parts.hostname or "", port), parts.path or "/"
 
 
+async def read_within(pieces: AsyncIterator[bytes], limit: int) -> bytes | None:
+    """The pieces joined, or None once they go past ``limit`` bytes (stops reading there)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in pieces:
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class WireResponse:
     """An answer whose status and headers have arrived; the body is read on demand."""
 
@@ -167,14 +179,7 @@ class WireResponse:
         """The whole body, or None once it goes past ``limit`` bytes."""
         if self._complete and self._buffered <= limit:
             return await self.aread()  # all here already: nothing can grow
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in self.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_within(self.aiter_bytes(), limit)
 
     def _release(self) -> None:
         if not self._closed:
