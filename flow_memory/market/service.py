@@ -765,14 +765,7 @@ def _record_fills(
                 order_id, r.owner_id, r.buyer_id, r.provider_id, r.limit_unit_price, r.metadata
             )
     if taker is not None:
-        parties[taker.order_id] = known.get(taker.order_id) or _Party(
-            taker.order_id,
-            taker.owner_id,
-            taker.buyer_id,
-            taker.provider_id,
-            taker.limit_unit_price,
-            taker.metadata_,
-        )
+        parties[taker.order_id] = known[taker.order_id]  # place_order rested it first
     # An order still in the book rests with what is left; one that left it was filled.
     for order_id in others:
         resting = book.orders.get(order_id)

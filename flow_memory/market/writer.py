@@ -37,7 +37,8 @@ log = logging.getLogger("flow_memory.market.writer")
 
 T = TypeVar("T")
 Command = Callable[[Session], Any]
-# A caller waits on a future of its own event loop (``run``) or on a thread's (``submit``).
+# A caller waits on a future of its own event loop (``run``); a batch applied directly (as
+# tests do) may carry a thread's future instead.
 Waiter: TypeAlias = "Future[Any] | asyncio.Future[Any]"
 Queued = tuple[Command, Waiter, bool]
 
@@ -54,13 +55,6 @@ class MarketWriter:
         self._start_lock = threading.Lock()
         self.batches = 0
         self.commands = 0
-
-    def submit(self, command: Command, *, deferred_only: bool = False) -> Future[Any]:
-        """Queue a command; the future resolves after the batch holding it has committed."""
-        self._ensure_started()
-        future: Future[Any] = Future()
-        self._queue.put((command, future, deferred_only))
-        return future
 
     async def run(self, command: Callable[[Session], T], *, deferred_only: bool = False) -> T:
         """Queue a command and wait, on this event loop, until its batch has committed."""
