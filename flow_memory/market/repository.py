@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -24,34 +26,69 @@ from flow_memory.market.writer import before_commit, deferred
 ACTIVE = ("open", "partially_filled")
 
 
-def lock_market(session: Session, model: str, unit_type: str, *, now: datetime) -> Market:
-    """Fetch the market row under a row lock, creating it on first use."""
-    query = select(Market).where(Market.model == model, Market.unit_type == unit_type)
-    market = session.scalars(query.with_for_update()).first()
-    if market is None:
-        market = Market(
-            model=model, unit_type=unit_type, version=0, next_sequence=1, created_at=now
-        )
-        session.add(market)
-        session.flush()
-    return market
+@dataclass(slots=True)
+class MarketRow:
+    """A market's row: its lock, and the version and next sequence of its book."""
+
+    model: str
+    unit_type: str
+    version: int
+    next_sequence: int
 
 
 _MARKETS: Table = Market.__table__  # type: ignore[assignment]
+# Built once: a statement object reused keeps its cache key, which is costly to compute.
+_LOCK_MARKET = (
+    select(_MARKETS.c.version, _MARKETS.c.next_sequence)
+    .where(
+        _MARKETS.c.model == bindparam("model"),
+        _MARKETS.c.unit_type == bindparam("unit_type"),
+    )
+    .with_for_update()
+)
+_CREATE_MARKET = {
+    "postgresql": postgresql.insert(_MARKETS).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(_MARKETS).on_conflict_do_nothing(),
+}
+_SAVE_MARKET = (
+    update(_MARKETS)
+    .where(
+        _MARKETS.c.model == bindparam("b_model"),
+        _MARKETS.c.unit_type == bindparam("b_unit_type"),
+    )
+    .values(version=bindparam("b_version"), next_sequence=bindparam("b_next_sequence"))
+)
+
+
+def lock_market(session: Session, model: str, unit_type: str, *, now: datetime) -> MarketRow:
+    """Fetch the market row under a row lock, creating it on first use."""
+    key = {"model": model, "unit_type": unit_type}
+    connection = session.connection()
+    found = connection.execute(_LOCK_MARKET, key).first()
+    if found is None:
+        # Two writers may create it at once (PostgreSQL): the loser's insert does nothing.
+        create = _CREATE_MARKET[connection.dialect.name]
+        connection.execute(create, {**key, "version": 0, "next_sequence": 1, "created_at": now})
+        found = connection.execute(_LOCK_MARKET, key).one()
+    return MarketRow(model, unit_type, found.version, found.next_sequence)
 
 
 def save_market_counters(
-    session: Session, market: Market, *, version: int, next_sequence: int
+    session: Session, market: MarketRow, *, version: int, next_sequence: int
 ) -> None:
     """Write a market's version and next sequence (the row itself may be unchanged)."""
     if (version, next_sequence) == (market.version, market.next_sequence):
         return
-    session.execute(
-        update(_MARKETS)
-        .where(_MARKETS.c.model == market.model, _MARKETS.c.unit_type == market.unit_type)
-        .values(version=version, next_sequence=next_sequence)
+    session.connection().execute(
+        _SAVE_MARKET,
+        {
+            "b_model": market.model,
+            "b_unit_type": market.unit_type,
+            "b_version": version,
+            "b_next_sequence": next_sequence,
+        },
     )
-    session.expire(market)
+    market.version, market.next_sequence = version, next_sequence
 
 
 def active_orders(session: Session, model: str, unit_type: str) -> list[MarketOrder]:
@@ -107,6 +144,20 @@ def due_reservations(
                 Reservation.status == "active",
                 Reservation.expires_at <= now,
             )
+        )
+    )
+
+
+def next_reservation_expiry(
+    session: Session, model: str, unit_type: str, *, after: datetime
+) -> datetime | None:
+    """When the market's next active reservation expires (after ``after``), if any."""
+    return session.scalar(
+        select(func.min(Reservation.expires_at)).where(
+            Reservation.model == model,
+            Reservation.unit_type == unit_type,
+            Reservation.status == "active",
+            Reservation.expires_at > after,
         )
     )
 
@@ -234,6 +285,7 @@ _ORDER_PARTIES = select(
     _ORDERS.c.provider_id,
     _ORDERS.c.limit_unit_price,
     _ORDERS.c.metadata,
+    _ORDERS.c.source,
 ).where(_ORDERS.c.order_id.in_(bindparam("order_ids", expanding=True)))
 
 
@@ -265,7 +317,8 @@ def _write_events(session: Session) -> None:
 
 
 def order_parties(session: Session, order_ids: Iterable[str]) -> dict[str, Row[*tuple[Any, ...]]]:
-    """What a fill needs of each order (owner, buyer, provider, price, metadata), by id."""
+    """What a fill needs of each order (owner, buyer, provider, price, metadata, source), by
+    id."""
     ids = list(order_ids)
     if not ids:
         return {}

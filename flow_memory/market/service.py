@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -27,9 +27,9 @@ from flow_memory.kit.money import plain
 from flow_memory.kit.scopes import BUY, SELL
 from flow_memory.market import repository
 from flow_memory.market.models import (
-    Market,
     MarketFill,
     MarketOrder,
+    Reservation,
 )
 from flow_memory.market.orderbook import Fill, Order, OrderBook
 from flow_memory.market.schemas import OrderCancel, OrderCreate
@@ -52,6 +52,9 @@ from flow_memory.usage import service as usage
 
 SNAPSHOT_SOURCE = "provider_capacity_snapshot"
 LOCK_TIMEOUT_SECONDS = 10.0
+# With no reservation active, how long a book goes before it looks for due ones again (a
+# reservation made meanwhile by this process forgets that; one by another process rebuilds).
+QUIET_HOLDS_CHECK = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +67,29 @@ class _Party:
     provider_id: str | None
     limit_unit_price: Decimal
     metadata: dict[str, Any]
+    source: str  # api, or provider_capacity_snapshot
 
 
-@dataclass(frozen=True)
-class _KeptGates:
-    """Route gates read by the market writer, for its next batches while still fresh."""
+@dataclass
+class _Kept:
+    """What the market writer read of providers (route gates, published capacity, snapshot
+    asks, reference prices), kept for its next batches while still fresh, as quotes keep
+    offers (``flow_memory.routing.facts``): at most a second, and dropped after any committed
+    change in this process that may move them (the route facts' generation moves with
+    credential, enrollment, catalog, capacity and list-price changes) and when another
+    process's write makes a book rebuild. Every other transaction reads them afresh."""
 
-    gates: dict[str, str]
     facts: RouteFacts  # whose generation they were read at
     stamp: tuple[int, float]
     derived_at: datetime
+    gates: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # by market
+    lookups: dict[str, dict[Any, Any]] = field(default_factory=dict)  # by ``_per_transaction``
+
+
+# The per-transaction lookups the writer keeps between batches (``_Kept``); the count of
+# manual ask units is not among them: within a batch it errs towards refusing, and across
+# batches that error would grow.
+_KEPT_LOOKUPS = frozenset({"capacity", "snapshot_asks", "reference_prices"})
 
 
 @dataclass
@@ -84,7 +100,11 @@ class BookState:
     # What fills need of the resting orders, so a fill reads no order row back; it may also
     # hold orders that have left the book, until the next trim.
     parties: dict[str, _Party] = field(default_factory=dict)
-    kept_gates: _KeptGates | None = None
+    # No active reservation of this market expires before this time (None: not known). Every
+    # reservation is made and expired under the market's lock, which forgets it.
+    holds_quiet_until: datetime | None = None
+    # Units offered by each provider's manual asks in this book (``_manual_ask_units``).
+    manual_ask_units: dict[str, int] = field(default_factory=dict)
 
     def rest(self, party: _Party) -> None:
         self.parties[party.order_id] = party
@@ -106,6 +126,7 @@ class MarketRegistry:
         self._guard = threading.Lock()
         # Provider id -> owner: a provider is never deleted and never changes owner.
         self.owners: dict[str, str] = {}
+        self.kept: _Kept | None = None  # the market writer's, between its batches
 
     def state(self, model: str, unit_type: str) -> BookState:
         key = (model, unit_type)
@@ -139,7 +160,7 @@ class OpenMarket:
     command. (A refused command's numbers are not given back; a gap in them is harmless.)"""
 
     state: BookState
-    row: Market
+    row: repository.MarketRow
     version: int = 0
     next_sequence: int = 1
     opened_at: datetime | None = None
@@ -198,16 +219,22 @@ def open_market(
             hint="retry the request",
         )
 
+    by_writer = writer_batch(session)
+
     def release(committed: bool) -> None:
         opened.pop((model, unit_type), None)
         if not committed or books_dirty(session):
             state.version = -1
+        if not by_writer:
+            state.holds_quiet_until = None  # it may have made or expired a reservation
+            state.manual_ask_units.clear()
         state.lock.release()
 
     on_session_end(session, release)
     if state.version != row.version:
         _rebuild(session, state, model, unit_type)
         state.version = row.version
+        markets.kept = None  # another process wrote: read what it may have changed afresh
     market = OpenMarket(state, row, row.version, row.next_sequence, opened_at=now)
     opened[(model, unit_type)] = market
     before_commit(session, "open_markets", _write_open_markets)
@@ -248,26 +275,37 @@ def _route_gates(
     settings: Settings,
     now: datetime,
 ) -> dict[str, str]:
-    """The route gates of the providers resting in the book. The market writer keeps them
-    between its batches as quotes keep offers (``flow_memory.routing.facts``): at most a second,
-    and dropped after any committed change that may move a gate; every other transaction reads
-    them afresh."""
-    facts = markets.route_facts() if markets.route_facts and writer_batch(session) else None
-    kept = state.kept_gates
-    if (
-        facts is not None
-        and kept is not None
-        and kept.facts is facts
-        and facts.still_fresh(kept.stamp, derived_at=kept.derived_at, now=now)
-    ):
-        return kept.gates
-    stamp = facts.stamp() if facts is not None else None
+    """The route gates of the providers resting in the book (kept by the market writer)."""
+    kept = _writer_kept(session, markets, now)
+    key = (state.book.model, state.book.unit_type)
+    if kept is not None and key in kept.gates:
+        return kept.gates[key]
     gates = providers_service.route_gates(
         session, _ask_providers(state.book), settings=settings, now=now
     )
-    if facts is not None and stamp is not None:
-        state.kept_gates = _KeptGates(gates, facts, stamp, now)
+    if kept is not None:
+        kept.gates[key] = gates
     return gates
+
+
+def _writer_kept(session: Session, markets: MarketRegistry, now: datetime) -> _Kept | None:
+    """The market writer's kept lookups, still fresh for this batch (None outside the writer)."""
+    if not writer_batch(session) or markets.route_facts is None:
+        return None
+    checked: _Kept | None = session.info.get("kept")
+    if checked is not None:
+        return checked
+    facts = markets.route_facts()
+    kept = markets.kept
+    if (
+        kept is None
+        or kept.facts is not facts
+        or not facts.still_fresh(kept.stamp, derived_at=kept.derived_at, now=now)
+    ):
+        # The stamp comes before any read: a change committed during the reads drops them.
+        kept = markets.kept = _Kept(facts, facts.stamp(), now)
+    session.info["kept"] = kept
+    return kept
 
 
 def _settle_book(session: Session, market: OpenMarket, now: datetime) -> None:
@@ -322,6 +360,7 @@ def _rebuild(session: Session, state: BookState, model: str, unit_type: str) -> 
             row.provider_id,
             row.limit_unit_price,
             dict(row.metadata_),
+            row.source,
         )
         book.restore(
             Order(
@@ -343,6 +382,8 @@ def _rebuild(session: Session, state: BookState, model: str, unit_type: str) -> 
         book.restore_hold(hold.order_id, hold.units)
     state.book = book
     state.parties = parties
+    state.holds_quiet_until = None
+    state.manual_ask_units = {}
 
 
 def _ask_providers(book: OrderBook) -> set[str]:
@@ -351,9 +392,7 @@ def _ask_providers(book: OrderBook) -> set[str]:
 
 def _apply_expiries(session: Session, market: OpenMarket, now: datetime) -> None:
     changed = False
-    for reservation in repository.due_reservations(
-        session, market.row.model, market.row.unit_type, now
-    ):
+    for reservation in _due_reservations(session, market, now):
         holds = repository.holds_of(session, reservation.reservation_id)
         for hold in holds:
             market.changing().release(hold.order_id, hold.units)
@@ -363,6 +402,7 @@ def _apply_expiries(session: Session, market: OpenMarket, now: datetime) -> None
         changed = True
     expired = market.changing().expire(now.timestamp())
     if expired:
+        market.state.manual_ask_units.clear()
         rows = repository.orders_by_id(session, (o.order_id for o in expired))
         for order in expired:
             row = rows[order.order_id]
@@ -381,6 +421,17 @@ def _apply_expiries(session: Session, market: OpenMarket, now: datetime) -> None
     if changed:
         market.bump()
         session.flush()  # later queries in this transaction must see the expiries
+
+
+def _due_reservations(session: Session, market: OpenMarket, now: datetime) -> list[Reservation]:
+    """The market's active reservations due to expire, read only when one may be due."""
+    state, model, unit_type = market.state, market.row.model, market.row.unit_type
+    if state.holds_quiet_until is not None and now < state.holds_quiet_until:
+        return []
+    due = repository.due_reservations(session, model, unit_type, now)
+    following = repository.next_reservation_expiry(session, model, unit_type, after=now)
+    state.holds_quiet_until = following or now + QUIET_HOLDS_CHECK
+    return due
 
 
 def _cancel_retired_snapshot_asks(
@@ -476,12 +527,14 @@ def write_order_rows(session: Session) -> None:
 def _write_before_direct_command(session: Session) -> None:
     if not deferring(session):
         write_order_rows(session)
-        # A direct command (a cancel) may free offered units: count them again.
-        _per_transaction(session, "manual_ask_units").clear()
 
 
 def _per_transaction(session: Session, name: str) -> dict[Any, Any]:
-    """A cache that lives as long as the session's transaction (the writer's batch)."""
+    """A cache that lives as long as the session's transaction; the market writer keeps some
+    for its next batches (``_Kept``)."""
+    kept: _Kept | None = session.info.get("kept")
+    if kept is not None and name in _KEPT_LOOKUPS:
+        return kept.lookups.setdefault(name, {})
     caches: dict[str, dict[Any, Any]] = session.info.setdefault("market_caches", {})
     return caches.setdefault(name, {})
 
@@ -501,16 +554,18 @@ def place_order(
     expires_at: datetime | None = None,
 ) -> tuple[PlacedOrder, list[PlacedFill]]:
     """Validate, match and record one order; fills are written in the same transaction."""
+    _writer_kept(session, markets, now)  # first: the capacity check may use what it kept
     provider: _Seller | None = None
     if body.side == "bid":
         _require(principal, BUY, "a bid")
     else:
         _require(principal, SELL, "an ask")
         provider = _owned_provider(session, markets, principal, body.provider_id or "")
-        _check_ask_capacity(session, provider, body, source=source)
     market = open_market(
         session, markets, model=body.model, unit_type=body.unit_type, settings=settings, now=now
     )
+    if provider is not None and source != SNAPSHOT_SOURCE:
+        _check_ask_capacity(session, market, provider, body)
     sequence = market.take_sequence()
     order_id = new_id("ord")
     incoming = Order(
@@ -527,8 +582,6 @@ def place_order(
     if provider is not None and source != SNAPSHOT_SOURCE:
         _shrink_snapshot_asks(session, market, provider.provider_id, body.units, now)
     result = market.changing().submit(incoming, sequence=sequence)
-    if provider is not None and source != SNAPSHOT_SOURCE:
-        _ask_units(session, provider.provider_id, body)[0] += body.units
     # The order path writes through Core statements: an ORM unit of work per row costs more
     # than everything else the order does.
     row = PlacedOrder(
@@ -565,6 +618,7 @@ def place_order(
             row.provider_id,
             row.limit_unit_price,
             row.metadata_,
+            source,
         )
     )
     events = [
@@ -584,6 +638,9 @@ def place_order(
         )
     ]
     fills = _record_fills(session, market, result.fills, now=now, taker=row, events=events)
+    if provider is not None and source != SNAPSHOT_SOURCE and order_id in market.book.orders:
+        # The capacity check counted the provider's asks before this one rested.
+        market.state.manual_ask_units[provider.provider_id] += row.remaining_units
     market.bump()
     _rows_queued(session)
     return row, fills
@@ -632,10 +689,8 @@ def _owned_provider(
 
 
 def _check_ask_capacity(
-    session: Session, provider: _Seller, body: OrderCreate, *, source: str
+    session: Session, market: OpenMarket, provider: _Seller, body: OrderCreate
 ) -> None:
-    if source == SNAPSHOT_SOURCE:
-        return
     # Published capacity changes only with a snapshot, never inside a batch of orders.
     published = _per_transaction(session, "capacity")
     capacity = published.get(provider.provider_id)
@@ -653,7 +708,7 @@ def _check_ask_capacity(
             code="capacity_not_published",
             hint="publish capacity for this model and unit first",
         )
-    committed = _ask_units(session, provider.provider_id, body)[0]
+    committed = _manual_ask_units(market, provider.provider_id)
     if committed + body.units > available:
         raise Invalid(
             f"the ask offers {body.units} units but only "
@@ -665,17 +720,20 @@ def _check_ask_capacity(
         )
 
 
-def _ask_units(session: Session, provider_id: str, body: OrderCreate) -> list[int]:
-    """The units the provider's manual asks offer in this market, counted once per run of
-    orders and kept up to date by the asks placed since (a fill or a cancel in the same run
-    is not subtracted: the count errs towards refusing)."""
-    counted = _per_transaction(session, "manual_ask_units")
-    key = (provider_id, body.model, body.unit_type)
-    units: list[int] | None = counted.get(key)
+def _manual_ask_units(market: OpenMarket, provider_id: str) -> int:
+    """The units the provider's manual (not snapshot) asks offer in this book: counted from
+    the book once, then kept as asks rest and trade (a cancel or an expiry counts again)."""
+    counted = market.state.manual_ask_units
+    units = counted.get(provider_id)
     if units is None:
-        units = counted[key] = [
-            repository.manual_ask_units(session, provider_id, body.model, body.unit_type)
-        ]
+        parties = market.state.parties
+        units = counted[provider_id] = sum(
+            order.remaining
+            for order in market.book.orders.values()
+            if order.provider_id == provider_id
+            and order.side == "ask"
+            and parties[order.order_id].source != SNAPSHOT_SOURCE
+        )
     return units
 
 
@@ -762,7 +820,13 @@ def _record_fills(
         write_order_rows(session)  # not expected: every resting order is known
         for order_id, r in repository.order_parties(session, others - parties.keys()).items():
             parties[order_id] = _Party(
-                order_id, r.owner_id, r.buyer_id, r.provider_id, r.limit_unit_price, r.metadata
+                order_id,
+                r.owner_id,
+                r.buyer_id,
+                r.provider_id,
+                r.limit_unit_price,
+                r.metadata,
+                r.source,
             )
     if taker is not None:
         parties[taker.order_id] = known[taker.order_id]  # place_order rested it first
@@ -780,8 +844,11 @@ def _record_fills(
         else:
             _update_order(session, order_id, now, remaining_units=0, status="filled")
     rows: list[PlacedFill] = []
+    offered = market.state.manual_ask_units
     for fill in fills:
         bid, ask = parties[fill.bid_order_id], parties[fill.ask_order_id]
+        if ask.order_id != synced and ask.source != SNAPSHOT_SOURCE and ask.provider_id in offered:
+            offered[ask.provider_id] -= fill.units  # a resting manual ask traded
         row = PlacedFill(
             fill_id=new_id("fill"),
             model=market.row.model,
@@ -935,6 +1002,7 @@ def cancel_order(
             hint="only open or partially filled orders can be cancelled",
         )
     market.changing().cancel(order_id)
+    market.state.manual_ask_units.pop(row.provider_id or "", None)  # counted again when asked
     row.status = "cancelled"
     row.cancel_reason = body.cancel_reason
     row.cancelled_by = body.requested_by or principal.owner_id

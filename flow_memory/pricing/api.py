@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from flow_memory.kit.deps import (
     ClockDep,
@@ -20,6 +20,7 @@ from flow_memory.pricing import service
 from flow_memory.pricing.models import ListPrice
 from flow_memory.pricing.schemas import ListPriceResponse, ListPriceSet, ListPricesResponse
 from flow_memory.providers.schemas import UnitType
+from flow_memory.routing.facts import clear_after_commit
 
 router = APIRouter(
     route_class=ExactJSONRoute, prefix="/inference", tags=["list prices"], responses=ERROR_RESPONSES
@@ -58,6 +59,7 @@ def list_prices(
 )
 def set_list_price(
     body: ListPriceSet,
+    request: Request,
     session: SessionDep,
     clock: ClockDep,
     principal: Annotated[Principal, Depends(require_scopes(ADMIN))],
@@ -71,6 +73,8 @@ def set_list_price(
         note=body.note,
         now=clock.now(),
     )
+    # Reference prices are kept with providers' offers (quotes, the market writer).
+    clear_after_commit(request.app.state.route_facts, session)
     return respond({"list_price": _read(row)})
 
 
@@ -81,10 +85,12 @@ def set_list_price(
     summary="Remove a list price; catalogs' reference prices apply again (admin)",
 )
 def remove_list_price(
+    request: Request,
     session: SessionDep,
     _principal: Annotated[Principal, Depends(require_scopes(ADMIN))],
     model: Annotated[Identifier, Query()],
     unit_type: Annotated[UnitType, Query()] = "token",
 ) -> FlowJSONResponse:
     row = service.remove_list_price(session, model=model, unit_type=unit_type)
+    clear_after_commit(request.app.state.route_facts, session)
     return respond({"list_price": _read(row)})

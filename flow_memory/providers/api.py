@@ -36,6 +36,7 @@ from flow_memory.providers.schemas import (
     ProviderEnrollResponse,
     ProviderHeartbeat,
 )
+from flow_memory.routing.facts import clear_after_commit
 
 router = APIRouter(
     route_class=ExactJSONRoute,
@@ -290,12 +291,7 @@ def provider_health(
 def _forget_route_facts_after_commit(request: Request, session: Session) -> None:
     """Quotes keep providers' offers for a second: once an enrollment, catalog or capacity is
     committed, forget them, so the next quote shows it."""
-
-    def forget(committed: bool) -> None:
-        if committed:
-            request.app.state.route_facts.clear()
-
-    on_session_end(session, forget)
+    clear_after_commit(request.app.state.route_facts, session)
 
 
 def _forget_unsettled_after_commit(request: Request, session: Session, provider_id: str) -> None:

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from sqlalchemy.orm import Session
+
+from flow_memory.kit.deps import on_session_end
 from flow_memory.routing.policy import Offer
 
 FRESH_SECONDS = 1.0
@@ -133,3 +136,13 @@ class RouteFacts:
             self._beats[provider_id] = self._generation
             for market in [m for m, e in self._entries.items() if provider_id in e.unsettled]:
                 del self._entries[market]
+
+
+def clear_after_commit(facts: RouteFacts, session: Session) -> None:
+    """Forget every market's offers once the session's transaction commits."""
+
+    def forget(committed: bool) -> None:
+        if committed:
+            facts.clear()
+
+    on_session_end(session, forget)

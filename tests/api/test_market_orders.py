@@ -671,6 +671,82 @@ class TestMatching:
         assert placed["order"]["status"] == "open" and placed["fills"] == []
 
 
+class TestWhatTheWriterKeeps:
+    """The market writer keeps what it read of providers between batches; a change committed
+    in this process shows in its next batch all the same."""
+
+    def test_a_capacity_publish_bounds_the_next_ask(
+        self, client: TestClient, seller: Headers, provider_id: str
+    ) -> None:
+        ask(client, seller, provider_id, 2_000_000, 0.0000009)  # read 2,500,000 and kept it
+        lowered = capacity_body("2026-06-17T00:06:00Z", available_units=2_100_000)
+        published = f"/inference/providers/{provider_id}/capacity"
+        ok(client.post(published, json=lowered, headers=seller))
+        body = error(
+            client.post(ORDERS, json=ask_body(provider_id, 200_000, 0.0000009), headers=seller),
+            422,
+            "capacity_exceeded",
+            "units",
+        )
+        assert "100000 of the published 2100000" in body["error"]["message"]
+
+    def test_offered_units_follow_fills_across_batches(
+        self, client: TestClient, seller: Headers, buyer: Headers, provider_id: str
+    ) -> None:
+        ask(client, seller, provider_id, 2_000_000, 0.0000007)  # under the snapshot ask
+        assert bid(client, buyer, 1_500_000, 0.0000007)["order"]["status"] == "filled"
+        # 500,000 still offered: exactly 2,000,000 more fit in the published 2,500,000.
+        ask(client, seller, provider_id, 2_000_000, 0.0000009)
+        body = error(
+            client.post(ORDERS, json=ask_body(provider_id, 1, 0.0000009), headers=seller),
+            422,
+            "capacity_exceeded",
+        )
+        assert "0 of the published 2500000" in body["error"]["message"]
+
+    def test_a_list_price_change_prices_the_next_fills_savings(
+        self, app: FastAPI, client: TestClient, buyer: Headers, provider_id: str
+    ) -> None:
+        admin = admin_headers(app)
+        listed_when_placed = {}
+        for price in ("0.000001", "0.000002"):
+            listed = {"model": MODEL, "unit_type": UNIT, "unit_price": price}
+            ok(client.put("/inference/list-prices", json=listed, headers=admin))
+            placed = bid(client, buyer, 1000, 0.0000008)
+            assert placed["order"]["status"] == "filled"
+            listed_when_placed[placed["order"]["order_id"]] = price
+        with app.state.session_factory() as session:
+            records = session.scalars(select(UsageRecord)).all()
+            assert {r.order_id: str(r.reference_unit_price) for r in records} == listed_when_placed
+
+    def test_a_reservation_made_between_batches_expires_in_a_later_one(
+        self,
+        client: TestClient,
+        seller: Headers,
+        buyer: Headers,
+        provider_id: str,
+        clock: FrozenClock,
+    ) -> None:
+        # The first batch finds no reservation and looks for due ones no sooner than an hour on.
+        assert bid(client, buyer, 1000, 0.0000008)["order"]["status"] == "filled"
+        hold = {
+            "model": MODEL,
+            "unit_type": UNIT,
+            "requested_units": SNAPSHOT_UNITS - 1000,
+            "max_unit_price": 0.0000008,
+            "hold_seconds": 300,
+            "idempotency_key": "hold-everything",
+        }
+        ok(client.post("/inference/market/reservations", json=hold, headers=buyer), 201)
+        fok = bid(client, buyer, 1000, 0.0000008, time_in_force="fok")
+        assert fok["order"]["status"] == "expired"
+        clock.advance(301)
+        beat(client, seller, provider_id)
+        # Only this bid's batch can expire the hold: nothing else opens the market in between.
+        later = bid(client, buyer, 1000, 0.0000008, time_in_force="fok")
+        assert later["order"]["status"] == "filled"
+
+
 class TestCancel:
     def test_owner_cancels_with_the_seed_body(
         self, client: TestClient, buyer: Headers, clock: FrozenClock
