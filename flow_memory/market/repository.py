@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
+from flow_memory.kit.db import BulkInsert
 from flow_memory.market.models import (
     FeedEvent,
     Market,
@@ -275,9 +276,9 @@ _ORDERS: Table = MarketOrder.__table__  # type: ignore[assignment]
 _FILLS: Table = MarketFill.__table__  # type: ignore[assignment]
 _EVENTS: Table = FeedEvent.__table__  # type: ignore[assignment]
 # The order path's statements are built once (see manual_ask_units).
-_INSERT_ORDER = insert(_ORDERS)
-_INSERT_FILLS = insert(_FILLS)
-_INSERT_EVENTS = insert(_EVENTS)
+_INSERT_ORDER = BulkInsert(_ORDERS)
+_INSERT_FILLS = BulkInsert(_FILLS)
+_INSERT_EVENTS = BulkInsert(_EVENTS)
 _ORDER_PARTIES = select(
     _ORDERS.c.order_id,
     _ORDERS.c.owner_id,
@@ -291,13 +292,11 @@ _ORDER_PARTIES = select(
 
 def insert_orders(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert order rows; their values are keyed by column name (``metadata``)."""
-    if rows:
-        session.connection().execute(_INSERT_ORDER, rows)
+    _INSERT_ORDER.execute(session.connection(), rows)
 
 
 def insert_fills(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        session.connection().execute(_INSERT_FILLS, rows)
+    _INSERT_FILLS.execute(session.connection(), rows)
 
 
 def add_events(session: Session, events: list[dict[str, Any]]) -> None:
@@ -311,9 +310,8 @@ def add_events(session: Session, events: list[dict[str, Any]]) -> None:
 
 def _write_events(session: Session) -> None:
     events = deferred(session, "feed_events")
-    if events:
-        session.connection().execute(_INSERT_EVENTS, list(events))
-        events.clear()
+    _INSERT_EVENTS.execute(session.connection(), events)
+    events.clear()
 
 
 def order_parties(session: Session, order_ids: Iterable[str]) -> dict[str, Row[*tuple[Any, ...]]]:

@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from flow_memory.kit.db import BulkInsert
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Invalid
 from flow_memory.kit.ids import new_id
@@ -130,12 +131,12 @@ def record_usage(
     rows = [record_values(item, now=now) for item in items]
     if rows:
         # One executemany, no ORM object per record: fills write many at a time.
-        session.connection().execute(_INSERT_RECORDS, rows)
+        _INSERT_RECORDS.execute(session.connection(), rows)
         add_to_rollup(session, rows)
     return rows
 
 
-_INSERT_RECORDS = insert(UsageRecord.__table__)  # type: ignore[arg-type]
+_INSERT_RECORDS = BulkInsert(UsageRecord.__table__)  # type: ignore[arg-type]
 
 
 # -- totals and the rollup ----------------------------------------------------------------

@@ -1,0 +1,98 @@
+"""BulkInsert stores exactly what SQLAlchemy's own insert stores, on the test database
+(SQLite, or PostgreSQL when FLOW_MEMORY_TEST_DATABASE_URL is set)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import Table, delete, insert, select, text
+
+from flow_memory.kit.db import BulkInsert
+from flow_memory.market.models import FeedEvent, MarketOrder
+
+ORDERS: Table = MarketOrder.__table__  # type: ignore[assignment]
+EVENTS: Table = FeedEvent.__table__  # type: ignore[assignment]
+WHEN = datetime(2026, 11, 22, 20, 0, 0, 123456, tzinfo=UTC)
+
+
+def order(order_id: str, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "order_id": order_id,
+        "model": "m",
+        "unit_type": "token",
+        "side": "ask",
+        "owner_id": "seller",
+        "buyer_id": None,
+        "provider_id": "prov_1",
+        "units": 1000,
+        "remaining_units": 400,
+        "limit_unit_price": Decimal("0.00000075"),
+        "currency": "USD_CREDIT",
+        "min_fill_units": 1,
+        "time_in_force": "gtc",
+        "status": "partially_filled",
+        "sequence": 7,
+        "source": "api",
+        "routing_policy": {},
+        "metadata": {"z": [1, "two", None], "a": {"nested": True}},
+        "expires_at": None,
+        "cancel_reason": None,
+        "cancelled_by": None,
+        "created_at": WHEN,
+        "updated_at": WHEN + timedelta(hours=2),
+    }
+    return row | values
+
+
+def stored(app: FastAPI, table: Table, key: str, ids: list[str]) -> list[tuple[Any, ...]]:
+    """The rows as the driver gives them back: text, numbers and JSON as stored."""
+    names = ", ".join(c.name for c in table.columns)
+    with app.state.engine.connect() as connection:
+        rows = connection.execute(text(f"SELECT {names} FROM {table.name} ORDER BY {key}"))
+        return [tuple(row) for row in rows if row[0] in ids]
+
+
+def test_rows_are_stored_as_sqlalchemy_stores_them(app: FastAPI) -> None:
+    mine = [
+        order("ord_bulk_1"),
+        order("ord_bulk_2", expires_at=WHEN, limit_unit_price=Decimal("12.5"), metadata={}),
+    ]
+    theirs = [row | {"order_id": row["order_id"].replace("bulk", "core")} for row in mine]
+    with app.state.session_factory.begin() as session:
+        BulkInsert(ORDERS).execute(session.connection(), mine)
+        session.connection().execute(insert(ORDERS), theirs)
+    bulk = stored(app, ORDERS, "order_id", ["ord_bulk_1", "ord_bulk_2"])
+    core = stored(app, ORDERS, "order_id", ["ord_core_1", "ord_core_2"])
+    assert len(bulk) == 2
+    assert [row[1:] for row in bulk] == [row[1:] for row in core]
+    with app.state.session_factory() as session:
+        first, second = (session.get(MarketOrder, f"ord_bulk_{n}") for n in (1, 2))
+        assert first is not None and second is not None
+        assert first.metadata_ == mine[0]["metadata"]
+        assert (second.limit_unit_price, second.expires_at) == (Decimal("12.5"), WHEN)
+
+
+def test_a_table_with_an_identity_key_takes_the_rows_without_it(app: FastAPI) -> None:
+    events = [
+        {
+            "kind": "fill",
+            "model": "m",
+            "unit_type": "token",
+            "subject_id": f"fill_{n}",
+            "payload": {"units": n, "unit_price": "0.1"},
+            "created_at": WHEN,
+        }
+        for n in range(3)
+    ]
+    with app.state.session_factory.begin() as session:
+        session.execute(delete(FeedEvent))
+        BulkInsert(EVENTS).execute(session.connection(), events)
+        BulkInsert(EVENTS).execute(session.connection(), [])
+    with app.state.session_factory() as session:
+        rows = session.scalars(select(FeedEvent).order_by(FeedEvent.event_id)).all()
+        assert [(r.subject_id, r.payload, r.created_at) for r in rows] == [
+            (f"fill_{n}", {"units": n, "unit_price": "0.1"}, WHEN) for n in range(3)
+        ]
