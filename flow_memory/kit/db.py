@@ -234,7 +234,10 @@ class _CompiledInsert:
         return cls(compiled.string, names, processors, compiled.positional)
 
     def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-        pairs = tuple(zip(self.names, self.processors, strict=True))
+        pairs = tuple(
+            (name, None if process is None else _LastValue(process))
+            for name, process in zip(self.names, self.processors, strict=True)
+        )
         if self.positional:
             return [
                 tuple(
@@ -246,3 +249,24 @@ class _CompiledInsert:
             {name: row[name] if process is None else process(row[name]) for name, process in pairs}
             for row in rows
         ]
+
+
+class _LastValue:
+    """A bind processor that remembers its last answer: the rows of a batch share one time
+    (and often other values), and that one object is converted once, not once per row."""
+
+    __slots__ = ("answer", "process", "value")
+
+    def __init__(self, process: Callable[[Any], Any]) -> None:
+        self.process = process
+        self.value: Any = _NOTHING
+        self.answer: Any = None
+
+    def __call__(self, value: Any) -> Any:
+        if value is not self.value:
+            self.answer = self.process(value)
+            self.value = value
+        return self.answer
+
+
+_NOTHING = object()
