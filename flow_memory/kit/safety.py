@@ -240,12 +240,15 @@ _DECIMAL_TEXT = re.compile(
 def secret_like_field(name: str, value: Any) -> bool:
     """``secret_like_name`` for a field holding ``value``: a unit name keying a number or an
     object (``{"token": 0.00000075}``, a price per token) is marketplace data, not a secret."""
-    unit_data = (isinstance(value, int | float | Mapping) and not isinstance(value, bool)) or (
+    return secret_like_name(name) and not _unit_data(name, value)
+
+
+def _unit_data(name: str, value: Any) -> bool:
+    if normalized_name(name) not in _UNIT_NAMES:
+        return False
+    return (isinstance(value, int | float | Mapping) and not isinstance(value, bool)) or (
         isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value) is not None
     )
-    if unit_data and normalized_name(name) in _UNIT_NAMES:
-        return False
-    return secret_like_name(name)
 
 
 def unsafe_flag(name: str, value: Any) -> bool:
@@ -360,36 +363,58 @@ def _is_seed_word_list(items: list[Any] | tuple[Any, ...]) -> bool:
 
 def find_forbidden(value: Any, path: str = "") -> Finding | None:
     """Walk a decoded JSON value and return the first forbidden material found, if any."""
+    if isinstance(value, str):
+        kind = secret_kind_in_text(value)
+        return None if kind is None else Finding(path or "body", kind)
     if isinstance(value, Mapping):
-        for key, item in value.items():
-            key_text = str(key)
-            if (kind := secret_kind_in_text(key_text)) is not None:
-                # The key itself is the secret: name its place without repeating it. This comes
-                # first, since a key such as "api_key=…" is also a secret-like name.
-                return Finding(f"{path}.{REDACTED_KEY}" if path else REDACTED_KEY, kind)
-            child = f"{path}.{key_text}" if path else key_text
-            if is_safety_flag(key_text):
-                if unsafe_flag(key_text, item):
-                    return Finding(child, "unsafe_flag")
-            elif secret_like_field(key_text, item):
-                return Finding(child, "secret_field_name")
-            found = find_forbidden(item, child)
-            if found is not None:
-                return found
-        return None
+        return _find_in_mapping(value, path)
     if isinstance(value, list | tuple):
         if _is_seed_word_list(value):
             return Finding(path or "body", "seed_phrase")
         for index, item in enumerate(value):
-            found = find_forbidden(item, f"{path}[{index}]")
+            if isinstance(item, str | Mapping | list | tuple):
+                found = find_forbidden(item, f"{path}[{index}]")
+                if found is not None:
+                    return found
+    return None
+
+
+def _find_in_mapping(value: Mapping[Any, Any], path: str) -> Finding | None:
+    # Field paths are built only for what is reported or walked into: every request body passes
+    # here, and most of its fields are short strings and numbers that hold nothing.
+    for key, item in value.items():
+        key_text = str(key)
+        kind, flag, secret_name = _name_facts(key_text)
+        if kind is not None:
+            # The key itself is the secret: name its place without repeating it. This comes
+            # first, since a key such as "api_key=…" is also a secret-like name.
+            return Finding(f"{path}.{REDACTED_KEY}" if path else REDACTED_KEY, kind)
+        if flag:
+            if unsafe_flag(key_text, item):
+                return Finding(f"{path}.{key_text}" if path else key_text, "unsafe_flag")
+        elif secret_name and not _unit_data(key_text, item):
+            return Finding(f"{path}.{key_text}" if path else key_text, "secret_field_name")
+        if isinstance(item, str):
+            kind = secret_kind_in_text(item)
+            if kind is not None:
+                return Finding((f"{path}.{key_text}" if path else key_text) or "body", kind)
+        elif isinstance(item, Mapping | list | tuple):
+            found = find_forbidden(item, f"{path}.{key_text}" if path else key_text)
             if found is not None:
                 return found
-        return None
-    if isinstance(value, str):
-        kind = secret_kind_in_text(value)
-        if kind is not None:
-            return Finding(path or "body", kind)
     return None
+
+
+def _name_facts(name: str) -> tuple[str | None, bool, bool]:
+    """What a field name is: the raw secret it holds, a safety flag, a secret-like name."""
+    if len(name) <= _SHORT_TEXT:
+        return _short_name_facts(name)
+    return secret_kind_in_text(name), is_safety_flag(name), secret_like_name(name)
+
+
+@lru_cache(maxsize=4096)
+def _short_name_facts(name: str) -> tuple[str | None, bool, bool]:
+    return secret_kind_in_text(name), is_safety_flag(name), secret_like_name(name)
 
 
 def find_forbidden_in_query(pairs: Iterable[tuple[str, str]]) -> Finding | None:
