@@ -7,9 +7,10 @@ datetime the same way; ``dumps`` escapes non-ASCII text, ``render`` writes it as
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -24,11 +25,16 @@ _encode_str = json.encoder.encode_basestring_ascii
 _RENDER_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
+# A response's times are mostly its batch's one moment (created_at, updated_at, each fill's
+# created_at): a UTC time is written once and remembered.
+_utc_text = lru_cache(maxsize=1024)(isoformat_z)
+
+
 def _render_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return orjson.Fragment(plain(value))
     if isinstance(value, datetime):
-        return isoformat_z(value)
+        return _utc_text(value) if value.tzinfo is UTC else isoformat_z(value)
     if isinstance(value, BaseModel):
         return value.model_dump(mode="python")
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")

@@ -195,6 +195,13 @@ class TestRender:
         }
         assert render(document) == dumps(document).encode()
 
+    def test_a_remembered_utc_time_is_written_as_dumps_writes_it(self) -> None:
+        moment = datetime(2026, 6, 17, 0, 0, 0, 123456, tzinfo=UTC)
+        same_instant = moment.astimezone(timezone(timedelta(hours=2)))
+        whole_second = datetime(2026, 6, 17, tzinfo=UTC)
+        document = [moment, same_instant, whole_second, moment, same_instant, whole_second]
+        assert render(document) == dumps(document).encode()
+
     @pytest.mark.parametrize("value", [Decimal("NaN"), Decimal("-Infinity")])
     def test_non_finite_decimals_are_refused(self, value: Decimal) -> None:
         with pytest.raises(ValueError):
