@@ -164,8 +164,19 @@ async def _look_up_once(
 
 
 async def _authenticate(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    return await authenticate(
+        request.headers.get("authorization", ""),
+        request.headers.get(SCOPES_HEADER),
+        request.app.state.read_session_factory,
+    )
+
+
+async def authenticate(
+    authorization: str, narrowing: str | None, factory: sessionmaker[Session]
+) -> Principal:
+    """The caller of a request with these ``authorization`` and ``x-flow-memory-scopes`` header
+    values (each the first one sent), looked up through ``factory`` when not cached."""
+    scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token.startswith(KEY_PREFIX):
         raise Unauthenticated(
@@ -176,13 +187,12 @@ async def _authenticate(request: Request) -> Principal:
     key_hash = hash_key(token)
     record = KEY_CACHE.get(key_hash)
     if record is None:
-        record = await _look_up_once(request.app.state.read_session_factory, token, key_hash)
+        record = await _look_up_once(factory, token, key_hash)
     if record is None:
         raise Unauthenticated(
             "the API key is unknown or revoked", hint="create a key with `flow-memory keys create`"
         )
     scopes = record.scopes
-    narrowing = request.headers.get(SCOPES_HEADER)
     if narrowing is not None:
         asked = {s for s in narrowing.replace(",", " ").split() if s}
         unknown = sorted(asked - ALL_SCOPES)
@@ -197,6 +207,17 @@ async def _authenticate(request: Request) -> Principal:
     return Principal(key_id=record.key_id, owner_id=record.owner_id, scopes=scopes)
 
 
+def ensure_scopes(principal: Principal, any_of: tuple[str, ...]) -> None:
+    """Refuse a caller that holds none of ``any_of`` (admin satisfies any)."""
+    if not (principal.scopes & {*any_of, ADMIN}):
+        needed = " or ".join(any_of)
+        raise Forbidden(
+            f"this endpoint needs the scope {needed}",
+            field="scope",
+            hint=f"use a key with {needed}; {SCOPES_HEADER} can only narrow a key's scopes",
+        )
+
+
 def require_scopes(*any_of: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates and demands one of ``any_of`` (admin satisfies any)."""
 
@@ -205,13 +226,7 @@ def require_scopes(*any_of: str) -> Callable[..., Awaitable[Principal]]:
         _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         principal = await _authenticate(request)
-        if not (principal.scopes & {*any_of, ADMIN}):
-            needed = " or ".join(any_of)
-            raise Forbidden(
-                f"this endpoint needs the scope {needed}",
-                field="scope",
-                hint=f"use a key with {needed}; {SCOPES_HEADER} can only narrow a key's scopes",
-            )
+        ensure_scopes(principal, any_of)
         return principal
 
     dependency.__name__ = "require_" + "_or_".join(s.split(":")[-1] for s in any_of)

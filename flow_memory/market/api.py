@@ -41,7 +41,8 @@ router = APIRouter(
 )
 
 
-authorize_trader = require_scopes(BUY, SELL)
+TRADER_SCOPES = (BUY, SELL)
+authorize_trader = require_scopes(*TRADER_SCOPES)
 Trader = Annotated[Principal, Depends(authorize_trader)]
 
 
@@ -98,9 +99,10 @@ async def create_order(
     writer: WriterDep,
     principal: Trader,
 ) -> FlowJSONResponse:
-    return await place(
+    placed = await place(
         body, principal, clock=clock, settings=settings, markets=markets, writer=writer
     )
+    return respond(placed, status_code=201)
 
 
 async def place(
@@ -111,8 +113,9 @@ async def place(
     settings: Settings,
     markets: MarketRegistry,
     writer: MarketWriter,
-) -> FlowJSONResponse:
-    """Place an order through the market writer; the answer comes after its batch commits."""
+) -> dict[str, Any]:
+    """Place an order through the market writer; the order and its fills, once its batch has
+    committed (the route and the order edge each render them)."""
 
     def command(session: Session) -> dict[str, Any]:
         order, fills = service.place_order(
@@ -125,7 +128,7 @@ async def place(
         )
         return {"order": order_read(order), "fills": [fill_read(f) for f in fills]}
 
-    return respond(await writer.run(command, deferred_only=True), status_code=201)
+    return await writer.run(command, deferred_only=True)
 
 
 @router.post(

@@ -52,8 +52,10 @@ def call_edge(
     query: bytes = b"",
     content_type: bytes | None = b"application/json",
     chunk: int | None = None,
+    sent: list[Message] | None = None,
 ) -> tuple[int, dict[str, Any] | None, RecordingStack]:
-    """Send one request through an edge whose full stack is the recording double."""
+    """Send one request through an edge whose full stack is the recording double; the messages
+    the edge sends are appended to ``sent`` when it is given."""
     stack = RecordingStack()
     settings = app.state.settings
     edge = OrderEdge(
@@ -82,7 +84,7 @@ def call_edge(
         {"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1}
         for i, piece in enumerate(pieces)
     ]
-    sent: list[Message] = []
+    sent = [] if sent is None else sent
 
     async def receive() -> Message:
         return messages.pop(0) if messages else {"type": "http.disconnect"}
@@ -198,3 +200,33 @@ def test_the_full_stack_answers_refusals_as_before(client: TestClient, buyer: He
     )
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "invalid_json"
+
+
+def test_the_edge_answers_with_the_headers_of_the_full_stack(
+    app: FastAPI, client: TestClient, buyer: Headers
+) -> None:
+    sent: list[Message] = []
+    status, _, stack = call_edge(app, encoded(bid_body(1000, 0.0000008)), buyer, sent=sent)
+    assert (status, stack.bodies) == (201, [])
+    full = client.post(f"{ORDERS}?via=stack", json=bid_body(1000, 0.0000008), headers=buyer)
+    assert full.status_code == 201
+    edge_headers = [(name.decode(), value.decode()) for name, value in sent[0]["headers"]]
+    assert [name for name, _ in edge_headers] == [name for name, _ in full.headers.items()]
+    assert dict(edge_headers)["content-type"] == full.headers["content-type"]
+    assert dict(edge_headers)["content-length"] == str(len(sent[1]["body"]))
+
+
+def test_a_placement_refused_by_the_market_is_answered_as_the_full_stack_answers(
+    app: FastAPI, client: TestClient
+) -> None:
+    seller = seller_headers(app)
+    order = ask_body("prov_unknown", 1000, 0.0000007)
+    sent: list[Message] = []
+    status, answer, stack = call_edge(app, encoded(order), seller, sent=sent)
+    assert stack.bodies == [] and answer is not None
+    full = client.post(f"{ORDERS}?via=stack", json=order, headers=seller)
+    assert status == full.status_code and status >= 400
+    assert answer == full.json()
+    assert_safety(answer)
+    edge_headers = {name.decode(): value.decode() for name, value in sent[0]["headers"]}
+    assert edge_headers == dict(full.headers.items())
