@@ -190,23 +190,29 @@ class BulkInsert:
     here the statement is compiled once per dialect and set of columns, and each value goes
     through its column's bind processor, the same one SQLAlchemy applies, so what is stored
     is identical. Rows are mappings by column name, all with the first row's columns; a
-    table whose columns have Python-side defaults not given goes through SQLAlchemy."""
+    table whose columns have Python-side defaults not given goes through SQLAlchemy.
 
-    def __init__(self, table: Table) -> None:
+    ``statements`` may give, per dialect name, the insert to run instead of a plain one (an
+    insert with an ``ON CONFLICT`` clause, say)."""
+
+    def __init__(self, table: Table, statements: Mapping[str, Insert] | None = None) -> None:
         self.table = table
-        self._statement = insert(table)
+        self._statements = dict(statements or {})
+        self._plain = insert(table)
         self._compiled: dict[tuple[str, tuple[str, ...]], _CompiledInsert | None] = {}
 
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
         columns = tuple(rows[0])
-        key = (connection.dialect.name, columns)
+        dialect = connection.dialect.name
+        statement = self._statements.get(dialect, self._plain)
+        key = (dialect, columns)
         if key not in self._compiled:
-            self._compiled[key] = _CompiledInsert.build(self._statement, connection, columns)
+            self._compiled[key] = _CompiledInsert.build(statement, connection, columns)
         compiled = self._compiled[key]
         if compiled is None:
-            connection.execute(self._statement, list(rows))
+            connection.execute(statement, list(rows))
             return
         connection.exec_driver_sql(compiled.sql, compiled.parameters(rows))
 

@@ -23,15 +23,12 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    bindparam,
     delete,
     func,
     insert,
     or_,
     select,
-    tuple_,
     type_coerce,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -270,8 +267,7 @@ _ADDED_FIELDS = ("estimated_units", "actual_units", "actual_cost", "reference_co
 def add_to_rollup(
     session: Session, rows: Sequence[UsageRecord] | Sequence[Mapping[str, Any]]
 ) -> None:
-    """Fold records (objects or column values) into their daily and all-time rollup rows
-    (exact, on row-locked rows)."""
+    """Fold records (objects or column values) into their daily and all-time rollup rows."""
     if not rows:
         return
     get = itemgetter if isinstance(rows[0], Mapping) else attrgetter
@@ -283,76 +279,41 @@ def add_to_rollup(
         per_pair.setdefault(pair, Totals()).add_record(*added_of(row))  # type: ignore[arg-type]
     daily, overall = _fan_out(per_pair)
     # One lock order for every writer: all daily rows by key, then all totals by key.
-    _add_locked(session, _DAILY, daily)
-    _add_locked(session, _TOTAL, overall)
+    _add_sums(session, _DAILY, _DAILY_KEY, daily)
+    _add_sums(session, _TOTAL, _TOTAL_KEY, overall)
 
 
-@dataclass(frozen=True)
-class _RollupStatements:
-    """A rollup table's statements, built once: lock and read the sums of some keys; create
-    rows (doing nothing where another writer just did); write the sums."""
-
-    key: tuple[str, ...]
-    read: Any
-    create: dict[str, Any]
-    write: Any
-
-
-def _rollup_statements(
-    model: type[UsageRollup | UsageTotal], key: tuple[str, ...]
-) -> _RollupStatements:
+def _adding_upserts(model: type[UsageRollup | UsageTotal]) -> BulkInsert:
+    """Insert a row of sums, or add them to the row already there. The money parts are added
+    as they are, unnormalised, like SQL sums of them (``from_parts`` reads either)."""
     table = cast(Table, model.__table__)
-    columns = [table.c[name] for name in key]
-    return _RollupStatements(
-        key=key,
-        read=select(*columns, *(table.c[name] for name in _SUM_COLUMNS))
-        .where(tuple_(*columns).in_(bindparam("keys", expanding=True)))
-        .order_by(*columns)
-        .with_for_update(),
-        create={
-            "postgresql": postgresql.insert(table).on_conflict_do_nothing(),
-            "sqlite": sqlite.insert(table).on_conflict_do_nothing(),
-        },
-        write=update(table)
-        .where(and_(*(column == bindparam(f"k_{column.key}") for column in columns)))
-        .values({name: bindparam(name) for name in _SUM_COLUMNS}),
-    )
-
-
-_DAILY = _rollup_statements(UsageRollup, _DAILY_KEY)
-_TOTAL = _rollup_statements(UsageTotal, _TOTAL_KEY)
-
-
-def _add_locked(
-    session: Session, statements: _RollupStatements, deltas: Mapping[tuple[Any, ...], Totals]
-) -> None:
-    """Add ``deltas`` to their rows: one read that locks them all (in key order), one insert
-    of the missing ones, one write."""
-    if not deltas:
-        return
-    keys = sorted(deltas)
-    width = len(statements.key)
-    found = {
-        tuple(row[:width]): row[width:] for row in session.execute(statements.read, {"keys": keys})
-    }
-    missing = [key for key in keys if key not in found]
-    if missing:
-        # Two writers may create the same row at once (PostgreSQL): the loser's insert does
-        # nothing and both then lock the one row.
-        empty = _rollup_values(Totals())
-        session.execute(
-            statements.create[session.get_bind().dialect.name],
-            [{**dict(zip(statements.key, key, strict=True)), **empty} for key in missing],
+    statements = {}
+    for dialect, dialect_insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert)):
+        statement = dialect_insert(table)
+        statements[dialect] = statement.on_conflict_do_update(
+            index_elements=list(table.primary_key.columns),
+            set_={name: table.c[name] + statement.excluded[name] for name in _SUM_COLUMNS},
         )
-        for row in session.execute(statements.read, {"keys": missing}):
-            found[tuple(row[:width])] = row[width:]
-    writes = []
-    for key in keys:
-        totals = _rollup_totals(found[key])
-        totals.add(deltas[key])
-        named = {f"k_{name}": value for name, value in zip(statements.key, key, strict=True)}
-        writes.append({**named, **_rollup_values(totals)})
-    session.execute(statements.write, writes)
+    return BulkInsert(table, statements)
+
+
+_DAILY = _adding_upserts(UsageRollup)
+_TOTAL = _adding_upserts(UsageTotal)
+
+
+def _add_sums(
+    session: Session,
+    upsert: BulkInsert,
+    key: tuple[str, ...],
+    deltas: Mapping[tuple[Any, ...], Totals],
+) -> None:
+    """Add ``deltas`` to their rows with one statement, in key order (each row is locked as
+    it is written)."""
+    rows = [
+        {**dict(zip(key, row_key, strict=True)), **_rollup_values(deltas[row_key])}
+        for row_key in sorted(deltas)
+    ]
+    upsert.execute(session.connection(), rows)
 
 
 def rebuild_rollups(session: Session) -> int:
