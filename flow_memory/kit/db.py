@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    Update,
     create_engine,
     event,
     insert,
@@ -182,34 +183,36 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-class BulkInsert:
-    """An insert of many rows into one table, handed to the driver as one ``executemany``.
+class BulkWrite:
+    """One insert or update run for many rows, handed to the driver as one ``executemany``.
 
-    The market writer inserts thousands of rows a second (orders, fills, feed events, usage
-    records), and SQLAlchemy's general executemany path costs more per row than the insert:
-    here the statement is compiled once per dialect and set of columns, and each value goes
-    through its column's bind processor, the same one SQLAlchemy applies, so what is stored
-    is identical. Rows are mappings by column name, all with the first row's columns; a
-    table whose columns have Python-side defaults not given goes through SQLAlchemy.
+    The market writer writes thousands of rows a second (orders, fills, feed events, usage
+    records and rollups), and SQLAlchemy's general executemany path costs more per row than
+    the write: here the statement is compiled once per dialect and set of parameters, and
+    each value goes through its parameter's bind processor, the same one SQLAlchemy applies,
+    so what is stored is identical. Rows are mappings by parameter name (an insert's are its
+    column names), all with the first row's names; a statement that needs more parameters
+    than given (a Python-side column default) goes through SQLAlchemy.
 
-    ``statements`` may give, per dialect name, the insert to run instead of a plain one (an
-    insert with an ``ON CONFLICT`` clause, say)."""
+    ``dialects`` may give, per dialect name, the statement to run instead (an insert with an
+    ``ON CONFLICT`` clause, say)."""
 
-    def __init__(self, table: Table, statements: Mapping[str, Insert] | None = None) -> None:
-        self.table = table
-        self._statements = dict(statements or {})
-        self._plain = insert(table)
-        self._compiled: dict[tuple[str, tuple[str, ...]], _CompiledInsert | None] = {}
+    def __init__(
+        self, statement: Insert | Update, dialects: Mapping[str, Insert | Update] | None = None
+    ) -> None:
+        self._statement = statement
+        self._dialects = dict(dialects or {})
+        self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled | None] = {}
 
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
-        columns = tuple(rows[0])
+        names = tuple(rows[0])
         dialect = connection.dialect.name
-        statement = self._statements.get(dialect, self._plain)
-        key = (dialect, columns)
+        statement = self._dialects.get(dialect, self._statement)
+        key = (dialect, names)
         if key not in self._compiled:
-            self._compiled[key] = _CompiledInsert.build(statement, connection, columns)
+            self._compiled[key] = _Compiled.build(statement, connection.dialect, names)
         compiled = self._compiled[key]
         if compiled is None:
             connection.execute(statement, list(rows))
@@ -217,8 +220,13 @@ class BulkInsert:
         connection.exec_driver_sql(compiled.sql, compiled.parameters(rows))
 
 
+def bulk_insert(table: Table) -> BulkWrite:
+    """A plain insert into ``table``, for many rows at a time."""
+    return BulkWrite(insert(table))
+
+
 @dataclass(frozen=True)
-class _CompiledInsert:
+class _Compiled:
     sql: str
     names: tuple[str, ...]  # the parameters, in the statement's order
     processors: tuple[Callable[[Any], Any] | None, ...]
@@ -226,18 +234,17 @@ class _CompiledInsert:
 
     @classmethod
     def build(
-        cls, statement: Insert, connection: Connection, columns: tuple[str, ...]
-    ) -> _CompiledInsert | None:
-        dialect = connection.dialect
-        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
-        names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.binds)
-        if sorted(names) != sorted(columns):
+        cls, statement: Insert | Update, dialect: Dialect, names: tuple[str, ...]
+    ) -> _Compiled | None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(names))
+        order = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.binds)
+        if sorted(order) != sorted(names):
             return None  # a default or a renamed parameter: let SQLAlchemy fill it in
-        table_columns = statement.table.c
         processors = tuple(
-            table_columns[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in order
         )
-        return cls(compiled.string, names, processors, compiled.positional)
+        return cls(compiled.string, order, processors, compiled.positional)
 
     def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         pairs = tuple(

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from flow_memory.kit.db import BulkInsert
+from flow_memory.kit.db import BulkWrite, bulk_insert
 from flow_memory.market.models import (
     FeedEvent,
     Market,
@@ -276,9 +276,9 @@ _ORDERS: Table = MarketOrder.__table__  # type: ignore[assignment]
 _FILLS: Table = MarketFill.__table__  # type: ignore[assignment]
 _EVENTS: Table = FeedEvent.__table__  # type: ignore[assignment]
 # The order path's statements are built once (see manual_ask_units).
-_INSERT_ORDER = BulkInsert(_ORDERS)
-_INSERT_FILLS = BulkInsert(_FILLS)
-_INSERT_EVENTS = BulkInsert(_EVENTS)
+_INSERT_ORDER = bulk_insert(_ORDERS)
+_INSERT_FILLS = bulk_insert(_FILLS)
+_INSERT_EVENTS = bulk_insert(_EVENTS)
 _ORDER_PARTIES = select(
     _ORDERS.c.order_id,
     _ORDERS.c.owner_id,
@@ -341,17 +341,17 @@ def set_order_values(session: Session, changes: dict[str, dict[str, Any]]) -> No
     for columns, rows in by_columns.items():
         statement = _ORDER_UPDATES.get(columns)
         if statement is None:
-            statement = _ORDER_UPDATES[columns] = (
+            statement = _ORDER_UPDATES[columns] = BulkWrite(
                 update(_ORDERS)
                 .where(_ORDERS.c.order_id == bindparam("b_order_id"))
                 .values({name: bindparam(f"b_{name}") for name in columns})
             )
-        session.execute(statement, rows)
+        statement.execute(session.connection(), rows)
     for obj in loaded:
         session.expire(obj)
 
 
-_ORDER_UPDATES: dict[tuple[str, ...], Any] = {}
+_ORDER_UPDATES: dict[tuple[str, ...], BulkWrite] = {}
 
 
 def snapshot_ask_lines(session: Session, provider_id: str) -> list[tuple[str, str, str, bool]]:

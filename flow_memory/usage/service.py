@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from flow_memory.kit.db import BulkInsert
+from flow_memory.kit.db import BulkWrite, bulk_insert
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Invalid
 from flow_memory.kit.ids import new_id
@@ -133,7 +133,7 @@ def record_usage(
     return rows
 
 
-_INSERT_RECORDS = BulkInsert(UsageRecord.__table__)  # type: ignore[arg-type]
+_INSERT_RECORDS = bulk_insert(UsageRecord.__table__)  # type: ignore[arg-type]
 
 
 # -- totals and the rollup ----------------------------------------------------------------
@@ -283,7 +283,7 @@ def add_to_rollup(
     _add_sums(session, _TOTAL, _TOTAL_KEY, overall)
 
 
-def _adding_upserts(model: type[UsageRollup | UsageTotal]) -> BulkInsert:
+def _adding_upserts(model: type[UsageRollup | UsageTotal]) -> BulkWrite:
     """Insert a row of sums, or add them to the row already there. The money parts are added
     as they are, unnormalised, like SQL sums of them (``from_parts`` reads either)."""
     table = cast(Table, model.__table__)
@@ -294,7 +294,7 @@ def _adding_upserts(model: type[UsageRollup | UsageTotal]) -> BulkInsert:
             index_elements=list(table.primary_key.columns),
             set_={name: table.c[name] + statement.excluded[name] for name in _SUM_COLUMNS},
         )
-    return BulkInsert(table, statements)
+    return BulkWrite(statements["sqlite"], statements)
 
 
 _DAILY = _adding_upserts(UsageRollup)
@@ -303,7 +303,7 @@ _TOTAL = _adding_upserts(UsageTotal)
 
 def _add_sums(
     session: Session,
-    upsert: BulkInsert,
+    upsert: BulkWrite,
     key: tuple[str, ...],
     deltas: Mapping[tuple[Any, ...], Totals],
 ) -> None:

@@ -1,5 +1,5 @@
-"""BulkInsert stores exactly what SQLAlchemy's own insert stores, on the test database
-(SQLite, or PostgreSQL when FLOW_MEMORY_TEST_DATABASE_URL is set)."""
+"""BulkWrite stores exactly what SQLAlchemy's own insert and update store, on the test
+database (SQLite, or PostgreSQL when FLOW_MEMORY_TEST_DATABASE_URL is set)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import Table, delete, insert, select, text
+from sqlalchemy import Table, bindparam, delete, insert, select, text, update
 
-from flow_memory.kit.db import BulkInsert
+from flow_memory.kit.db import BulkWrite, bulk_insert
 from flow_memory.market.models import FeedEvent, MarketOrder
 
 ORDERS: Table = MarketOrder.__table__  # type: ignore[assignment]
@@ -62,7 +62,7 @@ def test_rows_are_stored_as_sqlalchemy_stores_them(app: FastAPI) -> None:
     ]
     theirs = [row | {"order_id": row["order_id"].replace("bulk", "core")} for row in mine]
     with app.state.session_factory.begin() as session:
-        BulkInsert(ORDERS).execute(session.connection(), mine)
+        bulk_insert(ORDERS).execute(session.connection(), mine)
         session.connection().execute(insert(ORDERS), theirs)
     bulk = stored(app, ORDERS, "order_id", ["ord_bulk_1", "ord_bulk_2"])
     core = stored(app, ORDERS, "order_id", ["ord_core_1", "ord_core_2"])
@@ -89,10 +89,42 @@ def test_a_table_with_an_identity_key_takes_the_rows_without_it(app: FastAPI) ->
     ]
     with app.state.session_factory.begin() as session:
         session.execute(delete(FeedEvent))
-        BulkInsert(EVENTS).execute(session.connection(), events)
-        BulkInsert(EVENTS).execute(session.connection(), [])
+        bulk_insert(EVENTS).execute(session.connection(), events)
+        bulk_insert(EVENTS).execute(session.connection(), [])
     with app.state.session_factory() as session:
         rows = session.scalars(select(FeedEvent).order_by(FeedEvent.event_id)).all()
         assert [(r.subject_id, r.payload, r.created_at) for r in rows] == [
             (f"fill_{n}", {"units": n, "unit_price": "0.1"}, WHEN) for n in range(3)
         ]
+
+
+def test_updates_are_stored_as_sqlalchemy_stores_them(app: FastAPI) -> None:
+    with app.state.session_factory.begin() as session:
+        session.connection().execute(insert(ORDERS), [order("ord_upd_bulk"), order("ord_upd_core")])
+    statement = (
+        update(ORDERS)
+        .where(ORDERS.c.order_id == bindparam("b_order_id"))
+        .values(
+            remaining_units=bindparam("b_remaining_units"),
+            updated_at=bindparam("b_updated_at"),
+            limit_unit_price=bindparam("b_price"),
+        )
+    )
+    later = WHEN + timedelta(days=1, microseconds=7)
+    change = {"b_remaining_units": 0, "b_updated_at": later, "b_price": Decimal("0.5")}
+    with app.state.session_factory.begin() as session:
+        BulkWrite(statement).execute(
+            session.connection(), [{**change, "b_order_id": "ord_upd_bulk"}]
+        )
+        session.connection().execute(statement, [{**change, "b_order_id": "ord_upd_core"}])
+    [bulk] = stored(app, ORDERS, "order_id", ["ord_upd_bulk"])
+    [core] = stored(app, ORDERS, "order_id", ["ord_upd_core"])
+    assert bulk[1:] == core[1:]
+    with app.state.session_factory() as session:
+        row = session.get(MarketOrder, "ord_upd_bulk")
+        assert row is not None
+        assert (row.remaining_units, row.updated_at, row.limit_unit_price) == (
+            0,
+            later,
+            Decimal("0.5"),
+        )
