@@ -86,9 +86,7 @@ class _Kept:
     lookups: dict[str, dict[Any, Any]] = field(default_factory=dict)  # by ``_per_transaction``
 
 
-# The per-transaction lookups the writer keeps between batches (``_Kept``); the count of
-# manual ask units is not among them: within a batch it errs towards refusing, and across
-# batches that error would grow.
+# The per-transaction lookups the writer keeps between batches (``_Kept``).
 _KEPT_LOOKUPS = frozenset({"capacity", "snapshot_asks", "reference_prices"})
 
 
@@ -313,8 +311,9 @@ def _settle_book(session: Session, market: OpenMarket, now: datetime) -> None:
     market.book.set_routable(market.routable)
     _apply_expiries(session, market, now)
     # A provider that became routable again may leave bids and asks crossed: trade them now.
-    crossed = market.changing().uncross()
+    crossed = market.book.uncross()
     if crossed:
+        market.changed = True
         _record_fills(session, market, crossed, now=now)
         market.bump()
 
@@ -400,8 +399,9 @@ def _apply_expiries(session: Session, market: OpenMarket, now: datetime) -> None
         reservation.status = "expired"
         reservation.released_at = now
         changed = True
-    expired = market.changing().expire(now.timestamp())
+    expired = market.book.expire(now.timestamp())
     if expired:
+        market.changed = True
         market.state.manual_ask_units.clear()
         rows = repository.orders_by_id(session, (o.order_id for o in expired))
         for order in expired:

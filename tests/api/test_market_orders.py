@@ -704,6 +704,23 @@ class TestWhatTheWriterKeeps:
         )
         assert "0 of the published 2500000" in body["error"]["message"]
 
+    def test_a_refused_ask_leaves_the_book_as_it_is(
+        self,
+        client: TestClient,
+        seller: Headers,
+        buyer: Headers,
+        provider_id: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        assert bid(client, buyer, 1000, 0.0000008)["order"]["status"] == "filled"
+        rebuilt: list[Any] = []
+        rebuild = service._rebuild
+        monkeypatch.setattr(service, "_rebuild", lambda *a: (rebuilt.append(a), rebuild(*a)))
+        too_big = ask_body(provider_id, SNAPSHOT_UNITS + 1, 0.0000009)
+        error(client.post(ORDERS, json=too_big, headers=seller), 422, "capacity_exceeded")
+        assert rebuilt == []  # nothing moved: nothing to read back
+        assert bid(client, buyer, 1000, 0.0000008)["order"]["status"] == "filled"
+
     def test_a_list_price_change_prices_the_next_fills_savings(
         self, app: FastAPI, client: TestClient, buyer: Headers, provider_id: str
     ) -> None:
