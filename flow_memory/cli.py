@@ -279,6 +279,11 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         app,
         host=host or settings.host,
         port=port or settings.port,
+        # Named rather than left to uvicorn's guess, so a missing C parser or event loop (both
+        # dependencies; uvloop has no Windows build) fails at start instead of slowing every
+        # request.
+        http="httptools",
+        loop="asyncio" if sys.platform == "win32" else "uvloop",
         access_log=False,
         log_level=settings.log_level,
     )

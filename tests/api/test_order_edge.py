@@ -230,3 +230,30 @@ def test_a_placement_refused_by_the_market_is_answered_as_the_full_stack_answers
     assert_safety(answer)
     edge_headers = {name.decode(): value.decode() for name, value in sent[0]["headers"]}
     assert edge_headers == dict(full.headers.items())
+
+
+class BrokenWriter:
+    """Test double for the market writer: every command fails as a database outage would."""
+
+    async def run(self, command: object, *, deferred_only: bool = False) -> object:
+        raise RuntimeError("database unavailable")
+
+    def stop(self) -> None:
+        pass
+
+
+def test_an_unexpected_error_is_answered_as_the_full_stack_answers_it(
+    app: FastAPI, buyer: Headers, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.state.market_writer = BrokenWriter()
+    client = TestClient(app, raise_server_exceptions=False)
+    order = bid_body(1000, 0.0000008)
+    edge = client.post(ORDERS, json=order, headers=buyer)
+    full = client.post(f"{ORDERS}?via=stack", json=order, headers=buyer)
+    assert edge.status_code == full.status_code == 500
+    assert edge.json() == full.json()
+    assert edge.json()["error"]["code"] == "internal_error"
+    assert_safety(edge.json())
+    assert dict(edge.headers.items()) == dict(full.headers.items())
+    logged = [r.getMessage() for r in caplog.records if r.name == "flow_memory.http"]
+    assert logged.count("unhandled error: RuntimeError") == 2
