@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from flow_memory import __version__
 from flow_memory.credentials.api import router as credentials_router
 from flow_memory.kit.clock import Clock, SystemClock
-from flow_memory.kit.db import make_engine, make_session_factory
+from flow_memory.kit.db import WalCheckpointer, make_engine, make_session_factory
 from flow_memory.kit.deps import refuse_unstorable_path_parameters
 from flow_memory.kit.http import (
     AccessLogMiddleware,
@@ -82,11 +82,17 @@ class Readiness(BaseModel):
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    checkpointer = WalCheckpointer.for_engine(app.state.engine)
+    if checkpointer is not None:
+        checkpointer.start()
+    app.state.wal_checkpointer = checkpointer
     yield
     # Acknowledge every queued market command and write every usage record before exiting.
     app.state.market_writer.stop()
     app.state.usage_recorder.stop()
     await app.state.proxy_client.aclose()
+    if checkpointer is not None:
+        checkpointer.stop()
 
 
 class GuardExceptProxy:

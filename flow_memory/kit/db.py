@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +33,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeEngine
 
 from flow_memory.kit.money import exact
+
+log = logging.getLogger("flow_memory.db")
 
 
 class Base(DeclarativeBase):
@@ -165,6 +170,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
     cursor.close()
 
 
@@ -177,6 +183,61 @@ def _sqlite_begin_immediate(connection: Any) -> None:
 def _sqlite_begin_deferred(connection: Any) -> None:
     # A read snapshot without the write lock: in WAL mode readers never wait for the writer.
     connection.exec_driver_sql("BEGIN")
+
+
+# A connection that commits past this many log pages (about 40 MB) checkpoints itself: only
+# when no ``WalCheckpointer`` runs, or it falls behind.
+WAL_BACKSTOP_PAGES = 10_000
+CHECKPOINT_SECONDS = 0.2
+
+
+class WalCheckpointer:
+    """Copies a SQLite file database's write-ahead log into the database from its own thread.
+
+    Left to itself, SQLite checkpoints in the commit that takes the log past 1,000 pages: that
+    commit (most of the time the market writer's) then also copies about 4 MB and syncs the
+    database file, and every order of its batch waits for it. Here connections checkpoint
+    only past ``WAL_BACKSTOP_PAGES``, and this thread runs a passive checkpoint, which never
+    waits for a reader or a writer, every ``CHECKPOINT_SECONDS``."""
+
+    def __init__(self, path: str, interval: float = CHECKPOINT_SECONDS) -> None:
+        self.path = path
+        self.interval = interval
+        self.checkpoints = 0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> WalCheckpointer | None:
+        """One for a SQLite file database; None for anything else."""
+        url = engine.url
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return cls(str(url.database))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name="flow-memory-wal-checkpointer", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            while not self._stopping.wait(self.interval):
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    self.checkpoints += 1
+                except sqlite3.Error:
+                    log.exception("checkpointing the write-ahead log failed; retrying")
+        finally:
+            connection.close()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
