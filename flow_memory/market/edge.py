@@ -53,7 +53,9 @@ class OrderEdge:
             return
         started = time.perf_counter()
         body, more = await _read_body(receive, self.guard.max_body_bytes)
-        accepted = None if more else await self._accept(scope, body)
+        # A body past the limit goes to the full stack, whose guard refuses it (413).
+        too_large = more or len(body) > self.guard.max_body_bytes
+        accepted = None if too_large else await self._accept(scope, body)
         if accepted is None:
             await self.app(scope, replay_body(body, receive, more=more), send)
             return

@@ -191,6 +191,23 @@ def test_an_oversized_body_is_handed_on_whole(app: FastAPI, buyer: Headers) -> N
     assert (status, stack.bodies) == (299, [body])
 
 
+def test_an_oversized_body_in_one_piece_is_handed_on(app: FastAPI, buyer: Headers) -> None:
+    body = encoded(bid_body(1000, 0.0000001, metadata={"note": ["x" * 4000] * 300}))
+    assert len(body) > app.state.settings.max_body_bytes
+    status, _, stack = call_edge(app, body, buyer)  # its only chunk: nothing left unread
+    assert (status, stack.bodies) == (299, [body])
+
+
+def test_an_oversized_order_is_refused_as_the_full_stack_refuses_it(
+    client: TestClient, buyer: Headers
+) -> None:
+    body = encoded(bid_body(1000, 0.0000001, metadata={"note": ["x" * 4000] * 300}))
+    headers = {**buyer, "content-type": "application/json"}
+    response = client.post(ORDERS, content=body, headers=headers)
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
 def test_the_full_stack_answers_refusals_as_before(client: TestClient, buyer: Headers) -> None:
     answer = client.post(ORDERS, json=bid_body(1000, 0.0000008, colour="red"), headers=buyer)
     assert answer.status_code == 422
