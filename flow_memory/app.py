@@ -86,13 +86,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if checkpointer is not None:
         checkpointer.start()
     app.state.wal_checkpointer = checkpointer
-    yield
-    # Acknowledge every queued market command and write every usage record before exiting.
-    app.state.market_writer.stop()
-    app.state.usage_recorder.stop()
-    await app.state.proxy_client.aclose()
-    if checkpointer is not None:
-        checkpointer.stop()
+    try:
+        yield
+        # Acknowledge every queued market command and write every usage record before exiting.
+        app.state.market_writer.stop()
+        app.state.usage_recorder.stop()
+        await app.state.proxy_client.aclose()
+    finally:
+        if checkpointer is not None:
+            checkpointer.stop()
 
 
 class GuardExceptProxy:

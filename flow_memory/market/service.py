@@ -39,6 +39,7 @@ from flow_memory.market.writer import (
     books_dirty,
     deferred,
     deferring,
+    keep_work_so_far,
     on_command,
     on_refused,
     writer_batch,
@@ -226,6 +227,9 @@ def open_market(
         if not by_writer:
             state.holds_quiet_until = None  # it may have made or expired a reservation
             state.manual_ask_units.clear()
+            # It may have published capacity: the writer reads afresh once it gets the lock
+            # (before this transaction's own route-facts clear, which runs after this).
+            markets.kept = None
         state.lock.release()
 
     on_session_end(session, release)
@@ -235,6 +239,9 @@ def open_market(
         markets.kept = None  # another process wrote: read what it may have changed afresh
     market = OpenMarket(state, row, row.version, row.next_sequence, opened_at=now)
     opened[(model, unit_type)] = market
+    # What the writer kept is judged afresh now that this market's locks are held: a change
+    # committed while it waited for them must show.
+    session.info.pop("kept", None)
     before_commit(session, "open_markets", _write_open_markets)
     on_refused(session, "market_books", _resync_books)
     on_command(session, "market_books", _forget_changes)
@@ -554,7 +561,6 @@ def place_order(
     expires_at: datetime | None = None,
 ) -> tuple[PlacedOrder, list[PlacedFill]]:
     """Validate, match and record one order; fills are written in the same transaction."""
-    _writer_kept(session, markets, now)  # first: the capacity check may use what it kept
     provider: _Seller | None = None
     if body.side == "bid":
         _require(principal, BUY, "a bid")
@@ -564,6 +570,10 @@ def place_order(
     market = open_market(
         session, markets, model=body.model, unit_type=body.unit_type, settings=settings, now=now
     )
+    # What opening the market settled (expiries, trades a gate change allowed) is the market's,
+    # not this order's: a refusal from here on leaves it be, when nothing can roll it back.
+    if keep_work_so_far(session):
+        market.changed = False
     if provider is not None and source != SNAPSHOT_SOURCE:
         _check_ask_capacity(session, market, provider, body)
     sequence = market.take_sequence()

@@ -109,7 +109,7 @@ class MarketWriter:
             with transaction(self._factory) as session:
                 session.info["market_writer"] = True
                 for command, future, deferred_only in batch:
-                    marks = _deferred_marks(session)
+                    session.info["deferred_marks"] = _deferred_marks(session)
                     session.info["deferring"] = deferred_only
                     _start_command(session)
                     try:
@@ -121,7 +121,7 @@ class MarketWriter:
                     except Exception as error:
                         if deferred_only and not isinstance(error, FlowMemoryError):
                             raise  # no savepoint to undo it: the whole batch fails
-                        _rewind_deferred(session, marks)
+                        _rewind_deferred(session, session.info["deferred_marks"])
                         if not isinstance(error, FlowMemoryError):
                             log.exception("market command failed")
                         # The savepoint undid the command's rows (a deferred-only command wrote
@@ -246,6 +246,16 @@ def deferred(session: Session, name: str) -> list[Any]:
     """A list of work this transaction writes once, before it commits."""
     lists: dict[str, list[Any]] = session.info.setdefault("deferred", {})
     return lists.setdefault(name, [])
+
+
+def keep_work_so_far(session: Session) -> bool:
+    """Keep the deferred work the running command queued so far even if it is refused later,
+    when it runs without a savepoint (a deferred-only command: what it wrote directly stays
+    anyway). Returns whether it does: a command in a savepoint loses everything it did."""
+    if not deferring(session):
+        return False
+    session.info["deferred_marks"] = _deferred_marks(session)
+    return True
 
 
 def _deferred_marks(session: Session) -> dict[str, int]:

@@ -3,6 +3,8 @@ gates, cancels, depth and capacity-snapshot asks."""
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
@@ -17,12 +19,14 @@ from sqlalchemy.orm import Session
 from flow_memory.keys import service as keys
 from flow_memory.keys.models import ApiKey
 from flow_memory.kit.clock import FrozenClock
-from flow_memory.kit.deps import Principal
-from flow_memory.kit.errors import Conflict, Forbidden
-from flow_memory.market import service
+from flow_memory.kit.deps import Principal, transaction
+from flow_memory.kit.errors import Conflict, Forbidden, Invalid
+from flow_memory.market import service, snapshots
 from flow_memory.market.models import MarketFill, MarketOrder
 from flow_memory.market.schemas import OrderCancel, OrderCreate
 from flow_memory.market.writer import batch_now
+from flow_memory.providers.schemas import ProviderCapacity
+from flow_memory.routing.facts import clear_after_commit
 from flow_memory.usage.models import UsageRecord
 from tests.assertions import assert_safety, ok
 from tests.assertions import error_body as error
@@ -703,6 +707,66 @@ class TestWhatTheWriterKeeps:
             "capacity_exceeded",
         )
         assert "0 of the published 2500000" in body["error"]["message"]
+
+    def test_a_capacity_publish_committed_while_the_writer_waits_bounds_its_ask(
+        self, app: FastAPI, client: TestClient, seller: Headers, provider_id: str
+    ) -> None:
+        ask(client, seller, provider_id, 2_000_000, 0.0000009)  # read 2,500,000 and kept it
+        owner = Principal(key_id="k", owner_id=SELLER, scopes=frozenset({"inference:sell"}))
+        lowered = ProviderCapacity.model_validate(
+            capacity_body("2026-06-17T00:06:00Z", available_units=2_100_000)
+        )
+        body = OrderCreate.model_validate(ask_body(provider_id, 400_000, 0.0000009))
+
+        def place_ask(session: Session) -> Any:
+            return service.place_order(
+                session,
+                app.state.markets,
+                principal=owner,
+                body=body,
+                settings=app.state.settings,
+                now=batch_now(session, app.state.clock),
+            )
+
+        answer: Future[Any] = Future()
+        writer = threading.Thread(
+            target=app.state.market_writer._apply, args=([(place_ask, answer, True)],)
+        )
+        with transaction(app.state.session_factory) as session:
+            clear_after_commit(app.state.route_facts, session)  # as the capacity route does
+            snapshots.publish_capacity(
+                session,
+                app.state.markets,
+                principal=owner,
+                provider_id=provider_id,
+                body=lowered,
+                settings=app.state.settings,
+                now=app.state.clock.now(),
+            )
+            writer.start()
+            time.sleep(0.3)  # the writer's batch now waits for this transaction's locks
+        writer.join()
+        with pytest.raises(Invalid, match="100000 of the published 2100000"):
+            answer.result()
+
+    def test_an_expiry_settled_before_a_refusal_is_kept_with_its_event(
+        self,
+        client: TestClient,
+        seller: Headers,
+        buyer: Headers,
+        provider_id: str,
+        clock: FrozenClock,
+    ) -> None:
+        published = f"/inference/providers/{provider_id}/capacity"
+        expiring = capacity_body("2026-06-17T00:10:00Z", expires_at=iso(60))
+        ok(client.post(published, json=expiring, headers=seller))
+        clock.advance(120)  # the snapshot ask is past its expiry; nothing opened the market since
+        beat(client, seller, provider_id)
+        too_big = ask_body(provider_id, SNAPSHOT_UNITS + 1, 0.0000009)
+        error(client.post(ORDERS, json=too_big, headers=seller), 422, "capacity_exceeded")
+        feed = ok(client.get("/inference/market/feed?kind=order_expired", headers=buyer))
+        assert [e["payload"]["side"] for e in feed["events"]] == ["ask"]
+        assert depth(client, buyer)["asks"] == []
 
     def test_a_refused_ask_leaves_the_book_as_it_is(
         self,
