@@ -124,6 +124,22 @@ def beat(client: TestClient, headers: Headers, provider_id: str) -> None:
     ok(client.post(f"/inference/providers/{provider_id}/heartbeat", headers=headers))
 
 
+def placing(app: FastAPI, principal: Principal, body: OrderCreate) -> Any:
+    """A market-writer command that places ``body`` as ``principal``, at its batch's time."""
+
+    def command(session: Session) -> tuple[Any, Any]:
+        return service.place_order(
+            session,
+            app.state.markets,
+            principal=principal,
+            body=body,
+            settings=app.state.settings,
+            now=batch_now(session, app.state.clock),
+        )
+
+    return command
+
+
 @pytest.fixture
 def seller(app: FastAPI) -> Headers:
     return seller_headers(app)
@@ -716,18 +732,9 @@ class TestWhatTheWriterKeeps:
         lowered = ProviderCapacity.model_validate(
             capacity_body("2026-06-17T00:06:00Z", available_units=2_100_000)
         )
-        body = OrderCreate.model_validate(ask_body(provider_id, 400_000, 0.0000009))
-
-        def place_ask(session: Session) -> Any:
-            return service.place_order(
-                session,
-                app.state.markets,
-                principal=owner,
-                body=body,
-                settings=app.state.settings,
-                now=batch_now(session, app.state.clock),
-            )
-
+        place_ask = placing(
+            app, owner, OrderCreate.model_validate(ask_body(provider_id, 400_000, 0.0000009))
+        )
         answer: Future[Any] = Future()
         writer = threading.Thread(
             target=app.state.market_writer._apply, args=([(place_ask, answer, True)],)
@@ -1031,17 +1038,10 @@ class TestGroupCommit:
         principal = Principal(
             key_id="key_test", owner_id=BUYER, scopes=frozenset({"inference:buy"})
         )
-        body = OrderCreate.model_validate(bid_body(units, 0.0000008))
+        place = placing(app, principal, OrderCreate.model_validate(bid_body(units, 0.0000008)))
 
         def command(session: Session) -> str:
-            order, _ = service.place_order(
-                session,
-                app.state.markets,
-                principal=principal,
-                body=body,
-                settings=app.state.settings,
-                now=batch_now(session, app.state.clock),
-            )
+            order, _ = place(session)
             if fail:
                 raise Conflict("refused after matching", code="test_refusal")
             return order.order_id
@@ -1101,17 +1101,7 @@ class TestGroupCommit:
 
         not_a_buyer = Principal(key_id="key_test", owner_id=BUYER, scopes=frozenset())
         body = OrderCreate.model_validate(bid_body(1000, 0.0000008))
-
-        def refused_bid(session: Session) -> str:
-            order, _ = service.place_order(
-                session,
-                app.state.markets,
-                principal=not_a_buyer,
-                body=body,
-                settings=app.state.settings,
-                now=batch_now(session, app.state.clock),
-            )
-            return order.order_id
+        refused_bid = placing(app, not_a_buyer, body)
 
         queued = [
             (self._bid(app, 1000), True),
@@ -1183,38 +1173,17 @@ class TestGroupCommit:
         principal = Principal(
             key_id="key_test", owner_id=SELLER, scopes=frozenset({"inference:sell"})
         )
-        body = OrderCreate.model_validate(ask_body(provider_id, 1000, 0.0000007))
-
-        def place_ask(session: Session) -> str:
-            order, _ = service.place_order(
-                session,
-                app.state.markets,
-                principal=principal,
-                body=body,
-                settings=app.state.settings,
-                now=batch_now(session, app.state.clock),
-            )
-            return order.order_id
-
+        place_ask = placing(
+            app, principal, OrderCreate.model_validate(ask_body(provider_id, 1000, 0.0000007))
+        )
         futures: list[Future[Any]] = [Future(), Future()]
         ioc = OrderCreate.model_validate(bid_body(1000, 0.0000007, time_in_force="ioc"))
         buyer_principal = Principal(
             key_id="key_test", owner_id=BUYER, scopes=frozenset({"inference:buy"})
         )
-
-        def place_bid(session: Session) -> str:
-            order, _ = service.place_order(
-                session,
-                app.state.markets,
-                principal=buyer_principal,
-                body=ioc,
-                settings=app.state.settings,
-                now=batch_now(session, app.state.clock),
-            )
-            return order.status
-
+        place_bid = placing(app, buyer_principal, ioc)
         app.state.market_writer._apply(
             [(c, f, True) for c, f in zip([place_ask, place_bid], futures, strict=True)]
         )
         futures[0].result()
-        assert futures[1].result() == "filled"
+        assert futures[1].result()[0].status == "filled"
