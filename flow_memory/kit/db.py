@@ -28,6 +28,7 @@ from sqlalchemy import (
     event,
     insert,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeEngine
@@ -279,6 +280,12 @@ class BulkWrite:
             connection.execute(statement, list(rows))
             return
         connection.exec_driver_sql(compiled.sql, compiled.parameters(rows))
+
+
+def dialect_inserts(table: Table) -> dict[str, postgresql.Insert | sqlite.Insert]:
+    """An insert into ``table`` per supported dialect, for clauses only a dialect's own insert
+    offers (``ON CONFLICT``)."""
+    return {"postgresql": postgresql.insert(table), "sqlite": sqlite.insert(table)}
 
 
 def bulk_insert(table: Table) -> BulkWrite:

@@ -8,12 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from flow_memory.kit.db import BulkWrite, bulk_insert
+from flow_memory.kit.db import BulkWrite, bulk_insert, dialect_inserts
 from flow_memory.market.models import (
     FeedEvent,
     Market,
@@ -48,8 +47,8 @@ _LOCK_MARKET = (
     .with_for_update()
 )
 _CREATE_MARKET = {
-    "postgresql": postgresql.insert(_MARKETS).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(_MARKETS).on_conflict_do_nothing(),
+    dialect: statement.on_conflict_do_nothing()
+    for dialect, statement in dialect_inserts(_MARKETS).items()
 }
 _SAVE_MARKET = (
     update(_MARKETS)

@@ -30,10 +30,9 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from flow_memory.kit.db import BulkWrite, bulk_insert
+from flow_memory.kit.db import BulkWrite, bulk_insert, dialect_inserts
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Invalid
 from flow_memory.kit.ids import new_id
@@ -287,13 +286,13 @@ def _adding_upserts(model: type[UsageRollup | UsageTotal]) -> BulkWrite:
     """Insert a row of sums, or add them to the row already there. The money parts are added
     as they are, unnormalised, like SQL sums of them (``from_parts`` reads either)."""
     table = cast(Table, model.__table__)
-    statements = {}
-    for dialect, dialect_insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert)):
-        statement = dialect_insert(table)
-        statements[dialect] = statement.on_conflict_do_update(
+    statements = {
+        dialect: statement.on_conflict_do_update(
             index_elements=list(table.primary_key.columns),
             set_={name: table.c[name] + statement.excluded[name] for name in _SUM_COLUMNS},
         )
+        for dialect, statement in dialect_inserts(table).items()
+    }
     return BulkWrite(statements["sqlite"], statements)
 
 
