@@ -3,7 +3,7 @@
 Run: python bench/bench_order_request_path.py [--requests 5000] [--rounds 5] [--via edge|stack]
 
 Drives the real ASGI app (middleware, the order edge or the full stack, rendering, the access
-log) with well-formed orders on one uvloop event loop, but the market writer is a stub that
+log) with well-formed orders on one uvloop event loop, but the market is a stub that
 answers at once with a realistic placed order: what is measured is the event loop's share of an
 order, without the writer's thread, the database or the HTTP server. The headline figure stays
 bench_orders_http.py against a real server.
@@ -17,7 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -75,13 +74,13 @@ def placed_answer() -> dict[str, Any]:
     return {"order": order, "fills": [fill]}
 
 
-class StubWriter:
-    """Stands in for the market writer: answers every command at once, running none."""
+class StubMarket:
+    """Stands in for the market: answers every order at once, placing none."""
 
     def __init__(self, answer: dict[str, Any]) -> None:
         self.answer = answer
 
-    async def run(self, command: Callable[..., Any], *, deferred_only: bool = False) -> Any:
+    async def place(self, principal: Any, body: Any) -> Any:
         return self.answer
 
 
@@ -98,7 +97,7 @@ def build(database: Path) -> tuple[Any, str]:
             now=SystemClock().now(),
         ).secret
     app = create_app(Settings(database_url=url))
-    app.state.market_writer = StubWriter(placed_answer())
+    app.state.market = StubMarket(placed_answer())
     return app, secret
 
 
@@ -177,7 +176,7 @@ def main() -> None:
         app, secret = build(Path(tmp) / "bench.db")
         query = b"via=stack" if args.via == "stack" else b""
         per_order, statuses = uvloop.run(drive(app, secret, args.requests, args.rounds, query))
-    print("order request path in process (stub writer; a micro-benchmark)")
+    print("order request path in process (stub market; a micro-benchmark)")
     print(f"  via:          {args.via}")
     print(f"  orders:       {args.rounds} rounds of {args.requests} (statuses {sorted(statuses)})")
     print(f"  CPU:          {min(per_order) * 1e6:,.1f} us per order (best round)")

@@ -192,9 +192,17 @@ def process_cpu_seconds(pid: int, task: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def loop_cpu_seconds(pid: int) -> float:
-    """User plus system CPU the server's main thread, its event loop, has used so far."""
-    return process_cpu_seconds(pid, task=pid)
+def server_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU the server has used so far: its event loop (the main thread), its other threads,
+    and its child processes (the market process, when the market runs in one)."""
+    everything = process_cpu_seconds(pid)
+    loop = process_cpu_seconds(pid, task=pid)
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return {
+        "event loop thread": loop,
+        "other threads": everything - loop,
+        "market process": sum(process_cpu_seconds(int(child)) for child in children),
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -220,8 +228,7 @@ def main() -> None:
         with httpx.Client(base_url=server.base_url, timeout=30) as client:
             provider_id = setup_market(client, seller)
         print(f"server pid {server.pid} (for a profiler)", flush=True)
-        server_cpu = process_cpu_seconds(server.pid)
-        loop_cpu = loop_cpu_seconds(server.pid)
+        server_cpu = server_cpu_seconds(server.pid)
         client_cpu = time.process_time()
         latencies, errors, elapsed = asyncio.run(
             run(
@@ -234,8 +241,10 @@ def main() -> None:
                 args.client,
             )
         )
-        server_cpu = process_cpu_seconds(server.pid) - server_cpu
-        loop_cpu = loop_cpu_seconds(server.pid) - loop_cpu
+        server_cpu = {
+            part: seconds - server_cpu[part]
+            for part, seconds in server_cpu_seconds(server.pid).items()
+        }
         client_cpu = time.process_time() - client_cpu
     acked = len(latencies) - len(errors)
     print("orders over HTTP (real server, SQLite WAL, synchronous=FULL)")
@@ -246,13 +255,11 @@ def main() -> None:
     print(f"  latency p50:       {percentile(latencies, 0.50) * 1000:.2f} ms")
     print(f"  latency p99:       {percentile(latencies, 0.99) * 1000:.2f} ms")
     print(f"  latency mean:      {statistics.fmean(latencies) * 1000:.2f} ms")
-    per_order = server_cpu / max(acked, 1) * 1e6
-    print(f"  server CPU:        {server_cpu:.1f} s ({per_order:,.0f} us per order)")
-    # The event loop runs the request path; the market writer's thread the rest.
-    loop_per_order = loop_cpu / max(acked, 1) * 1e6
-    print(f"    event loop thread: {loop_cpu:.1f} s ({loop_per_order:,.0f} us per order)")
-    other = server_cpu - loop_cpu
-    print(f"    other threads:     {other:.1f} s ({other / max(acked, 1) * 1e6:,.0f} us per order)")
+    total = sum(server_cpu.values())
+    print(f"  server CPU:        {total:.1f} s ({total / max(acked, 1) * 1e6:,.0f} us per order)")
+    for part, seconds in server_cpu.items():
+        per_order = seconds / max(acked, 1) * 1e6
+        print(f"    {part + ':':<18} {seconds:.1f} s ({per_order:,.0f} us per order)")
     print(f"  client CPU:        {client_cpu:.1f} s")
 
 

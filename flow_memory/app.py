@@ -31,6 +31,8 @@ from flow_memory.kit.schemas import GUARD_RESPONSES
 from flow_memory.market.api import router as market_router
 from flow_memory.market.discovery_api import router as discovery_router
 from flow_memory.market.edge import OrderEdge
+from flow_memory.market.gateway import LocalMarket
+from flow_memory.market.process import MarketProcess
 from flow_memory.market.service import MarketRegistry
 from flow_memory.market.writer import MarketWriter
 from flow_memory.payments.api import router as payments_router
@@ -87,9 +89,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         checkpointer.start()
     app.state.wal_checkpointer = checkpointer
     try:
+        app.state.market.start()
         yield
         # Acknowledge every queued market command and write every usage record before exiting.
-        app.state.market_writer.stop()
+        app.state.market.stop()
         app.state.usage_recorder.stop()
         await app.state.proxy_client.aclose()
     finally:
@@ -181,6 +184,11 @@ def create_app(
     )
     app.state.markets = MarketRegistry(route_facts=lambda: app.state.route_facts)
     app.state.market_writer = MarketWriter(app.state.session_factory)
+    app.state.market = (
+        MarketProcess(settings, app.state.clock, lambda: app.state.route_facts)
+        if settings.market_process
+        else LocalMarket(app.state.market_writer, app.state.markets, settings, app.state.clock)
+    )
     app.include_router(credentials_router)
     app.include_router(discovery_router)
     app.include_router(providers_router)

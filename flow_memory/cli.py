@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flow-memory: {error}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        return _serve(settings, args.host, args.port)
+        return _serve(_server_settings(settings), args.host, args.port)
     if args.command == "demo":
         from flow_memory.demo import run_demo
 
         return run_demo(
-            settings,
+            _server_settings(settings),
             host=args.host,
             port=args.port,
             keep=args.keep,
@@ -253,6 +255,14 @@ def _list_prices(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     return 0
+
+
+def _server_settings(settings: Settings) -> Settings:
+    """A server applies market commands in a process of its own, unless
+    FLOW_MEMORY_MARKET_PROCESS says otherwise."""
+    if "FLOW_MEMORY_MARKET_PROCESS" in os.environ:
+        return settings
+    return replace(settings, market_process=True)
 
 
 def configure_logging(settings: Settings) -> None:

@@ -33,6 +33,9 @@ class Settings:
     capacity_stale_seconds: int = 900
     pairing_token_ttl_seconds: int = 600
     route_ttl_seconds: int = 300
+    # Apply orders, cancels, depth reads and reservations in a process of their own
+    # (``flow_memory.market.process``); ``flow-memory serve`` and ``demo`` turn it on.
+    market_process: bool = False
 
     allow_loopback_upstreams: bool = True
     allow_private_upstreams: bool = False

@@ -68,9 +68,23 @@ def clock() -> FrozenClock:
     return FrozenClock(TEST_START)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module that sets ``BOTH_MARKETS = True`` runs each test twice: with the market
+    writer in the app's process, and in a market process of its own (as a server runs it)."""
+    if getattr(metafunc.module, "BOTH_MARKETS", False) and "market_process" in (
+        metafunc.fixturenames
+    ):
+        metafunc.parametrize("market_process", [False, True], ids=["in-process", "market-process"])
+
+
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+def market_process() -> bool:
+    return False
+
+
+@pytest.fixture
+def settings(database_url: str, market_process: bool) -> Settings:
+    return Settings(database_url=database_url, market_process=market_process)
 
 
 @pytest.fixture
@@ -78,6 +92,7 @@ def app(settings: Settings, clock: FrozenClock) -> Iterator[FastAPI]:
     clear_tables(settings.database_url)
     application = create_app(settings, clock=clock)
     yield application
+    application.state.market.stop()
     application.state.engine.dispose()
     application.state.read_engine.dispose()
 

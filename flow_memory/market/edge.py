@@ -3,8 +3,8 @@ middleware: the order route is the market's hottest, and at thousands of orders 
 generic request machinery costs more than placing the order.
 
 The edge runs the same checks as the full stack (the safety guard's body checks, the key and
-its scopes, the body's schema) and places the order through the same function as the route
-(``flow_memory.market.api.place``). Any request it would refuse, or does not expect (a query
+its scopes, the body's schema) and places the order through the same market as the route
+(``flow_memory.market.gateway``). Any request it would refuse, or does not expect (a query
 string, another content type, a body that is not a JSON object), it hands on unchanged to the
 full stack, which answers it exactly as before; the route stays declared there for the OpenAPI
 document.
@@ -30,7 +30,7 @@ from flow_memory.kit.http import (
     send_json,
     success_body,
 )
-from flow_memory.market.api import TRADER_SCOPES, place
+from flow_memory.market.api import TRADER_SCOPES
 from flow_memory.market.schemas import OrderCreate
 
 PATH = "/inference/market/orders"
@@ -63,14 +63,7 @@ class OrderEdge:
         state = scope["app"].state
         status = 500
         try:
-            placed = await place(
-                order,
-                principal,
-                clock=state.clock,
-                settings=state.settings,
-                markets=state.markets,
-                writer=state.market_writer,
-            )
+            placed = await state.market.place(principal, order)
             status, content = 201, jsonenc.render(success_body(placed))
         except FlowMemoryError as error:
             body_out = error_body(error.code, error.message, error.field, error.hint)

@@ -81,6 +81,9 @@ def create_reservation(
         created_at=now,
     )
     session.add(reservation)
+    # It may end before any hold the market knew of (when the market writer makes it, no
+    # lock release forgets that for it).
+    market.state.holds_quiet_until = None
     session.flush()
     rows = [
         ReservationHold(

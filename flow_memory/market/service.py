@@ -34,7 +34,6 @@ from flow_memory.market.models import (
 from flow_memory.market.orderbook import Fill, Order, OrderBook
 from flow_memory.market.schemas import OrderCancel, OrderCreate
 from flow_memory.market.writer import (
-    MarketWriter,
     before_commit,
     books_dirty,
     deferred,
@@ -141,13 +140,7 @@ async def get_markets(request: Request) -> MarketRegistry:
     return markets
 
 
-async def get_writer(request: Request) -> MarketWriter:
-    writer: MarketWriter = request.app.state.market_writer
-    return writer
-
-
 MarketsDep = Annotated[MarketRegistry, Depends(get_markets)]
-WriterDep = Annotated[MarketWriter, Depends(get_writer)]
 
 
 @dataclass

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,9 +37,19 @@ log = logging.getLogger("flow_memory.market.writer")
 
 T = TypeVar("T")
 Command = Callable[[Session], Any]
+
+
+class Answer(Protocol):
+    """Anything told a command's outcome once its batch has ended (a thread's future is one)."""
+
+    def set_result(self, result: Any) -> object: ...
+
+    def set_exception(self, exception: BaseException) -> object: ...
+
+
 # A caller waits on a future of its own event loop (``run``); a batch applied directly (as
-# tests do) may carry a thread's future instead.
-Waiter: TypeAlias = "Future[Any] | asyncio.Future[Any]"
+# tests do) may carry a thread's future, and the market process an answer to send back.
+Waiter: TypeAlias = "Future[Any] | asyncio.Future[Any] | Answer"
 Queued = tuple[Command, Waiter, bool]
 
 MAX_BATCH = 256
@@ -48,8 +58,14 @@ MAX_BATCH = 256
 class MarketWriter:
     """A single writer thread per process, started on first use."""
 
-    def __init__(self, factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        after_batch: Callable[[], None] | None = None,
+    ) -> None:
         self._factory = factory
+        self._after_batch = after_batch  # runs once each batch's outcomes are all told
         self._queue: queue.SimpleQueue[Queued | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -58,10 +74,14 @@ class MarketWriter:
 
     async def run(self, command: Callable[[Session], T], *, deferred_only: bool = False) -> T:
         """Queue a command and wait, on this event loop, until its batch has committed."""
-        self._ensure_started()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put((command, future, deferred_only))
+        self.submit(command, future, deferred_only=deferred_only)
         return await future
+
+    def submit(self, command: Command, waiter: Waiter, *, deferred_only: bool = False) -> None:
+        """Queue a command; ``waiter`` is told its outcome once its batch has ended."""
+        self._ensure_started()
+        self._queue.put((command, waiter, deferred_only))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish every queued command, then end the thread."""
@@ -131,14 +151,16 @@ class MarketWriter:
                         outcomes.append((future, False, error))
         except Exception as error:
             log.exception("market batch commit failed")
-            _settle([(future, False, error) for _, future, _ in batch])
-            return
-        self.batches += 1
-        self.commands += len(batch)
-        _settle(outcomes)
+            outcomes = [(future, False, error) for _, future, _ in batch]
+        else:
+            self.batches += 1
+            self.commands += len(batch)
+        settle(outcomes)
+        if self._after_batch is not None:
+            self._after_batch()
 
 
-def _settle(outcomes: list[tuple[Any, bool, Any]]) -> None:
+def settle(outcomes: list[tuple[Any, bool, Any]]) -> None:
     """Resolve the batch's waiters: thread futures at once, each event loop's futures in one
     callback on that loop (one wake-up per batch, not one per order)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}

@@ -41,6 +41,9 @@ from tests.factories import (
     seller_headers,
 )
 
+# Each test runs with the market in the app's process and in a process of its own.
+BOTH_MARKETS = True
+
 MODEL = "flow-memory-orchestrator"
 UNIT = "token"
 ORDERS = "/inference/market/orders"

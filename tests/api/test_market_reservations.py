@@ -27,6 +27,9 @@ from tests.api.test_market_orders import (
 )
 from tests.factories import BUYER, admin_headers, eligible_provider, key_headers, seller_headers
 
+# Each test runs with the market in the app's process and in a process of its own.
+BOTH_MARKETS = True
+
 RESERVATIONS = "/inference/market/reservations"
 Headers = dict[str, str]
 

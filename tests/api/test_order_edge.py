@@ -23,6 +23,9 @@ from tests.api.test_market_orders import (
 from tests.assertions import assert_safety, ok
 from tests.factories import eligible_provider, seller_headers
 
+# Each test runs with the market in the app's process and in a process of its own.
+BOTH_MARKETS = True
+
 Headers = dict[str, str]
 
 
@@ -94,7 +97,7 @@ def call_edge(
 
     async def run() -> None:
         await edge(scope, receive, send)
-        app.state.market_writer.stop()
+        app.state.market.stop()
 
     asyncio.run(run())
     status = sent[0]["status"]
@@ -249,11 +252,14 @@ def test_a_placement_refused_by_the_market_is_answered_as_the_full_stack_answers
     assert edge_headers == dict(full.headers.items())
 
 
-class BrokenWriter:
-    """Test double for the market writer: every command fails as a database outage would."""
+class BrokenMarket:
+    """Test double for the market: every order fails as a database outage would."""
 
-    async def run(self, command: object, *, deferred_only: bool = False) -> object:
+    async def place(self, principal: object, body: object) -> object:
         raise RuntimeError("database unavailable")
+
+    def start(self) -> None:
+        pass
 
     def stop(self) -> None:
         pass
@@ -262,7 +268,7 @@ class BrokenWriter:
 def test_an_unexpected_error_is_answered_as_the_full_stack_answers_it(
     app: FastAPI, buyer: Headers, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app.state.market_writer = BrokenWriter()
+    app.state.market = BrokenMarket()
     client = TestClient(app, raise_server_exceptions=False)
     order = bid_body(1000, 0.0000008)
     edge = client.post(ORDERS, json=order, headers=buyer)

@@ -1,0 +1,378 @@
+"""The market writer in a process of its own.
+
+``flow-memory serve`` applies the market's book-touching commands (orders, cancels, depth
+reads and reservations) in a child process that keeps the books and runs the market writer.
+The server's event loop and the writer then run on two cores at once, instead of taking turns
+on one interpreter lock.
+
+The two processes talk over a socket pair only they hold. Each frame is a 4-byte big-endian
+length, then a pickle:
+- the server sends lists of commands ``(request id, kind, route-facts generation, time,
+  arguments)``, as many in a frame as its event loop queued since it last sent;
+- the market process answers each batch's commands in one frame, once the batch has
+  committed: ``(request id, succeeded, result or error)``.
+
+Writes the server makes itself (capacity snapshots, credential changes) reach the market
+process as they reach any other process on the same database: a book another process changed
+is rebuilt from the database before its next command. The route-facts generation sent with
+every command also tells it when the server forgot what decides a provider's route gate, so
+it drops what its writer kept. The server's clock is the market's: a batch is applied at the
+time the server sent its latest command.
+
+If the server dies, the market process reads the end of the socket, finishes and commits what
+it was sent, and exits. If the market process dies, every command waiting on it is answered
+503 ``market_unavailable`` (it may or may not have been applied), and the next command starts
+a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import itertools
+import logging
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+from flow_memory.kit.clock import Clock, SystemClock
+from flow_memory.kit.db import make_engine, make_session_factory
+from flow_memory.kit.deps import Principal
+from flow_memory.kit.errors import FlowMemoryError
+from flow_memory.market import gateway
+from flow_memory.market.schemas import OrderCancel, OrderCreate, ReservationCreate
+from flow_memory.market.service import MarketRegistry
+from flow_memory.market.writer import MarketWriter, settle
+from flow_memory.routing.facts import RouteFacts
+from flow_memory.settings import Settings
+
+log = logging.getLogger("flow_memory.market.process")
+
+# What each kind of command builds, and whether it writes its rows only in bulk.
+COMMANDS: dict[str, tuple[Callable[..., Callable[[Any], Any]], bool]] = {
+    "place": (gateway.placing, True),
+    "cancel": (gateway.cancelling, False),
+    "depth": (gateway.reading_depth, False),
+    "reserve": (gateway.reserving, False),
+}
+
+
+class MarketUnavailable(FlowMemoryError):
+    status_code = 503
+    code = "market_unavailable"
+
+
+class MarketProcess:
+    """The server's side: sends commands to the market process and awaits their answers."""
+
+    def __init__(
+        self, settings: Settings, clock: Clock, route_facts: Callable[[], RouteFacts]
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._route_facts = route_facts
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._child: _Child | None = None
+
+    def start(self) -> None:
+        """Start the market process (the first command starts it otherwise)."""
+        self._running()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Have the market process finish every command it was sent, then exit."""
+        with self._lock:
+            child, self._child = self._child, None
+        if child is not None:
+            child.stop(timeout)
+
+    @property
+    def pid(self) -> int | None:
+        child = self._child
+        return None if child is None else child.process.pid
+
+    async def place(self, principal: Principal, body: OrderCreate) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("place", principal, body)
+        return result
+
+    async def cancel(
+        self, principal: Principal, order_id: str, body: OrderCancel
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("cancel", principal, order_id, body)
+        return result
+
+    async def depth(self, model: str, unit_type: str, levels: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("depth", model, unit_type, levels)
+        return result
+
+    async def reserve(
+        self, principal: Principal, body: ReservationCreate
+    ) -> tuple[dict[str, Any], bool]:
+        result: tuple[dict[str, Any], bool] = await self._call("reserve", principal, body)
+        return result
+
+    async def _call(self, kind: str, *args: Any) -> Any:
+        child = self._running()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        request_id = next(self._ids)
+        child.pending[request_id] = future
+        if not child.alive:  # it ended after it was looked up: nothing will answer
+            child.pending.pop(request_id, None)
+            raise _unavailable()
+        generation = self._route_facts().generation
+        child.send((request_id, kind, generation, self._clock.now(), args), loop)
+        return await future
+
+    def _running(self) -> _Child:
+        child = self._child
+        if child is not None and child.alive:
+            return child
+        with self._lock:
+            if self._child is None or not self._child.alive:
+                self._child = _Child.spawn(self._settings)
+            return self._child
+
+
+class _Child:
+    """One market process, its socket and the thread that reads its answers."""
+
+    def __init__(self, process: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        self.process = process
+        self.sock = sock
+        self.alive = True
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self._outbox: list[tuple[Any, ...]] = []
+        self._flushing = False
+        self._outbox_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._reader = threading.Thread(
+            target=self._read, name="flow-memory-market-answers", daemon=True
+        )
+
+    @classmethod
+    def spawn(cls, settings: Settings) -> _Child:
+        ours, theirs = socket.socketpair()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "flow_memory.market.process", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+            )
+        finally:
+            theirs.close()
+        child = cls(process, ours)
+        child._send_frame(dataclasses.asdict(settings))
+        child._reader.start()
+        log.info("market process %d started", process.pid)
+        return child
+
+    def send(self, command: tuple[Any, ...], loop: asyncio.AbstractEventLoop) -> None:
+        """Queue a command; it is sent with the others this loop queues before it next runs."""
+        with self._outbox_lock:
+            self._outbox.append(command)
+            if self._flushing:
+                return
+            self._flushing = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        with self._outbox_lock:
+            commands, self._outbox = self._outbox, []
+            self._flushing = False
+        if commands:
+            try:
+                self._send_frame(commands)
+            except OSError:
+                log.warning("the market process is gone; %d commands were not sent", len(commands))
+
+    def _send_frame(self, value: Any) -> None:
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._send_lock:
+            self.sock.sendall(len(data).to_bytes(4, "big") + data)
+
+    def _read(self) -> None:
+        try:
+            for answers in read_frames(self.sock):
+                outcomes = []
+                for request_id, succeeded, value in answers:
+                    future = self.pending.pop(request_id, None)
+                    if future is not None:
+                        outcomes.append((future, succeeded, value if succeeded else _error(value)))
+                settle(outcomes)
+        except OSError:
+            pass
+        finally:
+            self.alive = False
+            waiting = list(self.pending.items())
+            self.pending.clear()
+            if waiting:
+                log.error("the market process ended with %d commands unanswered", len(waiting))
+            settle([(future, False, _unavailable()) for _, future in waiting])
+            self.process.poll()
+
+    def stop(self, timeout: float) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)  # the end of its commands: it finishes, exits
+        self._reader.join(timeout)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("the market process did not exit in %.0f s; killing it", timeout)
+            self.process.kill()
+            self.process.wait()
+        self.sock.close()
+
+
+def _unavailable() -> MarketUnavailable:
+    return MarketUnavailable(
+        "the market process stopped before answering: the command may or may not have been applied",
+        hint="look the order or reservation up before you retry",
+    )
+
+
+def _error(value: tuple[Any, ...]) -> Exception:
+    """The error a command failed with, as the market process described it."""
+    if value[0] == "refused":
+        _, message, field, hint, code, status_code = value
+        return FlowMemoryError(message, field=field, hint=hint, code=code, status_code=status_code)
+    return RuntimeError(f"the market process failed: {value[1]}")
+
+
+def _describe(error: BaseException) -> tuple[Any, ...]:
+    if isinstance(error, FlowMemoryError):
+        return ("refused", error.message, error.field, error.hint, error.code, error.status_code)
+    return ("failed", f"{type(error).__name__}: {error}")
+
+
+def read_frames(sock: socket.socket) -> Iterator[Any]:
+    """Each frame's value, until the other end closes."""
+    buffer = bytearray()
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return
+        buffer += chunk
+        start = 0
+        while len(buffer) - start >= 4:
+            size = int.from_bytes(buffer[start : start + 4], "big")
+            end = start + 4 + size
+            if len(buffer) < end:
+                break
+            yield pickle.loads(buffer[start + 4 : end])
+            start = end
+        del buffer[:start]
+
+
+# The market process's side.
+
+
+@dataclasses.dataclass
+class _Context:
+    markets: MarketRegistry
+    settings: Settings
+    clock: _SentClock
+
+
+class _SentClock:
+    """The server's clock, as of the latest command it sent."""
+
+    def __init__(self) -> None:
+        self.latest = SystemClock().now()
+
+    def now(self) -> datetime:
+        return self.latest
+
+
+class _Answer:
+    """Tells the server a command's outcome (``MarketWriter`` sets it once its batch ends)."""
+
+    __slots__ = ("outbox", "request_id")
+
+    def __init__(self, request_id: int, outbox: list[tuple[int, bool, Any]]) -> None:
+        self.request_id = request_id
+        self.outbox = outbox
+
+    def set_result(self, result: Any) -> None:
+        self.outbox.append((self.request_id, True, result))
+
+    def set_exception(self, exception: BaseException) -> None:
+        self.outbox.append((self.request_id, False, _describe(exception)))
+
+
+def serve(sock: socket.socket) -> None:
+    """Apply the commands the server sends until it closes its end, then finish and exit."""
+    frames = read_frames(sock)
+    settings = Settings(**next(frames))
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    engine = make_engine(settings.database_url)
+    facts = RouteFacts()
+    context = _Context(MarketRegistry(route_facts=lambda: facts), settings, _SentClock())
+    outbox: list[tuple[int, bool, Any]] = []
+
+    def answer() -> None:
+        answers = outbox[:]
+        del outbox[:]
+        if answers:
+            _send_answers(sock, answers)
+
+    writer = MarketWriter(make_session_factory(engine), after_batch=answer)
+    gc.collect()
+    gc.freeze()  # what is loaded now lives as long as the process
+    generation = None
+    try:
+        for commands in frames:
+            for request_id, kind, seen, sent_at, args in commands:
+                if seen != generation:
+                    facts.clear()  # the server forgot route facts since: forget ours
+                    generation = seen
+                context.clock.latest = sent_at
+                build, deferred_only = COMMANDS[kind]
+                writer.submit(
+                    build(context, *args),
+                    _Answer(request_id, outbox),
+                    deferred_only=deferred_only,
+                )
+    except OSError:
+        log.warning("the server's socket failed; finishing what was sent")
+    finally:
+        writer.stop(timeout=60)
+        engine.dispose()
+
+
+def _send_answers(sock: socket.socket, answers: list[tuple[int, bool, Any]]) -> None:
+    try:
+        data = pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:  # one answer that does not pickle must not lose the others
+        log.exception("a market answer could not be sent")
+        data = pickle.dumps(
+            [_picklable(answer, error) for answer in answers], protocol=pickle.HIGHEST_PROTOCOL
+        )
+    try:
+        sock.sendall(len(data).to_bytes(4, "big") + data)
+    except OSError:
+        log.warning("%d market answers were not delivered: the server is gone", len(answers))
+
+
+def _picklable(answer: tuple[int, bool, Any], error: Exception) -> tuple[int, bool, Any]:
+    try:
+        pickle.dumps(answer)
+    except Exception:
+        return (answer[0], False, _describe(error))
+    return answer
+
+
+def main() -> None:
+    serve(socket.socket(fileno=int(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()
