@@ -221,8 +221,18 @@ def main() -> None:
         default="raw",
         help="raw: keep-alive asyncio sockets (default); httpx: the earlier, heavier client",
     )
+    parser.add_argument(
+        "--market",
+        choices=("process", "in-server"),
+        default="process",
+        help="process: the market writer in a process of its own, as `serve` runs it (default); "
+        "in-server: in the server's process (FLOW_MEMORY_MARKET_PROCESS=false)",
+    )
     args = parser.parse_args()
-    with running_server(args.database_url) as server:
+    market_process = "true" if args.market == "process" else "false"
+    with running_server(
+        args.database_url, {"FLOW_MEMORY_MARKET_PROCESS": market_process}
+    ) as server:
         seller = create_key(server.env, "bench-seller", "inference:sell,inference:read")
         buyer = create_key(server.env, "bench-buyer", "inference:buy,inference:read")
         with httpx.Client(base_url=server.base_url, timeout=30) as client:
@@ -249,6 +259,7 @@ def main() -> None:
     acked = len(latencies) - len(errors)
     print("orders over HTTP (real server, SQLite WAL, synchronous=FULL)")
     print(f"  clients:           {args.clients} ({args.client} client)")
+    print(f"  market writer:     {args.market}")
     print(f"  duration:          {elapsed:.1f} s")
     print(f"  acknowledged:      {acked} orders ({len(errors)} errors)")
     print(f"  throughput:        {acked / elapsed:,.0f} orders/s")

@@ -215,7 +215,9 @@ class _Child:
             if waiting:
                 log.error("the market process ended with %d commands unanswered", len(waiting))
             settle([(future, False, _unavailable()) for _, future in waiting])
-            self.process.poll()
+            self.sock.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)  # it closed its end by exiting: reap it
 
     def stop(self, timeout: float) -> None:
         with contextlib.suppress(OSError):

@@ -5,6 +5,7 @@ FLOW_MEMORY_TEST_DATABASE_URL)."""
 from __future__ import annotations
 
 import signal
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.factories import catalog_body, credential_ref_body, enroll_body
 from tests.integration.test_server import Deployment, _iso, _ok
+from tests.processes import children, running
 
 pytestmark = pytest.mark.integration
 
@@ -122,8 +124,15 @@ def test_acknowledged_orders_and_holds_survive_sigkill(
         before = _book(_ok(client.get(DEPTH, headers=buyer)))
 
     # The acknowledgements are in; kill the process without letting it shut down.
+    market = children(server.process.pid)
+    assert len(market) == 1, "the server runs its market in a process of its own"
     server.process.send_signal(signal.SIGKILL)
     assert server.process.wait(timeout=30) == -signal.SIGKILL
+    # Its market process reads the end of their socket and exits too.
+    deadline = time.monotonic() + 30
+    while any(running(pid) for pid in market):
+        assert time.monotonic() < deadline, "the market process outlived its server"
+        time.sleep(0.05)
 
     assert before["bids"] == [
         {"unit_price": 0.0000006, "available_units": 2000, "order_count": 1},
