@@ -221,17 +221,15 @@ def batch_now(session: Session, clock: Clock) -> datetime:
 def before_commit(session: Session, name: str, hook: Callable[[Session], None]) -> None:
     """Run ``hook`` once, just before the session's transaction commits (not a savepoint's)."""
     hooks: dict[str, Callable[[Session], None]] = session.info.setdefault("before_commit", {})
-    if not session.info.get("before_commit_listening"):
-        session.info["before_commit_listening"] = True
-        event.listen(session, "before_commit", _run_before_commit)
     hooks.setdefault(name, hook)
 
 
+@event.listens_for(Session, "before_commit")  # every session's: listening per session costs more
 def _run_before_commit(session: Session) -> None:
     # SQLAlchemy announces a savepoint's release as a commit too: wait for the real one.
-    if session.in_nested_transaction():
+    if "before_commit" not in session.info or session.in_nested_transaction():
         return
-    hooks: dict[str, Callable[[Session], None]] = session.info.pop("before_commit", {})
+    hooks: dict[str, Callable[[Session], None]] = session.info.pop("before_commit")
     for hook in hooks.values():
         hook(session)
 
