@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from starlette.concurrency import run_in_threadpool
 
-from flow_memory.kit.deps import Principal, SessionDep, require_scopes
+from flow_memory.kit.deps import Principal, require_scopes
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES, Identifier
 from flow_memory.kit.scopes import BUY, READ, SELL
@@ -80,15 +79,15 @@ async def cancel_order(
 async def market_depth(
     model: Annotated[Identifier, Query()],
     unit_type: Annotated[UnitType, Query()],
-    session: SessionDep,
     market: MarketDep,
     _principal: Annotated[Principal, Depends(require_scopes(READ))],
     levels: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> FlowJSONResponse:
     if isinstance(market, MarketProcess):
         return respond(await market.depth(model, unit_type, levels))
-    command = gateway.reading_depth(market, model, unit_type, levels)
-    return respond(await run_in_threadpool(command, session))
+    return respond(
+        await market.in_transaction(gateway.reading_depth(market, model, unit_type, levels))
+    )
 
 
 @router.post(
@@ -106,13 +105,11 @@ async def market_depth(
 )
 async def create_reservation(
     body: ReservationCreate,
-    session: SessionDep,
     market: MarketDep,
     principal: Annotated[Principal, Depends(require_scopes(BUY))],
 ) -> FlowJSONResponse:
     if isinstance(market, MarketProcess):
         answer, replay = await market.reserve(principal, body)
     else:
-        command = gateway.reserving(market, principal, body)
-        answer, replay = await run_in_threadpool(command, session)
+        answer, replay = await market.in_transaction(gateway.reserving(market, principal, body))
     return respond(answer, status_code=200 if replay else 201)

@@ -9,18 +9,21 @@ its route renders, ready for the wire: the same whichever process ran it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from flow_memory.kit.clock import Clock
-from flow_memory.kit.deps import Principal
+from flow_memory.kit.deps import Principal, transaction
 from flow_memory.market import reservations, service
 from flow_memory.market.models import MarketFill, MarketOrder, Reservation, ReservationHold
 from flow_memory.market.schemas import OrderCancel, OrderCreate, ReservationCreate
 from flow_memory.market.service import MarketRegistry, PlacedFill, PlacedOrder
 from flow_memory.market.writer import MarketWriter, batch_now
 from flow_memory.settings import Settings
+
+T = TypeVar("T")
 
 
 def fill_read(fill: MarketFill | PlacedFill) -> dict[str, Any]:
@@ -236,6 +239,15 @@ class LocalMarket:
     ) -> dict[str, Any]:
         result: dict[str, Any] = await self.writer.run(cancelling(self, principal, order_id, body))
         return result
+
+    async def in_transaction(self, command: Callable[[Session], T]) -> T:
+        """Run a command in a transaction of its own, on a worker thread."""
+
+        def run() -> T:
+            with transaction(self.writer.factory) as session:
+                return command(session)
+
+        return await run_in_threadpool(run)
 
     def start(self) -> None:
         """Nothing to start: the writer's thread starts with its first command."""

@@ -8,7 +8,8 @@ on one interpreter lock.
 The two processes talk over a socket pair only they hold. Each frame is a 4-byte big-endian
 length, then a pickle:
 - the server sends lists of commands ``(request id, kind, route-facts generation, time,
-  arguments)``, as many in a frame as its event loop queued since it last sent;
+  arguments)``, from a thread of its own, as many in a frame as were queued while it sent the
+  last one (so no event loop waits on the socket);
 - the market process answers each batch's commands in one frame, once the batch has
   committed: ``(request id, succeeded, result or error)``.
 
@@ -19,10 +20,15 @@ every command also tells it when the server forgot what decides a provider's rou
 it drops what its writer kept. The server's clock is the market's: a batch is applied at the
 time the server sent its latest command.
 
-If the server dies, the market process reads the end of the socket, finishes and commits what
-it was sent, and exits. If the market process dies, every command waiting on it is answered
-503 ``market_unavailable`` (it may or may not have been applied), and the next command starts
-a new one.
+The server stops it by closing its end of the socket: it finishes and commits what it was sent,
+then exits. It ignores SIGINT and SIGTERM, which reach it with the server's (Ctrl-C, a service
+manager's stop) before the server's graceful shutdown has sent its last commands. If the server
+dies, the market process reads the end of the socket just the same.
+
+If the market process dies, every command waiting on it is answered 503 ``market_unavailable``
+(it may or may not have been applied), and the next command starts a new one (unless the one
+that died lived less than a second: commands are then answered 503 for a second, rather than
+starting a process each).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -81,14 +88,19 @@ class MarketProcess:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._child: _Child | None = None
+        self._stopped = False
 
     def start(self) -> None:
         """Start the market process (the first command starts it otherwise)."""
+        with self._lock:
+            self._stopped = False
         self._running()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Have the market process finish every command it was sent, then exit."""
+        """Have the market process finish every command it was sent, then exit; later
+        commands are answered 503 until it is started again."""
         with self._lock:
+            self._stopped = True
             child, self._child = self._child, None
         if child is not None:
             child.stop(timeout)
@@ -128,7 +140,7 @@ class MarketProcess:
             child.pending.pop(request_id, None)
             raise _unavailable()
         generation = self._route_facts().generation
-        child.send((request_id, kind, generation, self._clock.now(), args), loop)
+        child.send((request_id, kind, generation, self._clock.now(), args))
         return await future
 
     def _running(self) -> _Child:
@@ -136,9 +148,16 @@ class MarketProcess:
         if child is not None and child.alive:
             return child
         with self._lock:
-            if self._child is None or not self._child.alive:
-                self._child = _Child.spawn(self._settings)
-            return self._child
+            child = self._child
+            if child is None or not child.alive:
+                if self._stopped:
+                    raise _unavailable()
+                if child is not None and child.ended_young():
+                    # It died starting: answer 503 for a while rather than start one per
+                    # command.
+                    raise _unavailable()
+                child = self._child = _Child.spawn(self._settings)
+            return child
 
 
 class _Child:
@@ -148,11 +167,17 @@ class _Child:
         self.process = process
         self.sock = sock
         self.alive = True
+        self.started = time.monotonic()
+        self.ended: float | None = None
         self.pending: dict[int, asyncio.Future[Any]] = {}
-        self._outbox: list[tuple[Any, ...]] = []
-        self._flushing = False
-        self._outbox_lock = threading.Lock()
-        self._send_lock = threading.Lock()
+        # Commands wait here for the sending thread, so no event loop ever blocks on a socket
+        # the market process is slow to read (it is still starting, or paused).
+        self._outbox: list[Any] = []
+        self._outbox_ready = threading.Condition()
+        self._closing = False
+        self._sender = threading.Thread(
+            target=self._send, name="flow-memory-market-commands", daemon=True
+        )
         self._reader = threading.Thread(
             target=self._read, name="flow-memory-market-answers", daemon=True
         )
@@ -162,40 +187,52 @@ class _Child:
         ours, theirs = socket.socketpair()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "flow_memory.market.process", str(theirs.fileno())],
+                [sys.executable, "-m", "flow_memory.market", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         child = cls(process, ours)
-        child._send_frame(dataclasses.asdict(settings))
+        child._outbox.append(dataclasses.asdict(settings))  # its first frame: the settings
+        child._sender.start()
         child._reader.start()
         log.info("market process %d started", process.pid)
         return child
 
-    def send(self, command: tuple[Any, ...], loop: asyncio.AbstractEventLoop) -> None:
-        """Queue a command; it is sent with the others this loop queues before it next runs."""
-        with self._outbox_lock:
+    def ended_young(self) -> bool:
+        """Whether it ended within a second of starting, less than a second ago."""
+        ended = self.ended
+        return ended is not None and ended - self.started < 1 and time.monotonic() - ended < 1
+
+    def send(self, command: tuple[Any, ...]) -> None:
+        """Queue a command: sent with every other command queued while the last frame went."""
+        with self._outbox_ready:
             self._outbox.append(command)
-            if self._flushing:
-                return
-            self._flushing = True
-        loop.call_soon(self._flush)
+            self._outbox_ready.notify()
 
-    def _flush(self) -> None:
-        with self._outbox_lock:
-            commands, self._outbox = self._outbox, []
-            self._flushing = False
-        if commands:
+    def _send(self) -> None:
+        first = True
+        while True:
+            with self._outbox_ready:
+                while not self._outbox and not self._closing:
+                    self._outbox_ready.wait()
+                if not self._outbox:
+                    return  # closing, and everything queued was sent
+                queued, self._outbox = self._outbox, []
+            # The settings go alone, as the first frame; commands go as one list a frame.
+            frames = [queued[0], queued[1:]] if first else [queued]
+            first = False
             try:
-                self._send_frame(commands)
+                for value in frames:
+                    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+                    self.sock.sendall(len(data).to_bytes(4, "big") + data)
             except OSError:
-                log.warning("the market process is gone; %d commands were not sent", len(commands))
-
-    def _send_frame(self, value: Any) -> None:
-        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        with self._send_lock:
-            self.sock.sendall(len(data).to_bytes(4, "big") + data)
+                # It is gone: the reading thread answers every waiting command 503.
+                log.warning("the market process is gone; commands were not sent")
+                return
 
     def _read(self) -> None:
         try:
@@ -210,6 +247,7 @@ class _Child:
             pass
         finally:
             self.alive = False
+            self.ended = time.monotonic()
             waiting = list(self.pending.items())
             self.pending.clear()
             if waiting:
@@ -220,6 +258,10 @@ class _Child:
                 self.process.wait(5)  # it closed its end by exiting: reap it
 
     def stop(self, timeout: float) -> None:
+        with self._outbox_ready:
+            self._closing = True
+            self._outbox_ready.notify()
+        self._sender.join(timeout)  # every command queued is sent
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_WR)  # the end of its commands: it finishes, exits
         self._reader.join(timeout)
@@ -373,8 +415,5 @@ def _picklable(answer: tuple[int, bool, Any], error: Exception) -> tuple[int, bo
 
 
 def main() -> None:
+    """The market process (started as ``python -m flow_memory.market <fd>``)."""
     serve(socket.socket(fileno=int(sys.argv[1])))
-
-
-if __name__ == "__main__":
-    main()

@@ -64,7 +64,7 @@ class MarketWriter:
         *,
         after_batch: Callable[[], None] | None = None,
     ) -> None:
-        self._factory = factory
+        self.factory = factory
         self._after_batch = after_batch  # runs once each batch's outcomes are all told
         self._queue: queue.SimpleQueue[Queued | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -126,7 +126,7 @@ class MarketWriter:
     def _apply(self, batch: list[Queued]) -> None:
         outcomes: list[tuple[Waiter, bool, Any]] = []
         try:
-            with transaction(self._factory) as session:
+            with transaction(self.factory) as session:
                 session.info["market_writer"] = True
                 for command, future, deferred_only in batch:
                     session.info["deferred_marks"] = _deferred_marks(session)

@@ -177,3 +177,50 @@ def test_a_refusal_in_the_market_process_reads_as_it_does_in_the_server(
     assert refused.json()["error"]["field"] == "units"
     assert refused.json()["error"]["hint"] == "lower units or publish more capacity"
     assert_safety(refused.json())
+
+
+def test_a_market_process_slow_to_read_never_holds_up_the_server(
+    client: TestClient, market: MarketProcess, buyer: Headers, stopped_market: int
+) -> None:
+    # About 240 KB an order (60 metadata values of 4,000 characters, within every limit):
+    # two of them fill the socket's buffer while the market process is paused.
+    big = {**bid_body(1000, 0.0000001), "metadata": {f"k{i}": "x" * 4000 for i in range(60)}}
+    posts = [in_thread(lambda: client.post(ORDERS, json=big, headers=buyer)) for _ in range(2)]
+    wait_for(lambda: pending(market) == 2, "both orders to be queued")
+    probe, answers = in_thread(lambda: client.get("/readyz"))
+    probe.join(20)
+    assert not probe.is_alive(), "the server's event loop waited on the market process"
+    assert [a.status_code for a in answers] == [200]
+    os.kill(stopped_market, signal.SIGCONT)
+    for thread, placed in posts:
+        thread.join(30)
+        assert [a.status_code for a in placed] == [201]
+
+
+@pytest.mark.parametrize("signal_sent", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_market_process_outlives_signals_meant_for_the_server(
+    client: TestClient, market: MarketProcess, buyer: Headers, signal_sent: signal.Signals
+) -> None:
+    # Ctrl-C reaches the whole process group, a service manager's stop every process of the
+    # service: the server's graceful shutdown still has commands to send it, and stops it.
+    pid = running_pid(market)
+    ok(client.post(ORDERS, json=bid_body(1000, 0.0000001), headers=buyer), 201)  # it runs
+    os.kill(pid, signal_sent)
+    for _ in range(2):  # the second order is sent once the signal has surely arrived
+        placed = ok(client.post(ORDERS, json=bid_body(1000, 0.0000001), headers=buyer), 201)
+        assert placed["order"]["status"] == "open"
+    assert running_pid(market) == pid and running(pid)
+
+
+def test_a_stopped_market_answers_503_until_started_again(
+    client: TestClient, market: MarketProcess, buyer: Headers
+) -> None:
+    pid = running_pid(market)
+    market.stop()
+    wait_for(lambda: not running(pid), "the market process to exit")
+    refused = client.post(ORDERS, json=bid_body(1000, 0.0000001), headers=buyer)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "market_unavailable"
+    market.start()
+    ok(client.post(ORDERS, json=bid_body(1000, 0.0000001), headers=buyer), 201)
+    assert running_pid(market) != pid

@@ -97,7 +97,7 @@ def call_edge(
 
     async def run() -> None:
         await edge(scope, receive, send)
-        app.state.market.stop()
+        app.state.market_writer.stop()
 
     asyncio.run(run())
     status = sent[0]["status"]
