@@ -28,6 +28,10 @@ def seller_headers(app: FastAPI, owner_id: str = SELLER) -> Headers:
     return key_headers(app, owner_id, "inference:sell", "inference:read")
 
 
+def buyer_headers(app: FastAPI, owner_id: str = BUYER) -> Headers:
+    return key_headers(app, owner_id, "inference:buy", "inference:read")
+
+
 def admin_headers(app: FastAPI) -> Headers:
     return key_headers(app, "operator", "inference:admin")
 

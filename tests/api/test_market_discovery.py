@@ -17,7 +17,6 @@ from tests.api.test_market_orders import (
     UNIT,
     ask,
     bid,
-    buyer_headers,
     cancel,
     error,
     iso,
@@ -29,7 +28,6 @@ from tests.factories import (
     capacity_body,
     eligible_provider,
     key_headers,
-    seller_headers,
 )
 
 Headers = dict[str, str]
@@ -41,16 +39,6 @@ READ_ROUTES = [
     f"/inference/sellers/{SELLER}/profile",
     "/inference/providers/agent/manifest",
 ]
-
-
-@pytest.fixture
-def seller(app: FastAPI) -> Headers:
-    return seller_headers(app)
-
-
-@pytest.fixture
-def buyer(app: FastAPI) -> Headers:
-    return buyer_headers(app)
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from tests.factories import (
     BUYER,
     SELLER,
     admin_headers,
+    buyer_headers,
     capacity_body,
     eligible_provider,
     key_headers,
@@ -55,10 +56,6 @@ Headers = dict[str, str]
 
 def iso(seconds: float) -> str:
     return (TEST_START + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def buyer_headers(app: FastAPI, owner_id: str = BUYER) -> Headers:
-    return key_headers(app, owner_id, "inference:buy", "inference:read")
 
 
 def bid_body(units: int, price: float, **overrides: Any) -> dict[str, Any]:
@@ -141,16 +138,6 @@ def placing(app: FastAPI, principal: Principal, body: OrderCreate) -> Any:
         )
 
     return command
-
-
-@pytest.fixture
-def seller(app: FastAPI) -> Headers:
-    return seller_headers(app)
-
-
-@pytest.fixture
-def buyer(app: FastAPI) -> Headers:
-    return buyer_headers(app)
 
 
 @pytest.fixture

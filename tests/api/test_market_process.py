@@ -21,9 +21,9 @@ from sqlalchemy import func, select
 
 from flow_memory.market.models import MarketOrder
 from flow_memory.market.process import MarketProcess
-from tests.api.test_market_orders import ORDERS, ask_body, bid_body, buyer_headers, depth
+from tests.api.test_market_orders import ORDERS, ask_body, bid_body, depth
 from tests.assertions import assert_safety, ok
-from tests.factories import eligible_provider, seller_headers
+from tests.factories import eligible_provider
 from tests.processes import running
 
 Headers = dict[str, str]
@@ -39,16 +39,6 @@ def market(app: FastAPI) -> MarketProcess:
     process: MarketProcess = app.state.market
     assert isinstance(process, MarketProcess)
     return process
-
-
-@pytest.fixture
-def seller(app: FastAPI) -> Headers:
-    return seller_headers(app)
-
-
-@pytest.fixture
-def buyer(app: FastAPI) -> Headers:
-    return buyer_headers(app)
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:

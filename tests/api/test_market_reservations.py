@@ -17,7 +17,6 @@ from tests.api.test_market_orders import (
     ask,
     beat,
     bid,
-    buyer_headers,
     capacity_body,
     depth,
     error,
@@ -25,7 +24,14 @@ from tests.api.test_market_orders import (
     levels,
     ok,
 )
-from tests.factories import BUYER, admin_headers, eligible_provider, key_headers, seller_headers
+from tests.factories import (
+    BUYER,
+    admin_headers,
+    buyer_headers,
+    eligible_provider,
+    key_headers,
+    seller_headers,
+)
 
 # Each test runs with the market in the app's process and in a process of its own.
 BOTH_MARKETS = True
@@ -54,16 +60,6 @@ def seed_body(provider_id: str | None, **overrides: Any) -> dict[str, Any]:
 
 def reserve(client: TestClient, headers: Headers, body: dict[str, Any]) -> Response:
     return client.post(RESERVATIONS, json=body, headers=headers)
-
-
-@pytest.fixture
-def seller(app: FastAPI) -> Headers:
-    return seller_headers(app)
-
-
-@pytest.fixture
-def buyer(app: FastAPI) -> Headers:
-    return buyer_headers(app)
 
 
 @pytest.fixture

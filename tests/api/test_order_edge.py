@@ -18,7 +18,6 @@ from tests.api.test_market_orders import (
     ORDERS,
     ask_body,
     bid_body,
-    buyer_headers,
 )
 from tests.assertions import assert_safety, ok
 from tests.factories import eligible_provider, seller_headers
@@ -103,11 +102,6 @@ def call_edge(
     status = sent[0]["status"]
     body_out = b"".join(m.get("body", b"") for m in sent[1:])
     return status, (json.loads(body_out) if body_out else None), stack
-
-
-@pytest.fixture
-def buyer(app: FastAPI) -> Headers:
-    return buyer_headers(app)
 
 
 def encoded(body: dict[str, Any]) -> bytes:

@@ -18,11 +18,6 @@ Headers = dict[str, str]
 
 
 @pytest.fixture
-def buyer(app: FastAPI) -> Headers:
-    return key_headers(app, "agent-research-1", "inference:buy", "inference:read")
-
-
-@pytest.fixture
 def records(app: FastAPI, client: TestClient, buyer: Headers) -> dict[str, str]:
     """A filled bid and a reservation owned by the buyer."""
     eligible_provider(client, seller_headers(app))

@@ -25,7 +25,6 @@ from tests.factories import (
     create_credential_ref,
     credential_ref_body,
     enroll_body,
-    seller_headers,
 )
 from tests.unit.test_safety import ALLOWED_CASES, FORBIDDEN_CASES, ForbiddenCase
 
@@ -184,11 +183,6 @@ def server_log_text(caplog: pytest.LogCaptureFixture) -> str:
         for record in caplog.records
         if not record.name.startswith(CLIENT_LOGGERS)
     )
-
-
-@pytest.fixture
-def seller(app: FastAPI) -> Headers:
-    return seller_headers(app)
 
 
 class TestForbiddenMaterialIsRefused:

@@ -34,6 +34,7 @@ from tests.factories import (
     BUYER,
     SELLER,
     admin_headers,
+    buyer_headers,
     catalog_body,
     eligible_provider,
     key_headers,
@@ -123,10 +124,6 @@ def selling_provider(
     provider_id = str(eligible_provider(client, headers, **enroll)["provider_id"])
     publish(client, headers, clock, provider_id, *lines)
     return provider_id
-
-
-def buyer_headers(app: FastAPI, owner_id: str = BUYER) -> Headers:
-    return key_headers(app, owner_id, "inference:buy", "inference:read")
 
 
 def place(client: TestClient, headers: Headers, body: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,6 @@ from tests.api.test_usage_analytics import (
     Line,
     all_records,
     bid,
-    buyer_headers,
     long_lived_settings,
     publish,
     record_ledger,
@@ -39,6 +38,7 @@ from tests.api.test_usage_analytics import (
 from tests.assertions import assert_safety, error, ok
 from tests.factories import (
     admin_headers,
+    buyer_headers,
     create_credential_ref,
     enroll_provider,
     key_headers,
