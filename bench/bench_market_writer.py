@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -29,9 +28,8 @@ from bench.bench_orders_http import MODEL, setup_market
 from flow_memory.app import create_app
 from flow_memory.keys import service as keys
 from flow_memory.kit.deps import Principal
-from flow_memory.market import service
+from flow_memory.market.gateway import placing
 from flow_memory.market.schemas import OrderCreate
-from flow_memory.market.writer import batch_now
 from flow_memory.migrations import upgrade
 from flow_memory.settings import Settings
 
@@ -39,7 +37,7 @@ BUYER = Principal("bench-buyer-key", "bench-buyer", frozenset({"inference:buy"})
 SELLER = Principal("bench-seller-key", "bench-seller", frozenset({"inference:sell"}))
 
 
-def order_body(rng: random.Random, provider_id: str) -> tuple[OrderCreate, Principal]:
+def order_body(rng: random.Random, provider_id: str) -> tuple[Principal, OrderCreate]:
     units = rng.randint(1, 50) * 100
     if rng.random() < 0.5:
         ask = {"side": "ask", "provider_id": provider_id, "units": units}
@@ -50,7 +48,7 @@ def order_body(rng: random.Random, provider_id: str) -> tuple[OrderCreate, Princ
         bid = {"side": "bid", "units": units, "time_in_force": tif}
         body, principal = {**bid, "limit_unit_price": f"0.000{rng.randint(505, 525)}"}, BUYER
     full = {"model": MODEL, "unit_type": "token", **body}
-    return OrderCreate.model_validate(full), principal
+    return principal, OrderCreate.model_validate(full)
 
 
 def main() -> None:
@@ -79,27 +77,17 @@ def main() -> None:
 def run(app: Any, provider_id: str, seconds: float, batch_sizes: list[int]) -> None:
     rng = random.Random(1)
     writer = app.state.market_writer
-
-    def command(body: OrderCreate, principal: Principal) -> Any:
-        def place(session: Session) -> Any:
-            now = batch_now(session, app.state.clock)
-            return service.place_order(
-                session,
-                app.state.markets,
-                principal=principal,
-                body=body,
-                settings=app.state.settings,
-                now=now,
-            )
-
-        return place
+    market = app.state.market  # the in-process market: what its writer's commands run with
 
     print("market writer alone (in process, SQLite WAL, synchronous=FULL)")
     for size in batch_sizes:
         placed = 0
         started, cpu = time.perf_counter(), time.process_time()
         while time.perf_counter() - started < seconds:
-            batch = [(command(*order_body(rng, provider_id)), Future(), True) for _ in range(size)]
+            batch = [
+                (placing(market, *order_body(rng, provider_id)), Future(), True)
+                for _ in range(size)
+            ]
             writer._apply(batch)
             for _, future, _ in batch:
                 future.result()
