@@ -31,7 +31,7 @@ from flow_memory.kit.schemas import GUARD_RESPONSES
 from flow_memory.market.api import router as market_router
 from flow_memory.market.discovery_api import router as discovery_router
 from flow_memory.market.edge import OrderEdge
-from flow_memory.market.gateway import LocalMarket
+from flow_memory.market.gateway import LocalMarket, Market
 from flow_memory.market.process import MarketProcess
 from flow_memory.market.service import MarketRegistry
 from flow_memory.market.writer import MarketWriter
@@ -184,11 +184,12 @@ def create_app(
     )
     app.state.markets = MarketRegistry(route_facts=lambda: app.state.route_facts)
     app.state.market_writer = MarketWriter(app.state.session_factory)
-    app.state.market = (
+    market: Market = (
         MarketProcess(settings, app.state.clock, lambda: app.state.route_facts)
         if settings.market_process
         else LocalMarket(app.state.market_writer, app.state.markets, settings, app.state.clock)
     )
+    app.state.market = market
     app.include_router(credentials_router)
     app.include_router(discovery_router)
     app.include_router(providers_router)

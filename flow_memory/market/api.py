@@ -10,9 +10,7 @@ from flow_memory.kit.deps import Principal, require_scopes
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES, Identifier
 from flow_memory.kit.scopes import BUY, READ, SELL
-from flow_memory.market import gateway
-from flow_memory.market.gateway import LocalMarket
-from flow_memory.market.process import MarketProcess
+from flow_memory.market.gateway import Market
 from flow_memory.market.schemas import (
     DepthResponse,
     OrderCancel,
@@ -36,12 +34,12 @@ authorize_trader = require_scopes(*TRADER_SCOPES)
 Trader = Annotated[Principal, Depends(authorize_trader)]
 
 
-async def get_market(request: Request) -> LocalMarket | MarketProcess:
-    market: LocalMarket | MarketProcess = request.app.state.market
+async def get_market(request: Request) -> Market:
+    market: Market = request.app.state.market
     return market
 
 
-MarketDep = Annotated[LocalMarket | MarketProcess, Depends(get_market)]
+MarketDep = Annotated[Market, Depends(get_market)]
 
 
 @router.post(
@@ -83,11 +81,7 @@ async def market_depth(
     _principal: Annotated[Principal, Depends(require_scopes(READ))],
     levels: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> FlowJSONResponse:
-    if isinstance(market, MarketProcess):
-        return respond(await market.depth(model, unit_type, levels))
-    return respond(
-        await market.in_transaction(gateway.reading_depth(market, model, unit_type, levels))
-    )
+    return respond(await market.depth(model, unit_type, levels))
 
 
 @router.post(
@@ -108,8 +102,5 @@ async def create_reservation(
     market: MarketDep,
     principal: Annotated[Principal, Depends(require_scopes(BUY))],
 ) -> FlowJSONResponse:
-    if isinstance(market, MarketProcess):
-        answer, replay = await market.reserve(principal, body)
-    else:
-        answer, replay = await market.in_transaction(gateway.reserving(market, principal, body))
+    answer, replay = await market.reserve(principal, body)
     return respond(answer, status_code=200 if replay else 201)

@@ -207,7 +207,8 @@ def reservation_answer(
 
 
 class Market(Protocol):
-    """Where orders and cancels are applied."""
+    """Where the book-touching commands run: ``LocalMarket``, or ``MarketProcess``
+    (``flow_memory.market.process``)."""
 
     async def place(self, principal: Principal, body: OrderCreate) -> dict[str, Any]: ...
 
@@ -215,10 +216,21 @@ class Market(Protocol):
         self, principal: Principal, order_id: str, body: OrderCancel
     ) -> dict[str, Any]: ...
 
+    async def depth(self, model: str, unit_type: str, levels: int) -> dict[str, Any]: ...
+
+    async def reserve(
+        self, principal: Principal, body: ReservationCreate
+    ) -> tuple[dict[str, Any], bool]: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
 
 class LocalMarket:
     """The market writer in this process: its thread applies orders and cancels to the books
-    this process keeps; depth reads and reservations run in their requests' transactions."""
+    this process keeps; depth reads and reservations run in transactions of their own, on
+    worker threads."""
 
     def __init__(
         self, writer: MarketWriter, markets: MarketRegistry, settings: Settings, clock: Clock
@@ -240,7 +252,15 @@ class LocalMarket:
         result: dict[str, Any] = await self.writer.run(cancelling(self, principal, order_id, body))
         return result
 
-    async def in_transaction(self, command: Callable[[Session], T]) -> T:
+    async def depth(self, model: str, unit_type: str, levels: int) -> dict[str, Any]:
+        return await self._in_transaction(reading_depth(self, model, unit_type, levels))
+
+    async def reserve(
+        self, principal: Principal, body: ReservationCreate
+    ) -> tuple[dict[str, Any], bool]:
+        return await self._in_transaction(reserving(self, principal, body))
+
+    async def _in_transaction(self, command: Callable[[Session], T]) -> T:
         """Run a command in a transaction of its own, on a worker thread."""
 
         def run() -> T:
