@@ -172,7 +172,7 @@ class _Child:
         self.pending: dict[int, asyncio.Future[Any]] = {}
         # Commands wait here for the sending thread, so no event loop ever blocks on a socket
         # the market process is slow to read (it is still starting, or paused).
-        self._outbox: list[Any] = []
+        self._outbox: list[tuple[Any, ...]] = []
         self._outbox_ready = threading.Condition()
         self._closing = False
         self._sender = threading.Thread(
@@ -196,7 +196,8 @@ class _Child:
         finally:
             theirs.close()
         child = cls(process, ours)
-        child._outbox.append(dataclasses.asdict(settings))  # its first frame: the settings
+        # Its first frame: the settings (a new socket's buffer takes them without waiting).
+        child._send_frame(dataclasses.asdict(settings))
         child._sender.start()
         child._reader.start()
         log.info("market process %d started", process.pid)
@@ -214,7 +215,6 @@ class _Child:
             self._outbox_ready.notify()
 
     def _send(self) -> None:
-        first = True
         while True:
             with self._outbox_ready:
                 while not self._outbox and not self._closing:
@@ -222,17 +222,15 @@ class _Child:
                 if not self._outbox:
                     return  # closing, and everything queued was sent
                 queued, self._outbox = self._outbox, []
-            # The settings go alone, as the first frame; commands go as one list a frame.
-            frames = [queued[0], queued[1:]] if first else [queued]
-            first = False
             try:
-                for value in frames:
-                    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-                    self.sock.sendall(len(data).to_bytes(4, "big") + data)
+                self._send_frame(queued)
             except OSError:
                 # It is gone: the reading thread answers every waiting command 503.
                 log.warning("the market process is gone; commands were not sent")
                 return
+
+    def _send_frame(self, value: Any) -> None:
+        write_frame(self.sock, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
     def _read(self) -> None:
         try:
@@ -293,6 +291,11 @@ def _describe(error: BaseException) -> tuple[Any, ...]:
     if isinstance(error, FlowMemoryError):
         return ("refused", error.message, error.field, error.hint, error.code, error.status_code)
     return ("failed", f"{type(error).__name__}: {error}")
+
+
+def write_frame(sock: socket.socket, data: bytes) -> None:
+    """Send one frame: a pickle's bytes, after their length."""
+    sock.sendall(len(data).to_bytes(4, "big") + data)
 
 
 def read_frames(sock: socket.socket) -> Iterator[Any]:
@@ -401,7 +404,7 @@ def _send_answers(sock: socket.socket, answers: list[tuple[int, bool, Any]]) -> 
             [_picklable(answer, error) for answer in answers], protocol=pickle.HIGHEST_PROTOCOL
         )
     try:
-        sock.sendall(len(data).to_bytes(4, "big") + data)
+        write_frame(sock, data)
     except OSError:
         log.warning("%d market answers were not delivered: the server is gone", len(answers))
 
