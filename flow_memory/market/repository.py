@@ -12,7 +12,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from flow_memory.kit.db import BulkWrite, bulk_insert, dialect_inserts
+from flow_memory.kit.db import BulkWrite, DriverQuery, bulk_insert, dialect_inserts
 from flow_memory.market.models import (
     FeedEvent,
     Market,
@@ -38,7 +38,9 @@ class MarketRow:
 
 _MARKETS: Table = Market.__table__  # type: ignore[assignment]
 # Built once: a statement object reused keeps its cache key, which is costly to compute.
-_LOCK_MARKET = (
+# Run on the driver directly (once per market batch: SQLAlchemy's execution path costs more
+# than the query).
+_LOCK_MARKET = DriverQuery(
     select(_MARKETS.c.version, _MARKETS.c.next_sequence)
     .where(
         _MARKETS.c.model == bindparam("model"),
@@ -50,7 +52,7 @@ _CREATE_MARKET = {
     dialect: statement.on_conflict_do_nothing()
     for dialect, statement in dialect_inserts(_MARKETS).items()
 }
-_SAVE_MARKET = (
+_SAVE_MARKET = DriverQuery(
     update(_MARKETS)
     .where(
         _MARKETS.c.model == bindparam("b_model"),
@@ -64,13 +66,14 @@ def lock_market(session: Session, model: str, unit_type: str, *, now: datetime) 
     """Fetch the market row under a row lock, creating it on first use."""
     key = {"model": model, "unit_type": unit_type}
     connection = session.connection()
-    found = connection.execute(_LOCK_MARKET, key).first()
-    if found is None:
+    found = _LOCK_MARKET.rows(connection, key)
+    if not found:
         # Two writers may create it at once (PostgreSQL): the loser's insert does nothing.
         create = _CREATE_MARKET[connection.dialect.name]
         connection.execute(create, {**key, "version": 0, "next_sequence": 1, "created_at": now})
-        found = connection.execute(_LOCK_MARKET, key).one()
-    return MarketRow(model, unit_type, found.version, found.next_sequence)
+        found = _LOCK_MARKET.rows(connection, key)
+    ((version, next_sequence),) = found
+    return MarketRow(model, unit_type, version, next_sequence)
 
 
 def save_market_counters(
@@ -79,8 +82,8 @@ def save_market_counters(
     """Write a market's version and next sequence (the row itself may be unchanged)."""
     if (version, next_sequence) == (market.version, market.next_sequence):
         return
-    session.connection().execute(
-        _SAVE_MARKET,
+    _SAVE_MARKET.rows(
+        session.connection(),
         {
             "b_model": market.model,
             "b_unit_type": market.unit_type,

@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import Table, bindparam, delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
-from flow_memory.kit.db import BulkWrite, bulk_insert
+from flow_memory.kit.db import BulkWrite, DriverQuery, bulk_insert
 from flow_memory.market.models import FeedEvent, MarketOrder
 
 ORDERS: Table = MarketOrder.__table__  # type: ignore[assignment]
@@ -128,3 +130,28 @@ def test_updates_are_stored_as_sqlalchemy_stores_them(app: FastAPI) -> None:
             later,
             Decimal("0.5"),
         )
+
+
+def test_a_refused_row_is_reported_as_sqlalchemy_reports_it(app: FastAPI) -> None:
+    writer = bulk_insert(ORDERS)
+    with app.state.engine.connect() as connection:
+        writer.execute(connection, [order("ord_bulk_twice")])
+        with pytest.raises(IntegrityError):
+            writer.execute(connection, [order("ord_bulk_twice")])
+        connection.rollback()
+
+
+def test_a_driver_query_reads_by_named_parameters(app: FastAPI) -> None:
+    query = DriverQuery(
+        select(ORDERS.c.order_id, ORDERS.c.units).where(ORDERS.c.owner_id == bindparam("owner"))
+    )
+    with app.state.engine.begin() as connection:
+        bulk_insert(ORDERS).execute(
+            connection,
+            [order("ord_bulk_q1", owner_id="q-owner"), order("ord_bulk_q2", units=7)],
+        )
+        assert query.rows(connection, {"owner": "q-owner"}) == [("ord_bulk_q1", 1000)]
+        assert query.rows(connection, {"owner": "nobody"}) == []
+        with pytest.raises(ValueError):
+            query.rows(connection, {"someone": "q-owner"})
+        connection.execute(delete(ORDERS).where(ORDERS.c.order_id.like("ord_bulk_q%")))

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import TypeDecorator
+from sqlalchemy.dialects import postgresql, sqlite
 
-from flow_memory.kit.db import canonical_json
+from flow_memory.kit.db import JSONDocument, canonical_json
 
 
 def round_trip(value: Any) -> Any:
@@ -80,3 +82,41 @@ def test_keys_are_sorted_at_every_level(price: Any) -> None:
     assert list(result) == ["a", "b"]
     assert list(result["a"]) == ["c", "d"] and list(result["a"]["d"][0]) == ["y", "z"]
     assert result["a"]["c"] == (0.5 if isinstance(price, float) else "0.5")
+
+
+def _unfused(dialect: Any) -> Any:
+    """The column's bind step as two steps: ``canonical_json``, then the JSON type's own."""
+    column_type = JSONDocument().dialect_impl(dialect)
+    return TypeDecorator.bind_processor(column_type, dialect)
+
+
+def written(value: Any) -> Any:
+    """What a bind step hands the driver: text, or (psycopg) the document it will write."""
+    return getattr(value, "obj", value)
+
+
+DIALECTS = [sqlite.dialect(), postgresql.psycopg.dialect()]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+@given(value=st.one_of(documents, plain_documents))
+def test_the_column_writes_what_the_two_steps_write(dialect: Any, value: Any) -> None:
+    fused = JSONDocument().dialect_impl(dialect).bind_processor(dialect)
+    unfused = _unfused(dialect)
+    try:
+        expected = written(unfused(value))
+    except TypeError:  # keys json cannot sort: both refuse
+        with pytest.raises(TypeError):
+            fused(value)
+        return
+    assert same(written(fused(value)), expected)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+def test_an_empty_object_and_a_feed_payload_are_written_as_before(dialect: Any) -> None:
+    fused = JSONDocument().dialect_impl(dialect).bind_processor(dialect)
+    payload = {"units": 300, "side": "bid", "limit_unit_price": "0.0005", "status": "open"}
+    for value in ({}, dict(), payload, {"nested": {"b": [1.5, None], "a": True}}):
+        assert same(written(fused(value)), written(_unfused(dialect)(value)))
+    if dialect.name == "sqlite":
+        assert fused(payload) == json.dumps(payload, sort_keys=True)
