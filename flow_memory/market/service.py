@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from flow_memory.kit.deps import Principal, on_session_end
 from flow_memory.kit.errors import Conflict, Forbidden, Invalid, NotFound
-from flow_memory.kit.ids import new_id
+from flow_memory.kit.ids import new_ordered_id
 from flow_memory.kit.money import plain
 from flow_memory.kit.scopes import BUY, SELL
 from flow_memory.market import repository
@@ -570,7 +570,7 @@ def place_order(
     if provider is not None and source != SNAPSHOT_SOURCE:
         _check_ask_capacity(session, market, provider, body)
     sequence = market.take_sequence()
-    order_id = new_id("ord")
+    order_id = new_ordered_id("ord", now)
     incoming = Order(
         order_id=order_id,
         side=body.side,
@@ -853,7 +853,7 @@ def _record_fills(
         if ask.order_id != synced and ask.source != SNAPSHOT_SOURCE and ask.provider_id in offered:
             offered[ask.provider_id] -= fill.units  # a resting manual ask traded
         row = PlacedFill(
-            fill_id=new_id("fill"),
+            fill_id=new_ordered_id("fill", now),
             model=market.row.model,
             unit_type=market.row.unit_type,
             bid_order_id=bid.order_id,

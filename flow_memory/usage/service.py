@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from flow_memory.kit.db import BulkWrite, bulk_insert, dialect_inserts
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Invalid
-from flow_memory.kit.ids import new_id
+from flow_memory.kit.ids import new_ordered_id
 from flow_memory.kit.money import EXACT, exact, from_parts, to_parts
 from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.kit.scopes import AUDIT
@@ -84,7 +84,7 @@ def record_values(item: UsageInput, *, now: datetime) -> dict[str, Any]:
         reference_cost = exact(EXACT.multiply(item.actual_units, item.reference_unit_price))
         savings = exact(max(ZERO, EXACT.subtract(reference_cost, actual_cost)))
     return dict(
-        usage_id=new_id("use"),
+        usage_id=new_ordered_id("use", now),
         source=item.source,
         decision=item.decision,
         owner_id=item.owner_id,
