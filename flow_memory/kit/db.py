@@ -88,6 +88,17 @@ class Money(TypeDecorator[Decimal]):
             return None
         return exact(value if isinstance(value, Decimal) else Decimal(str(value)))
 
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: Any) -> Any:  # ``process_bind_param`` in one step (text has none)
+            if value is None:
+                return None
+            return format(value if type(value) is Decimal else Decimal(value), "f")
+
+        return process
+
 
 class JSONDocument(TypeDecorator[Any]):
     """JSON stored as text with sorted keys, so equal documents compare equal."""

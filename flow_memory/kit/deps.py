@@ -34,7 +34,7 @@ def _run_end_hooks(session: Session, committed: bool) -> None:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+def transaction(factory: Callable[[], Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error, then run the end hooks."""
     session = factory()
     committed = False

@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.kit.clock import Clock
@@ -69,6 +69,10 @@ class MarketWriter:
         self._queue: queue.SimpleQueue[Queued | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        # The writer's own database connection, kept from batch to batch (taking one from the
+        # pool and giving it back costs more than a small batch's statements); a failed batch
+        # drops it, in case the connection itself failed.
+        self._connection: Connection | None = None
         self.batches = 0
         self.commands = 0
 
@@ -87,6 +91,7 @@ class MarketWriter:
         """Finish every queued command, then end the thread."""
         thread = self._thread
         if thread is None:
+            self._drop_connection()  # batches applied directly (tests) may have opened it
             return
         self._queue.put(None)
         thread.join(timeout)
@@ -104,6 +109,12 @@ class MarketWriter:
                 self._thread.start()
 
     def _loop(self) -> None:
+        try:
+            self._take_batches()
+        finally:
+            self._drop_connection()
+
+    def _take_batches(self) -> None:
         while True:
             first = self._queue.get()
             if first is None:
@@ -126,7 +137,7 @@ class MarketWriter:
     def _apply(self, batch: list[Queued]) -> None:
         outcomes: list[tuple[Waiter, bool, Any]] = []
         try:
-            with transaction(self.factory) as session:
+            with transaction(self._session) as session:
                 session.info["market_writer"] = True
                 for command, future, deferred_only in batch:
                     session.info["deferred_marks"] = _deferred_marks(session)
@@ -152,12 +163,29 @@ class MarketWriter:
         except Exception as error:
             log.exception("market batch commit failed")
             outcomes = [(future, False, error) for _, future, _ in batch]
+            self._drop_connection()
         else:
             self.batches += 1
             self.commands += len(batch)
         settle(outcomes)
         if self._after_batch is not None:
             self._after_batch()
+
+    def _session(self) -> Session:
+        """A session on the writer's own connection (its transaction is the batch's)."""
+        if self._connection is None or self._connection.invalidated:
+            self._drop_connection()
+            engine = self.factory.kw["bind"]
+            self._connection = engine.connect()
+        return self.factory(bind=self._connection)
+
+    def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:
+                log.exception("closing the market writer's connection failed")
 
 
 def settle(outcomes: list[tuple[Any, bool, Any]]) -> None:
