@@ -1152,6 +1152,26 @@ class TestGroupCommit:
         assert levels(depth(client, buyer)["asks"])[:1] == [(0.0000007, 3000, 1)]
         assert bid(client, buyer, 1000, 0.0000008)["order"]["status"] == "filled"
 
+    def test_after_a_batch_whose_connection_breaks_the_next_batch_is_applied(
+        self, app: FastAPI, client: TestClient, seller: Headers, provider_id: str
+    ) -> None:
+        ask(client, seller, provider_id, 3000, 0.0000007)
+        writer = app.state.market_writer
+
+        def breaks_its_connection(session: Session) -> str:
+            session.connection().connection.dbapi_connection.close()
+            raise RuntimeError("test double: the database connection is gone")
+
+        broken: Future[Any] = Future()
+        writer._apply([(breaks_its_connection, broken, False)])
+        with pytest.raises(Exception):  # noqa: B017 - whichever the closed driver raises
+            broken.result()
+        placed: Future[Any] = Future()
+        writer._apply([(self._bid(app, 1000), placed, True)])
+        with app.state.session_factory() as session:
+            order = session.get(MarketOrder, placed.result())
+            assert order is not None and order.status == "filled"
+
     def test_a_seller_absent_from_the_book_when_the_batch_began_trades_in_it(
         self, app: FastAPI, client: TestClient, seller: Headers, buyer: Headers, provider_id: str
     ) -> None:
