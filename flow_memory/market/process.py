@@ -170,9 +170,15 @@ class _Child:
         self.started = time.monotonic()
         self.ended: float | None = None
         self.pending: dict[int, asyncio.Future[Any]] = {}
-        # Commands wait here for the sending thread, so no event loop ever blocks on a socket
-        # the market process is slow to read (it is still starting, or paused).
-        self._outbox: list[tuple[Any, ...]] = []
+        # The commands an event loop queues in one turn go out together, in one frame, at the
+        # end of that turn: written straight to the socket when it takes them at once, else
+        # left to the sending thread, so no event loop ever blocks on a socket the market
+        # process is slow to read (it is still starting, or paused).
+        self._queued: list[tuple[Any, ...]] = []
+        # The loops with a flush to run (None: one run from ``stop``).
+        self._flushing: set[asyncio.AbstractEventLoop | None] = set()
+        self._backlog = bytearray()  # framed bytes the socket did not take at once
+        self._thread_sending = False  # the sending thread holds bytes taken from the backlog
         self._outbox_ready = threading.Condition()
         self._closing = False
         self._sender = threading.Thread(
@@ -209,25 +215,57 @@ class _Child:
         return ended is not None and ended - self.started < 1 and time.monotonic() - ended < 1
 
     def send(self, command: tuple[Any, ...]) -> None:
-        """Queue a command: sent with every other command queued while the last frame went."""
+        """Queue a command, from an event loop: sent with the others it queues this turn."""
+        loop = asyncio.get_running_loop()
         with self._outbox_ready:
-            self._outbox.append(command)
-            self._outbox_ready.notify()
+            self._queued.append(command)
+            if loop in self._flushing:
+                return
+            self._flushing.add(loop)
+        loop.call_soon(self._flush, loop)
 
-    def _send(self) -> None:
-        while True:
-            with self._outbox_ready:
-                while not self._outbox and not self._closing:
-                    self._outbox_ready.wait()
-                if not self._outbox:
-                    return  # closing, and everything queued was sent
-                queued, self._outbox = self._outbox, []
+    def _flush(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Frame what is queued and write it, or hand it to the sending thread."""
+        with self._outbox_ready:
+            self._flushing.discard(loop)
+            if not self._queued:
+                return
+            queued, self._queued = self._queued, []
+            data = frame(pickle.dumps(queued, protocol=pickle.HIGHEST_PROTOCOL))
+            if self._backlog or self._thread_sending:
+                self._backlog += data  # behind what is still going out
+                self._outbox_ready.notify()
+                return
             try:
-                self._send_frame(queued)
+                sent = self.sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
             except OSError:
                 # It is gone: the reading thread answers every waiting command 503.
                 log.warning("the market process is gone; commands were not sent")
                 return
+            if sent < len(data):
+                self._backlog += data[sent:]
+                self._outbox_ready.notify()
+
+    def _send(self) -> None:
+        """The sending thread: writes what the socket did not take at once, blocking."""
+        while True:
+            with self._outbox_ready:
+                while not self._backlog and not self._closing:
+                    self._outbox_ready.wait()
+                if not self._backlog:
+                    return  # closing, and everything queued was sent
+                data, self._backlog = bytes(self._backlog), bytearray()
+                self._thread_sending = True
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                log.warning("the market process is gone; commands were not sent")
+                return
+            finally:
+                with self._outbox_ready:
+                    self._thread_sending = False
 
     def _send_frame(self, value: Any) -> None:
         write_frame(self.sock, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
@@ -256,6 +294,7 @@ class _Child:
                 self.process.wait(5)  # it closed its end by exiting: reap it
 
     def stop(self, timeout: float) -> None:
+        self._flush()  # commands queued this turn go first
         with self._outbox_ready:
             self._closing = True
             self._outbox_ready.notify()
@@ -293,9 +332,14 @@ def _describe(error: BaseException) -> tuple[Any, ...]:
     return ("failed", f"{type(error).__name__}: {error}")
 
 
+def frame(data: bytes) -> bytes:
+    """One frame: a pickle's bytes, after their length."""
+    return len(data).to_bytes(4, "big") + data
+
+
 def write_frame(sock: socket.socket, data: bytes) -> None:
-    """Send one frame: a pickle's bytes, after their length."""
-    sock.sendall(len(data).to_bytes(4, "big") + data)
+    """Send one frame, blocking until the socket has taken it."""
+    sock.sendall(frame(data))
 
 
 def read_frames(sock: socket.socket) -> Iterator[Any]:
