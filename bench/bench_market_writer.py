@@ -88,7 +88,7 @@ def run(app: Any, provider_id: str, seconds: float, batch_sizes: list[int]) -> N
                 (placing(market, *order_body(rng, provider_id)), Future(), True)
                 for _ in range(size)
             ]
-            writer._apply(batch)
+            writer.apply(batch)
             for _, future, _ in batch:
                 future.result()
             placed += size

@@ -56,7 +56,7 @@ from flow_memory.kit.errors import FlowMemoryError
 from flow_memory.market import gateway
 from flow_memory.market.schemas import OrderCancel, OrderCreate, ReservationCreate
 from flow_memory.market.service import MarketRegistry
-from flow_memory.market.writer import MarketWriter, settle
+from flow_memory.market.writer import MAX_BATCH, MarketWriter, Queued, settle
 from flow_memory.routing.facts import RouteFacts
 from flow_memory.settings import Settings
 
@@ -344,21 +344,53 @@ def write_frame(sock: socket.socket, data: bytes) -> None:
 
 def read_frames(sock: socket.socket) -> Iterator[Any]:
     """Each frame's value, until the other end closes."""
-    buffer = bytearray()
+    reader = FrameReader(sock)
     while True:
-        chunk = sock.recv(1 << 20)
-        if not chunk:
+        try:
+            yield from reader.take(wait=True)
+        except EOFError:
             return
-        buffer += chunk
-        start = 0
+
+
+class FrameReader:
+    """Reads frames from a socket, as many at a time as have arrived."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = bytearray()
+        self._closed = False
+
+    def take(self, *, wait: bool) -> list[Any]:
+        """The values of every frame that has arrived in full: at least one when ``wait`` (it
+        waits for it), maybe none otherwise. EOFError once the other end has closed and every
+        frame was taken."""
+        while True:
+            values = self._complete()
+            if values:
+                return values
+            if self._closed:
+                raise EOFError
+            try:
+                # At most 64 KiB at a time: a larger read has the allocator map (and unmap) a
+                # fresh buffer for every read, however little arrives.
+                chunk = self.sock.recv(1 << 16, 0 if wait else socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return []
+            if not chunk:
+                self._closed = True
+            self._buffer += chunk
+
+    def _complete(self) -> list[Any]:
+        buffer, start, values = self._buffer, 0, []
         while len(buffer) - start >= 4:
             size = int.from_bytes(buffer[start : start + 4], "big")
             end = start + 4 + size
             if len(buffer) < end:
                 break
-            yield pickle.loads(buffer[start + 4 : end])
+            values.append(pickle.loads(buffer[start + 4 : end]))
             start = end
         del buffer[:start]
+        return values
 
 
 # The market process's side.
@@ -398,9 +430,14 @@ class _Answer:
 
 
 def serve(sock: socket.socket) -> None:
-    """Apply the commands the server sends until it closes its end, then finish and exit."""
-    frames = read_frames(sock)
-    settings = Settings(**next(frames))
+    """Apply the commands the server sends until it closes its end, then finish and exit.
+
+    One thread does everything: it takes every command that has arrived, applies them as one
+    batch of the market writer (up to its most), answers them, and reads again; commands sent
+    meanwhile wait in the socket and make the next batch."""
+    reader = FrameReader(sock)
+    first, *arrived = reader.take(wait=True)  # the settings, and maybe commands already
+    settings = Settings(**first)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -420,20 +457,26 @@ def serve(sock: socket.socket) -> None:
     gc.freeze()  # what is loaded now lives as long as the process
     generation = None
     try:
-        for commands in frames:
-            for request_id, kind, seen, sent_at, args in commands:
+        while True:
+            try:
+                frames = arrived or reader.take(wait=True)
+            except EOFError:
+                break
+            with contextlib.suppress(EOFError):  # the end shows again at the next wait
+                frames += reader.take(wait=False)
+            arrived = []
+            batch: list[Queued] = []
+            for request_id, kind, seen, sent_at, args in itertools.chain.from_iterable(frames):
                 if seen != generation:
                     facts.clear()  # the server forgot route facts since: forget ours
                     generation = seen
                 context.clock.latest = sent_at
                 build, deferred_only = COMMANDS[kind]
-                writer.submit(
-                    build(context, *args),
-                    _Answer(request_id, outbox),
-                    deferred_only=deferred_only,
-                )
+                batch.append((build(context, *args), _Answer(request_id, outbox), deferred_only))
+            for start in range(0, len(batch), MAX_BATCH):
+                writer.apply(batch[start : start + MAX_BATCH])
     except OSError:
-        log.warning("the server's socket failed; finishing what was sent")
+        log.warning("the server's socket failed; the commands it sent were applied")
     finally:
         writer.stop(timeout=60)
         engine.dispose()

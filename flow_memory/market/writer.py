@@ -130,11 +130,13 @@ class MarketWriter:
                     stopping = True
                     break
                 batch.append(item)
-            self._apply(batch)
+            self.apply(batch)
             if stopping:
                 return
 
-    def _apply(self, batch: list[Queued]) -> None:
+    def apply(self, batch: list[Queued]) -> None:
+        """Apply a batch and tell each command its outcome: in the writer's thread, or in the
+        caller's (the market process, which has no other)."""
         outcomes: list[tuple[Waiter, bool, Any]] = []
         try:
             with transaction(self._session) as session:

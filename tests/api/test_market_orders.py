@@ -727,7 +727,7 @@ class TestWhatTheWriterKeeps:
         )
         answer: Future[Any] = Future()
         writer = threading.Thread(
-            target=app.state.market_writer._apply, args=([(place_ask, answer, True)],)
+            target=app.state.market_writer.apply, args=([(place_ask, answer, True)],)
         )
         with transaction(app.state.session_factory) as session:
             clear_after_commit(app.state.route_facts, session)  # as the capacity route does
@@ -1046,7 +1046,7 @@ class TestGroupCommit:
         futures: list[Future[Any]] = [Future() for _ in range(3)]
         commands = [self._bid(app, 1000), self._bid(app, 1000, fail=True), self._bid(app, 1000)]
         # Run with savepoints (not deferred_only): a command refused after it matched.
-        writer._apply([(c, f, False) for c, f in zip(commands, futures, strict=True)])
+        writer.apply([(c, f, False) for c, f in zip(commands, futures, strict=True)])
         placed = [futures[0].result(), futures[2].result()]
         with pytest.raises(Conflict):
             futures[1].result()
@@ -1100,7 +1100,7 @@ class TestGroupCommit:
             (self._bid(app, 500), True),
         ]
         futures: list[Future[Any]] = [Future() for _ in queued]
-        app.state.market_writer._apply(
+        app.state.market_writer.apply(
             [(c, f, deferred) for (c, deferred), f in zip(queued, futures, strict=True)]
         )
         first = futures[0].result()
@@ -1137,7 +1137,7 @@ class TestGroupCommit:
             raise RuntimeError("test double: the command breaks after matching")
 
         futures: list[Future[Any]] = [Future(), Future()]
-        app.state.market_writer._apply(
+        app.state.market_writer.apply(
             [(self._bid(app, 1000), futures[0], True), (broken, futures[1], True)]
         )
         for future in futures:
@@ -1163,11 +1163,11 @@ class TestGroupCommit:
             raise RuntimeError("test double: the database connection is gone")
 
         broken: Future[Any] = Future()
-        writer._apply([(breaks_its_connection, broken, False)])
+        writer.apply([(breaks_its_connection, broken, False)])
         with pytest.raises(Exception):  # noqa: B017 - whichever the closed driver raises
             broken.result()
         placed: Future[Any] = Future()
-        writer._apply([(self._bid(app, 1000), placed, True)])
+        writer.apply([(self._bid(app, 1000), placed, True)])
         with app.state.session_factory() as session:
             order = session.get(MarketOrder, placed.result())
             assert order is not None and order.status == "filled"
@@ -1192,7 +1192,7 @@ class TestGroupCommit:
             key_id="key_test", owner_id=BUYER, scopes=frozenset({"inference:buy"})
         )
         place_bid = placing(app, buyer_principal, ioc)
-        app.state.market_writer._apply(
+        app.state.market_writer.apply(
             [(c, f, True) for c, f in zip([place_ask, place_bid], futures, strict=True)]
         )
         futures[0].result()

@@ -121,6 +121,11 @@ def test_the_next_command_starts_a_new_market_process_with_the_book_rebuilt(
         client.post(ORDERS, json=ask_body(provider_id, 4000, 0.0000007), headers=seller), 201
     )
     first = running_pid(market)
+    # One that dies in its first second is not restarted for a second: this one is older.
+    wait_for(
+        lambda: market._child is not None and time.monotonic() - market._child.started > 1.1,
+        "the market process to be a second old",
+    )
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: market._child is not None and not market._child.alive, "the death noticed")
     taken = ok(client.post(ORDERS, json=bid_body(1000, 0.0000007), headers=buyer), 201)
