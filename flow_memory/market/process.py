@@ -8,10 +8,12 @@ on one interpreter lock.
 The two processes talk over a socket pair only they hold. Each frame is a 4-byte big-endian
 length, then a pickle:
 - the server sends lists of commands ``(request id, kind, route-facts generation, time,
-  arguments)``, from a thread of its own, as many in a frame as were queued while it sent the
-  last one (so no event loop waits on the socket);
-- the market process answers each batch's commands in one frame, once the batch has
-  committed: ``(request id, succeeded, result or error)``.
+  arguments)``: those an event loop queued in one turn, in one frame at the end of the turn,
+  written straight to the socket when it takes them at once, else by a sending thread (so no
+  event loop waits on the socket);
+- the market process, on one thread, takes every command that has arrived, applies them as
+  one batch of the market writer, and answers them in one frame once the batch has committed:
+  ``(request id, succeeded, result or error)``.
 
 Writes the server makes itself (capacity snapshots, credential changes) reach the market
 process as they reach any other process on the same database: a book another process changed
