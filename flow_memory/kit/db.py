@@ -388,6 +388,9 @@ class _Compiled:
     names: tuple[str, ...]  # the parameters, in the statement's order
     processors: tuple[Callable[[Any], Any] | None, ...]
     positional: bool
+    # Which processors convert times: a batch's rows share one, converted once (``_LastValue``);
+    # other values differ from row to row, and remembering the last would only cost.
+    of_times: tuple[bool, ...]
 
     @classmethod
     def build(
@@ -397,18 +400,19 @@ class _Compiled:
         order = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.binds)
         if sorted(order) != sorted(names):
             return None  # a default or a renamed parameter: let SQLAlchemy fill it in
-        processors = tuple(
-            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in order
-        )
-        return cls(compiled.string, order, processors, compiled.positional)
+        types = [compiled.binds[name].type for name in order]
+        processors = tuple(t.dialect_impl(dialect).bind_processor(dialect) for t in types)
+        of_times = tuple(isinstance(t, UTCDateTime | DateTime) for t in types)
+        return cls(compiled.string, order, processors, compiled.positional, of_times)
 
     def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         # Every value is read in one call; only those with a processor are passed through it.
         values_of = itemgetter(*self.names)
         processed = [
-            (index, _LastValue(process))
-            for index, process in enumerate(self.processors)
+            (index, _LastValue(process) if of_time else process)
+            for index, (process, of_time) in enumerate(
+                zip(self.processors, self.of_times, strict=True)
+            )
             if process is not None
         ]
         out: list[Any] = []
@@ -422,8 +426,8 @@ class _Compiled:
 
 
 class _LastValue:
-    """A bind processor that remembers its last answer: the rows of a batch share one time
-    (and often other values), and that one object is converted once, not once per row."""
+    """A bind processor that remembers its last answer: the rows of a batch share one time, and
+    that one object is converted once, not once per row."""
 
     __slots__ = ("answer", "process", "value")
 

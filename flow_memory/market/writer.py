@@ -69,10 +69,12 @@ class MarketWriter:
         self._queue: queue.SimpleQueue[Queued | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        # The writer's own database connection, kept from batch to batch (taking one from the
-        # pool and giving it back costs more than a small batch's statements); a failed batch
-        # drops it, in case the connection itself failed.
+        # The writer's own database connection and session, kept from batch to batch (taking
+        # a connection from the pool and giving it back, and making a session, cost more than
+        # a small batch's statements); a failed batch drops them, in case the connection
+        # itself failed. Each batch's session starts with nothing: closed, and no info.
         self._connection: Connection | None = None
+        self._session_kept: Session | None = None
         self.batches = 0
         self.commands = 0
 
@@ -90,13 +92,15 @@ class MarketWriter:
     def stop(self, timeout: float = 30.0) -> None:
         """Finish every queued command, then end the thread."""
         thread = self._thread
-        if thread is None:
-            self._drop_connection()  # batches applied directly (tests) may have opened it
-            return
-        self._queue.put(None)
-        thread.join(timeout)
-        self._thread = None
-        log.info("market writer stopped: %d commands in %d batches", self.commands, self.batches)
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
+            self._thread = None
+        self._drop_connection()  # batches applied by a caller's thread may have opened it
+        if self.batches:
+            log.info(
+                "market writer stopped: %d commands in %d batches", self.commands, self.batches
+            )
 
     def _ensure_started(self) -> None:
         if self._thread is not None:
@@ -175,19 +179,25 @@ class MarketWriter:
 
     def _session(self) -> Session:
         """A session on the writer's own connection (its transaction is the batch's)."""
-        if self._connection is None or self._connection.invalidated:
+        session = self._session_kept
+        if session is None or self._connection is None or self._connection.invalidated:
             self._drop_connection()
             engine = self.factory.kw["bind"]
             self._connection = engine.connect()
-        return self.factory(bind=self._connection)
+            session = self._session_kept = self.factory(bind=self._connection)
+        session.info.clear()
+        return session
 
     def _drop_connection(self) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
+        session, self._session_kept = self._session_kept, None
+        try:
+            if session is not None:
+                session.close()
+            if connection is not None:
                 connection.close()
-            except Exception:
-                log.exception("closing the market writer's connection failed")
+        except Exception:
+            log.exception("closing the market writer's connection failed")
 
 
 def settle(outcomes: list[tuple[Any, bool, Any]]) -> None:
