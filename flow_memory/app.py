@@ -93,6 +93,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         # Acknowledge every queued market command and write every usage record before exiting.
         app.state.market.stop()
+        # The in-process writer keeps a connection once it has applied a batch: with a market
+        # process, only batches applied directly (tests) use it.
+        app.state.market_writer.stop()
         app.state.usage_recorder.stop()
         await app.state.proxy_client.aclose()
     finally:
