@@ -221,12 +221,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin_immediate(connection: Connection) -> None:
     # Take the write lock up front: a deferred transaction that later writes can fail with
     # SQLITE_BUSY instead of waiting when another writer committed in between.
-    on_driver(connection, "BEGIN IMMEDIATE", ())
+    _run_on_driver(connection, "BEGIN IMMEDIATE", ())
 
 
 def _sqlite_begin_deferred(connection: Connection) -> None:
     # A read snapshot without the write lock: in WAL mode readers never wait for the writer.
-    on_driver(connection, "BEGIN", ())
+    _run_on_driver(connection, "BEGIN", ())
 
 
 # A connection that commits past this many log pages (about 40 MB) checkpoints itself: only
@@ -349,10 +349,18 @@ class DriverQuery:
 def on_driver(
     connection: Connection, sql: str, parameters: Any, *, many: bool = False
 ) -> list[Any]:
-    """Run ``sql`` on the connection's driver connection, in its transaction: what
-    ``exec_driver_sql`` does without SQLAlchemy's execution context, events and result
-    objects. The driver's errors come out as SQLAlchemy's, as from any other statement.
-    Returns the rows a query answers (none for ``many``)."""
+    """Run ``sql`` on the connection's driver connection, in its transaction (begun first if
+    it has none, as ``exec_driver_sql`` would): without SQLAlchemy's execution context, events
+    and result objects. The driver's errors come out as SQLAlchemy's, as from any other
+    statement. Returns the rows a query answers (none for ``many``)."""
+    if not connection.in_transaction():
+        connection.begin()
+    return _run_on_driver(connection, sql, parameters, many=many)
+
+
+def _run_on_driver(
+    connection: Connection, sql: str, parameters: Any, *, many: bool = False
+) -> list[Any]:
     driver = connection.connection.dbapi_connection
     if driver is None:
         raise RuntimeError("the connection is closed")

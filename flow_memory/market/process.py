@@ -464,7 +464,9 @@ def serve(sock: socket.socket) -> None:
                 frames = arrived or reader.take(wait=True)
             except EOFError:
                 break
-            with contextlib.suppress(EOFError):  # the end shows again at the next wait
+            # The end of the socket, or its failure, shows again at the next wait: what has
+            # arrived is applied first.
+            with contextlib.suppress(EOFError, OSError):
                 frames += reader.take(wait=False)
             arrived = []
             batch: list[Queued] = []
@@ -478,7 +480,7 @@ def serve(sock: socket.socket) -> None:
             for start in range(0, len(batch), MAX_BATCH):
                 writer.apply(batch[start : start + MAX_BATCH])
     except OSError:
-        log.warning("the server's socket failed; the commands it sent were applied")
+        log.warning("the server's socket failed; every command read from it was applied")
     finally:
         writer.stop(timeout=60)
         engine.dispose()

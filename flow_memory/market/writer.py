@@ -95,6 +95,10 @@ class MarketWriter:
         if thread is not None:
             self._queue.put(None)
             thread.join(timeout)
+            if thread.is_alive():
+                # Its batch still runs on the connection: leave both be (a daemon thread).
+                log.error("the market writer did not finish in %.0f s", timeout)
+                return
             self._thread = None
         self._drop_connection()  # batches applied by a caller's thread may have opened it
         if self.batches:
@@ -178,9 +182,12 @@ class MarketWriter:
             self._after_batch()
 
     def _session(self) -> Session:
-        """A session on the writer's own connection (its transaction is the batch's)."""
+        """A session on the writer's own connection (its transaction is the batch's). The
+        connection is checked first, as the pool checks one it hands out: a server may have
+        dropped it since the last batch (a restart, an idle timeout)."""
         session = self._session_kept
-        if session is None or self._connection is None or self._connection.invalidated:
+        connection = self._connection
+        if session is None or connection is None or not _alive(connection):
             self._drop_connection()
             engine = self.factory.kw["bind"]
             self._connection = engine.connect()
@@ -195,9 +202,22 @@ class MarketWriter:
             if session is not None:
                 session.close()
             if connection is not None:
+                if not connection.invalidated and not _alive(connection):
+                    connection.invalidate()  # not back to the pool
                 connection.close()
         except Exception:
             log.exception("closing the market writer's connection failed")
+
+
+def _alive(connection: Connection) -> bool:
+    """Whether the connection still answers (a ``SELECT 1`` on its driver)."""
+    if connection.invalidated or connection.closed:
+        return False
+    try:
+        driver = connection.connection.dbapi_connection
+        return driver is not None and bool(connection.dialect.do_ping(driver))
+    except Exception:
+        return False
 
 
 def settle(outcomes: list[tuple[Any, bool, Any]]) -> None:

@@ -139,6 +139,9 @@ def test_a_refused_row_is_reported_as_sqlalchemy_reports_it(app: FastAPI) -> Non
         with pytest.raises(IntegrityError):
             writer.execute(connection, [order("ord_bulk_twice")])
         connection.rollback()
+    # The rows went in the connection's transaction (begun as SQLAlchemy begins one), and the
+    # rollback took them back.
+    assert stored(app, ORDERS, "order_id", ["ord_bulk_twice"]) == []
 
 
 def test_a_driver_query_reads_by_named_parameters(app: FastAPI) -> None:
