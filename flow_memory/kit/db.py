@@ -314,13 +314,13 @@ class BulkWrite:
             return
         names = tuple(rows[0])
         dialect = connection.dialect.name
+        statement = self._dialects.get(dialect, self._statement)
         key = (dialect, names)
         if key not in self._compiled:
-            statement = self._dialects.get(dialect, self._statement)
             self._compiled[key] = _Compiled.build(statement, connection.dialect, names)
         compiled = self._compiled[key]
         if compiled is None:
-            connection.execute(self._dialects.get(dialect, self._statement), list(rows))
+            connection.execute(statement, list(rows))
             return
         on_driver(connection, compiled.sql, compiled.parameters(rows), many=True)
 

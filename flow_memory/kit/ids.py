@@ -26,9 +26,6 @@ def _random_characters() -> str:
 
 # The same characters in the order text sorts them (digits before letters).
 _SORTED_ALPHABET = "".join(sorted(_ALPHABET))
-# Each random byte becomes one character, from its low five bits (256 is a multiple of 32, so
-# every character is as likely): 20 bytes give 100 random bits in one C call.
-_BYTE_TO_CHARACTER = bytes(ord(_ALPHABET[byte & 31]) for byte in range(256))
 _STAMP_SHIFTS = tuple(range(40, -1, -5))  # nine characters: 45 bits of milliseconds
 
 
@@ -45,7 +42,7 @@ def new_ordered_id(prefix: str, now: datetime) -> str:
     if moment != seen:
         stamp = "".join([_SORTED_ALPHABET[(moment >> shift) & 31] for shift in _STAMP_SHIFTS])
         _last_stamp = (moment, stamp)
-    return f"{prefix}_{stamp}{os.urandom(20).translate(_BYTE_TO_CHARACTER).decode()}"
+    return f"{prefix}_{stamp}{_random_characters()}"
 
 
 _last_stamp = (-1, "")

@@ -173,7 +173,7 @@ class MarketWriter:
         except Exception as error:
             log.exception("market batch commit failed")
             outcomes = [(future, False, error) for _, future, _ in batch]
-            self._drop_connection()
+            self._drop_connection(dead=True)  # the connection itself may have failed
         else:
             self.batches += 1
             self.commands += len(batch)
@@ -188,22 +188,24 @@ class MarketWriter:
         session = self._session_kept
         connection = self._connection
         if session is None or connection is None or not _alive(connection):
-            self._drop_connection()
+            self._drop_connection(dead=connection is not None)
             engine = self.factory.kw["bind"]
             self._connection = engine.connect()
             session = self._session_kept = self.factory(bind=self._connection)
         session.info.clear()
         return session
 
-    def _drop_connection(self) -> None:
+    def _drop_connection(self, *, dead: bool = False) -> None:
+        """Close the kept session and connection; a ``dead`` connection is discarded, not
+        given back to the pool."""
         connection, self._connection = self._connection, None
         session, self._session_kept = self._session_kept, None
         try:
             if session is not None:
                 session.close()
             if connection is not None:
-                if not connection.invalidated and not _alive(connection):
-                    connection.invalidate()  # not back to the pool
+                if dead and not connection.invalidated:
+                    connection.invalidate()
                 connection.close()
         except Exception:
             log.exception("closing the market writer's connection failed")

@@ -39,19 +39,8 @@ def iso(seconds_after_start: float) -> str:
 
 
 @pytest.fixture
-def app_(client: TestClient) -> FastAPI:
-    app: FastAPI = client.app  # type: ignore[assignment]
-    return app
-
-
-@pytest.fixture
-def seller(app_: FastAPI) -> Headers:
-    return seller_headers(app_)
-
-
-@pytest.fixture
-def admin(app_: FastAPI) -> Headers:
-    return admin_headers(app_)
+def admin(app: FastAPI) -> Headers:
+    return admin_headers(app)
 
 
 @pytest.fixture
@@ -164,10 +153,10 @@ class TestEnroll:
         assert ok(second, 201)["provider"]["provider_id"] != first["provider_id"]
 
     def test_the_same_name_under_another_owner_is_a_different_provider(
-        self, client: TestClient, app_: FastAPI, seller: Headers, ref_id: str
+        self, client: TestClient, app: FastAPI, seller: Headers, ref_id: str
     ) -> None:
         first = enroll_provider(client, seller, ref_id)
-        other = seller_headers(app_, "seller-beta")
+        other = seller_headers(app, "seller-beta")
         second = enroll_provider(client, other)
         assert second["provider_id"] != first["provider_id"]
         assert second["owner_id"] == "seller-beta"
@@ -255,10 +244,10 @@ class TestEnroll:
         assert body["provider"]["base_url"] == base_url
 
     def test_operator_settings_allow_private_and_refuse_loopback(
-        self, client: TestClient, app_: FastAPI, seller: Headers, ref_id: str
+        self, client: TestClient, app: FastAPI, seller: Headers, ref_id: str
     ) -> None:
-        app_.state.settings = dataclasses.replace(
-            app_.state.settings, allow_private_upstreams=True, allow_loopback_upstreams=False
+        app.state.settings = dataclasses.replace(
+            app.state.settings, allow_private_upstreams=True, allow_loopback_upstreams=False
         )
         ok(
             client.post(
@@ -884,10 +873,10 @@ class TestHealth:
         assert body["last_heartbeat_at"] == iso(300)
 
     def test_a_draining_runtime_is_not_routed_until_it_reports_ready(
-        self, client: TestClient, seller: Headers, app_: FastAPI
+        self, client: TestClient, seller: Headers, app: FastAPI
     ) -> None:
         provider_id = eligible_provider(client, seller)["provider_id"]
-        planner = key_headers(app_, "planner", "inference:plan")
+        planner = key_headers(app, "planner", "inference:plan")
         policy = {"model": "flow-memory-orchestrator", "estimated_units": 1000}
         quote = client.post("/inference/quote", json=policy, headers=planner).json()
         assert [q["provider_id"] for q in quote["quotes"]] == [provider_id]  # offers now kept
@@ -1010,11 +999,11 @@ class TestScopes:
 
     @pytest.mark.parametrize("name", ALL)
     def test_a_key_without_the_scope_is_forbidden_naming_it(
-        self, client: TestClient, app_: FastAPI, pid: str, name: str
+        self, client: TestClient, app: FastAPI, pid: str, name: str
     ) -> None:
         needed = NEEDED[name]
         held = {"inference:sell", "inference:read", "inference:buy"} - {needed}
-        headers = key_headers(app_, SELLER, *sorted(held))
+        headers = key_headers(app, SELLER, *sorted(held))
         detail = error(self._call(client, name, pid, headers), 403, "missing_scope", "scope")
         assert needed in detail["message"]
 
@@ -1039,15 +1028,15 @@ class TestScopes:
 
     @pytest.mark.parametrize("name", ON_A_PROVIDER)
     def test_another_owners_provider_is_not_found(
-        self, client: TestClient, app_: FastAPI, pid: str, name: str
+        self, client: TestClient, app: FastAPI, pid: str, name: str
     ) -> None:
-        other = seller_headers(app_, "seller-beta")
+        other = seller_headers(app, "seller-beta")
         error(self._call(client, name, pid, other), 404, "not_found", "provider_id")
 
     def test_another_owners_provider_is_left_untouched(
-        self, client: TestClient, app_: FastAPI, seller: Headers, pid: str
+        self, client: TestClient, app: FastAPI, seller: Headers, pid: str
     ) -> None:
-        other = seller_headers(app_, "seller-beta")
+        other = seller_headers(app, "seller-beta")
         for name in ON_A_PROVIDER:
             self._call(client, name, pid, other)
         body = health(client, seller, pid)
@@ -1056,10 +1045,10 @@ class TestScopes:
         assert catalog["catalog_version"] == "2026-06-17T00:00:00Z"
 
     def test_another_owners_reference_cannot_be_enrolled(
-        self, client: TestClient, app_: FastAPI, seller: Headers
+        self, client: TestClient, app: FastAPI, seller: Headers
     ) -> None:
         ref = create_credential_ref(client, seller)
-        other = seller_headers(app_, "seller-beta")
+        other = seller_headers(app, "seller-beta")
         error(
             client.post(
                 f"{PROVIDERS}/enroll", json=enroll_body(ref["credential_ref_id"]), headers=other
@@ -1075,7 +1064,7 @@ class TestScopes:
         assert health(client, admin, pid)["route_gate"] == "eligible"
 
     def test_a_read_only_key_of_the_owner_reads_health(
-        self, client: TestClient, app_: FastAPI, pid: str
+        self, client: TestClient, app: FastAPI, pid: str
     ) -> None:
-        reader = key_headers(app_, SELLER, "inference:read")
+        reader = key_headers(app, SELLER, "inference:read")
         assert health(client, reader, pid)["status"] == "healthy"
