@@ -272,9 +272,8 @@ def configure_logging(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
-    import uvicorn
-
     from flow_memory.app import create_app
+    from flow_memory.kit.server import run_server
     from flow_memory.migrations import upgrade
 
     configure_logging(settings)
@@ -285,16 +284,10 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     # again on every full collection (each one held every request for tens of milliseconds).
     gc.collect()
     gc.freeze()
-    uvicorn.run(
+    run_server(
         app,
         host=host or settings.host,
         port=port or settings.port,
-        # Named rather than left to uvicorn's guess, so a missing C parser or event loop (both
-        # dependencies; uvloop has no Windows build) fails at start instead of slowing every
-        # request.
-        http="httptools",
-        loop="asyncio" if sys.platform == "win32" else "uvloop",
-        access_log=False,
         log_level=settings.log_level,
     )
     return 0

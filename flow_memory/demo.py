@@ -327,10 +327,9 @@ def run_demo(
     keep: bool,
     with_local_model: bool = True,
 ) -> int:
-    import uvicorn
-
     from flow_memory.app import create_app
     from flow_memory.cli import configure_logging
+    from flow_memory.kit.server import run_server
     from flow_memory.migrations import upgrade
 
     if "FLOW_MEMORY_DATABASE_URL" not in os.environ:
@@ -389,9 +388,7 @@ def run_demo(
     # instead lets the model server below be stopped rather than left running.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.run(
-            app, host=bind_host, port=bind_port, access_log=False, log_level=settings.log_level
-        )
+        run_server(app, host=bind_host, port=bind_port, log_level=settings.log_level)
     finally:
         stop.set()
         if local is not None:

@@ -6,22 +6,21 @@ import os
 from datetime import datetime
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # base 32 (RFC 4648), lower case
-_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # ten bits at a time
-_SHIFTS = tuple(range(90, -1, -10))
+# Each byte's low five bits, as their character.
+_CHARACTERS = bytes(ord(_ALPHABET[value & 31]) for value in range(256))
 
 
 def new_id(prefix: str) -> str:
     """Return e.g. ``credref_k3j…``: a prefix and 20 random base-32 characters (100 bits).
 
-    The characters are those of the base-32 encoding of 13 random bytes, cut to 20; they are
-    worked out ten bits at a time because ``base64.b32encode`` costs four times as much, and
-    the market writes several identifiers per order."""
+    Each character is five bits of one random byte, picked in one ``bytes.translate``: the
+    market writes several identifiers per order, and working the characters out bit by bit
+    costs three times as much."""
     return f"{prefix}_{_random_characters()}"
 
 
 def _random_characters() -> str:
-    bits = int.from_bytes(os.urandom(13)) >> 4
-    return "".join([_PAIRS[(bits >> shift) & 1023] for shift in _SHIFTS])
+    return os.urandom(20).translate(_CHARACTERS).decode()
 
 
 # The same characters in the order text sorts them (digits before letters).

@@ -1,9 +1,8 @@
-"""Identifiers: a prefix and the first 20 characters of the base-32 encoding of 13 random
-bytes; ordered ones put nine characters of their time first."""
+"""Identifiers: a prefix and 20 base-32 characters, each five bits of one random byte;
+ordered ones put nine characters of their time first."""
 
 from __future__ import annotations
 
-import base64
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -18,12 +17,15 @@ def test_an_id_is_the_prefix_and_twenty_base32_characters() -> None:
     assert all(re.fullmatch(r"ord_[a-z2-7]{20}", i) for i in made)
 
 
-def test_the_characters_are_the_base32_encoding_of_the_random_bytes(
+def test_each_character_is_the_low_five_bits_of_one_random_byte(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for raw in (bytes(13), bytes(range(13)), b"\xff" * 13, bytes(range(200, 213))):
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    for raw in (bytes(20), bytes(range(20)), b"\xff" * 20, bytes(range(200, 220))):
         monkeypatch.setattr(ids.os, "urandom", lambda n, raw=raw: raw[:n])
-        assert ids.new_id("x") == "x_" + base64.b32encode(raw).decode()[:20].lower()
+        assert ids.new_id("x") == "x_" + "".join(alphabet[b % 32] for b in raw)
+    monkeypatch.setattr(ids.os, "urandom", lambda n: bytes([31, 32, 63, 64, 255] * 4)[:n])
+    assert ids.new_id("x") == "x_" + "7a7a7" * 4
 
 
 def test_ordered_ids_sort_by_their_time_and_keep_twenty_random_characters() -> None:

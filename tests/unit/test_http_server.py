@@ -1,0 +1,132 @@
+"""The HTTP server sends a response's head with its body in one write, and a head whose body is
+slow to come at the end of the event loop's turn."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from typing import Any
+
+import uvicorn
+
+from flow_memory.kit.server import HeadWithBody, HeadWithBodyProtocol
+
+
+class RecordingTransport:
+    """Test double: a transport that records each write it is given."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> Any:
+        return f"extra:{name}"
+
+
+def _wrapped() -> tuple[HeadWithBody, RecordingTransport, asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    inner = RecordingTransport()
+    return HeadWithBody(inner, loop), inner, loop  # type: ignore[arg-type]
+
+
+def _end_turn(loop: asyncio.AbstractEventLoop) -> None:
+    loop.run_until_complete(asyncio.sleep(0))
+
+
+def test_a_head_and_its_body_go_out_in_one_write() -> None:
+    transport, inner, loop = _wrapped()
+    try:
+        transport.write(b"HTTP/1.1 201 Created\r\n\r\n")
+        assert inner.writes == []
+        transport.write(b'{"ok":true}')
+        assert inner.writes == [b'HTTP/1.1 201 Created\r\n\r\n{"ok":true}']
+        _end_turn(loop)
+        assert len(inner.writes) == 1  # nothing was left to flush
+    finally:
+        loop.close()
+
+
+def test_a_write_nothing_joins_goes_out_at_the_end_of_the_turn_in_order() -> None:
+    transport, inner, loop = _wrapped()
+    try:
+        transport.write(b"a")
+        transport.write(b"b")
+        transport.write(b"c")
+        transport.write(b"")  # an empty write holds nothing back
+        assert inner.writes == [b"ab"]
+        _end_turn(loop)
+        assert inner.writes == [b"ab", b"c"]
+    finally:
+        loop.close()
+
+
+def test_closing_writes_what_is_held_first_and_a_closed_transport_gets_nothing() -> None:
+    transport, inner, loop = _wrapped()
+    try:
+        transport.write(b"head")
+        transport.close()
+        assert inner.writes == [b"head"] and inner.closed
+        transport.write(b"late")
+        _end_turn(loop)
+        assert inner.writes == [b"head"]
+        assert transport.get_extra_info("peername") == "extra:peername"
+    finally:
+        loop.close()
+
+
+def test_a_real_server_sends_a_head_before_a_slow_body() -> None:
+    """The client reads the head while the application still waits to send the body."""
+    head_seen = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"4")],
+            }
+        )
+        # The body waits until the client has read the head.
+        await asyncio.get_running_loop().run_in_executor(None, head_seen.wait, 30)
+        await send({"type": "http.response.body", "body": b"done"})
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=HeadWithBodyProtocol, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive()
+            threading.Event().wait(0.01)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += client.recv(4096)
+            assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert not received.endswith(b"done")
+            head_seen.set()
+            while not received.endswith(b"done"):
+                received += client.recv(4096)
+    finally:
+        head_seen.set()
+        server.should_exit = True
+        thread.join(30)
