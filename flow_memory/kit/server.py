@@ -43,6 +43,12 @@ class HeadWithBodyProtocol(HttpToolsProtocol):
         wrapped = HeadWithBody(cast(asyncio.Transport, transport), self.loop)
         super().connection_made(cast(asyncio.Transport, wrapped))
 
+    def eof_received(self) -> None:
+        # The client closed its side: the transport closes itself once this returns, without
+        # passing through the wrapper, so what is held goes out first.
+        cast(HeadWithBody, self.transport).flush()
+        super().eof_received()
+
 
 class HeadWithBody:
     """A transport that holds a write back until the next one joins it, or until the end of
@@ -65,7 +71,7 @@ class HeadWithBody:
             self._loop.call_soon(self.flush)
         else:
             self._held = None
-            self._transport.write(held + bytes(data))
+            self._transport.writelines((held, data))  # one system call, the body not copied
 
     def writelines(self, chunks: Any) -> None:
         self.write(b"".join(chunks))

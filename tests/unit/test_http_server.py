@@ -4,8 +4,10 @@ slow to come at the end of the event loop's turn."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -23,6 +25,9 @@ class RecordingTransport:
     def write(self, data: bytes) -> None:
         assert not self.closed
         self.writes.append(bytes(data))
+
+    def writelines(self, chunks: list[bytes]) -> None:
+        self.write(b"".join(chunks))  # one write, as the transport makes it
 
     def is_closing(self) -> bool:
         return self.closed
@@ -85,6 +90,29 @@ def test_closing_writes_what_is_held_first_and_a_closed_transport_gets_nothing()
         loop.close()
 
 
+@contextlib.contextmanager
+def _serving(app: Any) -> Iterator[int]:
+    """A real uvicorn server (on uvloop, uvicorn's default when installed) with the
+    protocol, in a thread; its port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=HeadWithBodyProtocol, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive()
+            threading.Event().wait(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
 def test_a_real_server_sends_a_head_before_a_slow_body() -> None:
     """The client reads the head while the application still waits to send the body."""
     head_seen = threading.Event()
@@ -103,20 +131,8 @@ def test_a_real_server_sends_a_head_before_a_slow_body() -> None:
         await asyncio.get_running_loop().run_in_executor(None, head_seen.wait, 30)
         await send({"type": "http.response.body", "body": b"done"})
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=HeadWithBodyProtocol, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        while not server.started:
-            assert thread.is_alive()
-            threading.Event().wait(0.01)
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        with _serving(app) as port, socket.create_connection(("127.0.0.1", port), 30) as client:
             client.sendall(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
             received = b""
             while b"\r\n\r\n" not in received:
@@ -128,5 +144,34 @@ def test_a_real_server_sends_a_head_before_a_slow_body() -> None:
                 received += client.recv(4096)
     finally:
         head_seen.set()
-        server.should_exit = True
-        thread.join(30)
+
+
+def test_a_held_answer_still_goes_out_when_the_client_closes_its_side() -> None:
+    """A client that sends its request and then shuts its side down still gets the answer held
+    at that moment (a 204's head: its body write is empty), though the transport closes
+    itself on the client's end of stream."""
+    answered, client_closed = threading.Event(), threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        answered.set()
+        # Block the loop in this turn until the client's end of stream has arrived, so the
+        # loop sees it before the end-of-turn flush runs.
+        client_closed.wait(30)
+
+    try:
+        with _serving(app) as port, socket.create_connection(("127.0.0.1", port), 30) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            assert answered.wait(30)
+            client.shutdown(socket.SHUT_WR)
+            threading.Event().wait(0.05)  # the end of stream reaches the server's socket
+            client_closed.set()
+            received = b""
+            while chunk := client.recv(4096):
+                received += chunk
+            assert received.startswith(b"HTTP/1.1 204 No Content\r\n")
+    finally:
+        client_closed.set()
