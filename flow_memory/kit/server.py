@@ -22,18 +22,22 @@ def run_server(app: Any, *, host: str, port: int, log_level: str) -> None:
     """Serve ``app`` until the process is stopped (Ctrl-C, SIGTERM)."""
     import uvicorn
 
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
+    uvicorn.run(app, host=host, port=port, **server_options(log_level))
+
+
+def server_options(log_level: str) -> dict[str, Any]:
+    """How uvicorn serves the app."""
+    return {
         # Named rather than left to uvicorn's guess, so a missing C parser or event loop (both
         # dependencies; uvloop has no Windows build) fails at start instead of slowing every
         # request.
-        http=HeadWithBodyProtocol,
-        loop="asyncio" if sys.platform == "win32" else "uvloop",
-        access_log=False,
-        log_level=log_level,
-    )
+        "http": HeadWithBodyProtocol,
+        "loop": "asyncio" if sys.platform == "win32" else "uvloop",
+        "access_log": False,
+        "log_level": log_level,
+        # Answers name no server software (uvicorn's default is "server: uvicorn").
+        "server_header": False,
+    }
 
 
 class HeadWithBodyProtocol(HttpToolsProtocol):

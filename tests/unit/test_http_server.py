@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from flow_memory.kit.server import HeadWithBody, HeadWithBodyProtocol
+from flow_memory.kit.server import HeadWithBody, server_options
 
 
 class RecordingTransport:
@@ -92,14 +92,12 @@ def test_closing_writes_what_is_held_first_and_a_closed_transport_gets_nothing()
 
 @contextlib.contextmanager
 def _serving(app: Any) -> Iterator[int]:
-    """A real uvicorn server (on uvloop, uvicorn's default when installed) with the
-    protocol, in a thread; its port."""
+    """A real uvicorn server with the server's options (HeadWithBodyProtocol, on uvloop), in a
+    thread; its port."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=HeadWithBodyProtocol, log_level="warning"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, **server_options("warning"))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -138,6 +136,7 @@ def test_a_real_server_sends_a_head_before_a_slow_body() -> None:
             while b"\r\n\r\n" not in received:
                 received += client.recv(4096)
             assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"\r\nserver:" not in received.lower()  # no server software named
             assert not received.endswith(b"done")
             head_seen.set()
             while not received.endswith(b"done"):
