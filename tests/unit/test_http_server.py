@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import uvicorn
 
 from flow_memory.kit.server import HeadWithBody, server_options
@@ -39,55 +40,56 @@ class RecordingTransport:
         return f"extra:{name}"
 
 
-def _wrapped() -> tuple[HeadWithBody, RecordingTransport, asyncio.AbstractEventLoop]:
+Wrapped = tuple[HeadWithBody, RecordingTransport, asyncio.AbstractEventLoop]
+
+
+@pytest.fixture
+def wrapped() -> Iterator[Wrapped]:
+    """A ``HeadWithBody`` over a recording transport, on an event loop of its own."""
     loop = asyncio.new_event_loop()
     inner = RecordingTransport()
-    return HeadWithBody(inner, loop), inner, loop  # type: ignore[arg-type]
+    try:
+        yield HeadWithBody(inner, loop), inner, loop  # type: ignore[arg-type]
+    finally:
+        loop.close()
 
 
 def _end_turn(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(asyncio.sleep(0))
 
 
-def test_a_head_and_its_body_go_out_in_one_write() -> None:
-    transport, inner, loop = _wrapped()
-    try:
-        transport.write(b"HTTP/1.1 201 Created\r\n\r\n")
-        assert inner.writes == []
-        transport.write(b'{"ok":true}')
-        assert inner.writes == [b'HTTP/1.1 201 Created\r\n\r\n{"ok":true}']
-        _end_turn(loop)
-        assert len(inner.writes) == 1  # nothing was left to flush
-    finally:
-        loop.close()
+def test_a_head_and_its_body_go_out_in_one_write(wrapped: Wrapped) -> None:
+    transport, inner, loop = wrapped
+    transport.write(b"HTTP/1.1 201 Created\r\n\r\n")
+    assert inner.writes == []
+    transport.write(b'{"ok":true}')
+    assert inner.writes == [b'HTTP/1.1 201 Created\r\n\r\n{"ok":true}']
+    _end_turn(loop)
+    assert len(inner.writes) == 1  # nothing was left to flush
 
 
-def test_a_write_nothing_joins_goes_out_at_the_end_of_the_turn_in_order() -> None:
-    transport, inner, loop = _wrapped()
-    try:
-        transport.write(b"a")
-        transport.write(b"b")
-        transport.write(b"c")
-        transport.write(b"")  # an empty write holds nothing back
-        assert inner.writes == [b"ab"]
-        _end_turn(loop)
-        assert inner.writes == [b"ab", b"c"]
-    finally:
-        loop.close()
+def test_a_write_nothing_joins_goes_out_at_the_end_of_the_turn_in_order(wrapped: Wrapped) -> None:
+    transport, inner, loop = wrapped
+    transport.write(b"a")
+    transport.write(b"b")
+    transport.write(b"c")
+    transport.write(b"")  # an empty write holds nothing back
+    assert inner.writes == [b"ab"]
+    _end_turn(loop)
+    assert inner.writes == [b"ab", b"c"]
 
 
-def test_closing_writes_what_is_held_first_and_a_closed_transport_gets_nothing() -> None:
-    transport, inner, loop = _wrapped()
-    try:
-        transport.write(b"head")
-        transport.close()
-        assert inner.writes == [b"head"] and inner.closed
-        transport.write(b"late")
-        _end_turn(loop)
-        assert inner.writes == [b"head"]
-        assert transport.get_extra_info("peername") == "extra:peername"
-    finally:
-        loop.close()
+def test_closing_writes_what_is_held_first_and_a_closed_transport_gets_nothing(
+    wrapped: Wrapped,
+) -> None:
+    transport, inner, loop = wrapped
+    transport.write(b"head")
+    transport.close()
+    assert inner.writes == [b"head"] and inner.closed
+    transport.write(b"late")
+    _end_turn(loop)
+    assert inner.writes == [b"head"]
+    assert transport.get_extra_info("peername") == "extra:peername"
 
 
 @contextlib.contextmanager
