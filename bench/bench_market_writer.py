@@ -7,6 +7,15 @@ API, then hands the writer batches of orders directly (no HTTP): the same mix as
 bench_orders_http.py, half resting asks and half crossing bids. A batch of one shows the fixed
 cost of a batch (its transaction, per-batch reads, the usage rollup, the commit); larger
 batches show what each order adds. Prints wall and CPU time per order.
+
+With ``--orders N`` it places exactly N orders (after a warm-up of 640) in batches of the first
+``--batches`` size and times nothing: for an instruction counter, whose counts do not move with
+the machine's speed the way times do. Instructions per order, counted by valgrind:
+
+    valgrind --tool=cachegrind --cache-sim=no python bench/bench_market_writer.py --orders 1600
+    valgrind --tool=cachegrind --cache-sim=no python bench/bench_market_writer.py --orders 0
+
+The difference of the two "I refs" totals, divided by 1,600 (the first run's extra orders).
 """
 
 from __future__ import annotations
@@ -55,7 +64,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=4)
     parser.add_argument("--batches", default="1,8,32")
+    parser.add_argument(
+        "--orders",
+        type=int,
+        default=None,
+        help="place exactly this many orders after a warm-up, timing nothing (for valgrind)",
+    )
     args = parser.parse_args()
+    batch_sizes = [int(b) for b in args.batches.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'writer.db'}"
         upgrade(url)
@@ -71,26 +87,45 @@ def main() -> None:
             ).secret
         with TestClient(app) as client:
             provider_id = setup_market(client, seller_key)
-            run(app, provider_id, args.seconds, [int(b) for b in args.batches.split(",")])
+            if args.orders is None:
+                run(app, provider_id, args.seconds, batch_sizes)
+            else:
+                count(app, provider_id, args.orders, batch_sizes[0])
+
+
+def place(app: Any, rng: random.Random, provider_id: str, size: int) -> None:
+    """One batch of ``size`` orders, applied by the market writer; waits for every answer."""
+    market = app.state.market  # the in-process market: what its writer's commands run with
+    batch = [(placing(market, *order_body(rng, provider_id)), Future(), True) for _ in range(size)]
+    app.state.market_writer.apply(batch)
+    for _, future, _ in batch:
+        future.result()
+
+
+WARM_UP = 640
+
+
+def count(app: Any, provider_id: str, orders: int, size: int) -> None:
+    """Exactly ``orders`` orders after the warm-up, the same ones every run (a fixed seed)."""
+    rng = random.Random(1)
+    for _ in range(WARM_UP // size):
+        place(app, rng, provider_id, size)
+    placed = 0
+    while placed < orders:
+        place(app, rng, provider_id, min(size, orders - placed))
+        placed += min(size, orders - placed)
+    print(f"placed {placed} orders in batches of {size} after {WARM_UP // size * size} to warm up")
 
 
 def run(app: Any, provider_id: str, seconds: float, batch_sizes: list[int]) -> None:
     rng = random.Random(1)
-    writer = app.state.market_writer
-    market = app.state.market  # the in-process market: what its writer's commands run with
 
     print("market writer alone (in process, SQLite WAL, synchronous=FULL)")
     for size in batch_sizes:
         placed = 0
         started, cpu = time.perf_counter(), time.process_time()
         while time.perf_counter() - started < seconds:
-            batch = [
-                (placing(market, *order_body(rng, provider_id)), Future(), True)
-                for _ in range(size)
-            ]
-            writer.apply(batch)
-            for _, future, _ in batch:
-                future.result()
+            place(app, rng, provider_id, size)
             placed += size
         wall = time.perf_counter() - started
         used = time.process_time() - cpu
