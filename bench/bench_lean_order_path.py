@@ -1,6 +1,6 @@
 """How few instructions the market's order write path could take: a lean prototype, measured.
 
-Run: python bench/bench_lean_order_path.py [--orders 1600]
+Run: python bench/bench_lean_order_path.py [--orders 1600] [--draws-only]
 
 Not the product's path, and not a test: a yardstick for it. It does the work the market writer
 does for the benchmarks' mix (half resting asks, half crossing bids, batches of 16), with the
@@ -12,14 +12,16 @@ rollups and the market's counters, each with one ``executemany``; one durable co
 ``synchronous=FULL``); every order's answer built and pickled, as the market process sends it.
 
 It leaves out what the real path also does: the caller's scopes and the ask's provider and
-capacity, route gates, expiries, reference prices and savings, what a bid's metadata names,
-and undoing a refused order. Compare instruction counts with ``bench_market_writer.py
---orders``, counted the same way:
+capacity, route gates, the market's lock read, expiries and uncrossing the book, reference
+prices and savings, what a bid's metadata names, and undoing a refused order. Compare
+instruction counts with ``bench_market_writer.py --orders``, counted the same way:
 
     valgrind --tool=cachegrind --cache-sim=no python bench/bench_lean_order_path.py --orders 1600
     valgrind --tool=cachegrind --cache-sim=no python bench/bench_lean_order_path.py --orders 0
 
-The difference of the two "I refs" totals, divided by 1,600.
+The difference of the two "I refs" totals, divided by 1,600. The same pair with
+``--draws-only`` counts the yardstick's own share: drawing the orders. The yardstick also
+pickles every answer, which the in-process writer benchmark does not.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from flow_memory.kit.db import WAL_BACKSTOP_PAGES
 from flow_memory.kit.ids import new_ordered_id
-from flow_memory.market.orderbook import Order, OrderBook
+from flow_memory.kit.money import EXACT, exact, plain, to_parts
+from flow_memory.market.orderbook import Fill, Order, OrderBook
 from flow_memory.migrations import upgrade
 
 MODEL, UNIT, PROVIDER = "bench-model", "token", "prv_bench"
@@ -58,7 +62,7 @@ SUMS = (
         for part in ("whole", "nanos", "attos")
     ),
 )
-_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+_JSON = json.JSONEncoder(sort_keys=True).encode  # as the real path writes documents
 
 
 def insert(db: sqlite3.Connection, table: str, names: list[str] | None = None) -> str:
@@ -73,15 +77,13 @@ def adding(db: sqlite3.Connection, table: str, key: list[str]) -> str:
     return f"{insert(db, table, key + list(SUMS))} ON CONFLICT ({conflict}) DO UPDATE SET {added}"
 
 
-def money(value: Decimal) -> str:
-    return format(value, "f")
-
-
-def parts(value: Decimal) -> tuple[int, int, int]:
-    """Whole units, nanos and attos, as the rollups keep an amount."""
-    whole = int(value)
-    fraction = int((value - whole).scaleb(18).to_integral_value())
-    return whole, fraction // 10**9, fraction % 10**9
+def draw(rng: random.Random) -> tuple[str, str, int, Decimal, str]:
+    """The next order of the benchmarks' mix: side, owner, units, limit price, time in force."""
+    units = rng.randint(1, 50) * 100
+    if rng.random() < 0.5:
+        return "ask", "bench-seller", units, Decimal(f"0.000{rng.randint(500, 520)}"), "gtc"
+    tif = rng.choice(["gtc", "ioc"])
+    return "bid", "bench-buyer", units, Decimal(f"0.000{rng.randint(505, 525)}"), tif
 
 
 class LeanMarket:
@@ -115,22 +117,23 @@ class LeanMarket:
         now = datetime.now(UTC)
         stamp = now.replace(tzinfo=None).isoformat(sep=" ")
         rows: dict[str, list[tuple[Any, ...]]] = {
-            name: [] for name in ("orders", "updates", "fills", "usage", "events")
+            name: [] for name in ("orders", "fills", "usage", "events")
         }
+        updates: dict[str, tuple[Any, ...]] = {}  # one update per resting order that traded
         sums: dict[tuple[str, str], list[Any]] = {}
-        answers = [self._place(rng, now, stamp, rows, sums) for _ in range(size)]
+        answers = [self._place(rng, now, stamp, rows, updates, sums) for _ in range(size)]
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         db.execute(
-            "UPDATE markets SET version = version + 1, next_sequence = ? "
+            "UPDATE markets SET version = version + ?, next_sequence = ? "
             "WHERE model = ? AND unit_type = ?",
-            (self.sequence + 1, MODEL, UNIT),
+            (size, self.sequence + 1, MODEL, UNIT),
         )
         db.executemany(self.orders, rows["orders"])
         db.executemany(
             "UPDATE market_orders SET remaining_units = ?, status = ?, updated_at = ? "
             "WHERE order_id = ?",
-            rows["updates"],
+            list(updates.values()),
         )
         db.executemany(self.fills, rows["fills"])
         db.executemany(self.usage, rows["usage"])
@@ -147,15 +150,10 @@ class LeanMarket:
         now: datetime,
         stamp: str,
         rows: dict[str, list[tuple[Any, ...]]],
+        updates: dict[str, tuple[Any, ...]],
         sums: dict[tuple[str, str], list[Any]],
     ) -> tuple[int, bool, dict[str, Any]]:
-        units = rng.randint(1, 50) * 100
-        if rng.random() < 0.5:
-            side, owner, tif = "ask", "bench-seller", "gtc"
-            price = Decimal(f"0.000{rng.randint(500, 520)}")
-        else:
-            side, owner, tif = "bid", "bench-buyer", rng.choice(["gtc", "ioc"])
-            price = Decimal(f"0.000{rng.randint(505, 525)}")
+        side, owner, units, price, tif = draw(rng)
         self.sequence += 1
         order_id = new_ordered_id("ord", now)
         provider = PROVIDER if side == "ask" else None
@@ -175,7 +173,7 @@ class LeanMarket:
                 provider,
                 units,
                 order.remaining,
-                money(price),
+                format(price, "f"),  # as the order's money column binds it
                 "USD_CREDIT",
                 1,
                 tif,
@@ -194,14 +192,14 @@ class LeanMarket:
         placed = {
             "side": side,
             "units": units,
-            "limit_unit_price": money(price),
+            "limit_unit_price": plain(price),
             "time_in_force": tif,
             "status": order.status,
             "source": "api",
         }
         rows["events"].append(("order_placed", MODEL, UNIT, order_id, _JSON(placed), stamp))
-        fills = [self._fill(fill, now, stamp, rows, sums) for fill in result.fills]
-        answer = {
+        fills = [self._fill(fill, now, stamp, rows, updates, sums) for fill in result.fills]
+        placed_order = {
             "order_id": order_id,
             "side": side,
             "model": MODEL,
@@ -223,28 +221,28 @@ class LeanMarket:
             "cancel_reason": None,
             "created_at": now,
             "updated_at": now,
-            "fills": fills,
         }
-        return self.sequence, True, answer
+        return self.sequence, True, {"order": placed_order, "fills": fills}
 
     def _fill(
         self,
-        fill: Any,
+        fill: Fill,
         now: datetime,
         stamp: str,
         rows: dict[str, list[tuple[Any, ...]]],
+        updates: dict[str, tuple[Any, ...]],
         sums: dict[tuple[str, str], list[Any]],
     ) -> dict[str, Any]:
         maker = fill.maker_order_id
         resting = self.book.orders.get(maker)
-        rows["updates"].append(
+        updates[maker] = (
             (resting.remaining, "partially_filled", stamp, maker)
             if resting is not None
             else (0, "filled", stamp, maker)
         )
         bid, ask = self.parties[fill.bid_order_id], self.parties[fill.ask_order_id]
         fill_id = new_ordered_id("fill", now)
-        price = money(fill.unit_price)
+        price = format(fill.unit_price, "f")  # as the fill's money column binds it
         rows["fills"].append(
             (
                 fill_id,
@@ -267,10 +265,10 @@ class LeanMarket:
             "ask_order_id": fill.ask_order_id,
             "provider_id": ask[2],
             "units": fill.units,
-            "unit_price": price,
+            "unit_price": plain(fill.unit_price),
         }
         rows["events"].append(("fill", MODEL, UNIT, fill_id, _JSON(payload), stamp))
-        cost = fill.units * fill.unit_price
+        cost = exact(EXACT.multiply(fill.units, fill.unit_price))
         rows["usage"].append(
             (
                 new_ordered_id("use", now),
@@ -291,9 +289,9 @@ class LeanMarket:
                 fill_id,
                 fill.units,
                 fill.units,
-                price,
-                money(fill.units * bid[3]),
-                money(cost),
+                format(exact(fill.unit_price), "f"),
+                format(exact(EXACT.multiply(fill.units, bid[3])), "f"),
+                format(cost, "f"),
                 None,
                 None,
                 None,
@@ -306,7 +304,7 @@ class LeanMarket:
         pair = sums.setdefault((bid[0], ask[0]), [0, 0, Decimal(0)])
         pair[0] += 1
         pair[1] += fill.units
-        pair[2] += cost
+        pair[2] = EXACT.add(pair[2], cost)
         return {
             "fill_id": fill_id,
             "bid_order_id": fill.bid_order_id,
@@ -327,10 +325,10 @@ class LeanMarket:
                 sum_ = daily.setdefault(party, [0, 0, Decimal(0)])
                 sum_[0] += records
                 sum_[1] += units
-                sum_[2] += cost
+                sum_[2] = EXACT.add(sum_[2], cost)
         unpriced = (0, 0, 0) * 3
         values = {
-            party: (records, 0, units, units, *parts(cost), *unpriced)
+            party: (records, 0, units, units, *to_parts(cost), *unpriced)
             for party, (records, units, cost) in sorted(daily.items())
         }
         return (
@@ -341,13 +339,20 @@ class LeanMarket:
 
 @contextmanager
 def database() -> Iterator[sqlite3.Connection]:
-    """A fresh migrated SQLite file, opened as the server opens one (WAL, synchronous=FULL)."""
+    """A fresh migrated SQLite file with the server's pragmas (WAL, synchronous=FULL)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "lean.db"
         upgrade(f"sqlite:///{path}")
         db = sqlite3.connect(path, isolation_level=None)
         try:
-            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
+            pragmas = (
+                "journal_mode=WAL",
+                "synchronous=FULL",
+                "foreign_keys=ON",
+                "busy_timeout=30000",
+                f"wal_autocheckpoint={WAL_BACKSTOP_PAGES}",
+            )
+            for pragma in pragmas:
                 db.execute(f"PRAGMA {pragma}")
             yield db
         finally:
@@ -357,9 +362,20 @@ def database() -> Iterator[sqlite3.Connection]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=1600)
+    parser.add_argument(
+        "--draws-only",
+        action="store_true",
+        help="only draw the orders, writing nothing: the yardstick's own share of a count",
+    )
     args = parser.parse_args()
     if args.orders < 0:
         parser.error("--orders must be 0 or more")
+    if args.draws_only:
+        rng = random.Random(1)
+        for _ in range(WARM_UP + args.orders):
+            draw(rng)
+        print(f"drew {WARM_UP} + {args.orders} orders")
+        return
     with database() as db:
         market = LeanMarket(db)
         rng = random.Random(1)
