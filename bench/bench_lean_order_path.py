@@ -9,7 +9,8 @@ order and writes with the SQLite driver directly: no session, no savepoints, no 
 bookkeeping, no bind processors. Per batch: the orders, the updates of the resting orders that
 traded, the fills, a usage record per fill, the feed events, the daily and all-time usage
 rollups and the market's counters, each with one ``executemany``; one durable commit (WAL,
-``synchronous=FULL``); every order's answer built and pickled, as the market process sends it.
+``synchronous=FULL``); every order's answer built by the market's own ``order_read`` and
+``fill_read`` and pickled, as the market process sends it.
 
 It leaves out what the real path also does: the caller's scopes and the ask's provider and
 capacity, route gates, the market's lock read, expiries and uncrossing the book, reference
@@ -45,7 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flow_memory.kit.db import WAL_BACKSTOP_PAGES
 from flow_memory.kit.ids import new_ordered_id
 from flow_memory.kit.money import EXACT, exact, plain, to_parts
+from flow_memory.market.gateway import fill_read, order_read
 from flow_memory.market.orderbook import Fill, Order, OrderBook
+from flow_memory.market.service import PlacedFill, PlacedOrder
 from flow_memory.migrations import upgrade
 
 MODEL, UNIT, PROVIDER = "bench-model", "token", "prv_bench"
@@ -162,29 +165,55 @@ class LeanMarket:
         result = self.book.submit(incoming, sequence=self.sequence)
         self.parties[order_id] = (owner, buyer, provider, price)
         order = result.order
+        row = PlacedOrder(
+            order_id=order_id,
+            model=MODEL,
+            unit_type=UNIT,
+            side=side,
+            owner_id=owner,
+            buyer_id=buyer,
+            provider_id=provider,
+            units=units,
+            remaining_units=order.remaining,
+            limit_unit_price=price,
+            currency="USD_CREDIT",
+            min_fill_units=1,
+            time_in_force=tif,
+            status=order.status,
+            sequence=self.sequence,
+            source="api",
+            routing_policy={},
+            metadata_={},
+            expires_at=None,
+            cancel_reason=None,
+            cancelled_by=None,
+            created_at=now,
+            updated_at=now,
+        )
+        # In the columns' order, each value as its column binds it on SQLite.
         rows["orders"].append(
             (
-                order_id,
-                MODEL,
-                UNIT,
-                side,
-                owner,
-                buyer,
-                provider,
-                units,
-                order.remaining,
-                format(price, "f"),  # as the order's money column binds it
-                "USD_CREDIT",
-                1,
-                tif,
-                order.status,
-                self.sequence,
-                "api",
-                "{}",
-                "{}",
-                None,
-                None,
-                None,
+                row.order_id,
+                row.model,
+                row.unit_type,
+                row.side,
+                row.owner_id,
+                row.buyer_id,
+                row.provider_id,
+                row.units,
+                row.remaining_units,
+                format(row.limit_unit_price, "f"),
+                row.currency,
+                row.min_fill_units,
+                row.time_in_force,
+                row.status,
+                row.sequence,
+                row.source,
+                "{}",  # routing_policy
+                "{}",  # metadata
+                None,  # expires_at
+                None,  # cancel_reason
+                None,  # cancelled_by
                 stamp,
                 stamp,
             )
@@ -199,30 +228,7 @@ class LeanMarket:
         }
         rows["events"].append(("order_placed", MODEL, UNIT, order_id, _JSON(placed), stamp))
         fills = [self._fill(fill, now, stamp, rows, updates, sums) for fill in result.fills]
-        placed_order = {
-            "order_id": order_id,
-            "side": side,
-            "model": MODEL,
-            "unit_type": UNIT,
-            "owner_id": owner,
-            "buyer_id": buyer,
-            "provider_id": provider,
-            "units": units,
-            "filled_units": units - order.remaining,
-            "remaining_units": order.remaining,
-            "limit_unit_price": price,
-            "currency": "USD_CREDIT",
-            "min_fill_units": 1,
-            "time_in_force": tif,
-            "status": order.status,
-            "source": "api",
-            "metadata": {},
-            "expires_at": None,
-            "cancel_reason": None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        return self.sequence, True, {"order": placed_order, "fills": fills}
+        return self.sequence, True, {"order": order_read(row), "fills": fills}
 
     def _fill(
         self,
@@ -242,21 +248,35 @@ class LeanMarket:
         )
         bid, ask = self.parties[fill.bid_order_id], self.parties[fill.ask_order_id]
         fill_id = new_ordered_id("fill", now)
-        price = format(fill.unit_price, "f")  # as the fill's money column binds it
+        placed = PlacedFill(
+            fill_id=fill_id,
+            model=MODEL,
+            unit_type=UNIT,
+            bid_order_id=fill.bid_order_id,
+            ask_order_id=fill.ask_order_id,
+            taker_order_id=fill.taker_order_id,
+            buyer_owner_id=bid[0],
+            buyer_id=bid[1],
+            seller_owner_id=ask[0],
+            provider_id=ask[2],
+            units=fill.units,
+            unit_price=fill.unit_price,
+            created_at=now,
+        )
         rows["fills"].append(
             (
-                fill_id,
-                MODEL,
-                UNIT,
-                fill.bid_order_id,
-                fill.ask_order_id,
-                fill.taker_order_id,
-                bid[0],
-                bid[1],
-                ask[0],
-                ask[2],
-                fill.units,
-                price,
+                placed.fill_id,
+                placed.model,
+                placed.unit_type,
+                placed.bid_order_id,
+                placed.ask_order_id,
+                placed.taker_order_id,
+                placed.buyer_owner_id,
+                placed.buyer_id,
+                placed.seller_owner_id,
+                placed.provider_id,
+                placed.units,
+                format(placed.unit_price, "f"),
                 stamp,
             )
         )
@@ -305,15 +325,7 @@ class LeanMarket:
         pair[0] += 1
         pair[1] += fill.units
         pair[2] = EXACT.add(pair[2], cost)
-        return {
-            "fill_id": fill_id,
-            "bid_order_id": fill.bid_order_id,
-            "ask_order_id": fill.ask_order_id,
-            "provider_id": ask[2],
-            "units": fill.units,
-            "unit_price": fill.unit_price,
-            "created_at": now,
-        }
+        return fill_read(placed)
 
     def _rollups(
         self, sums: dict[tuple[str, str], list[Any]], day: str
