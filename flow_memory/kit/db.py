@@ -312,17 +312,35 @@ class BulkWrite:
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
-        names = tuple(rows[0])
-        dialect = connection.dialect.name
-        statement = self._dialects.get(dialect, self._statement)
-        key = (dialect, names)
-        if key not in self._compiled:
-            self._compiled[key] = _Compiled.build(statement, connection.dialect, names)
-        compiled = self._compiled[key]
+        compiled = self._compile(connection, tuple(rows[0]))
         if compiled is None:
-            connection.execute(statement, list(rows))
+            connection.execute(self._statement_for(connection), list(rows))
             return
         on_driver(connection, compiled.sql, compiled.parameters(rows), many=True)
+
+    def execute_rows(
+        self, connection: Connection, names: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Write rows given as tuples of values in the order of ``names``: the hot paths build
+        them straight from their objects, without a mapping per row."""
+        if not rows:
+            return
+        compiled = self._compile(connection, names)
+        if compiled is None:
+            dicts = [dict(zip(names, row, strict=True)) for row in rows]
+            connection.execute(self._statement_for(connection), dicts)
+            return
+        on_driver(connection, compiled.sql, compiled.rows(names, rows), many=True)
+
+    def _statement_for(self, connection: Connection) -> Insert | Update:
+        return self._dialects.get(connection.dialect.name, self._statement)
+
+    def _compile(self, connection: Connection, names: tuple[str, ...]) -> _Compiled | None:
+        key = (connection.dialect.name, names)
+        if key not in self._compiled:
+            statement = self._statement_for(connection)
+            self._compiled[key] = _Compiled.build(statement, connection.dialect, names)
+        return self._compiled[key]
 
 
 class DriverQuery:
@@ -416,6 +434,21 @@ class _Compiled:
     def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         # Every value is read in one call; only those with a processor are passed through it.
         values_of = itemgetter(*self.names)
+        if len(self.names) == 1:
+            return self._converted([(values_of(row),) for row in rows])
+        return self._converted([values_of(row) for row in rows])
+
+    def rows(self, names: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> list[Any]:
+        """The driver's parameters for rows of values in the order of ``names``."""
+        if names != self.names:  # the statement takes them in another order
+            values_of = itemgetter(*(names.index(name) for name in self.names))
+            if len(self.names) == 1:
+                return self._converted([(values_of(row),) for row in rows])
+            rows = [values_of(row) for row in rows]
+        return self._converted(rows)
+
+    def _converted(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        """Rows of values in the statement's order, through their bind processors."""
         processed = [
             (index, _LastValue(process) if of_time else process)
             for index, (process, of_time) in enumerate(
@@ -425,8 +458,7 @@ class _Compiled:
         ]
         out: list[Any] = []
         for row in rows:
-            values = values_of(row)
-            values = list(values) if len(self.names) > 1 else [values]
+            values = list(row)
             for index, process in processed:
                 values[index] = process(values[index])
             out.append(values if self.positional else dict(zip(self.names, values, strict=True)))

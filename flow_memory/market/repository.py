@@ -255,19 +255,7 @@ def add_event(
     unit_type: str | None = None,
     payload: dict[str, Any],
 ) -> None:
-    add_events(
-        session,
-        [
-            {
-                "kind": kind,
-                "model": model,
-                "unit_type": unit_type,
-                "subject_id": subject_id,
-                "payload": payload,
-                "created_at": now,
-            }
-        ],
-    )
+    add_events(session, [(kind, model, unit_type, subject_id, payload, now)])
 
 
 # -- the order path's bulk writes (Core statements: no unit of work per row) -----------------
@@ -281,6 +269,11 @@ _EVENTS: Table = FeedEvent.__table__  # type: ignore[assignment]
 _INSERT_ORDER = bulk_insert(_ORDERS)
 _INSERT_FILLS = bulk_insert(_FILLS)
 _INSERT_EVENTS = bulk_insert(_EVENTS)
+# The rows of the order path are tuples of values in these orders (the tables' own).
+ORDER_COLUMNS: tuple[str, ...] = tuple(_ORDERS.columns.keys())
+FILL_COLUMNS: tuple[str, ...] = tuple(_FILLS.columns.keys())
+# A feed event: its id is the database's.
+EVENT_COLUMNS = ("kind", "model", "unit_type", "subject_id", "payload", "created_at")
 _ORDER_PARTIES = select(
     _ORDERS.c.order_id,
     _ORDERS.c.owner_id,
@@ -292,18 +285,20 @@ _ORDER_PARTIES = select(
 ).where(_ORDERS.c.order_id.in_(bindparam("order_ids", expanding=True)))
 
 
-def insert_orders(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert order rows; their values are keyed by column name (``metadata``)."""
-    _INSERT_ORDER.execute(session.connection(), rows)
+def insert_orders(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """Insert order rows: tuples of values in ``ORDER_COLUMNS`` order."""
+    _INSERT_ORDER.execute_rows(session.connection(), ORDER_COLUMNS, rows)
 
 
-def insert_fills(session: Session, rows: list[dict[str, Any]]) -> None:
-    _INSERT_FILLS.execute(session.connection(), rows)
+def insert_fills(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """Insert fill rows: tuples of values in ``FILL_COLUMNS`` order."""
+    _INSERT_FILLS.execute_rows(session.connection(), FILL_COLUMNS, rows)
 
 
-def add_events(session: Session, events: list[dict[str, Any]]) -> None:
-    """Queue feed events; the transaction writes all of them in order, just before it commits
-    (nothing reads the feed inside the transaction that writes it)."""
+def add_events(session: Session, events: list[tuple[Any, ...]]) -> None:
+    """Queue feed events (tuples of values in ``EVENT_COLUMNS`` order); the transaction writes
+    all of them in order, just before it commits (nothing reads the feed inside the
+    transaction that writes it)."""
     if not events:
         return
     deferred(session, "feed_events").extend(events)
@@ -312,7 +307,7 @@ def add_events(session: Session, events: list[dict[str, Any]]) -> None:
 
 def _write_events(session: Session) -> None:
     events = deferred(session, "feed_events")
-    _INSERT_EVENTS.execute(session.connection(), events)
+    _INSERT_EVENTS.execute_rows(session.connection(), EVENT_COLUMNS, events)
     events.clear()
 
 
@@ -328,32 +323,41 @@ def order_parties(session: Session, order_ids: Iterable[str]) -> dict[str, Row[*
 def set_order_values(session: Session, changes: dict[str, dict[str, Any]]) -> None:
     """Set columns per order id (by column name), one statement per set of columns, keeping
     loaded order objects current."""
+    identity_map = session.identity_map
     loaded = [
         obj
-        for order_id in changes
-        if (obj := session.identity_map.get(identity_key(MarketOrder, order_id))) is not None
+        for order_id in (changes if len(identity_map) else ())
+        if (obj := identity_map.get(identity_key(MarketOrder, order_id))) is not None
     ]
     if any(obj in session.dirty for obj in loaded):
         session.flush()  # their pending changes come first
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for order_id, values in changes.items():
-        params = {f"b_{name}": value for name, value in values.items()}
-        params["b_order_id"] = order_id
-        by_columns.setdefault(tuple(sorted(values)), []).append(params)
+        columns = tuple(values)
+        by_columns.setdefault(columns, []).append((*values.values(), order_id))
     for columns, rows in by_columns.items():
-        statement = _ORDER_UPDATES.get(columns)
-        if statement is None:
-            statement = _ORDER_UPDATES[columns] = BulkWrite(
-                update(_ORDERS)
-                .where(_ORDERS.c.order_id == bindparam("b_order_id"))
-                .values({name: bindparam(f"b_{name}") for name in columns})
-            )
-        statement.execute(session.connection(), rows)
+        statement, names = _order_update(columns)
+        statement.execute_rows(session.connection(), names, rows)
     for obj in loaded:
         session.expire(obj)
 
 
-_ORDER_UPDATES: dict[tuple[str, ...], BulkWrite] = {}
+def _order_update(columns: tuple[str, ...]) -> tuple[BulkWrite, tuple[str, ...]]:
+    """The update of these columns by order id, and its parameters' names (the columns', then
+    the order id's)."""
+    found = _ORDER_UPDATES.get(columns)
+    if found is None:
+        statement = BulkWrite(
+            update(_ORDERS)
+            .where(_ORDERS.c.order_id == bindparam("b_order_id"))
+            .values({name: bindparam(f"b_{name}") for name in columns})
+        )
+        names = (*(f"b_{name}" for name in columns), "b_order_id")
+        found = _ORDER_UPDATES[columns] = (statement, names)
+    return found
+
+
+_ORDER_UPDATES: dict[tuple[str, ...], tuple[BulkWrite, tuple[str, ...]]] = {}
 
 
 def snapshot_ask_lines(session: Session, provider_id: str) -> list[tuple[str, str, str, bool]]:

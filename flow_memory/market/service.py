@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -507,8 +508,8 @@ def _rows_queued(session: Session) -> None:
 
 def write_order_rows(session: Session) -> None:
     """Write the queued order rows: new orders, then fills, then changed orders."""
-    inserts: list[dict[str, Any]] = deferred(session, "order_inserts")
-    fill_rows: list[dict[str, Any]] = deferred(session, "fill_inserts")
+    inserts: list[tuple[Any, ...]] = deferred(session, "order_inserts")
+    fill_rows: list[tuple[Any, ...]] = deferred(session, "fill_inserts")
     updates: list[tuple[str, dict[str, Any]]] = deferred(session, "order_updates")
     if inserts:
         repository.insert_orders(session, inserts)
@@ -612,7 +613,7 @@ def place_order(
         created_at=now,
         updated_at=now,
     )
-    deferred(session, "order_inserts").append(row.values())
+    deferred(session, "order_inserts").append(_ORDER_ROW(row))
     market.state.rest(
         _Party(
             order_id,
@@ -651,15 +652,9 @@ def place_order(
 
 def _event(
     kind: str, subject_id: str, market: OpenMarket, now: datetime, payload: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "model": market.row.model,
-        "unit_type": market.row.unit_type,
-        "subject_id": subject_id,
-        "payload": payload,
-        "created_at": now,
-    }
+) -> tuple[Any, ...]:
+    """A feed event's row (``repository.EVENT_COLUMNS``)."""
+    return (kind, market.row.model, market.row.unit_type, subject_id, payload, now)
 
 
 def _require(principal: Principal, scope: str, what: str) -> None:
@@ -768,12 +763,6 @@ class PlacedOrder:
     created_at: datetime
     updated_at: datetime
 
-    def values(self) -> dict[str, Any]:
-        """The row's values by column name, for a Core insert."""
-        values = {name: getattr(self, name) for name in _ORDER_FIELDS}
-        values["metadata"] = values.pop("metadata_")
-        return values
-
 
 @dataclass(slots=True)
 class PlacedFill:
@@ -794,8 +783,12 @@ class PlacedFill:
     created_at: datetime
 
 
+# A placed order's and fill's row, as the repository inserts them: their fields are the
+# tables' columns, in the same order (``metadata_`` is the column ``metadata``).
 _ORDER_FIELDS = tuple(f.name for f in fields(PlacedOrder))
 _FILL_FIELDS = tuple(f.name for f in fields(PlacedFill))
+_ORDER_ROW = attrgetter(*_ORDER_FIELDS)
+_FILL_ROW = attrgetter(*_FILL_FIELDS)
 
 
 def _record_fills(
@@ -805,7 +798,7 @@ def _record_fills(
     *,
     now: datetime,
     taker: PlacedOrder | None = None,
-    events: list[dict[str, Any]] | None = None,
+    events: list[tuple[Any, ...]] | None = None,
 ) -> list[PlacedFill]:
     """Write fills and their feed events (after ``events``), and bring every other order of
     each fill up to the book's state (``taker``'s row was just built from it)."""
@@ -883,7 +876,7 @@ def _record_fills(
                 },
             )
         )
-    deferred(session, "fill_inserts").extend({n: getattr(r, n) for n in _FILL_FIELDS} for r in rows)
+    deferred(session, "fill_inserts").extend(map(_FILL_ROW, rows))
     repository.add_events(session, events)
     _record_fill_usage(session, rows, parties, now=now)
     market.state.trim()

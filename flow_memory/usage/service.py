@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -74,8 +74,9 @@ class UsageInput:
     quality_score: float | None = None
 
 
-def record_values(item: UsageInput, *, now: datetime) -> dict[str, Any]:
-    """A usage record's column values (cost, reference cost and savings worked out)."""
+def record_row(item: UsageInput, *, now: datetime) -> tuple[Any, ...]:
+    """A usage record's column values in ``RECORD_COLUMNS`` order (cost, reference cost and
+    savings worked out)."""
     actual_cost = exact(EXACT.multiply(item.actual_units, item.unit_price))
     estimated_price = item.estimated_unit_price or item.unit_price
     reference_cost: Decimal | None = None
@@ -83,53 +84,58 @@ def record_values(item: UsageInput, *, now: datetime) -> dict[str, Any]:
     if item.reference_unit_price is not None and item.reference_unit_price > 0:
         reference_cost = exact(EXACT.multiply(item.actual_units, item.reference_unit_price))
         savings = exact(max(ZERO, EXACT.subtract(reference_cost, actual_cost)))
-    return dict(
-        usage_id=new_ordered_id("use", now),
-        source=item.source,
-        decision=item.decision,
-        owner_id=item.owner_id,
-        seller_owner_id=item.seller_owner_id,
-        workspace_id=item.workspace_id,
-        agent_id=item.agent_id,
-        goal_id=item.goal_id,
-        task_id=item.task_id,
-        model=item.model,
-        unit_type=item.unit_type,
-        provider_id=item.provider_id,
-        route_id=item.route_id,
-        order_id=item.order_id,
-        reservation_id=item.reservation_id,
-        fill_id=item.fill_id,
-        estimated_units=item.estimated_units,
-        actual_units=item.actual_units,
-        unit_price=exact(item.unit_price),
-        estimated_cost=exact(EXACT.multiply(item.estimated_units, estimated_price)),
-        actual_cost=actual_cost,
-        reference_unit_price=item.reference_unit_price if reference_cost is not None else None,
-        reference_cost=reference_cost,
-        savings=savings,
-        discount_bps=discount_bps(item.unit_price, item.reference_unit_price),
-        latency_ms=item.latency_ms,
-        quality_score=item.quality_score,
-        created_at=now,
+    return (
+        new_ordered_id("use", now),
+        item.source,
+        item.decision,
+        item.owner_id,
+        item.seller_owner_id,
+        item.workspace_id,
+        item.agent_id,
+        item.goal_id,
+        item.task_id,
+        item.model,
+        item.unit_type,
+        item.provider_id,
+        item.route_id,
+        item.order_id,
+        item.reservation_id,
+        item.fill_id,
+        item.estimated_units,
+        item.actual_units,
+        exact(item.unit_price),
+        exact(EXACT.multiply(item.estimated_units, estimated_price)),
+        actual_cost,
+        item.reference_unit_price if reference_cost is not None else None,
+        reference_cost,
+        savings,
+        discount_bps(item.unit_price, item.reference_unit_price),
+        item.latency_ms,
+        item.quality_score,
+        now,
     )
+
+
+# A usage record's columns, in the table's order (``record_row`` gives its values so).
+RECORD_COLUMNS: tuple[str, ...] = tuple(UsageRecord.__table__.columns.keys())
+
+
+def record_values(item: UsageInput, *, now: datetime) -> dict[str, Any]:
+    """A usage record's column values by name."""
+    return dict(zip(RECORD_COLUMNS, record_row(item, now=now), strict=True))
 
 
 def build_record(item: UsageInput, *, now: datetime) -> UsageRecord:
     return UsageRecord(**record_values(item, now=now))
 
 
-def record_usage(
-    session: Session, items: Iterable[UsageInput], *, now: datetime
-) -> list[dict[str, Any]]:
-    """Write usage records and fold them into the daily rollup, in the caller's transaction;
-    returns their column values."""
-    rows = [record_values(item, now=now) for item in items]
+def record_usage(session: Session, items: Iterable[UsageInput], *, now: datetime) -> None:
+    """Write usage records and fold them into the daily rollup, in the caller's transaction."""
+    rows = [record_row(item, now=now) for item in items]
     if rows:
-        # One executemany, no ORM object per record: fills write many at a time.
-        _INSERT_RECORDS.execute(session.connection(), rows)
+        # One executemany, no ORM object or mapping per record: fills write many at a time.
+        _INSERT_RECORDS.execute_rows(session.connection(), RECORD_COLUMNS, rows)
         add_to_rollup(session, rows)
-    return rows
 
 
 _INSERT_RECORDS = bulk_insert(UsageRecord.__table__)  # type: ignore[arg-type]
@@ -222,17 +228,17 @@ def _fan_out(
     return daily, overall
 
 
-def _rollup_values(totals: Totals) -> dict[str, int]:
-    values = {
-        "records": totals.records,
-        "priced_records": totals.priced_records,
-        "estimated_units": totals.estimated_units,
-        "actual_units": totals.actual_units,
-    }
+def _rollup_sums(totals: Totals) -> tuple[int, ...]:
+    """A rollup row's sums, in ``_SUM_COLUMNS`` order."""
+    sums: tuple[int, ...] = (
+        totals.records,
+        totals.priced_records,
+        totals.estimated_units,
+        totals.actual_units,
+    )
     for name in AMOUNTS:
-        whole, nanos, attos = to_parts(getattr(totals, name))
-        values |= {f"{name}_whole": whole, f"{name}_nanos": nanos, f"{name}_attos": attos}
-    return values
+        sums += to_parts(getattr(totals, name))
+    return sums
 
 
 _SUM_COLUMNS = (
@@ -263,14 +269,26 @@ _PAIR_FIELDS = ("created_at", "owner_id", "seller_owner_id", "model", "unit_type
 _ADDED_FIELDS = ("estimated_units", "actual_units", "actual_cost", "reference_cost", "savings")
 
 
+_PAIR_OF_ROW = itemgetter(*(RECORD_COLUMNS.index(name) for name in _PAIR_FIELDS))
+_ADDED_OF_ROW = itemgetter(*(RECORD_COLUMNS.index(name) for name in _ADDED_FIELDS))
+
+
 def add_to_rollup(
-    session: Session, rows: Sequence[UsageRecord] | Sequence[Mapping[str, Any]]
+    session: Session,
+    rows: Sequence[UsageRecord] | Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]],
 ) -> None:
-    """Fold records (objects or column values) into their daily and all-time rollup rows."""
+    """Fold records (objects, column values by name, or ``record_row`` tuples) into their daily
+    and all-time rollup rows."""
     if not rows:
         return
-    get = itemgetter if isinstance(rows[0], Mapping) else attrgetter
-    pair_of, added_of = get(*_PAIR_FIELDS), get(*_ADDED_FIELDS)
+    pair_of: Callable[[Any], Any]
+    added_of: Callable[[Any], Any]
+    if isinstance(rows[0], tuple):
+        pair_of, added_of = _PAIR_OF_ROW, _ADDED_OF_ROW
+    elif isinstance(rows[0], Mapping):
+        pair_of, added_of = itemgetter(*_PAIR_FIELDS), itemgetter(*_ADDED_FIELDS)
+    else:
+        pair_of, added_of = attrgetter(*_PAIR_FIELDS), attrgetter(*_ADDED_FIELDS)
     per_pair: dict[PairKey, Totals] = {}
     for row in rows:
         created_at, *parties = pair_of(row)  # type: ignore[arg-type]
@@ -308,11 +326,8 @@ def _add_sums(
 ) -> None:
     """Add ``deltas`` to their rows with one statement, in key order (each row is locked as
     it is written)."""
-    rows = [
-        {**dict(zip(key, row_key, strict=True)), **_rollup_values(deltas[row_key])}
-        for row_key in sorted(deltas)
-    ]
-    upsert.execute(session.connection(), rows)
+    rows = [row_key + _rollup_sums(deltas[row_key]) for row_key in sorted(deltas)]
+    upsert.execute_rows(session.connection(), key + _SUM_COLUMNS, rows)
 
 
 def rebuild_rollups(session: Session) -> int:
@@ -355,7 +370,7 @@ def rebuild_rollups(session: Session) -> int:
     ):
         batch: list[dict[str, Any]] = []
         for key, totals in sums:
-            batch.append({**dict(zip(names, key, strict=True)), **_rollup_values(totals)})
+            batch.append(dict(zip(names + _SUM_COLUMNS, key + _rollup_sums(totals), strict=True)))
             if len(batch) == 10_000:
                 session.execute(insert(table), batch)
                 batch = []

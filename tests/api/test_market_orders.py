@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
@@ -1194,3 +1195,12 @@ class TestGroupCommit:
         )
         futures[0].result()
         assert futures[1].result()[0].status == "filled"
+
+
+def test_placed_orders_and_fills_are_rows_in_their_tables_column_order() -> None:
+    # The order path inserts them as tuples read field by field: a field out of the table's
+    # order would store a value in another column.
+    order_fields = [f.name.rstrip("_") for f in fields(service.PlacedOrder)]
+    fill_fields = [f.name for f in fields(service.PlacedFill)]
+    assert order_fields == list(MarketOrder.__table__.columns.keys())
+    assert fill_fields == list(MarketFill.__table__.columns.keys())

@@ -77,6 +77,51 @@ def test_rows_are_stored_as_sqlalchemy_stores_them(app: FastAPI) -> None:
         assert (second.limit_unit_price, second.expires_at) == (Decimal("12.5"), WHEN)
 
 
+def test_rows_given_as_tuples_in_any_order_are_stored_as_sqlalchemy_stores_them(
+    app: FastAPI,
+) -> None:
+    rows = [
+        order("ord_tuple_1"),
+        order("ord_tuple_2", expires_at=WHEN, limit_unit_price=Decimal("3.25"), metadata={}),
+    ]
+    in_table_order = tuple(ORDERS.columns.keys())
+    shuffled = tuple(reversed(in_table_order))  # not the statement's order: taken apart by name
+    core = [row | {"order_id": row["order_id"].replace("tuple", "core")} for row in rows]
+    swapped = [row | {"order_id": row["order_id"].replace("tuple", "swap")} for row in rows]
+    with app.state.session_factory.begin() as session:
+        connection = session.connection()
+        bulk_insert(ORDERS).execute_rows(
+            connection, in_table_order, [tuple(row[n] for n in in_table_order) for row in rows]
+        )
+        bulk_insert(ORDERS).execute_rows(
+            connection, shuffled, [tuple(row[n] for n in shuffled) for row in swapped]
+        )
+        bulk_insert(ORDERS).execute_rows(connection, shuffled, [])
+        connection.execute(insert(ORDERS), core)
+    expected = [row[1:] for row in stored(app, ORDERS, "order_id", ["ord_core_1", "ord_core_2"])]
+    assert len(expected) == 2
+    for kind in ("tuple", "swap"):
+        ids = [f"ord_{kind}_1", f"ord_{kind}_2"]
+        assert [row[1:] for row in stored(app, ORDERS, "order_id", ids)] == expected
+
+
+def test_update_rows_given_as_tuples_name_their_values(app: FastAPI) -> None:
+    with app.state.session_factory.begin() as session:
+        session.connection().execute(insert(ORDERS), [order("ord_tup_upd")])
+    statement = BulkWrite(
+        update(ORDERS)
+        .where(ORDERS.c.order_id == bindparam("b_order_id"))
+        .values(status=bindparam("b_status"), remaining_units=bindparam("b_remaining_units"))
+    )
+    later = ("b_order_id", "b_remaining_units", "b_status")
+    with app.state.session_factory.begin() as session:
+        statement.execute_rows(session.connection(), later, [("ord_tup_upd", 0, "filled")])
+    with app.state.session_factory() as session:
+        row = session.get(MarketOrder, "ord_tup_upd")
+        assert row is not None
+        assert (row.remaining_units, row.status) == (0, "filled")
+
+
 def test_a_table_with_an_identity_key_takes_the_rows_without_it(app: FastAPI) -> None:
     events = [
         {

@@ -22,6 +22,7 @@ from flow_memory.usage.service import (
     _encode_cursor,
     _whole_days,
     build_record,
+    record_values,
 )
 
 D = Decimal
@@ -473,3 +474,36 @@ class TestCursors:
         with pytest.raises(Invalid) as raised:
             _decode_cursor(cursor)
         assert raised.value.code == "invalid_cursor"
+
+
+def test_a_record_row_holds_every_column_in_the_table_order() -> None:
+    item = UsageInput(
+        source="market_fill",
+        decision="market_fill",
+        owner_id="buyer",
+        seller_owner_id="seller",
+        model="m",
+        unit_type="token",
+        provider_id="prov_1",
+        estimated_units=10,
+        actual_units=8,
+        unit_price=Decimal("0.5"),
+        reference_unit_price=Decimal("0.75"),
+        task_id="task-1",
+        fill_id="fill_1",
+    )
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    values = record_values(item, now=now)
+    assert list(values) == list(UsageRecord.__table__.columns.keys())
+    assert values["usage_id"].startswith("use_")
+    assert (values["owner_id"], values["seller_owner_id"], values["task_id"]) == (
+        "buyer",
+        "seller",
+        "task-1",
+    )
+    assert (values["actual_cost"], values["reference_cost"], values["savings"]) == (
+        Decimal("4"),
+        Decimal("6"),
+        Decimal("2"),
+    )
+    assert (values["estimated_cost"], values["created_at"]) == (Decimal("5"), now)
