@@ -894,6 +894,18 @@ _ATTRIBUTION = {
 }
 
 
+_NAMES_NONE = dict.fromkeys(_ATTRIBUTION)
+
+
+def _named_in(metadata: dict[str, Any]) -> dict[str, str | None]:
+    """What a bid's metadata names for its usage records (text of a fitting length only)."""
+    return {
+        name: value if isinstance(value, str) and 0 < len(value) <= limit else None
+        for name, limit in _ATTRIBUTION.items()
+        for value in [metadata.get(name)]
+    }
+
+
 def _record_fill_usage(
     session: Session,
     fills: list[PlacedFill],
@@ -913,11 +925,7 @@ def _record_fill_usage(
     items = []
     for fill in fills:
         bid = orders[fill.bid_order_id]
-        named = {
-            name: value if isinstance(value, str) and 0 < len(value) <= limit else None
-            for name, limit in _ATTRIBUTION.items()
-            for value in [bid.metadata.get(name)]
-        }
+        named = _named_in(bid.metadata) if bid.metadata else _NAMES_NONE
         items.append(
             usage.UsageInput(
                 source="market_fill",

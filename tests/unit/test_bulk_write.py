@@ -103,6 +103,14 @@ def test_rows_given_as_tuples_in_any_order_are_stored_as_sqlalchemy_stores_them(
     for kind in ("tuple", "swap"):
         ids = [f"ord_{kind}_1", f"ord_{kind}_2"]
         assert [row[1:] for row in stored(app, ORDERS, "order_id", ids)] == expected
+    with app.state.engine.connect() as connection:
+        nulls = connection.execute(
+            text(
+                "SELECT count(*) FROM market_orders WHERE order_id = 'ord_tuple_1' "
+                "AND buyer_id IS NULL AND expires_at IS NULL AND cancel_reason IS NULL"
+            )
+        ).scalar_one()
+    assert nulls == 1  # a null is stored as SQL's NULL, on the driver path as on SQLAlchemy's
 
 
 def test_update_rows_given_as_tuples_name_their_values(app: FastAPI) -> None:
