@@ -46,7 +46,7 @@ ZERO = Decimal(0)
 BPS = Decimal(10_000)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass sets each of its 21 fields the slow way
 class UsageInput:
     """What a caller knows about one use; costs and savings are derived here."""
 
