@@ -50,12 +50,23 @@ Parts = tuple[int, int, int]
 
 def to_parts(value: Decimal) -> Parts:
     """Split a non-negative amount of at most 18 decimal places into (whole, nanos, attos)."""
-    scaled = value.scaleb(18, _EXACT)
-    if value < 0 or scaled != scaled.to_integral_value():
+    return attos_parts(to_attos(value))
+
+
+def to_attos(value: Decimal) -> int:
+    """A non-negative amount of at most 18 decimal places, in billionths of a billionth (sums
+    of them are exact and cheap: integers)."""
+    attos, denominator = value.scaleb(18, _EXACT).as_integer_ratio()
+    if attos < 0 or denominator != 1:
         raise ValueError(f"{value} is negative or has more than 18 decimal places")
-    whole, fraction = divmod(int(scaled), ATTO)
-    nanos, attos = divmod(fraction, NANO)
-    return whole, nanos, attos
+    return attos
+
+
+def attos_parts(attos: int) -> Parts:
+    """An amount in attos as (whole, nanos, attos)."""
+    whole, fraction = divmod(attos, ATTO)
+    nanos, rest = divmod(fraction, NANO)
+    return whole, nanos, rest
 
 
 def from_parts(whole: int, nanos: int, attos: int) -> Decimal:

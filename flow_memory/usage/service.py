@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from operator import attrgetter, itemgetter
+from operator import add, attrgetter, itemgetter
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -36,7 +36,7 @@ from flow_memory.kit.db import BulkWrite, bulk_insert, dialect_inserts
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Invalid
 from flow_memory.kit.ids import new_ordered_id
-from flow_memory.kit.money import EXACT, exact, from_parts, to_parts
+from flow_memory.kit.money import EXACT, attos_parts, exact, from_parts, to_attos
 from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.kit.scopes import AUDIT
 from flow_memory.routing.policy import discount_bps
@@ -214,31 +214,63 @@ _DAILY_KEY = ("party", "day", "model", "unit_type", "provider_id")
 _TOTAL_KEY = ("party", "model", "unit_type", "provider_id")
 
 
+# A rollup delta: records, priced records, estimated units, actual units, then each of
+# ``AMOUNTS`` in attos (exact, and integer sums cost far less than decimal ones).
+Sums = list[int]
+
+
+def _add_record_sums(
+    sums: Sums,
+    estimated_units: int,
+    actual_units: int,
+    actual_cost: Decimal,
+    reference_cost: Decimal | None,
+    savings: Decimal | None,
+) -> None:
+    """Count one record into ``sums`` (as ``Totals.add_record`` counts it)."""
+    cost = to_attos(actual_cost)
+    sums[0] += 1
+    sums[2] += estimated_units
+    sums[3] += actual_units
+    sums[4] += cost
+    if reference_cost is not None:
+        sums[1] += 1
+        sums[5] += cost
+        sums[6] += to_attos(reference_cost)
+        sums[7] += to_attos(savings or ZERO)
+
+
 def _fan_out(
-    per_pair: dict[PairKey, Totals],
-) -> tuple[dict[RollupKey, Totals], dict[TotalKey, Totals]]:
+    per_pair: dict[PairKey, Sums],
+) -> tuple[dict[RollupKey, Sums], dict[TotalKey, Sums]]:
     """Sums per (day, buyer, seller, …) become the daily and all-time sums of each party: everyone,
     the buyer and the seller (once when buyer and seller are the same owner)."""
-    daily: dict[RollupKey, Totals] = {}
-    overall: dict[TotalKey, Totals] = {}
-    for (day, owner, seller, model, unit_type, provider), totals in per_pair.items():
+    daily: dict[RollupKey, Sums] = {}
+    overall: dict[TotalKey, Sums] = {}
+    for (day, owner, seller, model, unit_type, provider), sums in per_pair.items():
         for party in dict.fromkeys((EVERYONE, owner, seller)):
-            daily.setdefault((party, day, model, unit_type, provider), Totals()).add(totals)
-            overall.setdefault((party, model, unit_type, provider), Totals()).add(totals)
+            _merge_sums(daily, (party, day, model, unit_type, provider), sums)
+            _merge_sums(overall, (party, model, unit_type, provider), sums)
     return daily, overall
 
 
-def _rollup_sums(totals: Totals) -> tuple[int, ...]:
+def _merge_sums(into: dict[Any, Sums], key: Any, sums: Sums) -> None:
+    found = into.get(key)
+    if found is None:
+        into[key] = sums.copy()
+    else:
+        found[:] = map(add, found, sums)
+
+
+def _rollup_sums(sums: Sums) -> tuple[int, ...]:
     """A rollup row's sums, in ``_SUM_COLUMNS`` order."""
-    sums: tuple[int, ...] = (
-        totals.records,
-        totals.priced_records,
-        totals.estimated_units,
-        totals.actual_units,
+    return (
+        *sums[:4],
+        *attos_parts(sums[4]),
+        *attos_parts(sums[5]),
+        *attos_parts(sums[6]),
+        *attos_parts(sums[7]),
     )
-    for name in AMOUNTS:
-        sums += to_parts(getattr(totals, name))
-    return sums
 
 
 _SUM_COLUMNS = (
@@ -281,19 +313,20 @@ def add_to_rollup(
     and all-time rollup rows."""
     if not rows:
         return
-    pair_of: Callable[[Any], Any]
-    added_of: Callable[[Any], Any]
-    if isinstance(rows[0], tuple):
-        pair_of, added_of = _PAIR_OF_ROW, _ADDED_OF_ROW
-    elif isinstance(rows[0], Mapping):
+    pair_of: Callable[[Any], Any] = _PAIR_OF_ROW
+    added_of: Callable[[Any], Any] = _ADDED_OF_ROW
+    if isinstance(rows[0], Mapping):
         pair_of, added_of = itemgetter(*_PAIR_FIELDS), itemgetter(*_ADDED_FIELDS)
-    else:
+    elif not isinstance(rows[0], tuple):
         pair_of, added_of = attrgetter(*_PAIR_FIELDS), attrgetter(*_ADDED_FIELDS)
-    per_pair: dict[PairKey, Totals] = {}
+    per_pair: dict[PairKey, Sums] = {}
     for row in rows:
-        created_at, *parties = pair_of(row)  # type: ignore[arg-type]
-        pair = (created_at.astimezone(UTC).date(), *parties)
-        per_pair.setdefault(pair, Totals()).add_record(*added_of(row))  # type: ignore[arg-type]
+        created_at, *parties = pair_of(row)
+        pair: PairKey = (created_at.astimezone(UTC).date(), *parties)
+        sums = per_pair.get(pair)
+        if sums is None:
+            sums = per_pair[pair] = [0] * 8
+        _add_record_sums(sums, *added_of(row))
     daily, overall = _fan_out(per_pair)
     # One lock order for every writer: all daily rows by key, then all totals by key.
     _add_sums(session, _DAILY, _DAILY_KEY, daily)
@@ -322,7 +355,7 @@ def _add_sums(
     session: Session,
     upsert: BulkWrite,
     key: tuple[str, ...],
-    deltas: Mapping[tuple[Any, ...], Totals],
+    deltas: Mapping[Any, Sums],
 ) -> None:
     """Add ``deltas`` to their rows with one statement, in key order (each row is locked as
     it is written)."""
@@ -348,13 +381,14 @@ def rebuild_rollups(session: Session) -> int:
         ).execution_options(yield_per=20_000)
     )
     # Sum per (day, buyer, seller, model, unit, provider) first, then fan out to the parties.
-    per_pair: dict[PairKey, Totals] = {}
+    per_pair: dict[PairKey, Sums] = {}
     for created_at, *dimensions, est, actual, cost, ref, saved in rows:
         pair: PairKey = (created_at.date(), *dimensions)
-        totals = per_pair.get(pair)
-        if totals is None:
-            totals = per_pair[pair] = Totals()
-        totals.add_record(
+        pair_sums = per_pair.get(pair)
+        if pair_sums is None:
+            pair_sums = per_pair[pair] = [0] * 8
+        _add_record_sums(
+            pair_sums,
             est,
             actual,
             Decimal(cost),
@@ -369,8 +403,8 @@ def rebuild_rollups(session: Session) -> int:
         (UsageTotal, _TOTAL_KEY, overall.items()),
     ):
         batch: list[dict[str, Any]] = []
-        for key, totals in sums:
-            batch.append(dict(zip(names + _SUM_COLUMNS, key + _rollup_sums(totals), strict=True)))
+        for key, delta in sums:
+            batch.append(dict(zip(names + _SUM_COLUMNS, key + _rollup_sums(delta), strict=True)))
             if len(batch) == 10_000:
                 session.execute(insert(table), batch)
                 batch = []

@@ -50,6 +50,7 @@ def test_random_characters_come_in_blocks_each_used_once(monkeypatch: pytest.Mon
     ids._POOL.forget()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # newer Pythons warn of forks
 def test_threads_and_forked_processes_draw_their_own_characters() -> None:
     ids.new_id("x")  # this thread's block is drawn
     from_thread: list[str] = []

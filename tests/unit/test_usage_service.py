@@ -476,10 +476,11 @@ class TestCursors:
         assert raised.value.code == "invalid_cursor"
 
 
-def test_a_record_row_holds_every_column_in_the_table_order() -> None:
+def test_a_record_row_holds_each_value_in_its_own_column() -> None:
+    # Every field distinct, so a value written into another column's place shows.
     item = UsageInput(
         source="market_fill",
-        decision="market_fill",
+        decision="selected",
         owner_id="buyer",
         seller_owner_id="seller",
         model="m",
@@ -488,22 +489,50 @@ def test_a_record_row_holds_every_column_in_the_table_order() -> None:
         estimated_units=10,
         actual_units=8,
         unit_price=Decimal("0.5"),
+        estimated_unit_price=Decimal("0.625"),
         reference_unit_price=Decimal("0.75"),
+        workspace_id="ws-1",
+        agent_id="agent-1",
+        goal_id="goal-1",
         task_id="task-1",
+        route_id="route-1",
+        order_id="ord_1",
+        reservation_id="res_1",
         fill_id="fill_1",
+        latency_ms=12.5,
+        quality_score=0.9,
     )
     now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     values = record_values(item, now=now)
-    assert list(values) == list(UsageRecord.__table__.columns.keys())
-    assert values["usage_id"].startswith("use_")
-    assert (values["owner_id"], values["seller_owner_id"], values["task_id"]) == (
-        "buyer",
-        "seller",
-        "task-1",
-    )
-    assert (values["actual_cost"], values["reference_cost"], values["savings"]) == (
-        Decimal("4"),
-        Decimal("6"),
-        Decimal("2"),
-    )
-    assert (values["estimated_cost"], values["created_at"]) == (Decimal("5"), now)
+    assert values.pop("usage_id").startswith("use_")
+    assert values == {
+        "source": "market_fill",
+        "decision": "selected",
+        "owner_id": "buyer",
+        "seller_owner_id": "seller",
+        "workspace_id": "ws-1",
+        "agent_id": "agent-1",
+        "goal_id": "goal-1",
+        "task_id": "task-1",
+        "model": "m",
+        "unit_type": "token",
+        "provider_id": "prov_1",
+        "route_id": "route-1",
+        "order_id": "ord_1",
+        "reservation_id": "res_1",
+        "fill_id": "fill_1",
+        "estimated_units": 10,
+        "actual_units": 8,
+        "unit_price": Decimal("0.5"),
+        "estimated_cost": Decimal("6.25"),
+        "actual_cost": Decimal("4"),
+        "reference_unit_price": Decimal("0.75"),
+        "reference_cost": Decimal("6"),
+        "savings": Decimal("2"),
+        "discount_bps": 3333,
+        "latency_ms": 12.5,
+        "quality_score": 0.9,
+        "created_at": now,
+    }
+    stored = build_record(item, now=now)  # the same values on the table's own columns
+    assert {name: getattr(stored, name) for name in values} == values
