@@ -478,13 +478,11 @@ class TestCursors:
 
 def test_a_record_row_holds_each_value_in_its_own_column() -> None:
     # Every field distinct, so a value written into another column's place shows.
-    item = UsageInput(
-        source="market_fill",
+    item = usage_input(
         decision="selected",
         owner_id="buyer",
         seller_owner_id="seller",
         model="m",
-        unit_type="token",
         provider_id="prov_1",
         estimated_units=10,
         actual_units=8,
