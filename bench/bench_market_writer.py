@@ -42,7 +42,7 @@ from bench.bench_orders_http import MODEL, setup_market
 from flow_memory.app import create_app
 from flow_memory.keys import service as keys
 from flow_memory.kit.deps import Principal
-from flow_memory.market.gateway import placing
+from flow_memory.market.orders import PlaceOrder
 from flow_memory.market.schemas import OrderCreate
 from flow_memory.migrations import upgrade
 from flow_memory.settings import Settings
@@ -107,10 +107,12 @@ def main() -> None:
 
 def place(app: Any, rng: random.Random, provider_id: str, size: int) -> None:
     """One batch of ``size`` orders, applied by the market writer; waits for every answer."""
-    market = app.state.market  # the in-process market: what its writer's commands run with
-    batch = [(placing(market, *order_body(rng, provider_id)), Future(), True) for _ in range(size)]
-    app.state.market_writer.apply(batch)
-    for _, future, _ in batch:
+    writer = app.state.market.writer  # the in-process market's
+    batch: list[tuple[Any, Future[Any]]] = [
+        (PlaceOrder(*order_body(rng, provider_id)), Future()) for _ in range(size)
+    ]
+    writer.apply(batch)
+    for _, future in batch:
         future.result()
 
 

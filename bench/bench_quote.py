@@ -6,7 +6,7 @@ Run: python bench/bench_quote.py [--seconds 6 | --iterations N] [--quick]
 Two shapes, each seeded into its own SQLite file through the real service functions: per
 provider a credential reference, enrollment, a pairing token redeemed by the first heartbeat, a
 catalog with a reference price, a capacity snapshot (which becomes one resting ask) and manual
-asks placed with ``place_order`` at varied prices. Every provider is eligible and every ask is
+asks placed through a market writer at varied prices. Every provider is eligible and every ask is
 under the policy's ceiling and discount floor, so every provider is an eligible route; a quote
 judges each provider's asks (collapsed into price levels), ranks every provider at its best level
 and answers the best ``max_quotes`` (20 by default):
@@ -57,7 +57,7 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -76,9 +76,10 @@ from flow_memory.kit.clock import SystemClock
 from flow_memory.kit.db import make_engine, make_session_factory
 from flow_memory.kit.deps import Principal, transaction
 from flow_memory.kit.scopes import PLAN, SELL
+from flow_memory.market.orders import PlaceOrder
 from flow_memory.market.schemas import OrderCreate
-from flow_memory.market.service import MarketRegistry, place_order
-from flow_memory.market.snapshots import publish_capacity
+from flow_memory.market.snapshots import PublishCapacity
+from flow_memory.market.writer import MarketWriter
 from flow_memory.migrations import upgrade
 from flow_memory.providers import service as providers
 from flow_memory.providers.repository import find_by_name
@@ -245,17 +246,8 @@ def enroll(session: Session, spec: ProviderSpec, *, settings: Settings, now: dat
     return provider.provider_id
 
 
-def publish(
-    session: Session,
-    markets: MarketRegistry,
-    spec: ProviderSpec,
-    provider_id: str,
-    *,
-    asks_per_line: int,
-    settings: Settings,
-    now: datetime,
-) -> None:
-    """Catalog with a reference price, then capacity, whose snapshot becomes one ask a model."""
+def publish_catalog(session: Session, spec: ProviderSpec, provider_id: str, now: datetime) -> None:
+    """A catalog with a reference price for each of the provider's models."""
     providers.publish_catalog(
         session,
         principal=SELLER,
@@ -275,16 +267,17 @@ def publish(
             ],
         ),
     )
-    # Published capacity covers every manual ask and leaves one ask's worth for the snapshot
-    # ask: each manual ask shrinks the snapshot ask by its own size.
-    publish_capacity(
-        session,
-        markets,
-        principal=SELLER,
-        provider_id=provider_id,
-        settings=settings,
-        now=now,
-        body=ProviderCapacity(
+
+
+def publish_capacity(
+    spec: ProviderSpec, provider_id: str, *, asks_per_line: int, now: datetime
+) -> PublishCapacity:
+    """Capacity whose snapshot becomes one ask a model: it covers every manual ask and leaves
+    one ask's worth for the snapshot ask (each manual ask shrinks it by its own size)."""
+    return PublishCapacity(
+        SELLER,
+        provider_id,
+        ProviderCapacity(
             capacity_version=now,
             inventory=[
                 CapacityItem(
@@ -303,53 +296,50 @@ def publish(
     )
 
 
-def place_manual_asks(
-    session: Session,
-    markets: MarketRegistry,
-    spec: ProviderSpec,
-    provider_id: str,
-    *,
-    settings: Settings,
-    now: datetime,
-) -> None:
-    for model, prices in zip(spec.models, spec.manual_prices, strict=True):
-        for price in prices:
-            place_order(
-                session,
-                markets,
-                principal=SELLER,
-                settings=settings,
-                now=now,
-                body=OrderCreate(
-                    side="ask",
-                    provider_id=provider_id,
-                    model=model,
-                    unit_type="token",
-                    units=ASK_UNITS,
-                    limit_unit_price=price,
-                ),
-            )
+def manual_asks(spec: ProviderSpec, provider_id: str) -> list[PlaceOrder]:
+    return [
+        PlaceOrder(
+            SELLER,
+            OrderCreate(
+                side="ask",
+                provider_id=provider_id,
+                model=model,
+                unit_type="token",
+                units=ASK_UNITS,
+                limit_unit_price=price,
+            ),
+        )
+        for model, prices in zip(spec.models, spec.manual_prices, strict=True)
+        for price in prices
+    ]
+
+
+def apply(writer: MarketWriter, commands: list[Any]) -> None:
+    """Apply market commands in one batch of the writer; raise the first refusal."""
+    futures: list[Future[Any]] = [Future() for _ in commands]
+    writer.apply(list(zip(commands, futures, strict=True)))
+    for future in futures:
+        future.result()
 
 
 def seed_market(
     factory: sessionmaker[Session], shape: Shape, specs: list[ProviderSpec], settings: Settings
 ) -> None:
-    markets = MarketRegistry()
+    writer = MarketWriter(factory, settings=settings, clock=SystemClock())
     now = SystemClock().now()
     for start in range(0, len(specs), PROVIDERS_PER_TRANSACTION):
+        chunk = specs[start : start + PROVIDERS_PER_TRANSACTION]
         with transaction(factory) as session:
-            for spec in specs[start : start + PROVIDERS_PER_TRANSACTION]:
-                provider_id = enroll(session, spec, settings=settings, now=now)
-                publish(
-                    session,
-                    markets,
-                    spec,
-                    provider_id,
-                    asks_per_line=shape.asks_per_line,
-                    settings=settings,
-                    now=now,
-                )
-                place_manual_asks(session, markets, spec, provider_id, settings=settings, now=now)
+            enrolled = [enroll(session, spec, settings=settings, now=now) for spec in chunk]
+            for spec, provider_id in zip(chunk, enrolled, strict=True):
+                publish_catalog(session, spec, provider_id, now)
+        for spec, provider_id in zip(chunk, enrolled, strict=True):
+            apply(
+                writer,
+                [publish_capacity(spec, provider_id, asks_per_line=shape.asks_per_line, now=now)],
+            )
+            apply(writer, manual_asks(spec, provider_id))
+    writer.stop()
 
 
 def refresh(
@@ -362,8 +352,8 @@ def refresh(
 ) -> datetime:
     """Beat for every provider now, as its agent would (and with ``republish`` publish its
     catalog and capacity again, for a kept database); return the moment."""
-    markets = MarketRegistry()
     now = SystemClock().now()
+    published: list[tuple[ProviderSpec, str]] = []
     with transaction(factory) as session:
         for spec in specs:
             provider = find_by_name(session, SELLER.owner_id, spec.name)
@@ -378,15 +368,16 @@ def refresh(
                 now=now,
             )
             if republish:
-                publish(
-                    session,
-                    markets,
-                    spec,
-                    provider.provider_id,
-                    asks_per_line=shape.asks_per_line,
-                    settings=settings,
-                    now=now,
-                )
+                publish_catalog(session, spec, provider.provider_id, now)
+                published.append((spec, provider.provider_id))
+    if published:
+        writer = MarketWriter(factory, settings=settings, clock=SystemClock())
+        for spec, provider_id in published:
+            apply(
+                writer,
+                [publish_capacity(spec, provider_id, asks_per_line=shape.asks_per_line, now=now)],
+            )
+        writer.stop()
     return now
 
 

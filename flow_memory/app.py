@@ -18,6 +18,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flow_memory import __version__
 from flow_memory.credentials.api import router as credentials_router
+from flow_memory.keys.service import KEY_CACHE
+from flow_memory.kit.broadcast import KEY_REVOKED, ROUTES, Listener
 from flow_memory.kit.clock import Clock, SystemClock
 from flow_memory.kit.db import WalCheckpointer, make_engine, make_session_factory
 from flow_memory.kit.deps import refuse_unstorable_path_parameters
@@ -33,7 +35,6 @@ from flow_memory.market.discovery_api import router as discovery_router
 from flow_memory.market.edge import OrderEdge
 from flow_memory.market.gateway import LocalMarket, Market
 from flow_memory.market.process import MarketProcess
-from flow_memory.market.service import MarketRegistry
 from flow_memory.market.writer import MarketWriter
 from flow_memory.payments.api import router as payments_router
 from flow_memory.pricing.api import router as pricing_router
@@ -88,19 +89,42 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if checkpointer is not None:
         checkpointer.start()
     app.state.wal_checkpointer = checkpointer
+    listener = _changes_listener(app)
+    if listener is not None:
+        listener.start()
+    app.state.changes_listener = listener
     try:
         app.state.market.start()
         yield
         # Acknowledge every queued market command and write every usage record before exiting.
         app.state.market.stop()
-        # The in-process writer keeps a connection once it has applied a batch: with a market
-        # process, only batches applied directly (tests) use it.
-        app.state.market_writer.stop()
         app.state.usage_recorder.stop()
         await app.state.proxy_client.aclose()
     finally:
+        if listener is not None:
+            listener.stop()
         if checkpointer is not None:
             checkpointer.stop()
+
+
+def _changes_listener(app: FastAPI) -> Listener | None:
+    """On PostgreSQL, what hears other servers' changes (``flow_memory.kit.broadcast``)."""
+    if app.state.engine.dialect.name != "postgresql":
+        return None
+
+    def forget_routes(_: str) -> None:
+        app.state.proxy_plans.clear()
+        app.state.route_facts.clear()  # the market writer reads provider gates afresh too
+
+    def forget_key(key_id: str) -> None:
+        if key_id:
+            KEY_CACHE.forget(key_id)
+        else:
+            KEY_CACHE.clear()
+
+    return Listener(
+        app.state.settings.database_url, {ROUTES: forget_routes, KEY_REVOKED: forget_key}
+    )
 
 
 class GuardExceptProxy:
@@ -185,12 +209,17 @@ def create_app(
             max_list_length=settings.max_list_length,
         ),
     )
-    app.state.markets = MarketRegistry(route_facts=lambda: app.state.route_facts)
-    app.state.market_writer = MarketWriter(app.state.session_factory)
     market: Market = (
         MarketProcess(settings, app.state.clock, lambda: app.state.route_facts)
         if settings.market_process
-        else LocalMarket(app.state.market_writer, app.state.markets, settings, app.state.clock)
+        else LocalMarket(
+            MarketWriter(
+                app.state.session_factory,
+                settings=settings,
+                clock=app.state.clock,
+                generation=lambda: app.state.route_facts.generation,
+            )
+        )
     )
     app.state.market = market
     app.include_router(credentials_router)

@@ -27,8 +27,8 @@ from flow_memory.keys.service import create_key
 from flow_memory.kit.clock import SystemClock
 from flow_memory.kit.deps import Principal, transaction
 from flow_memory.kit.scopes import ALL_SCOPES, AUDIT, BUY, PLAN, PROXY, READ, SELL
-from flow_memory.market.service import MarketRegistry
-from flow_memory.market.snapshots import publish_capacity
+from flow_memory.market.gateway import Market
+from flow_memory.market.snapshots import PublishCapacity
 from flow_memory.providers import service as providers
 from flow_memory.providers.repository import find_by_name
 from flow_memory.providers.schemas import (
@@ -113,8 +113,21 @@ REFERENCE_PRICES: dict[str, dict[UnitType, Decimal]] = {
 DEMO_SELLER = Principal(key_id="demo", owner_id=ROLES["provider"][0], scopes=frozenset({SELL}))
 
 
-def seed_demo_market(session: Session, markets: MarketRegistry, *, now: datetime) -> dict[str, str]:
+def seed_demo_market(
+    factory: sessionmaker[Session], market: Market, *, now: datetime
+) -> dict[str, str]:
     """Create keys for each role and an enrolled, paired, published set of providers."""
+    with transaction(factory) as session:
+        keys, seeded = _seed_providers(session, now=now)
+    for provider_id, spec in seeded:
+        publish_demo_capacity(market, provider_id, spec, now)
+    return keys
+
+
+def _seed_providers(
+    session: Session, *, now: datetime
+) -> tuple[dict[str, str], list[tuple[str, DemoProvider]]]:
+    """Keys for each role, and providers enrolled, paired and with a catalog."""
     keys = {
         role: create_key(
             session, owner_id=owner, scopes=scopes, label=f"demo {role}", now=now
@@ -122,6 +135,7 @@ def seed_demo_market(session: Session, markets: MarketRegistry, *, now: datetime
         for role, (owner, scopes) in ROLES.items()
     }
     settings = Settings()
+    seeded = []
     for spec in DEMO_PROVIDERS:
         ref = create_credential_ref(
             session,
@@ -182,42 +196,40 @@ def seed_demo_market(session: Session, markets: MarketRegistry, *, now: datetime
                 ],
             ),
         )
-        publish_demo_capacity(session, markets, provider.provider_id, spec, now)
-    return keys
+        seeded.append((provider.provider_id, spec))
+    return keys, seeded
 
 
 def publish_demo_capacity(
-    session: Session, markets: MarketRegistry, provider_id: str, spec: DemoProvider, now: datetime
+    market: Market, provider_id: str, spec: DemoProvider, now: datetime
 ) -> None:
-    publish_capacity(
-        session,
-        markets,
-        settings=Settings(),
-        principal=DEMO_SELLER,
-        provider_id=provider_id,
-        now=now,
-        body=ProviderCapacity(
-            capacity_version=now,
-            inventory=[
-                CapacityItem(
-                    model=a.model,
-                    unit_type=a.unit_type,
-                    available_units=a.available_units,
-                    ask_unit_price=a.ask_unit_price,
-                    min_order_units=a.min_order_units,
-                    quality_score=0.97,
-                    reliability_score=0.99,
-                    expires_at=now + timedelta(days=1),
-                )
-                for a in spec.capacity
-            ],
-        ),
+    market.execute(
+        PublishCapacity(
+            DEMO_SELLER,
+            provider_id,
+            ProviderCapacity(
+                capacity_version=now,
+                inventory=[
+                    CapacityItem(
+                        model=a.model,
+                        unit_type=a.unit_type,
+                        available_units=a.available_units,
+                        ask_unit_price=a.ask_unit_price,
+                        min_order_units=a.min_order_units,
+                        quality_score=0.97,
+                        reliability_score=0.99,
+                        expires_at=now + timedelta(days=1),
+                    )
+                    for a in spec.capacity
+                ],
+            ),
+        )
     )
 
 
 def keep_demo_providers_live(
     factory: sessionmaker[Session],
-    markets: MarketRegistry,
+    market: Market,
     stop: threading.Event,
     interval: float = 30.0,
 ) -> None:
@@ -225,21 +237,23 @@ def keep_demo_providers_live(
     clock = SystemClock()
     while not stop.wait(interval):
         try:
+            live = []
             with transaction(factory) as session:
                 for spec in DEMO_PROVIDERS:
                     provider = find_by_name(session, DEMO_SELLER.owner_id, spec.name)
                     if provider is None:
                         continue
-                    now = clock.now()
                     providers.record_heartbeat(
                         session,
                         principal=DEMO_SELLER,
                         provider_id=provider.provider_id,
                         body=ProviderHeartbeat(agent_version="demo"),
                         pairing_token=None,
-                        now=now,
+                        now=clock.now(),
                     )
-                    publish_demo_capacity(session, markets, provider.provider_id, spec, now)
+                    live.append((provider.provider_id, spec))
+            for provider_id, spec in live:
+                publish_demo_capacity(market, provider_id, spec, clock.now())
         except Exception:
             log.exception("demo refresh failed")
 
@@ -342,8 +356,7 @@ def run_demo(
     upgrade(settings.database_url)
     app = create_app(settings)
     factory = app.state.session_factory
-    with transaction(factory) as session:
-        keys = seed_demo_market(session, app.state.markets, now=SystemClock().now())
+    keys = seed_demo_market(factory, app.state.market, now=SystemClock().now())
     bind_host, bind_port = host or settings.host, port or settings.port
     base = f"http://{bind_host}:{bind_port}"
     print("\nFlow Memory demo market is starting (dry-run records only; no funds move).")
@@ -379,7 +392,7 @@ def run_demo(
     stop = threading.Event()
     refresher = threading.Thread(
         target=keep_demo_providers_live,
-        args=(factory, app.state.markets, stop),
+        args=(factory, app.state.market, stop),
         daemon=True,
         name="demo-refresh",
     )

@@ -17,6 +17,7 @@ from flow_memory.credentials.schemas import (
     CredentialRefRotate,
     CredentialRefRotateResponse,
 )
+from flow_memory.kit.broadcast import ROUTES, announce
 from flow_memory.kit.deps import (
     ClockDep,
     Principal,
@@ -134,3 +135,4 @@ def _forget_routes_after_commit(request: Request, session: Session) -> None:
             request.app.state.route_facts.clear()
 
     on_session_end(session, forget)
+    announce(session, ROUTES)  # and every other server on the database forgets them too

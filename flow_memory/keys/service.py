@@ -14,6 +14,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from flow_memory.keys.models import ApiKey
+from flow_memory.kit.broadcast import KEY_REVOKED, announce
 from flow_memory.kit.errors import Conflict, Invalid, NotFound
 from flow_memory.kit.ids import new_id
 from flow_memory.kit.scopes import ALL_SCOPES
@@ -86,6 +87,7 @@ def revoke_key(session: Session, *, key_id: str, now: datetime) -> ApiKey:
     # this transaction cannot put the still-active key back for a whole cache period.
     KEY_CACHE.forget(key_id)
     event.listen(session, "after_commit", lambda _: KEY_CACHE.forget(key_id), once=True)
+    announce(session, KEY_REVOKED, key_id)  # other servers on the database forget it at once
     return record
 
 

@@ -37,6 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeEngine
 
 from flow_memory.kit.money import exact
+from flow_memory.kit.outage import DATABASE, follow_database_file, outage_reason
 
 log = logging.getLogger("flow_memory.db")
 
@@ -111,66 +112,6 @@ class JSONDocument(TypeDecorator[Any]):
             return None
         return canonical_json(value)
 
-    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
-        """The same text as ``process_bind_param`` and the JSON type's own processor, sooner:
-        an empty object (most orders' metadata) is converted once, and a document ``json``
-        can write with sorted keys is written in one call, when that is what the two steps
-        give on this dialect (checked on a sample)."""
-        slow = super().bind_processor(dialect)
-        if slow is None:
-            return None
-        process: Callable[[Any], Any] = slow
-        empty = slow({})
-        if all(slow(sample) == _sorted_json(sample) for sample in _JSON_SAMPLES):
-
-            def process(value: Any) -> Any:
-                try:
-                    return _sorted_json(value)
-                except (TypeError, ValueError, RecursionError):  # only the round trip handles
-                    return slow(value)
-
-        def with_empty(value: Any) -> Any:
-            if type(value) is dict and not value:
-                return empty
-            return process(value)
-
-        return with_empty
-
-
-_SORTED_JSON = json.JSONEncoder(sort_keys=True)
-
-
-def _one_call_encoder() -> Callable[[Any], str]:
-    """``_SORTED_JSON.encode`` in one call to ``json``'s C encoder, made once instead of once
-    per document (what ``encode`` does), where the interpreter has it. It does not look for
-    cycles (a document parsed from JSON has none; one that has fails with RecursionError)."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return _SORTED_JSON.encode
-    encoder = _SORTED_JSON
-    chunks = make(
-        None,  # no cycle check
-        encoder.default,
-        json.encoder.encode_basestring_ascii,
-        encoder.indent,
-        encoder.key_separator,
-        encoder.item_separator,
-        encoder.sort_keys,
-        encoder.skipkeys,
-        encoder.allow_nan,
-    )
-
-    def encode(value: Any) -> str:
-        if isinstance(value, str):
-            return _SORTED_JSON.encode(value)
-        return "".join(chunks(value, 0))
-
-    return encode
-
-
-_sorted_json = _one_call_encoder()
-_JSON_SAMPLES = ({"b": [1, 2.5, None, True], "a": {"z": "é", "y": "x"}}, [{"b": 1, "a": 2}], "t")
-
 
 _PLAIN = (str, int, bool, type(None))
 
@@ -230,11 +171,8 @@ def make_engine(database_url: str, *, read_only: bool = False) -> Engine:
             **pool,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        # The sqlite3 module looks for a way to adapt every parameter that is not text, a
-        # number or bytes, None included: a search that fails and raises (and clears) an
-        # AttributeError per null. An adapter found at once costs a fraction of that, and a
-        # market order binds about 13 nulls. ``{}.get`` turns None into None in one C call.
-        sqlite3.register_adapter(type(None), _NULL_ADAPTER)
+        if not in_memory:
+            follow_database_file(engine)
         event.listen(
             engine, "begin", _sqlite_begin_deferred if read_only else _sqlite_begin_immediate
         )
@@ -242,9 +180,6 @@ def make_engine(database_url: str, *, read_only: bool = False) -> Engine:
     if url.get_backend_name() == "postgresql" and url.get_driver_name() in {"", "psycopg2"}:
         url = url.set(drivername="postgresql+psycopg")
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-
-
-_NULL_ADAPTER: Callable[[Any], Any] = {}.get
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -283,9 +218,12 @@ class WalCheckpointer:
     only past ``WAL_BACKSTOP_PAGES``, and this thread runs a passive checkpoint, which never
     waits for a reader or a writer, every ``CHECKPOINT_SECONDS``."""
 
-    def __init__(self, path: str, interval: float = CHECKPOINT_SECONDS) -> None:
+    def __init__(
+        self, path: str, interval: float = CHECKPOINT_SECONDS, *, engine: Engine | None = None
+    ) -> None:
         self.path = path
         self.interval = interval
+        self.engine = engine  # pinged for the end of an outage the checkpointer meets
         self.checkpoints = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -296,7 +234,7 @@ class WalCheckpointer:
         url = engine.url
         if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
             return None
-        return cls(str(url.database))
+        return cls(str(url.database), engine=engine)
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -311,16 +249,29 @@ class WalCheckpointer:
             self._thread = None
 
     def _run(self) -> None:
-        connection = sqlite3.connect(self.path, isolation_level=None)
+        connection: sqlite3.Connection | None = sqlite3.connect(self.path, isolation_level=None)
         try:
             while not self._stopping.wait(self.interval):
                 try:
+                    if connection is None:  # never creating the file anew if it is gone
+                        uri = Path(self.path).absolute().as_uri() + "?mode=rw"
+                        connection = sqlite3.connect(uri, uri=True, isolation_level=None)
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
                     self.checkpoints += 1
-                except sqlite3.Error:
-                    log.exception("checkpointing the write-ahead log failed; retrying")
+                except sqlite3.Error as error:
+                    reason = outage_reason(error)
+                    if reason is None:
+                        log.exception("checkpointing the write-ahead log failed; retrying")
+                        continue
+                    # Logged once for the whole outage, with the requests that meet it; the
+                    # next try opens the file at the path afresh.
+                    DATABASE.report(reason, self.engine)
+                    if connection is not None:
+                        connection.close()
+                        connection = None
         finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -421,19 +372,26 @@ def _run_on_driver(
     driver = connection.connection.dbapi_connection
     if driver is None:
         raise RuntimeError("the connection is closed")
-    cursor = driver.cursor()
+    cursor = None
     try:
+        cursor = driver.cursor()
         if many:
             cursor.executemany(sql, parameters)
             return []
         cursor.execute(sql, parameters)
         return list(cursor.fetchall()) if cursor.description is not None else []
     except connection.dialect.loaded_dbapi.Error as error:
+        # Told as SQLAlchemy tells it, a connection the database dropped included.
         raise DBAPIError.instance(
-            sql, parameters, error, connection.dialect.loaded_dbapi.Error
+            sql,
+            parameters,
+            error,
+            connection.dialect.loaded_dbapi.Error,
+            connection_invalidated=connection.dialect.is_disconnect(error, driver, cursor),
         ) from error
     finally:
-        cursor.close()
+        if cursor is not None:
+            cursor.close()
 
 
 def dialect_inserts(table: Table) -> dict[str, postgresql.Insert | sqlite.Insert]:

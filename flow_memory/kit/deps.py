@@ -15,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from flow_memory.keys.service import KEY_CACHE, KEY_PREFIX, KeyGrant, find_grant, hash_key
 from flow_memory.kit.clock import Clock
-from flow_memory.kit.errors import Forbidden, Invalid, NotFound, Unauthenticated
+from flow_memory.kit.errors import Applied, Forbidden, Invalid, NotFound, Unauthenticated
+from flow_memory.kit.outage import database_unavailable, is_database_outage
 from flow_memory.kit.scopes import ADMIN, ALL_SCOPES
 from flow_memory.settings import Settings
 
@@ -35,19 +36,44 @@ def _run_end_hooks(session: Session, committed: bool) -> None:
 
 @contextmanager
 def transaction(factory: Callable[[], Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on error, then run the end hooks."""
+    """One unit of work: commit on success, roll back on error, then run the end hooks.
+
+    A database outage is raised as ``DatabaseUnavailable``, saying whether the work may have
+    been applied: not when it failed before the commit began, perhaps when it failed in it."""
     session = factory()
     committed = False
+    committing = False
     try:
         yield session
+        committing = True
         session.commit()
         committed = True
-    except BaseException:
-        session.rollback()
+    except BaseException as error:
+        _roll_back(session, error)
+        _raise_if_outage(
+            error, session, applied="may_have_applied" if committing else "not_applied"
+        )
         raise
     finally:
         _run_end_hooks(session, committed)
         session.close()
+
+
+def _roll_back(session: Session, error: BaseException) -> None:
+    """Roll back after ``error``; a rollback that fails for the same outage is let go, so the
+    outage is what is reported."""
+    try:
+        session.rollback()
+    except Exception:
+        if not is_database_outage(error):
+            raise
+
+
+def _raise_if_outage(error: BaseException, session: Session, *, applied: Applied) -> None:
+    """Raise ``DatabaseUnavailable`` in place of ``error`` when it is a database outage."""
+    unavailable = database_unavailable(error, applied=applied, bind=session.get_bind())
+    if unavailable is not None and unavailable is not error:
+        raise unavailable from error
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -61,8 +87,14 @@ def get_read_session(request: Request) -> Iterator[Session]:
     session: Session = request.app.state.read_session_factory()
     try:
         yield session
-    finally:
+    except BaseException as error:
+        _roll_back(session, error)
+        # It wrote nothing: a POST that only reads (a quote) was not applied.
+        _raise_if_outage(error, session, applied="not_applied")
+        raise
+    else:
         session.rollback()
+    finally:
         session.close()
 
 
@@ -129,7 +161,12 @@ class Principal:
 def _lookup_grant(factory: sessionmaker[Session], secret: str) -> KeyGrant | None:
     # Keys are looked up outside the request's transaction, without taking a write lock.
     with factory() as session:
-        return find_grant(session, secret)
+        try:
+            return find_grant(session, secret)
+        except Exception as error:
+            # Nothing of the request has run yet: whatever it asks, it was not applied.
+            _raise_if_outage(error, session, applied="not_applied")
+            raise
 
 
 # Lookups in flight by key hash: when a busy key's cache entry expires, the requests that

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 
 class FlowMemoryError(Exception):
@@ -10,6 +10,8 @@ class FlowMemoryError(Exception):
 
     status_code: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
+    # Seconds a client should wait before trying again, sent as the retry-after header.
+    retry_after: int | None = None
 
     def __init__(
         self,
@@ -63,3 +65,46 @@ class ForbiddenMaterial(FlowMemoryError):
 class PayloadTooLarge(FlowMemoryError):
     status_code = 413
     code = "payload_too_large"
+
+
+# Seconds a client waits before retrying a request the database could not serve: enough for a
+# connection refused to turn into a server that answers again after a restart or a failover.
+DATABASE_RETRY_AFTER_SECONDS = 2
+
+# What became of a write the database failed under: nothing (it failed before its transaction
+# committed), or unknown (it failed while committing: the commit may have landed). None for a
+# read, which changes nothing.
+Applied = Literal["not_applied", "may_have_applied"] | None
+
+_DATABASE_UNAVAILABLE: dict[Applied, tuple[str, str]] = {
+    None: (
+        "the database is unavailable",
+        "retry after the number of seconds in the retry-after header",
+    ),
+    "not_applied": (
+        "the database is unavailable: the request was not applied",
+        "send it again after the number of seconds in the retry-after header",
+    ),
+    "may_have_applied": (
+        "the database became unavailable while the request was being committed: it may or may "
+        "not have been applied",
+        "look the record up before you retry, after the number of seconds in the retry-after "
+        "header",
+    ),
+}
+
+
+class DatabaseUnavailable(FlowMemoryError):
+    """The database cannot be reached or used right now (an outage, not a bug): 503 with a
+    retry-after header, and for a write whether it may have been applied."""
+
+    status_code = 503
+    code = "database_unavailable"
+
+    def __init__(
+        self, applied: Applied = None, *, retry_after: int = DATABASE_RETRY_AFTER_SECONDS
+    ) -> None:
+        message, hint = _DATABASE_UNAVAILABLE[applied]
+        super().__init__(message, hint=hint)
+        self.applied: Applied = applied
+        self.retry_after = retry_after

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from decimal import Decimal
@@ -15,12 +17,21 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flow_memory.kit import jsonenc
-from flow_memory.kit.errors import FlowMemoryError, ForbiddenMaterial, Invalid, PayloadTooLarge
+from flow_memory.kit.errors import (
+    DATABASE_RETRY_AFTER_SECONDS,
+    DatabaseUnavailable,
+    FlowMemoryError,
+    ForbiddenMaterial,
+    Invalid,
+    PayloadTooLarge,
+)
+from flow_memory.kit.outage import database_unavailable
 from flow_memory.kit.safety import (
     SAFETY_ENVELOPE,
     field_segment,
@@ -73,19 +84,21 @@ def success_body(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {"ok": True, **payload, **SAFETY_ENVELOPE}
 
 
-async def send_json(send: Send, status_code: int, content: bytes) -> None:
+async def send_json(
+    send: Send, status_code: int, content: bytes, headers: Mapping[str, str] | None = None
+) -> None:
     """Send rendered JSON as the two messages a FlowJSONResponse sends, with the same headers,
-    without building one: for the order edge, where building it costs more than the rest."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status_code,
-            "headers": [
-                (b"content-length", str(len(content)).encode()),
-                (b"content-type", b"application/json"),
-            ],
-        }
-    )
+    without building one: for the order edge, where building it costs more than the rest.
+    ``headers`` are sent besides (an error's ``error_headers``)."""
+    head = [
+        (b"content-length", str(len(content)).encode()),
+        (b"content-type", b"application/json"),
+    ]
+    if headers:
+        head += [
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+        ]
+    await send({"type": "http.response.start", "status": status_code, "headers": head})
     await send({"type": "http.response.body", "body": content})
 
 
@@ -103,7 +116,38 @@ def error_response(error: FlowMemoryError) -> FlowJSONResponse:
     return FlowJSONResponse(
         error_body(error.code, error.message, error.field, error.hint),
         status_code=error.status_code,
+        headers=error_headers(error),
     )
+
+
+def error_headers(error: FlowMemoryError) -> dict[str, str] | None:
+    """The headers an error is answered with besides the body: ``retry-after`` when the client
+    should try again later. Decided by the code too, for an error that crossed from the market
+    process as a plain FlowMemoryError with its code and status."""
+    seconds = error.retry_after
+    if seconds is None and error.code == DatabaseUnavailable.code:
+        seconds = DATABASE_RETRY_AFTER_SECONDS
+    return None if seconds is None else {"retry-after": str(seconds)}
+
+
+# Requests that change nothing: a database error answering one says nothing about applying it.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _as_read(request: Request, error: FlowMemoryError) -> FlowMemoryError:
+    """A read's outage error without the write's statement about what was applied."""
+    if error.code == DatabaseUnavailable.code and request.method in READ_METHODS:
+        return DatabaseUnavailable(retry_after=error.retry_after or DATABASE_RETRY_AFTER_SECONDS)
+    return error
+
+
+def database_error_classes() -> tuple[type[Exception], ...]:
+    """The errors SQLAlchemy and the loaded database drivers raise."""
+    classes: list[type[Exception]] = [SQLAlchemyError, sqlite3.Error]
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        classes.append(psycopg.Error)
+    return tuple(classes)
 
 
 _VALIDATION_CODES = {
@@ -123,8 +167,26 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FlowMemoryError)
-    async def _flow_error(_: Request, exc: FlowMemoryError) -> Response:
-        return error_response(exc)
+    async def _flow_error(request: Request, exc: FlowMemoryError) -> Response:
+        return error_response(_as_read(request, exc))
+
+    async def _database_error(request: Request, exc: Exception) -> Response:
+        # A database error that no transaction turned into DatabaseUnavailable: a write it
+        # answers may have got as far as committing.
+        unavailable = database_unavailable(
+            exc,
+            applied=None if request.method in READ_METHODS else "may_have_applied",
+            bind=getattr(request.app.state, "engine", None),
+        )
+        if unavailable is None:
+            raise exc  # a bug: answered 500 and logged with its traceback, as any other
+        return error_response(unavailable)
+
+    # Registered apart from Exception's handler: Starlette re-raises whatever reaches that one,
+    # for the server to log with a traceback, where an outage is logged once by DATABASE.
+    # The app's engine is made first, so its driver is loaded by now.
+    for error_class in database_error_classes():
+        app.add_exception_handler(error_class, _database_error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> Response:

@@ -11,6 +11,8 @@ from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES, Identifier
 from flow_memory.kit.scopes import BUY, READ, SELL
 from flow_memory.market.gateway import Market
+from flow_memory.market.orders import CancelOrder, PlaceOrder, ReadDepth
+from flow_memory.market.reservations import Reserve
 from flow_memory.market.schemas import (
     DepthResponse,
     OrderCancel,
@@ -50,7 +52,7 @@ MarketDep = Annotated[Market, Depends(get_market)]
     summary="Create a dry-run bid or ask order",
 )
 async def create_order(body: OrderCreate, market: MarketDep, principal: Trader) -> FlowJSONResponse:
-    return respond(await market.place(principal, body), status_code=201)
+    return respond(await market.run(PlaceOrder(principal, body)), status_code=201)
 
 
 @router.post(
@@ -65,7 +67,7 @@ async def cancel_order(
     market: MarketDep,
     principal: Trader,
 ) -> FlowJSONResponse:
-    return respond(await market.cancel(principal, order_id, body))
+    return respond(await market.run(CancelOrder(principal, order_id, body)))
 
 
 @router.get(
@@ -81,7 +83,7 @@ async def market_depth(
     _principal: Annotated[Principal, Depends(require_scopes(READ))],
     levels: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> FlowJSONResponse:
-    return respond(await market.depth(model, unit_type, levels))
+    return respond(await market.run(ReadDepth(model, unit_type, levels)))
 
 
 @router.post(
@@ -102,5 +104,5 @@ async def create_reservation(
     market: MarketDep,
     principal: Annotated[Principal, Depends(require_scopes(BUY))],
 ) -> FlowJSONResponse:
-    answer, replay = await market.reserve(principal, body)
+    answer, replay = await market.run(Reserve(principal, body))
     return respond(answer, status_code=200 if replay else 201)

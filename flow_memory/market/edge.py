@@ -31,6 +31,7 @@ from flow_memory.kit.http import (
     success_body,
 )
 from flow_memory.market.api import TRADER_SCOPES
+from flow_memory.market.orders import PlaceOrder
 from flow_memory.market.schemas import OrderCreate
 
 PATH = "/inference/market/orders"
@@ -63,7 +64,7 @@ class OrderEdge:
         state = scope["app"].state
         status = 500
         try:
-            placed = await state.market.place(principal, order)
+            placed = await state.market.run(PlaceOrder(principal, order))
             status, content = 201, jsonenc.render(success_body(placed))
         except FlowMemoryError as error:
             body_out = error_body(error.code, error.message, error.field, error.hint)

@@ -1,26 +1,28 @@
 """The market writer in a process of its own.
 
-``flow-memory serve`` applies the market's book-touching commands (orders, cancels, depth
-reads and reservations) in a child process that keeps the books and runs the market writer.
-The server's event loop and the writer then run on two cores at once, instead of taking turns
-on one interpreter lock.
+``flow-memory serve`` applies the market's commands (orders, cancels, depth reads,
+reservations and capacity snapshots: everything that reads or moves a book) in a child process
+that keeps the books and runs the market writer; the server keeps no book. The server's event
+loop and the writer then run on two cores at once, instead of taking turns on one interpreter
+lock.
 
 The two processes talk over a socket pair only they hold. Each frame is a 4-byte big-endian
 length, then a pickle:
-- the server sends lists of commands ``(request id, kind, route-facts generation, time,
-  arguments)``: those an event loop queued in one turn, in one frame at the end of the turn,
-  written straight to the socket when it takes them at once, else by a sending thread (so no
-  event loop waits on the socket);
+- the server sends lists of commands ``(request id, route-facts generation, time, command)``
+  (a command is a dataclass of ``flow_memory.market.orders`` and its neighbours): those an
+  event loop queued in one turn go in one frame at the end of the turn, written straight to
+  the socket when it takes them at once, else by a sending thread (so no event loop waits on
+  the socket); a thread that is no event loop's sends its command at once;
 - the market process, on one thread, takes every command that has arrived, applies them as
   one batch of the market writer, and answers them in one frame once the batch has committed:
   ``(request id, succeeded, result or error)``.
 
-Writes the server makes itself (capacity snapshots, credential changes) reach the market
-process as they reach any other process on the same database: a book another process changed
-is rebuilt from the database before its next command. The route-facts generation sent with
-every command also tells it when the server forgot what decides a provider's route gate, so
-it drops what its writer kept. The server's clock is the market's: a batch is applied at the
-time the server sent its latest command.
+Writes other processes make reach the market process as they reach any writer on the same
+database: a book another process changed is rebuilt from the database before its next command.
+The route-facts generation sent with every command tells it when the server forgot what
+decides a provider's route gate (a credential revoked, say), so it drops what its writer kept.
+The server's clock is the market's: a batch is applied at the time the server sent its latest
+command.
 
 The server stops it by closing its end of the socket: it finishes and commits what it was sent,
 then exits. It ignores SIGINT and SIGTERM, which reach it with the server's (Ctrl-C, a service
@@ -48,29 +50,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
 from flow_memory.kit.clock import Clock, SystemClock
 from flow_memory.kit.db import make_engine, make_session_factory
-from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import FlowMemoryError
-from flow_memory.market import gateway
-from flow_memory.market.schemas import OrderCancel, OrderCreate, ReservationCreate
-from flow_memory.market.service import MarketRegistry
-from flow_memory.market.writer import MAX_BATCH, MarketWriter, Queued, settle
+from flow_memory.market.writer import MAX_BATCH, Command, MarketWriter, Outcome, Queued, settle
 from flow_memory.routing.facts import RouteFacts
 from flow_memory.settings import Settings
 
 log = logging.getLogger("flow_memory.market.process")
 
-# What each kind of command builds, and whether it writes its rows only in bulk.
-COMMANDS: dict[str, tuple[Callable[..., Callable[[Any], Any]], bool]] = {
-    "place": (gateway.placing, True),
-    "cancel": (gateway.cancelling, False),
-    "depth": (gateway.reading_depth, False),
-    "reserve": (gateway.reserving, False),
-}
+Waiting = asyncio.Future[Any] | Future[Any]  # a command's caller, on a loop or a thread
 
 
 class MarketUnavailable(FlowMemoryError):
@@ -112,38 +105,25 @@ class MarketProcess:
         child = self._child
         return None if child is None else child.process.pid
 
-    async def place(self, principal: Principal, body: OrderCreate) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("place", principal, body)
-        return result
+    async def run(self, command: Command) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._send(command, future)
+        return await future
 
-    async def cancel(
-        self, principal: Principal, order_id: str, body: OrderCancel
-    ) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("cancel", principal, order_id, body)
-        return result
+    def execute(self, command: Command, timeout: float = 60.0) -> Any:
+        future: Future[Any] = Future()
+        self._send(command, future, now=True)
+        return future.result(timeout)
 
-    async def depth(self, model: str, unit_type: str, levels: int) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("depth", model, unit_type, levels)
-        return result
-
-    async def reserve(
-        self, principal: Principal, body: ReservationCreate
-    ) -> tuple[dict[str, Any], bool]:
-        result: tuple[dict[str, Any], bool] = await self._call("reserve", principal, body)
-        return result
-
-    async def _call(self, kind: str, *args: Any) -> Any:
+    def _send(self, command: Command, future: Waiting, *, now: bool = False) -> None:
         child = self._running()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
         request_id = next(self._ids)
         child.pending[request_id] = future
         if not child.alive:  # it ended after it was looked up: nothing will answer
             child.pending.pop(request_id, None)
             raise _unavailable()
         generation = self._route_facts().generation
-        child.send((request_id, kind, generation, self._clock.now(), args))
-        return await future
+        child.send((request_id, generation, self._clock.now(), command), now=now)
 
     def _running(self) -> _Child:
         child = self._child
@@ -171,7 +151,7 @@ class _Child:
         self.alive = True
         self.started = time.monotonic()
         self.ended: float | None = None
-        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.pending: dict[int, Waiting] = {}
         # The commands an event loop queues in one turn go out together, in one frame, at the
         # end of that turn: written straight to the socket when it takes them at once, else
         # left to the sending thread, so no event loop ever blocks on a socket the market
@@ -216,8 +196,14 @@ class _Child:
         ended = self.ended
         return ended is not None and ended - self.started < 1 and time.monotonic() - ended < 1
 
-    def send(self, command: tuple[Any, ...]) -> None:
-        """Queue a command, from an event loop: sent with the others it queues this turn."""
+    def send(self, command: tuple[Any, ...], *, now: bool = False) -> None:
+        """Queue a command, from an event loop: sent with the others it queues this turn;
+        ``now``, from any other thread: sent at once."""
+        if now:
+            with self._outbox_ready:
+                self._queued.append(command)
+            self._flush()
+            return
         loop = asyncio.get_running_loop()
         with self._outbox_ready:
             self._queued.append(command)
@@ -275,7 +261,7 @@ class _Child:
     def _read(self) -> None:
         try:
             for answers in read_frames(self.sock):
-                outcomes = []
+                outcomes: list[Outcome] = []
                 for request_id, succeeded, value in answers:
                     future = self.pending.pop(request_id, None)
                     if future is not None:
@@ -398,13 +384,6 @@ class FrameReader:
 # The market process's side.
 
 
-@dataclasses.dataclass
-class _Context:
-    markets: MarketRegistry
-    settings: Settings
-    clock: _SentClock
-
-
 class _SentClock:
     """The server's clock, as of the latest command it sent."""
 
@@ -444,8 +423,8 @@ def serve(sock: socket.socket) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     engine = make_engine(settings.database_url)
-    facts = RouteFacts()
-    context = _Context(MarketRegistry(route_facts=lambda: facts), settings, _SentClock())
+    clock = _SentClock()
+    generation: list[int | None] = [None]
     outbox: list[tuple[int, bool, Any]] = []
 
     def answer() -> None:
@@ -454,10 +433,15 @@ def serve(sock: socket.socket) -> None:
         if answers:
             _send_answers(sock, answers)
 
-    writer = MarketWriter(make_session_factory(engine), after_batch=answer)
+    writer = MarketWriter(
+        make_session_factory(engine),
+        settings=settings,
+        clock=clock,
+        generation=lambda: generation[0],
+        after_batch=answer,
+    )
     gc.collect()
     gc.freeze()  # what is loaded now lives as long as the process
-    generation = None
     try:
         while True:
             try:
@@ -470,13 +454,10 @@ def serve(sock: socket.socket) -> None:
                 frames += reader.take(wait=False)
             arrived = []
             batch: list[Queued] = []
-            for request_id, kind, seen, sent_at, args in itertools.chain.from_iterable(frames):
-                if seen != generation:
-                    facts.clear()  # the server forgot route facts since: forget ours
-                    generation = seen
-                context.clock.latest = sent_at
-                build, deferred_only = COMMANDS[kind]
-                batch.append((build(context, *args), _Answer(request_id, outbox), deferred_only))
+            for request_id, seen, sent_at, command in itertools.chain.from_iterable(frames):
+                generation[0] = seen
+                clock.latest = sent_at
+                batch.append((command, _Answer(request_id, outbox)))
             for start in range(0, len(batch), MAX_BATCH):
                 writer.apply(batch[start : start + MAX_BATCH])
     except OSError:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from flow_memory.kit.db import BulkWrite, DriverQuery, bulk_insert, dialect_inserts
 from flow_memory.market.models import (
@@ -21,7 +20,6 @@ from flow_memory.market.models import (
     Reservation,
     ReservationHold,
 )
-from flow_memory.market.writer import before_commit, deferred
 
 ACTIVE = ("open", "partially_filled")
 
@@ -37,9 +35,14 @@ class MarketRow:
 
 
 _MARKETS: Table = Market.__table__  # type: ignore[assignment]
-# Built once: a statement object reused keeps its cache key, which is costly to compute.
-# Run on the driver directly (once per market batch: SQLAlchemy's execution path costs more
-# than the query).
+_ORDERS: Table = MarketOrder.__table__  # type: ignore[assignment]
+_FILLS: Table = MarketFill.__table__  # type: ignore[assignment]
+_EVENTS: Table = FeedEvent.__table__  # type: ignore[assignment]
+_RESERVATIONS: Table = Reservation.__table__  # type: ignore[assignment]
+_HOLDS: Table = ReservationHold.__table__  # type: ignore[assignment]
+
+# Statements are built once: a statement object reused keeps its cache key, which is costly
+# to compute. The market lock runs on the driver directly, once per market a batch holds.
 _LOCK_MARKET = DriverQuery(
     select(_MARKETS.c.version, _MARKETS.c.next_sequence)
     .where(
@@ -52,7 +55,7 @@ _CREATE_MARKET = {
     dialect: statement.on_conflict_do_nothing()
     for dialect, statement in dialect_inserts(_MARKETS).items()
 }
-_SAVE_MARKET = DriverQuery(
+_SAVE_MARKETS = BulkWrite(
     update(_MARKETS)
     .where(
         _MARKETS.c.model == bindparam("b_model"),
@@ -76,79 +79,91 @@ def lock_market(session: Session, model: str, unit_type: str, *, now: datetime) 
     return MarketRow(model, unit_type, version, next_sequence)
 
 
-def save_market_counters(
-    session: Session, market: MarketRow, *, version: int, next_sequence: int
-) -> None:
-    """Write a market's version and next sequence (the row itself may be unchanged)."""
-    if (version, next_sequence) == (market.version, market.next_sequence):
-        return
-    _SAVE_MARKET.rows(
-        session.connection(),
-        {
-            "b_model": market.model,
-            "b_unit_type": market.unit_type,
-            "b_version": version,
-            "b_next_sequence": next_sequence,
-        },
+def save_markets(session: Session, counters: Sequence[tuple[str, str, int, int]]) -> None:
+    """Write markets' ``(model, unit_type, version, next_sequence)``."""
+    _SAVE_MARKETS.execute_rows(
+        session.connection(), ("b_model", "b_unit_type", "b_version", "b_next_sequence"), counters
     )
-    market.version, market.next_sequence = version, next_sequence
 
 
-def active_orders(session: Session, model: str, unit_type: str) -> list[MarketOrder]:
-    return list(
-        session.scalars(
-            select(MarketOrder)
-            .where(
-                MarketOrder.model == model,
-                MarketOrder.unit_type == unit_type,
-                MarketOrder.status.in_(ACTIVE),
-            )
-            .order_by(MarketOrder.sequence)
+_ACTIVE_ORDERS = (
+    select(
+        _ORDERS.c.order_id,
+        _ORDERS.c.side,
+        _ORDERS.c.owner_id,
+        _ORDERS.c.buyer_id,
+        _ORDERS.c.provider_id,
+        _ORDERS.c.units,
+        _ORDERS.c.remaining_units,
+        _ORDERS.c.limit_unit_price,
+        _ORDERS.c.min_fill_units,
+        _ORDERS.c.time_in_force,
+        _ORDERS.c.status,
+        _ORDERS.c.sequence,
+        _ORDERS.c.source,
+        _ORDERS.c.metadata,
+        _ORDERS.c.expires_at,
+    )
+    .where(
+        _ORDERS.c.model == bindparam("model"),
+        _ORDERS.c.unit_type == bindparam("unit_type"),
+        _ORDERS.c.status.in_(ACTIVE),
+    )
+    .order_by(_ORDERS.c.sequence)
+)
+
+
+def active_orders(session: Session, model: str, unit_type: str) -> list[Row[Any]]:
+    """The market's resting orders, oldest first."""
+    return list(session.execute(_ACTIVE_ORDERS, {"model": model, "unit_type": unit_type}))
+
+
+def active_holds(session: Session, model: str, unit_type: str) -> list[tuple[str, int]]:
+    """``(order id, units)`` of every hold of the market's active reservations."""
+    query = (
+        select(_HOLDS.c.order_id, _HOLDS.c.units)
+        .join(_RESERVATIONS, _RESERVATIONS.c.reservation_id == _HOLDS.c.reservation_id)
+        .where(
+            _RESERVATIONS.c.model == model,
+            _RESERVATIONS.c.unit_type == unit_type,
+            _RESERVATIONS.c.status == "active",
         )
     )
+    return [(order_id, units) for order_id, units in session.execute(query)]
 
 
-def orders_by_id(session: Session, order_ids: Iterable[str]) -> dict[str, MarketOrder]:
-    ids = list(order_ids)
-    if not ids:
-        return {}
-    return {
-        o.order_id: o
-        for o in session.scalars(select(MarketOrder).where(MarketOrder.order_id.in_(ids)))
-    }
-
-
-def get_order(session: Session, order_id: str) -> MarketOrder | None:
-    return session.get(MarketOrder, order_id)
-
-
-def active_holds(session: Session, model: str, unit_type: str) -> list[ReservationHold]:
-    return list(
-        session.scalars(
-            select(ReservationHold)
-            .join(Reservation)
-            .where(
-                Reservation.model == model,
-                Reservation.unit_type == unit_type,
-                Reservation.status == "active",
-            )
+def order_market(session: Session, order_id: str) -> tuple[str, str, str] | None:
+    """An order's ``(owner, model, unit_type)``, if it exists."""
+    row = session.execute(
+        select(_ORDERS.c.owner_id, _ORDERS.c.model, _ORDERS.c.unit_type).where(
+            _ORDERS.c.order_id == order_id
         )
-    )
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def order_row(session: Session, order_id: str) -> Row[Any] | None:
+    """An order as stored (columns by name; ``metadata_`` is the column ``metadata``)."""
+    columns = [c.label("metadata_") if c.key == "metadata" else c for c in _ORDERS.columns]
+    return session.execute(select(*columns).where(_ORDERS.c.order_id == order_id)).first()
 
 
 def due_reservations(
     session: Session, model: str, unit_type: str, now: datetime
-) -> list[Reservation]:
-    return list(
-        session.scalars(
-            select(Reservation).where(
-                Reservation.model == model,
-                Reservation.unit_type == unit_type,
-                Reservation.status == "active",
-                Reservation.expires_at <= now,
-            )
+) -> list[tuple[str, str, int]]:
+    """``(reservation id, order id, units)`` of every hold of the market's active reservations
+    due to expire (a reservation without holds gives one line with no order)."""
+    query = (
+        select(_RESERVATIONS.c.reservation_id, _HOLDS.c.order_id, _HOLDS.c.units)
+        .outerjoin(_HOLDS, _HOLDS.c.reservation_id == _RESERVATIONS.c.reservation_id)
+        .where(
+            _RESERVATIONS.c.model == model,
+            _RESERVATIONS.c.unit_type == unit_type,
+            _RESERVATIONS.c.status == "active",
+            _RESERVATIONS.c.expires_at <= now,
         )
     )
+    return [(r, o, u) for r, o, u in session.execute(query)]
 
 
 def next_reservation_expiry(
@@ -215,34 +230,50 @@ def fills_of(session: Session, order_id: str) -> list[MarketFill]:
     )
 
 
-def snapshot_asks(session: Session, provider_id: str) -> list[MarketOrder]:
-    return list(
-        session.scalars(
-            select(MarketOrder).where(
-                MarketOrder.provider_id == provider_id,
-                MarketOrder.source == "provider_capacity_snapshot",
-                MarketOrder.status.in_(ACTIVE),
-            )
-        )
+def snapshot_ask_markets(session: Session, provider_id: str) -> set[tuple[str, str]]:
+    """The markets where the provider has active snapshot asks."""
+    query = select(_ORDERS.c.model, _ORDERS.c.unit_type).where(
+        _ORDERS.c.provider_id == provider_id,
+        _ORDERS.c.source == "provider_capacity_snapshot",
+        _ORDERS.c.status.in_(ACTIVE),
     )
+    return {(model, unit_type) for model, unit_type in session.execute(query)}
 
 
-_MANUAL_ASK_UNITS = select(func.coalesce(func.sum(MarketOrder.remaining_units), 0)).where(
-    MarketOrder.provider_id == bindparam("provider_id"),
-    MarketOrder.model == bindparam("model"),
-    MarketOrder.unit_type == bindparam("unit_type"),
-    MarketOrder.side == "ask",
-    MarketOrder.source != "provider_capacity_snapshot",
-    MarketOrder.status.in_(ACTIVE),
-)
+# -- bulk writes: one executemany per table for a whole batch --------------------------------
+
+_INSERT_ORDERS = bulk_insert(_ORDERS)
+_INSERT_FILLS = bulk_insert(_FILLS)
+_INSERT_EVENTS = bulk_insert(_EVENTS)
+_INSERT_RESERVATIONS = bulk_insert(_RESERVATIONS)
+_INSERT_HOLDS = bulk_insert(_HOLDS)
+# Row tuples hold these columns in this order (the tables' own; a feed event's id is the
+# database's).
+ORDER_COLUMNS: tuple[str, ...] = tuple(_ORDERS.columns.keys())
+FILL_COLUMNS: tuple[str, ...] = tuple(_FILLS.columns.keys())
+RESERVATION_COLUMNS: tuple[str, ...] = tuple(_RESERVATIONS.columns.keys())
+HOLD_COLUMNS: tuple[str, ...] = tuple(_HOLDS.columns.keys())
+EVENT_COLUMNS = ("kind", "model", "unit_type", "subject_id", "payload", "created_at")
 
 
-def manual_ask_units(session: Session, provider_id: str, model: str, unit_type: str) -> int:
-    # Built once: a statement object reused keeps its cache key, which is costly to compute.
-    total = session.scalar(
-        _MANUAL_ASK_UNITS, {"provider_id": provider_id, "model": model, "unit_type": unit_type}
-    )
-    return int(total or 0)
+def insert_orders(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    _INSERT_ORDERS.execute_rows(session.connection(), ORDER_COLUMNS, rows)
+
+
+def insert_fills(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    _INSERT_FILLS.execute_rows(session.connection(), FILL_COLUMNS, rows)
+
+
+def insert_reservations(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    _INSERT_RESERVATIONS.execute_rows(session.connection(), RESERVATION_COLUMNS, rows)
+
+
+def insert_holds(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    _INSERT_HOLDS.execute_rows(session.connection(), HOLD_COLUMNS, rows)
+
+
+def insert_events(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    _INSERT_EVENTS.execute_rows(session.connection(), EVENT_COLUMNS, rows)
 
 
 def add_event(
@@ -255,121 +286,47 @@ def add_event(
     unit_type: str | None = None,
     payload: dict[str, Any],
 ) -> None:
-    add_events(session, [(kind, model, unit_type, subject_id, payload, now)])
+    """Write one feed event now."""
+    insert_events(session, [(kind, model, unit_type, subject_id, payload, now)])
 
 
-# -- the order path's bulk writes (Core statements: no unit of work per row) -----------------
-# New rows go straight to the transaction's connection: the session's own execution path
-# (autoflush, ORM events) costs more than the insert, and no pending object depends on them.
-
-_ORDERS: Table = MarketOrder.__table__  # type: ignore[assignment]
-_FILLS: Table = MarketFill.__table__  # type: ignore[assignment]
-_EVENTS: Table = FeedEvent.__table__  # type: ignore[assignment]
-# The order path's statements are built once (see manual_ask_units).
-_INSERT_ORDER = bulk_insert(_ORDERS)
-_INSERT_FILLS = bulk_insert(_FILLS)
-_INSERT_EVENTS = bulk_insert(_EVENTS)
-# The rows of the order path are tuples of values in these orders (the tables' own).
-ORDER_COLUMNS: tuple[str, ...] = tuple(_ORDERS.columns.keys())
-FILL_COLUMNS: tuple[str, ...] = tuple(_FILLS.columns.keys())
-# A feed event: its id is the database's.
-EVENT_COLUMNS = ("kind", "model", "unit_type", "subject_id", "payload", "created_at")
-_ORDER_PARTIES = select(
-    _ORDERS.c.order_id,
-    _ORDERS.c.owner_id,
-    _ORDERS.c.buyer_id,
-    _ORDERS.c.provider_id,
-    _ORDERS.c.limit_unit_price,
-    _ORDERS.c.metadata,
-    _ORDERS.c.source,
-).where(_ORDERS.c.order_id.in_(bindparam("order_ids", expanding=True)))
+def update_orders(session: Session, changes: dict[str, dict[str, Any]]) -> None:
+    """Set columns per order id, one statement per set of columns."""
+    _update_by_id(session, _ORDERS, "order_id", changes)
 
 
-def insert_orders(session: Session, rows: list[tuple[Any, ...]]) -> None:
-    """Insert order rows: tuples of values in ``ORDER_COLUMNS`` order."""
-    _INSERT_ORDER.execute_rows(session.connection(), ORDER_COLUMNS, rows)
+def update_reservations(session: Session, changes: dict[str, dict[str, Any]]) -> None:
+    """Set columns per reservation id, one statement per set of columns."""
+    _update_by_id(session, _RESERVATIONS, "reservation_id", changes)
 
 
-def insert_fills(session: Session, rows: list[tuple[Any, ...]]) -> None:
-    """Insert fill rows: tuples of values in ``FILL_COLUMNS`` order."""
-    _INSERT_FILLS.execute_rows(session.connection(), FILL_COLUMNS, rows)
-
-
-def add_events(session: Session, events: list[tuple[Any, ...]]) -> None:
-    """Queue feed events (tuples of values in ``EVENT_COLUMNS`` order); the transaction writes
-    all of them in order, just before it commits (nothing reads the feed inside the
-    transaction that writes it)."""
-    if not events:
-        return
-    deferred(session, "feed_events").extend(events)
-    before_commit(session, "feed_events", _write_events)
-
-
-def _write_events(session: Session) -> None:
-    events = deferred(session, "feed_events")
-    _INSERT_EVENTS.execute_rows(session.connection(), EVENT_COLUMNS, events)
-    events.clear()
-
-
-def order_parties(session: Session, order_ids: Iterable[str]) -> dict[str, Row[*tuple[Any, ...]]]:
-    """What a fill needs of each order (owner, buyer, provider, price, metadata, source), by
-    id."""
-    ids = list(order_ids)
-    if not ids:
-        return {}
-    return {row.order_id: row for row in session.execute(_ORDER_PARTIES, {"order_ids": ids})}
-
-
-def set_order_values(session: Session, changes: dict[str, dict[str, Any]]) -> None:
-    """Set columns per order id (by column name), one statement per set of columns, keeping
-    loaded order objects current."""
-    identity_map = session.identity_map
-    loaded = [
-        obj
-        for order_id in (changes if len(identity_map) else ())
-        if (obj := identity_map.get(identity_key(MarketOrder, order_id))) is not None
-    ]
-    if any(obj in session.dirty for obj in loaded):
-        session.flush()  # their pending changes come first
+def _update_by_id(
+    session: Session, table: Table, id_column: str, changes: dict[str, dict[str, Any]]
+) -> None:
     by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-    for order_id, values in changes.items():
-        columns = tuple(values)
-        by_columns.setdefault(columns, []).append((*values.values(), order_id))
+    for row_id, values in changes.items():
+        by_columns.setdefault(tuple(values), []).append((*values.values(), row_id))
     for columns, rows in by_columns.items():
-        statement, names = _order_update(columns)
+        statement, names = _update(table, id_column, columns)
         statement.execute_rows(session.connection(), names, rows)
-    for obj in loaded:
-        session.expire(obj)
 
 
-def _order_update(columns: tuple[str, ...]) -> tuple[BulkWrite, tuple[str, ...]]:
-    """The update of these columns by order id, and its parameters' names (the columns', then
-    the order id's)."""
-    found = _ORDER_UPDATES.get(columns)
+_UPDATES: dict[tuple[str, tuple[str, ...]], tuple[BulkWrite, tuple[str, ...]]] = {}
+
+
+def _update(
+    table: Table, id_column: str, columns: tuple[str, ...]
+) -> tuple[BulkWrite, tuple[str, ...]]:
+    """The update of these columns by id, and its parameters' names (the columns', then the
+    id's)."""
+    key = (table.name, columns)
+    found = _UPDATES.get(key)
     if found is None:
         statement = BulkWrite(
-            update(_ORDERS)
-            .where(_ORDERS.c.order_id == bindparam("b_order_id"))
+            update(table)
+            .where(table.c[id_column] == bindparam(f"b_{id_column}"))
             .values({name: bindparam(f"b_{name}") for name in columns})
         )
-        names = (*(f"b_{name}" for name in columns), "b_order_id")
-        found = _ORDER_UPDATES[columns] = (statement, names)
+        names = (*(f"b_{name}" for name in columns), f"b_{id_column}")
+        found = _UPDATES[key] = (statement, names)
     return found
-
-
-_ORDER_UPDATES: dict[tuple[str, ...], tuple[BulkWrite, tuple[str, ...]]] = {}
-
-
-def snapshot_ask_lines(session: Session, provider_id: str) -> list[tuple[str, str, str, bool]]:
-    """The provider's active snapshot asks: ``(order_id, model, unit_type, retired)``."""
-    query = select(
-        _ORDERS.c.order_id, _ORDERS.c.model, _ORDERS.c.unit_type, _ORDERS.c.metadata
-    ).where(
-        _ORDERS.c.provider_id == provider_id,
-        _ORDERS.c.source == "provider_capacity_snapshot",
-        _ORDERS.c.status.in_(ACTIVE),
-    )
-    return [
-        (r.order_id, r.model, r.unit_type, bool(r.metadata.get("retired")))
-        for r in session.execute(query)
-    ]

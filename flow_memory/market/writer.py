@@ -1,18 +1,22 @@
-"""Group commit for market commands: one writer thread applies queued commands in order and
-commits them in batches, so many orders share one durable commit.
+"""The market writer: the one place a process's books move.
 
-Each command runs inside a savepoint of the batch's transaction, so a refused command leaves
-the others intact. A command's caller hears back only after the batch's commit: an
-acknowledged order is a committed order.
+Commands queue from any thread; the writer's thread takes every command that has arrived and
+applies them as one batch in one transaction: it locks the markets they name (in key order),
+runs each command (a command refuses before it changes anything), writes every row the batch
+decided with one ``executemany`` per table, builds the answers and commits. Each caller hears
+back only after the commit: an acknowledged order is a committed order.
 
-A command run with ``deferred_only`` (placing an order) writes nothing itself: it refuses
-before it changes anything, and leaves its rows to be written in bulk (``deferred``), so it
-needs no savepoint. Hooks registered with ``on_command`` see ``deferring(session)`` and write
-the pending rows before a command that reads or writes rows directly.
-
-Commands of one batch share one time (``batch_now``), and may leave work to be written once
-at commit (``deferred``), such as the usage records of fills: a refused command's deferred work
-is dropped with its savepoint.
+What can go wrong, and what the writer does:
+- a command refuses (before it changed anything): it is answered, the others go on;
+- a command fails after it changed something (a defect), or a refusal comes too late: the
+  batch is rolled back, that command is answered with its error, and the batch runs again
+  without it;
+- the database breaks a deadlock, or a unique key another node took first (two reservations
+  with one key): the batch is rolled back and runs again, a few times;
+- the database is unreachable: every command of the batch is answered 503
+  ``database_unavailable``, saying whether it may have been applied (only a failure while
+  committing leaves that open).
+After a rollback every book the batch held is rebuilt from the database before it is traded on.
 """
 
 from __future__ import annotations
@@ -20,23 +24,45 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import random
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias, TypeVar
 
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.kit.clock import Clock
-from flow_memory.kit.deps import transaction
 from flow_memory.kit.errors import FlowMemoryError
+from flow_memory.kit.outage import database_unavailable
+from flow_memory.market.batch import Batch, Kept
+from flow_memory.market.books import MarketBooks, MarketKey
+from flow_memory.market.persist import persist
+from flow_memory.settings import Settings
 
 log = logging.getLogger("flow_memory.market.writer")
 
 T = TypeVar("T")
-Command = Callable[[Session], Any]
+
+MAX_BATCH = 256
+RETRIES = 8  # attempts of a batch the database rolled back (deadlock, a key taken first)
+
+
+class Command(Protocol):
+    """A market command (``flow_memory.market.orders``, ``reservations``, ``snapshots``)."""
+
+    def markets(self, batch: Batch) -> Iterable[MarketKey]:
+        """The markets it needs (read before any is locked; may refuse)."""
+        ...
+
+    def run(self, batch: Batch) -> Callable[[Session], Any]:
+        """Decide: refuse before changing anything, or change the books and queue rows.
+        Returns what builds the answer once the batch's rows are written."""
+        ...
 
 
 class Answer(Protocol):
@@ -47,12 +73,18 @@ class Answer(Protocol):
     def set_exception(self, exception: BaseException) -> object: ...
 
 
-# A caller waits on a future of its own event loop (``run``); a batch applied directly (as
-# tests do) may carry a thread's future, and the market process an answer to send back.
 Waiter: TypeAlias = "Future[Any] | asyncio.Future[Any] | Answer"
-Queued = tuple[Command, Waiter, bool]
+Queued = tuple[Command, Waiter]
+Outcome = tuple[Waiter, bool, Any]
 
-MAX_BATCH = 256
+
+class Withdrawn(Exception):
+    """A command failed after it changed the batch: the batch runs again without it."""
+
+    def __init__(self, item: Queued, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.item = item
+        self.error = error
 
 
 class MarketWriter:
@@ -62,32 +94,49 @@ class MarketWriter:
         self,
         factory: sessionmaker[Session],
         *,
+        settings: Settings,
+        clock: Clock,
+        generation: Callable[[], int | None] = lambda: None,
         after_batch: Callable[[], None] | None = None,
     ) -> None:
         self.factory = factory
+        self.settings = settings
+        self.clock = clock
+        # What the app's route facts stand at: when it moves, what the writer kept of
+        # providers is read afresh.
+        self.generation = generation
+        self.books = MarketBooks()
+        self.kept = Kept()
         self._after_batch = after_batch  # runs once each batch's outcomes are all told
         self._queue: queue.SimpleQueue[Queued | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        # The writer's own database connection and session, kept from batch to batch (taking
-        # a connection from the pool and giving it back, and making a session, cost more than
-        # a small batch's statements); a failed batch drops them, in case the connection
-        # itself failed. Each batch's session starts with nothing: closed, and no info.
+        # Only one batch at a time, whichever thread applies it.
+        self._applying = threading.Lock()
+        # The writer's own connection, kept from batch to batch; dropped after any failure.
         self._connection: Connection | None = None
-        self._session_kept: Session | None = None
+        self._session: Session | None = None
         self.batches = 0
         self.commands = 0
+        self.retries = 0
+        self._committing = False  # the running batch has begun to commit
 
-    async def run(self, command: Callable[[Session], T], *, deferred_only: bool = False) -> T:
+    async def run(self, command: Command) -> Any:
         """Queue a command and wait, on this event loop, until its batch has committed."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self.submit(command, future, deferred_only=deferred_only)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.submit(command, future)
         return await future
 
-    def submit(self, command: Command, waiter: Waiter, *, deferred_only: bool = False) -> None:
+    def execute(self, command: Command, timeout: float = 60.0) -> Any:
+        """Queue a command and wait, blocking this thread, until its batch has committed."""
+        future: Future[Any] = Future()
+        self.submit(command, future)
+        return future.result(timeout)
+
+    def submit(self, command: Command, waiter: Waiter) -> None:
         """Queue a command; ``waiter`` is told its outcome once its batch has ended."""
         self._ensure_started()
-        self._queue.put((command, waiter, deferred_only))
+        self._queue.put((command, waiter))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish every queued command, then end the thread."""
@@ -96,14 +145,16 @@ class MarketWriter:
             self._queue.put(None)
             thread.join(timeout)
             if thread.is_alive():
-                # Its batch still runs on the connection: leave both be (a daemon thread).
                 log.error("the market writer did not finish in %.0f s", timeout)
                 return
             self._thread = None
-        self._drop_connection()  # batches applied by a caller's thread may have opened it
+        self._drop_connection()
         if self.batches:
             log.info(
-                "market writer stopped: %d commands in %d batches", self.commands, self.batches
+                "market writer stopped: %d commands in %d batches (%d retried)",
+                self.commands,
+                self.batches,
+                self.retries,
             )
 
     def _ensure_started(self) -> None:
@@ -112,94 +163,157 @@ class MarketWriter:
         with self._start_lock:
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=self._loop, name="flow-memory-market-writer", daemon=True
+                    target=self._take_batches, name="flow-memory-market-writer", daemon=True
                 )
                 self._thread.start()
 
-    def _loop(self) -> None:
+    def _take_batches(self) -> None:
         try:
-            self._take_batches()
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                stopping = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stopping = True
+                        break
+                    batch.append(item)
+                self.apply(batch)
+                if stopping:
+                    return
         finally:
             self._drop_connection()
 
-    def _take_batches(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stopping = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            self.apply(batch)
-            if stopping:
-                return
+    # -- one batch ----------------------------------------------------------------------------
 
-    def apply(self, batch: list[Queued]) -> None:
-        """Apply a batch and tell each command its outcome: in the writer's thread, or in the
-        caller's (the market process, which has no other)."""
-        outcomes: list[tuple[Waiter, bool, Any]] = []
-        try:
-            with transaction(self._session) as session:
-                session.info["market_writer"] = True
-                for command, future, deferred_only in batch:
-                    session.info["deferred_marks"] = _deferred_marks(session)
-                    session.info["deferring"] = deferred_only
-                    _start_command(session)
-                    try:
-                        if deferred_only:
-                            outcomes.append((future, True, command(session)))
-                        else:
-                            with session.begin_nested():
-                                outcomes.append((future, True, command(session)))
-                    except Exception as error:
-                        if deferred_only and not isinstance(error, FlowMemoryError):
-                            raise  # no savepoint to undo it: the whole batch fails
-                        _rewind_deferred(session, session.info["deferred_marks"])
-                        if not isinstance(error, FlowMemoryError):
-                            log.exception("market command failed")
-                        # The savepoint undid the command's rows (a deferred-only command wrote
-                        # none), but the state it moved in memory (a book) must follow before
-                        # the next command runs.
-                        _run_on_refused(session)
-                        outcomes.append((future, False, error))
-        except Exception as error:
-            log.exception("market batch commit failed")
-            outcomes = [(future, False, error) for _, future, _ in batch]
-            self._drop_connection(dead=True)  # the connection itself may have failed
-        else:
-            self.batches += 1
-            self.commands += len(batch)
+    def apply(self, queued: list[Queued], *, now: datetime | None = None) -> None:
+        """Apply a batch and tell each command its outcome (in the calling thread: the
+        writer's, or the market process's, which has no other)."""
+        with self._applying:
+            outcomes = self._apply(list(queued), now or self.clock.now())
         settle(outcomes)
         if self._after_batch is not None:
             self._after_batch()
 
-    def _session(self) -> Session:
-        """A session on the writer's own connection (its transaction is the batch's). The
-        connection is checked first, as the pool checks one it hands out: a server may have
-        dropped it since the last batch (a restart, an idle timeout)."""
-        session = self._session_kept
-        connection = self._connection
-        if session is None or connection is None or not _alive(connection):
-            self._drop_connection(dead=connection is not None)
-            engine = self.factory.kw["bind"]
-            self._connection = engine.connect()
-            session = self._session_kept = self.factory(bind=self._connection)
-        session.info.clear()
+    def _apply(self, live: list[Queued], now: datetime) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        attempt = 0
+        while live:
+            try:
+                outcomes += self._attempt(live, outcomes, now)
+                self.batches += 1
+                self.commands += len(live)
+                return outcomes
+            except Withdrawn as withdrawn:
+                command, waiter = withdrawn.item
+                if not isinstance(withdrawn.error, FlowMemoryError):
+                    log.error(
+                        "market command %s failed; the rest of its batch runs again",
+                        type(command).__name__,
+                        exc_info=withdrawn.error,
+                    )
+                outcomes.append((waiter, False, withdrawn.error))
+                live.remove(withdrawn.item)
+            except Exception as error:
+                attempt += 1
+                # A connection the database dropped since the last batch (a restart, an idle
+                # timeout) fails before anything commits: one more try takes a fresh one.
+                stale = attempt == 1 and not self._committing and _disconnect(error)
+                if (stale or _retryable(error)) and attempt < RETRIES:
+                    self.retries += 1
+                    log.info("market batch rolled back by the database (%s); retrying", error)
+                    time.sleep(random.uniform(0, 0.002 * 2**attempt))
+                    continue
+                failure = self._failure(error)
+                outcomes += [(waiter, False, failure) for _, waiter in live]
+                return outcomes
+        return outcomes
+
+    def _attempt(self, live: list[Queued], outcomes: list[Outcome], now: datetime) -> list[Outcome]:
+        """One transaction for the live commands; refusals are answered (and leave ``live``)
+        as they come."""
+        self.kept.refresh(self.generation(), now)
+        session = self._kept_session()
+        batch = Batch(session, self.books, self.kept, settings=self.settings, now=now)
+        self._committing = False
+        try:
+            wanted: list[MarketKey] = []
+            for item in list(live):
+                try:
+                    wanted.extend(item[0].markets(batch))
+                except DBAPIError:
+                    raise  # the database's failure, not the command's
+                except FlowMemoryError as error:
+                    outcomes.append((item[1], False, error))
+                    live.remove(item)
+                except Exception as error:
+                    raise Withdrawn(item, error) from error
+            batch.lock(wanted)
+            answers: list[tuple[Queued, Callable[[Session], Any]]] = []
+            for item in list(live):
+                mark = batch.mark()
+                try:
+                    answers.append((item, item[0].run(batch)))
+                except DBAPIError:
+                    raise
+                except FlowMemoryError as error:
+                    if batch.mark() != mark:
+                        raise Withdrawn(item, error) from error
+                    outcomes.append((item[1], False, error))
+                    live.remove(item)
+                except Exception as error:
+                    raise Withdrawn(item, error) from error
+            persist(batch)
+            results: list[Outcome] = []
+            for item, build in answers:
+                try:
+                    results.append((item[1], True, build(session)))
+                except DBAPIError:
+                    raise
+                except Exception as error:
+                    raise Withdrawn(item, error) from error
+            self._committing = True
+            session.commit()
+        except BaseException:
+            self.books.forget(list(batch.opened))
+            self._drop_connection(dead=True)
+            raise
+        for market in batch.opened.values():
+            market.state.version = market.version
+        return results
+
+    def _failure(self, error: Exception) -> FlowMemoryError:
+        unavailable = database_unavailable(
+            error,
+            applied="may_have_applied" if self._committing else "not_applied",
+            bind=self.factory.kw["bind"],
+        )
+        if unavailable is not None:
+            return unavailable
+        log.error("market batch failed", exc_info=error)
+        return FlowMemoryError(
+            "the market could not apply the request", code="internal_error", status_code=500
+        )
+
+    # -- the kept connection --------------------------------------------------------------
+
+    def _kept_session(self) -> Session:
+        session = self._session
+        if session is None or self._connection is None:
+            self._connection = self.factory.kw["bind"].connect()
+            session = self._session = self.factory(bind=self._connection)
         return session
 
     def _drop_connection(self, *, dead: bool = False) -> None:
-        """Close the kept session and connection; a ``dead`` connection is discarded, not
-        given back to the pool."""
+        """Close the kept session and connection; a ``dead`` one is discarded, not pooled."""
         connection, self._connection = self._connection, None
-        session, self._session_kept = self._session_kept, None
+        session, self._session = self._session, None
         try:
             if session is not None:
                 session.close()
@@ -211,29 +325,34 @@ class MarketWriter:
             log.exception("closing the market writer's connection failed")
 
 
-def _alive(connection: Connection) -> bool:
-    """Whether the connection still answers (a ``SELECT 1`` on its driver)."""
-    if connection.invalidated or connection.closed:
-        return False
-    try:
-        driver = connection.connection.dbapi_connection
-        return driver is not None and bool(connection.dialect.do_ping(driver))
-    except Exception:
-        return False
+# SQLSTATEs of a transaction PostgreSQL rolled back that may succeed when run again: a
+# deadlock it broke, a serialization failure, a unique key another transaction took first.
+_RETRYABLE_STATES = frozenset({"40P01", "40001", "23505"})
 
 
-def settle(outcomes: list[tuple[Any, bool, Any]]) -> None:
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, DBAPIError):
+        state = getattr(error.orig, "sqlstate", None)
+        return state in _RETRYABLE_STATES
+    return False
+
+
+def _disconnect(error: BaseException) -> bool:
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def settle(outcomes: list[Outcome]) -> None:
     """Resolve the batch's waiters: thread futures at once, each event loop's futures in one
     callback on that loop (one wake-up per batch, not one per order)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
     for outcome in outcomes:
-        future = outcome[0]
-        if isinstance(future, asyncio.Future):
-            by_loop.setdefault(future.get_loop(), []).append(outcome)
+        waiter = outcome[0]
+        if isinstance(waiter, asyncio.Future):
+            by_loop.setdefault(waiter.get_loop(), []).append(outcome)
         elif outcome[1]:
-            future.set_result(outcome[2])
+            waiter.set_result(outcome[2])
         else:
-            future.set_exception(outcome[2])
+            waiter.set_exception(outcome[2])
     for loop, waiting in by_loop.items():
         try:
             loop.call_soon_threadsafe(_resolve, waiting)
@@ -243,107 +362,12 @@ def settle(outcomes: list[tuple[Any, bool, Any]]) -> None:
             )
 
 
-def _resolve(waiting: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+def _resolve(waiting: list[Outcome]) -> None:
     for future, succeeded, value in waiting:
+        assert isinstance(future, asyncio.Future)
         if future.done():  # its caller went away
             continue
         if succeeded:
             future.set_result(value)
         else:
             future.set_exception(value)
-
-
-def mark_books_dirty(session: Session) -> None:
-    """Have every book this transaction opened rebuilt from the database after it ends."""
-    session.info["books_dirty"] = True
-
-
-def books_dirty(session: Session) -> bool:
-    return bool(session.info.get("books_dirty"))
-
-
-def writer_batch(session: Session) -> bool:
-    """Whether the session is a batch of the market writer."""
-    return bool(session.info.get("market_writer"))
-
-
-def deferring(session: Session) -> bool:
-    """Whether the running command leaves its rows to be written in bulk later."""
-    return bool(session.info.get("deferring"))
-
-
-def batch_now(session: Session, clock: Clock) -> datetime:
-    """The time of this transaction: every command of a batch is applied at the same moment."""
-    now: datetime | None = session.info.get("batch_now")
-    if now is None:
-        now = session.info["batch_now"] = clock.now()
-    return now
-
-
-def before_commit(session: Session, name: str, hook: Callable[[Session], None]) -> None:
-    """Run ``hook`` once, just before the session's transaction commits (not a savepoint's)."""
-    hooks: dict[str, Callable[[Session], None]] = session.info.setdefault("before_commit", {})
-    hooks.setdefault(name, hook)
-
-
-@event.listens_for(Session, "before_commit")  # every session's: listening per session costs more
-def _run_before_commit(session: Session) -> None:
-    # SQLAlchemy announces a savepoint's release as a commit too: wait for the real one.
-    if "before_commit" not in session.info or session.in_nested_transaction():
-        return
-    hooks: dict[str, Callable[[Session], None]] = session.info.pop("before_commit")
-    for hook in hooks.values():
-        hook(session)
-
-
-def on_refused(session: Session, name: str, hook: Callable[[Session], None]) -> None:
-    """Run ``hook`` after any later command of this batch is refused and rolled back."""
-    hooks: dict[str, Callable[[Session], None]] = session.info.setdefault("on_refused", {})
-    hooks.setdefault(name, hook)
-
-
-def on_command(session: Session, name: str, hook: Callable[[Session], None]) -> None:
-    """Run ``hook`` before each later command of this batch."""
-    hooks: dict[str, Callable[[Session], None]] = session.info.setdefault("on_command", {})
-    hooks.setdefault(name, hook)
-
-
-def _start_command(session: Session) -> None:
-    for hook in session.info.get("on_command", {}).values():
-        hook(session)
-
-
-def _run_on_refused(session: Session) -> None:
-    try:
-        for hook in list(session.info.get("on_refused", {}).values()):
-            hook(session)
-    except Exception:
-        # Rebuilding failed: let the batch fail rather than trade on a book that is not
-        # what the database holds.
-        mark_books_dirty(session)
-        raise
-
-
-def deferred(session: Session, name: str) -> list[Any]:
-    """A list of work this transaction writes once, before it commits."""
-    lists: dict[str, list[Any]] = session.info.setdefault("deferred", {})
-    return lists.setdefault(name, [])
-
-
-def keep_work_so_far(session: Session) -> bool:
-    """Keep the deferred work the running command queued so far even if it is refused later,
-    when it runs without a savepoint (a deferred-only command: what it wrote directly stays
-    anyway). Returns whether it does: a command in a savepoint loses everything it did."""
-    if not deferring(session):
-        return False
-    session.info["deferred_marks"] = _deferred_marks(session)
-    return True
-
-
-def _deferred_marks(session: Session) -> dict[str, int]:
-    return {name: len(items) for name, items in session.info.get("deferred", {}).items()}
-
-
-def _rewind_deferred(session: Session, marks: dict[str, int]) -> None:
-    for name, items in session.info.get("deferred", {}).items():
-        del items[marks.get(name, 0) :]

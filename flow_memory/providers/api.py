@@ -21,8 +21,7 @@ from flow_memory.kit.deps import (
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import READ, SELL
-from flow_memory.market import snapshots
-from flow_memory.market.service import MarketsDep
+from flow_memory.market.snapshots import PublishCapacity
 from flow_memory.providers import service
 from flow_memory.providers.schemas import (
     CapacityResponse,
@@ -214,46 +213,16 @@ def publish_catalog(
     name="providerCapacity",
     summary="Publish available units and ask prices",
 )
-def publish_capacity(
+async def publish_capacity(
     request: Request,
     provider_id: ProviderId,
     body: ProviderCapacity,
-    session: SessionDep,
-    clock: ClockDep,
-    settings: SettingsDep,
-    markets: MarketsDep,
     principal: Seller,
 ) -> FlowJSONResponse:
-    _forget_route_facts_after_commit(request, session)
-    provider, entries = snapshots.publish_capacity(
-        session,
-        markets,
-        principal=principal,
-        provider_id=provider_id,
-        body=body,
-        settings=settings,
-        now=clock.now(),
-    )
-    return respond(
-        {
-            "provider_id": provider.provider_id,
-            "capacity_version": provider.capacity_version,
-            "inventory": [
-                {
-                    "model": e.model,
-                    "unit_type": e.unit_type,
-                    "available_units": e.available_units,
-                    "ask_unit_price": e.ask_unit_price,
-                    "min_order_units": e.min_order_units,
-                    "quality_score": e.quality_score,
-                    "reliability_score": e.reliability_score,
-                    "expires_at": e.expires_at,
-                }
-                for e in entries
-            ],
-            "total_available_units": sum(e.available_units for e in entries),
-        }
-    )
+    # The market writer records the snapshot with the asks it becomes, in one transaction.
+    answer = await request.app.state.market.run(PublishCapacity(principal, provider_id, body))
+    request.app.state.route_facts.clear()  # quotes show the new capacity at once
+    return respond(answer)
 
 
 @router.get(

@@ -269,6 +269,24 @@ def publish_capacity(
     body: ProviderCapacity,
     now: datetime,
 ) -> tuple[Provider, list[CapacityEntry]]:
+    """Check a capacity snapshot, then record it."""
+    provider, entries = check_capacity(
+        session, principal=principal, provider_id=provider_id, body=body, now=now
+    )
+    record_capacity(session, provider, entries, body=body, now=now)
+    return provider, entries
+
+
+def check_capacity(
+    session: Session,
+    *,
+    principal: Principal,
+    provider_id: str,
+    body: ProviderCapacity,
+    now: datetime,
+) -> tuple[Provider, list[CapacityEntry]]:
+    """The provider (its row locked) and the snapshot's entries, or the refusal; writes
+    nothing."""
     provider = get_owned(session, principal=principal, provider_id=provider_id, for_update=True)
     _check_version(provider.capacity_version, body.capacity_version, "capacity")
     catalog = {entry.model: entry for entry in repository.catalog(session, provider.provider_id)}
@@ -327,12 +345,23 @@ def publish_capacity(
                 expires_at=item.expires_at,
             )
         )
+    return provider, entries
+
+
+def record_capacity(
+    session: Session,
+    provider: Provider,
+    entries: list[CapacityEntry],
+    *,
+    body: ProviderCapacity,
+    now: datetime,
+) -> None:
+    """Replace the provider's published capacity with checked entries."""
     repository.replace_capacity(session, provider.provider_id, entries)
     provider.capacity_version = body.capacity_version
     provider.capacity_published_at = now
     provider.updated_at = now
     session.flush()
-    return provider, entries
 
 
 def provider_health(

@@ -8,15 +8,12 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.kit.deps import transaction
-from flow_memory.usage.models import UsageRecord
-from flow_memory.usage.service import add_to_rollup
+from flow_memory.usage.service import add_to_rollup, insert_records
 
 log = logging.getLogger("flow_memory.proxy.usage")
 
@@ -24,6 +21,7 @@ MAX_BATCH = 1_000
 MAX_DRAIN = 10 * MAX_BATCH
 LINGER_SECONDS = 0.1
 RETRIES = 5
+SLICE = 64
 Row = dict[str, Any]  # a usage record's column values
 
 
@@ -103,10 +101,12 @@ class UsageRecorder:
         for attempt in range(RETRIES):
             try:
                 with transaction(self._factory) as session:
-                    connection = session.connection()
-                    statement = _statement_for(connection.dialect)
-                    connection.exec_driver_sql(statement.sql, statement.parameters(batch))
-                    time.sleep(0)
+                    # In slices, offering the GIL back between them: this thread shares it
+                    # with the event loop, and preparing a thousand rows at once held it for
+                    # milliseconds while calls waited.
+                    for start in range(0, len(batch), SLICE):
+                        insert_records(session, batch[start : start + SLICE])
+                        time.sleep(0)
                     add_to_rollup(session, batch)
                 self.written += len(batch)
                 return
@@ -117,52 +117,3 @@ class UsageRecorder:
                 time.sleep(0.05 * 2**attempt)
         self.lost += len(batch)
         log.error("%d usage records could not be written", len(batch))
-
-
-_TABLE = cast(Table, UsageRecord.__table__)
-
-
-class _Insert:
-    """The records' INSERT for one dialect, with its parameters prepared in this module.
-
-    This thread shares the GIL with the event loop: preparing every row through SQLAlchemy's
-    executemany held it for milliseconds at a time, and calls waited that long. Here each row
-    goes through the same bind processors in small slices, the GIL is offered back between
-    slices, and the driver's own executemany inserts them."""
-
-    def __init__(self, dialect: Dialect) -> None:
-        compiled = insert(_TABLE).compile(dialect=dialect)
-        self.sql = str(compiled)
-        names = list(compiled.positiontup or []) if compiled.positional else list(compiled.params)
-        columns = {column.key: column for column in _TABLE.columns}
-        self.positional = compiled.positional
-        self.names = tuple(names)
-        self.processors = tuple(
-            columns[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-        )
-
-    def parameters(self, rows: list[Row]) -> list[Any]:
-        prepared: list[Any] = []
-        fields = tuple(zip(self.names, self.processors, strict=True))
-        for index, row in enumerate(rows):
-            if index and index % SLICE == 0:
-                time.sleep(0)  # let the event loop take the GIL if it is waiting
-            values = [
-                row[name] if process is None else process(row[name]) for name, process in fields
-            ]
-            if self.positional:
-                prepared.append(tuple(values))
-            else:
-                prepared.append(dict(zip(self.names, values, strict=True)))
-        return prepared
-
-
-SLICE = 16
-_STATEMENTS: dict[str, _Insert] = {}
-
-
-def _statement_for(dialect: Dialect) -> _Insert:
-    found = _STATEMENTS.get(dialect.name)
-    if found is None:
-        found = _STATEMENTS[dialect.name] = _Insert(dialect)
-    return found

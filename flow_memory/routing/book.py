@@ -104,14 +104,11 @@ def ask_levels(
     """Each provider's levels in the book, cheapest first, less the units live holds keep."""
     market = (model, unit_type)
     version = repository.market_version(session, model=model, unit_type=unit_type)
-    # A transaction that opened this market may hold uncommitted changes under a version
-    # number that a rollback would hand out again: it reads the book itself, and keeps nothing.
-    writing = market in session.info.get("open_markets", {})
     kept = _kept_for(session)
-    levels = None if writing or version is None else kept.get(market, version)
+    levels = None if version is None else kept.get(market, version)
     if levels is None:
         levels = read_levels(session, model=model, unit_type=unit_type)
-        if not writing and version is not None:
+        if version is not None:
             kept.put(market, version, levels)
     held = repository.held_units(session, model=model, unit_type=unit_type, now=now)
     if not held:

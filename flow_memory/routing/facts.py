@@ -22,6 +22,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
+from flow_memory.kit.broadcast import ROUTES, announce
 from flow_memory.kit.deps import on_session_end
 from flow_memory.routing.policy import Offer
 
@@ -139,10 +140,12 @@ class RouteFacts:
 
 
 def clear_after_commit(facts: RouteFacts, session: Session) -> None:
-    """Forget every market's offers once the session's transaction commits."""
+    """Forget every market's offers once the session's transaction commits, here and in every
+    other server on the same PostgreSQL database."""
 
     def forget(committed: bool) -> None:
         if committed:
             facts.clear()
 
     on_session_end(session, forget)
+    announce(session, ROUTES)

@@ -138,6 +138,11 @@ def record_usage(session: Session, items: Iterable[UsageInput], *, now: datetime
         add_to_rollup(session, rows)
 
 
+def insert_records(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write usage records given as column values by name (``record_values``)."""
+    _INSERT_RECORDS.execute(session.connection(), rows)
+
+
 _INSERT_RECORDS = bulk_insert(UsageRecord.__table__)  # type: ignore[arg-type]
 
 

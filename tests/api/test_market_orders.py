@@ -3,8 +3,6 @@ gates, cancels, depth and capacity-snapshot asks."""
 
 from __future__ import annotations
 
-import threading
-import time
 from concurrent.futures import Future
 from dataclasses import fields
 from datetime import timedelta
@@ -15,19 +13,25 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from flow_memory.keys import service as keys
 from flow_memory.keys.models import ApiKey
 from flow_memory.kit.clock import FrozenClock
-from flow_memory.kit.deps import Principal, transaction
-from flow_memory.kit.errors import Conflict, Forbidden, Invalid
-from flow_memory.market import service, snapshots
-from flow_memory.market.models import MarketFill, MarketOrder
+from flow_memory.kit.deps import Principal
+from flow_memory.kit.errors import Conflict, Forbidden
+from flow_memory.market import batch as market_batch
+from flow_memory.market.models import (
+    MarketFill,
+    MarketOrder,
+    Reservation,
+    ReservationHold,
+)
+from flow_memory.market.orders import CancelOrder, PlaceOrder
+from flow_memory.market.rows import PlacedFill, PlacedHold, PlacedOrder, PlacedReservation
 from flow_memory.market.schemas import OrderCancel, OrderCreate
-from flow_memory.market.writer import batch_now
+from flow_memory.market.snapshots import PublishCapacity
+from flow_memory.market.writer import MarketWriter
 from flow_memory.providers.schemas import ProviderCapacity
-from flow_memory.routing.facts import clear_after_commit
 from flow_memory.usage.models import UsageRecord
 from tests.assertions import assert_safety, ok
 from tests.assertions import error_body as error
@@ -125,20 +129,23 @@ def beat(client: TestClient, headers: Headers, provider_id: str) -> None:
     ok(client.post(f"/inference/providers/{provider_id}/heartbeat", headers=headers))
 
 
-def placing(app: FastAPI, principal: Principal, body: OrderCreate) -> Any:
-    """A market-writer command that places ``body`` as ``principal``, at its batch's time."""
+def placing(principal: Principal, body: dict[str, Any]) -> PlaceOrder:
+    return PlaceOrder(principal, OrderCreate.model_validate(body))
 
-    def command(session: Session) -> tuple[Any, Any]:
-        return service.place_order(
-            session,
-            app.state.markets,
-            principal=principal,
-            body=body,
-            settings=app.state.settings,
-            now=batch_now(session, app.state.clock),
-        )
 
-    return command
+def another_writer(app: FastAPI) -> MarketWriter:
+    """A market writer of its own, beside the app's: as another server on the same database
+    would run one (its books are its own; the database keeps both right)."""
+    return MarketWriter(
+        app.state.session_factory, settings=app.state.settings, clock=app.state.clock
+    )
+
+
+def apply(writer: MarketWriter, commands: list[Any]) -> list[Future[Any]]:
+    """Apply commands as one batch, in this thread; their outcomes."""
+    futures: list[Future[Any]] = [Future() for _ in commands]
+    writer.apply(list(zip(commands, futures, strict=True)))
+    return futures
 
 
 @pytest.fixture
@@ -715,7 +722,7 @@ class TestWhatTheWriterKeeps:
         )
         assert "0 of the published 2500000" in body["error"]["message"]
 
-    def test_a_capacity_publish_committed_while_the_writer_waits_bounds_its_ask(
+    def test_a_capacity_publish_by_another_writer_bounds_the_next_ask(
         self, app: FastAPI, client: TestClient, seller: Headers, provider_id: str
     ) -> None:
         ask(client, seller, provider_id, 2_000_000, 0.0000009)  # read 2,500,000 and kept it
@@ -723,29 +730,20 @@ class TestWhatTheWriterKeeps:
         lowered = ProviderCapacity.model_validate(
             capacity_body("2026-06-17T00:06:00Z", available_units=2_100_000)
         )
-        place_ask = placing(
-            app, owner, OrderCreate.model_validate(ask_body(provider_id, 400_000, 0.0000009))
+        # Another server's writer publishes: this app's writer hears nothing of it, but the
+        # market's version moved, and what it kept is read afresh with the book.
+        other = another_writer(app)
+        try:
+            [published] = apply(other, [PublishCapacity(owner, provider_id, lowered)])
+            published.result()
+        finally:
+            other.stop()
+        body = error(
+            client.post(ORDERS, json=ask_body(provider_id, 400_000, 0.0000009), headers=seller),
+            422,
+            "capacity_exceeded",
         )
-        answer: Future[Any] = Future()
-        writer = threading.Thread(
-            target=app.state.market_writer.apply, args=([(place_ask, answer, True)],)
-        )
-        with transaction(app.state.session_factory) as session:
-            clear_after_commit(app.state.route_facts, session)  # as the capacity route does
-            snapshots.publish_capacity(
-                session,
-                app.state.markets,
-                principal=owner,
-                provider_id=provider_id,
-                body=lowered,
-                settings=app.state.settings,
-                now=app.state.clock.now(),
-            )
-            writer.start()
-            time.sleep(0.3)  # the writer's batch now waits for this transaction's locks
-        writer.join()
-        with pytest.raises(Invalid, match="100000 of the published 2100000"):
-            answer.result()
+        assert "100000 of the published 2100000" in body["error"]["message"]
 
     def test_an_expiry_settled_before_a_refusal_is_kept_with_its_event(
         self,
@@ -776,8 +774,8 @@ class TestWhatTheWriterKeeps:
     ) -> None:
         assert bid(client, buyer, 1000, 0.0000008)["order"]["status"] == "filled"
         rebuilt: list[Any] = []
-        rebuild = service._rebuild
-        monkeypatch.setattr(service, "_rebuild", lambda *a: (rebuilt.append(a), rebuild(*a)))
+        rebuild = market_batch.rebuild
+        monkeypatch.setattr(market_batch, "rebuild", lambda *a: (rebuilt.append(a), rebuild(*a)))
         too_big = ask_body(provider_id, SNAPSHOT_UNITS + 1, 0.0000009)
         error(client.post(ORDERS, json=too_big, headers=seller), 422, "capacity_exceeded")
         assert rebuilt == []  # nothing moved: nothing to read back
@@ -1021,104 +1019,155 @@ class TestCapacitySnapshots:
         assert placed["order"]["status"] == "open" and placed["fills"] == []
 
 
-class TestGroupCommit:
-    """Orders applied by the market writer in one batch share one commit."""
+class LateRefusal:
+    """Test double: a command that places its order, then refuses after the book moved."""
 
-    @staticmethod
-    def _bid(app: FastAPI, units: int, *, fail: bool = False) -> Any:
-        principal = Principal(
-            key_id="key_test", owner_id=BUYER, scopes=frozenset({"inference:buy"})
-        )
-        place = placing(app, principal, OrderCreate.model_validate(bid_body(units, 0.0000008)))
+    def __init__(self, command: PlaceOrder) -> None:
+        self.command = command
 
-        def command(session: Session) -> str:
-            order, _ = place(session)
-            if fail:
-                raise Conflict("refused after matching", code="test_refusal")
-            return order.order_id
+    def markets(self, batch: market_batch.Batch) -> list[tuple[str, str]]:
+        return self.command.markets(batch)
 
-        return command
+    def run(self, batch: market_batch.Batch) -> Any:
+        self.command.run(batch)
+        raise Conflict("refused after matching", code="test_refusal")
 
-    def test_a_batch_records_each_fill_once_and_drops_a_refused_commands_work(
-        self, app: FastAPI, client: TestClient, seller: Headers, buyer: Headers, provider_id: str
+
+class BreaksAfterMatching(LateRefusal):
+    """Test double: a command that places its order, then fails as a defect would."""
+
+    def run(self, batch: market_batch.Batch) -> Any:
+        self.command.run(batch)
+        raise RuntimeError("test double: the command breaks after matching")
+
+
+BUYER_PRINCIPAL = Principal(key_id="key_test", owner_id=BUYER, scopes=frozenset({"inference:buy"}))
+SELLER_PRINCIPAL = Principal(
+    key_id="key_test", owner_id=SELLER, scopes=frozenset({"inference:sell"})
+)
+
+
+class TestBatches:
+    """Commands applied by the market writer in one batch share one commit; a command refuses
+    before it changes anything, and one that fails later is taken out of its batch."""
+
+    @pytest.fixture
+    def writer(self, app: FastAPI) -> Any:
+        writer = another_writer(app)
+        yield writer
+        writer.stop()
+
+    def test_a_late_refusal_is_taken_out_and_the_rest_of_the_batch_commits(
+        self,
+        client: TestClient,
+        seller: Headers,
+        buyer: Headers,
+        provider_id: str,
+        writer: MarketWriter,
     ) -> None:
         resting = ask(client, seller, provider_id, 3000, 0.0000007)["order"]["order_id"]
-        writer = app.state.market_writer
-        futures: list[Future[Any]] = [Future() for _ in range(3)]
-        commands = [self._bid(app, 1000), self._bid(app, 1000, fail=True), self._bid(app, 1000)]
-        # Run with savepoints (not deferred_only): a command refused after it matched.
-        writer.apply([(c, f, False) for c, f in zip(commands, futures, strict=True)])
-        placed = [futures[0].result(), futures[2].result()]
+        first, refused, last = apply(
+            writer,
+            [
+                placing(BUYER_PRINCIPAL, bid_body(1000, 0.0000008)),
+                LateRefusal(placing(BUYER_PRINCIPAL, bid_body(1000, 0.0000008))),
+                placing(BUYER_PRINCIPAL, bid_body(1000, 0.0000008)),
+            ],
+        )
+        placed = [first.result()["order"]["order_id"], last.result()["order"]["order_id"]]
         with pytest.raises(Conflict):
-            futures[1].result()
+            refused.result()
+        self._check_two_fills_of(client, buyer, placed, resting)
 
+    def test_a_command_that_breaks_after_matching_is_taken_out_of_its_batch(
+        self,
+        client: TestClient,
+        seller: Headers,
+        buyer: Headers,
+        provider_id: str,
+        writer: MarketWriter,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        resting = ask(client, seller, provider_id, 3000, 0.0000007)["order"]["order_id"]
+        first, broken, last = apply(
+            writer,
+            [
+                placing(BUYER_PRINCIPAL, bid_body(1000, 0.0000008)),
+                BreaksAfterMatching(placing(BUYER_PRINCIPAL, bid_body(1000, 0.0000008))),
+                placing(BUYER_PRINCIPAL, bid_body(1000, 0.0000008)),
+            ],
+        )
+        placed = [first.result()["order"]["order_id"], last.result()["order"]["order_id"]]
+        with pytest.raises(RuntimeError, match="test double"):
+            broken.result()
+        assert "market command BreaksAfterMatching failed" in caplog.text
+        self._check_two_fills_of(client, buyer, placed, resting)
+
+    @staticmethod
+    def _check_two_fills_of(
+        client: TestClient, buyer: Headers, placed: list[str], resting: str
+    ) -> None:
+        app = client.app
+        assert isinstance(app, FastAPI)
         with app.state.session_factory() as session:
-            fills = session.scalars(select(MarketFill).order_by(MarketFill.bid_order_id)).all()
+            fills = session.scalars(select(MarketFill)).all()
             assert sorted(f.bid_order_id for f in fills) == sorted(placed)
             records = session.scalars(select(UsageRecord)).all()
             assert sorted(r.fill_id for r in records) == sorted(f.fill_id for f in fills)
             ask_row = session.get(MarketOrder, resting)
             assert ask_row is not None
             assert (ask_row.remaining_units, ask_row.status) == (1000, "partially_filled")
-        # The refused command's fill is gone from the rebuilt book too, and the market's
-        # counters were written: the next order is numbered after every earlier one.
+            orders = session.scalars(select(MarketOrder).where(MarketOrder.side == "bid")).all()
+            assert sorted(o.order_id for o in orders) == sorted(placed)
+        # The app's own writer reads the book another writer changed, and numbers the next
+        # order after every earlier one.
         assert levels(depth(client, buyer)["asks"])[:1] == [(0.0000007, 1000, 1)]
         last = bid(client, buyer, 1000, 0.0000008)
         assert last["order"]["status"] == "filled"
         assert [f["ask_order_id"] for f in last["fills"]] == [resting]
         assert all(level[0] != 0.0000007 for level in levels(depth(client, buyer)["asks"]))
 
-    def test_deferred_orders_are_written_in_bulk_around_a_cancel_and_a_refusal(
-        self, app: FastAPI, client: TestClient, seller: Headers, buyer: Headers, provider_id: str
+    def test_orders_cancels_and_refusals_share_a_batch(
+        self,
+        app: FastAPI,
+        client: TestClient,
+        seller: Headers,
+        buyer: Headers,
+        provider_id: str,
+        writer: MarketWriter,
     ) -> None:
         resting = ask(client, seller, provider_id, 3000, 0.0000007)["order"]["order_id"]
-        seller_principal = Principal(
-            key_id="key_test", owner_id=SELLER, scopes=frozenset({"inference:sell"})
-        )
-        cancel_body = OrderCancel(cancel_reason="test", requested_by=SELLER)
-
-        def cancel_resting(session: Session) -> str:
-            # A direct command: it reads the ask's row, which the bid before it just changed.
-            row = service.cancel_order(
-                session,
-                app.state.markets,
-                principal=seller_principal,
-                order_id=resting,
-                body=cancel_body,
-                settings=app.state.settings,
-                now=batch_now(session, app.state.clock),
-            )
-            return f"{row.status} {row.remaining_units}"
-
         not_a_buyer = Principal(key_id="key_test", owner_id=BUYER, scopes=frozenset())
-        body = OrderCreate.model_validate(bid_body(1000, 0.0000008))
-        refused_bid = placing(app, not_a_buyer, body)
-
-        queued = [
-            (self._bid(app, 1000), True),
-            (cancel_resting, False),
-            (refused_bid, True),
-            (self._bid(app, 500), True),
-        ]
-        futures: list[Future[Any]] = [Future() for _ in queued]
-        app.state.market_writer.apply(
-            [(c, f, deferred) for (c, deferred), f in zip(queued, futures, strict=True)]
+        first, cancelled, refused, last = apply(
+            writer,
+            [
+                placing(BUYER_PRINCIPAL, bid_body(1000, 0.0000008)),
+                CancelOrder(
+                    SELLER_PRINCIPAL,
+                    resting,
+                    OrderCancel(cancel_reason="test", requested_by=SELLER),
+                ),
+                placing(not_a_buyer, bid_body(1000, 0.0000008)),
+                placing(BUYER_PRINCIPAL, bid_body(500, 0.0000008)),
+            ],
         )
-        first = futures[0].result()
-        assert futures[1].result() == "cancelled 2000"
+        first_id = first.result()["order"]["order_id"]
+        # The cancel's answer reads the ask as the bid before it left it, and its fill.
+        answer = cancelled.result()
+        assert (answer["order"]["status"], answer["order"]["remaining_units"]) == (
+            "cancelled",
+            2000,
+        )
+        assert [f["bid_order_id"] for f in answer["fills"]] == [first_id]
         with pytest.raises(Forbidden):
-            futures[2].result()
-        last = futures[3].result()
-
+            refused.result()
+        last_id = last.result()["order"]["order_id"]
         with app.state.session_factory() as session:
             fills = session.scalars(select(MarketFill)).all()
             assert [(f.bid_order_id, f.ask_order_id, f.units) for f in fills] == [
-                (first, resting, 1000)
+                (first_id, resting, 1000)
             ]
-            ask_row = session.get(MarketOrder, resting)
-            assert ask_row is not None
-            assert (ask_row.status, ask_row.remaining_units) == ("cancelled", 2000)
-            resting_bid = session.get(MarketOrder, last)
+            resting_bid = session.get(MarketOrder, last_id)
             assert resting_bid is not None
             assert (resting_bid.status, resting_bid.remaining_units) == ("open", 500)
             records = session.scalars(select(UsageRecord)).all()
@@ -1127,80 +1176,58 @@ class TestGroupCommit:
         assert all(level[0] != 0.0000007 for level in levels(depth(client, buyer)["asks"]))
         assert levels(depth(client, buyer)["bids"]) == [(0.0000008, 500, 1)]
 
-    def test_an_unexpected_error_in_a_deferred_order_fails_its_whole_batch(
-        self, app: FastAPI, client: TestClient, seller: Headers, buyer: Headers, provider_id: str
-    ) -> None:
-        resting = ask(client, seller, provider_id, 3000, 0.0000007)["order"]["order_id"]
-        place = self._bid(app, 1000)
-
-        def broken(session: Session) -> str:
-            place(session)  # matches, then fails in a way no savepoint could undo
-            raise RuntimeError("test double: the command breaks after matching")
-
-        futures: list[Future[Any]] = [Future(), Future()]
-        app.state.market_writer.apply(
-            [(self._bid(app, 1000), futures[0], True), (broken, futures[1], True)]
-        )
-        for future in futures:
-            with pytest.raises(RuntimeError):
-                future.result()
-        with app.state.session_factory() as session:
-            assert session.scalars(select(MarketFill)).all() == []
-            ask_row = session.get(MarketOrder, resting)
-            assert ask_row is not None
-            assert (ask_row.status, ask_row.remaining_units) == ("open", 3000)
-        # Nothing was acknowledged, and the book is rebuilt from what is recorded.
-        assert levels(depth(client, buyer)["asks"])[:1] == [(0.0000007, 3000, 1)]
-        assert bid(client, buyer, 1000, 0.0000008)["order"]["status"] == "filled"
-
     def test_a_connection_dropped_between_batches_is_replaced_before_the_next(
-        self, app: FastAPI, client: TestClient, seller: Headers, provider_id: str
+        self,
+        app: FastAPI,
+        client: TestClient,
+        seller: Headers,
+        provider_id: str,
+        writer: MarketWriter,
     ) -> None:
         ask(client, seller, provider_id, 3000, 0.0000007)
-        writer = app.state.market_writer
-        first: Future[Any] = Future()
-        writer.apply([(self._bid(app, 1000), first, True)])
+        [first] = apply(writer, [placing(BUYER_PRINCIPAL, bid_body(1000, 0.0000008))])
         first.result()
         # What a database restart or an idle timeout does to the connection the writer keeps:
         # it is gone, and nothing has noticed yet.
-        writer._connection.connection.dbapi_connection.close()
-        placed: Future[Any] = Future()
-        writer.apply([(self._bid(app, 1000), placed, True)])
-        with app.state.session_factory() as session:
-            order = session.get(MarketOrder, placed.result())
-            assert order is not None and order.status == "filled"
+        kept = writer._connection
+        assert kept is not None
+        driver = kept.connection.dbapi_connection
+        assert driver is not None
+        driver.close()
+        [placed] = apply(writer, [placing(BUYER_PRINCIPAL, bid_body(1000, 0.0000008))])
+        assert placed.result()["order"]["status"] == "filled"
 
     def test_a_seller_absent_from_the_book_when_the_batch_began_trades_in_it(
-        self, app: FastAPI, client: TestClient, seller: Headers, buyer: Headers, provider_id: str
+        self,
+        client: TestClient,
+        seller: Headers,
+        buyer: Headers,
+        provider_id: str,
+        writer: MarketWriter,
     ) -> None:
         # All of the published capacity goes to one manual ask, which a bid then takes: the
         # provider has nothing resting when the next batch opens the market.
         ask(client, seller, provider_id, SNAPSHOT_UNITS, 0.0000007)
         assert bid(client, buyer, SNAPSHOT_UNITS, 0.0000007)["order"]["status"] == "filled"
         assert depth(client, buyer)["asks"] == []
-        principal = Principal(
-            key_id="key_test", owner_id=SELLER, scopes=frozenset({"inference:sell"})
+        placed_ask, placed_bid = apply(
+            writer,
+            [
+                placing(SELLER_PRINCIPAL, ask_body(provider_id, 1000, 0.0000007)),
+                placing(BUYER_PRINCIPAL, bid_body(1000, 0.0000007, time_in_force="ioc")),
+            ],
         )
-        place_ask = placing(
-            app, principal, OrderCreate.model_validate(ask_body(provider_id, 1000, 0.0000007))
-        )
-        futures: list[Future[Any]] = [Future(), Future()]
-        ioc = OrderCreate.model_validate(bid_body(1000, 0.0000007, time_in_force="ioc"))
-        buyer_principal = Principal(
-            key_id="key_test", owner_id=BUYER, scopes=frozenset({"inference:buy"})
-        )
-        place_bid = placing(app, buyer_principal, ioc)
-        app.state.market_writer.apply(
-            [(c, f, True) for c, f in zip([place_ask, place_bid], futures, strict=True)]
-        )
-        futures[0].result()
-        assert futures[1].result()[0].status == "filled"
+        placed_ask.result()
+        assert placed_bid.result()["order"]["status"] == "filled"
 
 
-def test_placed_orders_and_fills_are_rows_in_their_tables_column_order() -> None:
-    # The order path inserts them as tuples read field by field: a field out of the table's
-    # order would store a value in another column.
-    order_fields = [f.name.rstrip("_") for f in fields(service.PlacedOrder)]
-    fill_fields = [f.name for f in fields(service.PlacedFill)]
-    assert order_fields == list(MarketOrder.__table__.columns.keys())
-    assert fill_fields == list(MarketFill.__table__.columns.keys())
+def test_placed_rows_are_in_their_tables_column_order() -> None:
+    # The writer inserts them as tuples read field by field: a field out of the table's order
+    # would store a value in another column.
+    for placed, table in [
+        (PlacedOrder, MarketOrder),
+        (PlacedFill, MarketFill),
+        (PlacedReservation, Reservation),
+        (PlacedHold, ReservationHold),
+    ]:
+        assert [f.name.rstrip("_") for f in fields(placed)] == list(table.__table__.columns.keys())

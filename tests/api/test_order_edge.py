@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -96,7 +97,6 @@ def call_edge(
 
     async def run() -> None:
         await edge(scope, receive, send)
-        app.state.market_writer.stop()
 
     asyncio.run(run())
     status = sent[0]["status"]
@@ -247,10 +247,13 @@ def test_a_placement_refused_by_the_market_is_answered_as_the_full_stack_answers
 
 
 class BrokenMarket:
-    """Test double for the market: every order fails as a database outage would."""
+    """Test double for the market: every command fails as a defect would."""
 
-    async def place(self, principal: object, body: object) -> object:
-        raise RuntimeError("database unavailable")
+    async def run(self, command: object) -> object:
+        raise RuntimeError("the market broke")
+
+    def execute(self, command: object) -> object:
+        raise RuntimeError("the market broke")
 
     def start(self) -> None:
         pass
@@ -274,3 +277,75 @@ def test_an_unexpected_error_is_answered_as_the_full_stack_answers_it(
     assert dict(edge.headers.items()) == dict(full.headers.items())
     logged = [r.getMessage() for r in caplog.records if r.name == "flow_memory.http"]
     assert logged.count("unhandled error: RuntimeError") == 2
+
+
+# -- the edge is a second implementation of the route: these fail when the two drift apart --
+
+
+def _dependencies(dependant: Any) -> list[str]:
+    names = []
+    for sub in dependant.dependencies:
+        call = sub.call
+        names.append(getattr(call, "__name__", type(call).__name__))
+        names += _dependencies(sub)
+    return names
+
+
+def test_the_route_runs_no_dependency_the_edge_does_not(app: FastAPI) -> None:
+    from fastapi.routing import APIRoute
+
+    from flow_memory.market.api import router
+
+    [route] = [
+        r
+        for r in router.routes
+        if isinstance(r, APIRoute) and r.path == ORDERS and "POST" in r.methods
+    ]
+    # What the edge does for each: get_market reads app.state.market; require_buy_or_sell
+    # authenticates and checks TRADER_SCOPES; HTTPBearer only documents the scheme; the app's
+    # refuse_unstorable_path_parameters has no path parameter to check on this route.
+    assert _dependencies(route.dependant) == ["get_market", "require_buy_or_sell", "HTTPBearer"], (
+        "the order route gained a dependency: make the order edge (flow_memory/market/edge.py) "
+        "do what it does, then list it here"
+    )
+    app_level = [d.dependency.__name__ for d in app.router.dependencies if d.dependency]
+    assert app_level == ["refuse_unstorable_path_parameters"]
+
+
+def test_the_edge_answers_ahead_of_only_the_middleware_it_does_the_work_of(app: FastAPI) -> None:
+    # Outermost first. The edge runs the guard's body checks and writes the access log line
+    # itself; the proxy's edge never sees this path.
+    assert [m.cls.__name__ for m in app.user_middleware] == [  # type: ignore[attr-defined]
+        "OrderEdge",
+        "ProxyEdge",
+        "GuardExceptProxy",
+        "AccessLogMiddleware",
+    ], "new middleware: make the order edge do its work too, then list it here"
+
+
+def _without_ids(answer: dict[str, Any]) -> dict[str, Any]:
+    """The answer with its generated ids replaced by their place in it."""
+    text = json.dumps(answer)
+    for index, found in enumerate(dict.fromkeys(re.findall(r"(?:ord|fill)_[a-z0-9]+", text))):
+        text = text.replace(found, f"id-{index}")
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def test_the_edge_and_the_route_answer_the_same_bodies(
+    app: FastAPI, client: TestClient, buyer: Headers
+) -> None:
+    seller = seller_headers(app)
+    provider_id = str(eligible_provider(client, seller)["provider_id"])
+    ok(client.post(ORDERS, json=ask_body(provider_id, 1_000_000, 0.0000007), headers=seller), 201)
+    for order in [
+        bid_body(1000, 0.0000008, metadata={"task_id": "t-1"}),  # fills
+        bid_body(1000, 0.0000006, buyer_id="agent-research-1"),  # rests
+        bid_body(1000, 0.0000006, time_in_force="ioc"),  # expires
+    ]:
+        status, edge_answer, stack = call_edge(app, encoded(order), buyer)
+        assert (status, stack.bodies) == (201, [])
+        assert edge_answer is not None
+        full = client.post(f"{ORDERS}?via=stack", json=order, headers=buyer)
+        assert full.status_code == 201, full.text
+        assert _without_ids(edge_answer) == _without_ids(full.json())
