@@ -82,9 +82,11 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_read_session(request: Request) -> Iterator[Session]:
-    """A session for endpoints that only read: on SQLite it never takes the write lock."""
-    session: Session = request.app.state.read_session_factory()
+@contextmanager
+def read_session(factory: Callable[[], Session]) -> Iterator[Session]:
+    """A session that only reads (on SQLite it never takes the write lock); an outage is
+    raised as 503 ``database_unavailable``."""
+    session = factory()
     try:
         yield session
     except BaseException as error:
@@ -96,6 +98,12 @@ def get_read_session(request: Request) -> Iterator[Session]:
         session.rollback()
     finally:
         session.close()
+
+
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A session for endpoints that only read."""
+    with read_session(request.app.state.read_session_factory) as session:
+        yield session
 
 
 # The dependencies below that touch no database are coroutines: FastAPI runs a plain function

@@ -90,6 +90,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         409: "The record's state does not allow this",
         413: "Request body too large",
         422: "Invalid request or forbidden material",
+        503: "The database or the market is unavailable for now: retry after the retry-after "
+        "header's seconds (a write's message says whether it may have been applied)",
     }.items()
 }
 # What the safety guard can answer on any route, before a handler or auth runs.

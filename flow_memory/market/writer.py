@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.kit.clock import Clock
 from flow_memory.kit.errors import FlowMemoryError
-from flow_memory.kit.outage import database_unavailable
+from flow_memory.kit.outage import database_unavailable, is_database_outage
 from flow_memory.market.batch import Batch, Kept
 from flow_memory.market.books import MarketBooks, MarketKey
 from flow_memory.market.persist import persist
@@ -321,8 +321,9 @@ class MarketWriter:
                 if dead and not connection.invalidated:
                     connection.invalidate()
                 connection.close()
-        except Exception:
-            log.exception("closing the market writer's connection failed")
+        except Exception as error:
+            if not is_database_outage(error):  # an outage is logged once, where it is met
+                log.exception("closing the market writer's connection failed")
 
 
 # SQLSTATEs of a transaction PostgreSQL rolled back that may succeed when run again: a

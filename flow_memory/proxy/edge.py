@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from flow_memory.kit.deps import read_session
 from flow_memory.kit.errors import FlowMemoryError
 from flow_memory.kit.http import error_response, log_access
 from flow_memory.proxy.api import authorize_proxy, model_list, serve_call
@@ -63,9 +64,5 @@ class ProxyEdge:
 
 
 def _models(state: State) -> Response:
-    session = state.read_session_factory()
-    try:
+    with read_session(state.read_session_factory) as session:
         return model_list(session, settings=state.settings, now=state.clock.now())
-    finally:
-        session.rollback()
-        session.close()

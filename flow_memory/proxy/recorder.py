@@ -1,6 +1,7 @@
 """Batched usage writes for proxied calls: one writer thread commits records in groups, so a
 busy proxy pays one commit per batch instead of one per call. ``stop`` writes everything
-still queued, so a clean shutdown loses nothing."""
+still queued, so a clean shutdown loses nothing. A database outage is waited out: the records
+stay queued until it ends (or, when the server is stopping, for at most 30 seconds)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.kit.deps import transaction
+from flow_memory.kit.errors import DatabaseUnavailable
 from flow_memory.usage.service import add_to_rollup, insert_records
 
 log = logging.getLogger("flow_memory.proxy.usage")
@@ -20,7 +22,9 @@ log = logging.getLogger("flow_memory.proxy.usage")
 MAX_BATCH = 1_000
 MAX_DRAIN = 10 * MAX_BATCH
 LINGER_SECONDS = 0.1
-RETRIES = 5
+RETRIES = 5  # attempts at a batch that fails for a reason other than an outage
+OUTAGE_RETRY_SECONDS = 1.0
+OUTAGE_PATIENCE_SECONDS = 30.0  # how long a stopping server waits out an outage
 SLICE = 64
 Row = dict[str, Any]  # a usage record's column values
 
@@ -36,6 +40,7 @@ class UsageRecorder:
         self._urgent = threading.Event()
         self.written = 0
         self.lost = 0
+        self._stopping = False
 
     def add(self, record: Row) -> None:
         """Queue one record's column values (as ``record_values`` makes them)."""
@@ -55,6 +60,7 @@ class UsageRecorder:
         thread = self._thread
         if thread is None:
             return
+        self._stopping = True
         self._queue.put(None)
         self._urgent.set()
         thread.join(timeout)
@@ -98,7 +104,9 @@ class UsageRecorder:
                 waiter.set()
 
     def _write(self, batch: list[Row]) -> None:
-        for attempt in range(RETRIES):
+        failures = 0
+        outage_began: float | None = None
+        while True:
             try:
                 with transaction(self._factory) as session:
                     # In slices, offering the GIL back between them: this thread shares it
@@ -110,10 +118,19 @@ class UsageRecorder:
                     add_to_rollup(session, batch)
                 self.written += len(batch)
                 return
+            except DatabaseUnavailable:
+                # The outage is logged once, where it was met: wait it out and lose nothing,
+                # unless the server is stopping and it has gone on past OUTAGE_PATIENCE.
+                now = time.monotonic()
+                outage_began = now if outage_began is None else outage_began
+                if self._stopping and now - outage_began > OUTAGE_PATIENCE_SECONDS:
+                    break
+                time.sleep(OUTAGE_RETRY_SECONDS)
             except Exception:
-                log.exception(
-                    "usage batch of %d records failed (attempt %d)", len(batch), attempt + 1
-                )
-                time.sleep(0.05 * 2**attempt)
+                failures += 1
+                log.exception("usage batch of %d records failed (attempt %d)", len(batch), failures)
+                if failures == RETRIES:
+                    break
+                time.sleep(0.05 * 2**failures)
         self.lost += len(batch)
         log.error("%d usage records could not be written", len(batch))
