@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -12,74 +15,94 @@ from flow_memory.keys.service import KEY_CACHE, KeyGrant
 from flow_memory.kit import deps
 
 GRANT = KeyGrant(key_id="key_1", owner_id="owner", scopes=frozenset({"inference:buy"}))
+# Only against a hang: every wait below ends on its event long before.
+GUARD_SECONDS = 30.0
+
+
+@dataclass
+class Lookups:
+    """Test double for the database lookup: records each call and holds it until released.
+
+    A call made once ``revoked`` is set finds the key gone and answers None."""
+
+    calls: list[str] = field(default_factory=list)
+    began: threading.Event = field(default_factory=threading.Event)
+    revoked: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def lookup(self, _factory: Any, token: str) -> KeyGrant | None:
+        self.calls.append(token)
+        grant = None if self.revoked.is_set() else GRANT
+        self.began.set()
+        if not self.release.wait(GUARD_SECONDS):
+            raise AssertionError("the test never released the lookup")
+        return grant
 
 
 @pytest.fixture
-def lookups(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], threading.Event]:
-    """A test double for the database lookup: counts calls and waits until released."""
-    calls: list[str] = []
-    release = threading.Event()
-
-    def lookup(_factory: Any, token: str) -> KeyGrant:
-        calls.append(token)
-        release.wait(5)
-        return GRANT
-
-    monkeypatch.setattr(deps, "_lookup_grant", lookup)
+def lookups(monkeypatch: pytest.MonkeyPatch) -> Iterator[Lookups]:
+    double = Lookups()
+    monkeypatch.setattr(deps, "_lookup_grant", double.lookup)
     KEY_CACHE.clear()
-    yield calls, release
+    yield double
+    double.release.set()  # a failed test leaves no thread waiting
     KEY_CACHE.clear()
 
 
-def test_concurrent_misses_share_one_lookup(lookups: tuple[list[str], threading.Event]) -> None:
-    calls, release = lookups
+def look_up() -> asyncio.Task[KeyGrant | None]:
+    return asyncio.ensure_future(deps._look_up_once(None, "fm_token", "hash-1"))  # type: ignore[arg-type]
 
+
+async def parked(*callers: asyncio.Task[Any]) -> None:
+    """Returns once each caller waits on a lookup: it began one or joined the one in flight."""
+    async with asyncio.timeout(GUARD_SECONDS):
+        # _look_up_once has a single await, on the lookup: suspended there is parked.
+        while any(
+            inspect.getcoroutinestate(caller.get_coro()) != inspect.CORO_SUSPENDED
+            for caller in callers
+        ):
+            assert not any(caller.done() for caller in callers), "a caller did not wait"
+            await asyncio.sleep(0)  # lets the callers run up to their await
+
+
+def test_concurrent_misses_share_one_lookup(lookups: Lookups) -> None:
     async def scenario() -> list[KeyGrant | None]:
-        waiting = [
-            asyncio.ensure_future(deps._look_up_once(None, "fm_token", "hash-1"))  # type: ignore[arg-type]
-            for _ in range(16)
-        ]
-        await asyncio.sleep(0.05)
-        release.set()
+        waiting = [look_up() for _ in range(16)]
+        await parked(*waiting)  # all of them miss while the first lookup is held
+        lookups.release.set()
         return await asyncio.gather(*waiting)
 
     assert asyncio.run(scenario()) == [GRANT] * 16
-    assert calls == ["fm_token"]
+    assert lookups.calls == ["fm_token"]
     assert KEY_CACHE.get("hash-1") == GRANT
 
 
-def test_a_request_after_a_revoke_does_not_join_an_earlier_lookup(
-    lookups: tuple[list[str], threading.Event],
-) -> None:
-    calls, release = lookups
-
-    async def scenario() -> None:
-        first = asyncio.ensure_future(deps._look_up_once(None, "fm_token", "hash-1"))  # type: ignore[arg-type]
-        await asyncio.sleep(0.05)
+def test_a_request_after_a_revoke_does_not_join_an_earlier_lookup(lookups: Lookups) -> None:
+    async def scenario() -> list[KeyGrant | None]:
+        first = look_up()
+        await parked(first)
+        assert await asyncio.to_thread(lookups.began.wait, GUARD_SECONDS)  # it read the key
         KEY_CACHE.forget("key_1")  # a revoke lands while the first lookup is in flight
-        second = asyncio.ensure_future(deps._look_up_once(None, "fm_token", "hash-1"))  # type: ignore[arg-type]
-        await asyncio.sleep(0.05)
-        release.set()
-        await asyncio.gather(first, second)
+        lookups.revoked.set()
+        second = look_up()
+        await parked(second)
+        lookups.release.set()
+        return await asyncio.gather(first, second)
 
-    asyncio.run(scenario())
-    assert calls == ["fm_token", "fm_token"]
-    # The lookup begun before the revoke is not cached; the later one is.
-    assert KEY_CACHE.get("hash-1") == GRANT
+    # The second lookup found the key revoked; the first read it before the revoke.
+    assert asyncio.run(scenario()) == [GRANT, None]
+    assert lookups.calls == ["fm_token", "fm_token"]
+    assert KEY_CACHE.get("hash-1") is None  # what the lookup begun before the revoke found
 
 
-def test_a_caller_that_goes_away_does_not_cancel_the_shared_lookup(
-    lookups: tuple[list[str], threading.Event],
-) -> None:
-    calls, release = lookups
-
+def test_a_caller_that_goes_away_does_not_cancel_the_shared_lookup(lookups: Lookups) -> None:
     async def scenario() -> KeyGrant | None:
-        leaving = asyncio.ensure_future(deps._look_up_once(None, "fm_token", "hash-1"))  # type: ignore[arg-type]
-        staying = asyncio.ensure_future(deps._look_up_once(None, "fm_token", "hash-1"))  # type: ignore[arg-type]
-        await asyncio.sleep(0.05)
+        leaving = look_up()
+        staying = look_up()
+        await parked(leaving, staying)
         leaving.cancel()
-        release.set()
+        lookups.release.set()
         return await staying
 
     assert asyncio.run(scenario()) == GRANT
-    assert calls == ["fm_token"]
+    assert lookups.calls == ["fm_token"]

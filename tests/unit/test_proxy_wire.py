@@ -6,12 +6,13 @@ what a provider sends back (a whole answer, chunks, nothing, a cut)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import ssl
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -19,6 +20,12 @@ from flow_memory.proxy import wire
 from flow_memory.proxy.wire import AnswerTimeout, BodyCut, ConnectFailed, WireClient
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+T = TypeVar("T")
+# Only against a hang: every wait below ends on its event long before.
+GUARD_SECONDS = 30.0
+# A timeout under test: too long to pass on its own however loaded the machine; it passes
+# when the test moves the loop's clock on, once the event it waits for has happened.
+TIMEOUT_SECONDS = 60.0
 
 
 @dataclass
@@ -76,12 +83,99 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-def client(read_timeout: float = 2.0) -> WireClient:
-    return WireClient(connect_timeout=1.0, read_timeout=read_timeout)
+def body_of(request: bytes) -> bytes:
+    return request.split(b"\r\n\r\n", 1)[1]
+
+
+def client(read_timeout: float = GUARD_SECONDS) -> WireClient:
+    return WireClient(connect_timeout=GUARD_SECONDS, read_timeout=read_timeout)
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(test())
+
+
+async def within(awaitable: Awaitable[T]) -> T:
+    """What ``awaitable`` gives; the guard only stops a hang."""
+    async with asyncio.timeout(GUARD_SECONDS):
+        return await awaitable
+
+
+async def parked(task: asyncio.Task[Any]) -> None:
+    """Returns once ``task`` has run up to an await it waits at, without ending."""
+    async with asyncio.timeout(GUARD_SECONDS):
+        while inspect.getcoroutinestate(task.get_coro()) != inspect.CORO_SUSPENDED:
+            assert not task.done(), "the call did not wait"
+            await asyncio.sleep(0)  # lets the task run up to its await
+
+
+class LoopClock:
+    """Test double for the running loop's clock: real time plus what the test moved it on."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        real = loop.time
+        self.moved = 0.0
+        loop.time = lambda: real() + self.moved  # type: ignore[method-assign]
+
+    def advance(self, seconds: float) -> None:
+        """Moves every timer of the loop ``seconds`` nearer (no guard may be running)."""
+        self.moved += seconds
+
+
+@dataclass
+class Tap:
+    """Watches the client's connections: how many were made and lost, and the bytes read."""
+
+    made: int = 0
+    lost: int = 0
+    received: int = 0
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _change(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        async with asyncio.timeout(GUARD_SECONDS):
+            while not condition():
+                await self._changed.wait()
+
+    async def received_at_least(self, count: int) -> None:
+        """Returns once the client's connections have read ``count`` bytes in all."""
+        await self._until(lambda: self.received >= count)
+
+    async def lost_at_least(self, count: int) -> None:
+        """Returns once ``count`` of the client's connections have closed."""
+        await self._until(lambda: self.lost >= count)
+
+
+@pytest.fixture
+def tap(monkeypatch: pytest.MonkeyPatch) -> Tap:
+    watched = Tap()
+    connection_made = wire._Connection.connection_made
+    data_received = wire._Connection.data_received
+    connection_lost = wire._Connection.connection_lost
+
+    def made(connection: Any, transport: asyncio.BaseTransport) -> None:
+        connection_made(connection, transport)
+        watched.made += 1
+        watched._change()
+
+    def received(connection: Any, data: bytes) -> None:
+        data_received(connection, data)
+        watched.received += len(data)
+        watched._change()
+
+    def lost(connection: Any, exc: Exception | None) -> None:
+        connection_lost(connection, exc)
+        watched.lost += 1
+        watched._change()
+
+    monkeypatch.setattr(wire._Connection, "connection_made", made)
+    monkeypatch.setattr(wire._Connection, "data_received", received)
+    monkeypatch.setattr(wire._Connection, "connection_lost", lost)
+    return watched
 
 
 def test_a_whole_answer_is_read_and_its_connection_reused() -> None:
@@ -151,16 +245,22 @@ def test_a_refused_connection_is_connect_failed() -> None:
 
 def test_no_answer_before_the_read_timeout_is_an_answer_timeout() -> None:
     async def test() -> None:
+        clock = LoopClock()
+        arrived: asyncio.Queue[bytes] = asyncio.Queue()
+
         async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await scripted.read_request(reader)
-            await reader.read()  # never answers
+            while True:  # reads each request that comes, answers none
+                arrived.put_nowait(await scripted.read_request(reader))
 
         async with ScriptedServer(silent) as scripted:
-            wire = client(read_timeout=0.2)
-            with pytest.raises(AnswerTimeout):
-                await wire.post(scripted.url, {}, b"{}")
-            with pytest.raises(AnswerTimeout):
-                await wire.post(scripted.url, {}, b"{}")
+            pool = client(read_timeout=TIMEOUT_SECONDS)
+            for _ in range(2):
+                posting = asyncio.ensure_future(pool.post(scripted.url, {}, b"{}"))
+                await within(arrived.get())  # the provider holds the request, and its answer
+                assert not posting.done()
+                clock.advance(TIMEOUT_SECONDS)
+                with pytest.raises(AnswerTimeout):
+                    await within(posting)
             assert scripted.connections == 2  # a timed-out connection is never reused
 
     run(test)
@@ -187,7 +287,7 @@ def test_a_body_cut_short_raises_after_the_bytes_that_came() -> None:
     run(test)
 
 
-def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+def test_a_connection_the_server_closed_while_idle_is_not_reused(tap: Tap) -> None:
     async def test() -> None:
         async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await scripted.read_request(reader)
@@ -195,12 +295,14 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
             await writer.drain()  # then the handler ends and the server closes the socket
 
         async with ScriptedServer(once) as scripted:
-            wire = client()
-            for _ in range(2):
-                response = await wire.post(scripted.url, {}, b"{}")
-                assert await response.aread() == b"{}"
-                await response.aclose()
-                await asyncio.sleep(0.05)
+            pool = client()
+            response = await pool.post(scripted.url, {}, b"{}")
+            assert await response.aread() == b"{}"
+            await response.aclose()
+            await tap.lost_at_least(1)  # the idle connection saw the server close it
+            response = await pool.post(scripted.url, {}, b"{}")
+            assert await response.aread() == b"{}"
+            await response.aclose()
             assert scripted.connections == 2
 
     run(test)
@@ -229,7 +331,7 @@ def test_connection_close_and_unread_bodies_end_the_connection() -> None:
     run(test)
 
 
-def test_a_header_value_with_a_line_break_is_never_sent() -> None:
+def test_a_header_value_with_a_line_break_is_never_sent(tap: Tap) -> None:
     async def test() -> None:
         async def listen(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await scripted.read_request(reader)
@@ -237,8 +339,8 @@ def test_a_header_value_with_a_line_break_is_never_sent() -> None:
         async with ScriptedServer(listen) as scripted:
             with pytest.raises(ConnectFailed):
                 await client().post(scripted.url, {"authorization": "a\r\nx-injected: 1"}, b"{}")
-            await asyncio.sleep(0.05)
-            assert scripted.requests == [] and scripted.connections == 0
+            # No connection was made (one made would count before the call ended): nothing sent.
+            assert tap.made == 0
 
     run(test)
 
@@ -275,28 +377,37 @@ def test_an_answer_with_endless_headers_is_refused() -> None:
     run(test)
 
 
-def keep_answering(scripted_ref: list[ScriptedServer], *, before: bytes = b"") -> Handler:
+def keep_answering(scripted_ref: list[ScriptedServer]) -> Handler:
     """A keep-alive provider whose answer names the request it answers."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             request = await scripted_ref[0].read_request(reader)
-            if before:
-                writer.write(before)
-                await writer.drain()
-                await asyncio.sleep(0.05)  # the model is thinking
-            writer.write(answer(b"for " + request.split(b"\r\n\r\n", 1)[1]))
+            writer.write(answer(b"for " + body_of(request)))
             await writer.drain()
 
     return handler
 
 
-def test_early_hints_are_skipped_and_each_caller_gets_its_own_answer() -> None:
+def test_early_hints_are_skipped_and_each_caller_gets_its_own_answer(tap: Tap) -> None:
     async def test() -> None:
-        ref: list[ScriptedServer] = []
         hints = b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
-        async with ScriptedServer(keep_answering(ref, before=hints)) as scripted:
-            ref.append(scripted)
+
+        async def hinting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            written = 0
+            while True:
+                request = await scripted.read_request(reader)
+                writer.write(hints)
+                written += len(hints)
+                await writer.drain()
+                # The model is thinking: the answer comes once the client has read the hints.
+                await tap.received_at_least(written)
+                final = answer(b"for " + body_of(request))
+                writer.write(final)
+                written += len(final)
+                await writer.drain()
+
+        async with ScriptedServer(hinting) as scripted:
             pool = client()
             first = await pool.post(scripted.url, {}, b"alice")
             assert first.status_code == 200
@@ -343,33 +454,30 @@ def test_switching_protocols_is_a_failed_connection() -> None:
 
 
 @pytest.mark.parametrize("apart", [False, True], ids=["same-write", "while-held"])
-def test_an_answer_nobody_asked_for_closes_the_connection(apart: bool) -> None:
+def test_an_answer_nobody_asked_for_closes_the_connection(apart: bool, tap: Tap) -> None:
     async def test() -> None:
-        extra_sent = asyncio.Event()
+        unsolicited = answer(b"for mallory")
 
         async def pipelining(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            request = await scripted.read_request(reader)
-            own = answer(b"for " + request.split(b"\r\n\r\n", 1)[1])
-            unsolicited = answer(b"for mallory")
+            own = answer(b"for " + body_of(await scripted.read_request(reader)))
             if apart:
                 writer.write(own)
                 await writer.drain()
-                await asyncio.sleep(0.05)
+                await tap.received_at_least(len(own))  # the caller holds its answer already
                 writer.write(unsolicited)
             else:
                 writer.write(own + unsolicited)
             await writer.drain()
-            extra_sent.set()
             while True:
                 request = await scripted.read_request(reader)
-                writer.write(answer(b"for " + request.split(b"\r\n\r\n", 1)[1]))
+                writer.write(answer(b"for " + body_of(request)))
                 await writer.drain()
 
         async with ScriptedServer(pipelining) as scripted:
             pool = client()
             first = await pool.post(scripted.url, {}, b"alice")
-            await extra_sent.wait()
-            await asyncio.sleep(0.05)  # the extra answer reaches the held response
+            # The extra answer came too, after the caller's own.
+            await tap.received_at_least(len(answer(b"for alice") + unsolicited))
             assert first.status_code == 200
             assert await first.aread() == b"for alice"
             second = await pool.post(scripted.url, {}, b"bob")
@@ -383,21 +491,25 @@ def test_an_answer_nobody_asked_for_closes_the_connection(apart: bool) -> None:
 def test_an_endless_header_line_is_refused_without_waiting_for_its_end() -> None:
     async def test() -> None:
         written = 0
+        stopped = asyncio.Event()
 
         async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nonlocal written
-            await scripted.read_request(reader)
-            writer.write(b"HTTP/1.1 200 OK\r\nx-pad: ")
-            piece = b"a" * 65536
-            for _ in range(1024):  # 64 MiB, never ending the line
-                writer.write(piece)
-                await writer.drain()
-                written += len(piece)
+            try:
+                await scripted.read_request(reader)
+                writer.write(b"HTTP/1.1 200 OK\r\nx-pad: ")
+                piece = b"a" * 65536
+                for _ in range(1024):  # 64 MiB, never ending the line
+                    writer.write(piece)
+                    await writer.drain()
+                    written += len(piece)
+            finally:
+                stopped.set()
 
         async with ScriptedServer(endless) as scripted:
             with pytest.raises(ConnectFailed, match="too large"):
-                await client(read_timeout=30.0).post(scripted.url, {}, b"{}")
-            await asyncio.sleep(0.05)
+                await client().post(scripted.url, {}, b"{}")
+            await within(stopped.wait())  # the provider's writes failed once the client closed
             # Refused after about 64 KiB; the rest is what the sockets' buffers held.
             assert written < 32 * 1024 * 1024
 
@@ -416,7 +528,7 @@ def test_endless_trailers_are_a_cut_body() -> None:
             await reader.read()
 
         async with ScriptedServer(trailing) as scripted:
-            response = await client(read_timeout=30.0).post(scripted.url, {}, b"{}")
+            response = await client().post(scripted.url, {}, b"{}")
             with pytest.raises(BodyCut, match="too large"):
                 await response.aread()
             await response.aclose()
@@ -424,13 +536,14 @@ def test_endless_trailers_are_a_cut_body() -> None:
     run(test)
 
 
-def test_an_answer_without_a_length_cut_by_a_reset_is_cut() -> None:
+def test_an_answer_without_a_length_cut_by_a_reset_is_cut(tap: Tap) -> None:
     async def test() -> None:
         async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await scripted.read_request(reader)
-            writer.write(b'HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{"a": ')
+            head = b'HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{"a": '
+            writer.write(head)
             await writer.drain()
-            await asyncio.sleep(0.05)
+            await tap.received_at_least(len(head))  # the reset cuts a body, not the head
             no_linger = struct.pack("ii", 1, 0)  # closing sends a reset, not the end of stream
             writer.get_extra_info("socket").setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, no_linger
@@ -469,19 +582,22 @@ def test_callers_past_the_origins_connections_wait_for_one(monkeypatch: pytest.M
         ref: list[ScriptedServer] = []
         async with ScriptedServer(keep_answering(ref)) as scripted:
             ref.append(scripted)
-            pool = WireClient(connect_timeout=0.2, read_timeout=2.0)
+            clock = LoopClock()
+            pool = WireClient(connect_timeout=TIMEOUT_SECONDS, read_timeout=GUARD_SECONDS)
             first = await pool.post(scripted.url, {}, b"one")
             waiting = asyncio.create_task(pool.post(scripted.url, {}, b"two"))
-            await asyncio.sleep(0.05)
-            assert not waiting.done()  # the only connection is busy
+            await parked(waiting)  # the only connection is busy
             assert await first.aread() == b"for one"
-            second = await waiting
+            second = await within(waiting)
             assert await second.aread() == b"for two"
             assert scripted.connections == 1
 
             held = await pool.post(scripted.url, {}, b"three")
+            late = asyncio.create_task(pool.post(scripted.url, {}, b"four"))
+            await parked(late)  # waits for a connection, its timeout running
+            clock.advance(TIMEOUT_SECONDS)
             with pytest.raises(AnswerTimeout):  # nothing comes free before the timeout
-                await pool.post(scripted.url, {}, b"four")
+                await within(late)
             await held.aclose()
             pool.close()
 
@@ -540,11 +656,12 @@ def test_a_caller_that_leaves_when_woken_passes_its_turn_on(
             pool = client()
             first = await pool.post(scripted.url, {}, b"one")
             leaving = asyncio.create_task(pool.post(scripted.url, {}, b"two"))
+            await parked(leaving)  # first in the queue for the only connection
             staying = asyncio.create_task(pool.post(scripted.url, {}, b"three"))
-            await asyncio.sleep(0.05)
+            await parked(staying)
             assert await first.aread() == b"for one"  # the connection comes free: wakes "two"
             leaving.cancel()  # the client went away before its turn ran
-            third = await staying
+            third = await within(staying)
             assert await third.aread() == b"for three"
             assert leaving.cancelled() and scripted.connections == 1
             pool.close()
