@@ -112,6 +112,20 @@ class JSONDocument(TypeDecorator[Any]):
             return None
         return canonical_json(value)
 
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        # Most documents the market writes (an order's metadata and routing policy) are
+        # empty: converted once, not once per row.
+        process = super().bind_processor(dialect)
+        if process is None:
+            return None
+        convert: Callable[[Any], Any] = process
+        empty = convert({})
+
+        def bind(value: Any) -> Any:
+            return empty if type(value) is dict and not value else convert(value)
+
+        return bind
+
 
 _PLAIN = (str, int, bool, type(None))
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -43,8 +44,9 @@ class Kept:
     """What a writer read of providers (route gates, published capacity, reference prices),
     kept from batch to batch for at most ``FRESH_SECONDS`` of real time and of the market's
     clock, as quotes keep offers (``flow_memory.routing.facts``). Forgotten sooner when the
-    app forgets route facts (its generation moves), when this writer publishes capacity, and
-    when another process's write makes a book rebuild."""
+    app forgets route facts (its generation moves: on PostgreSQL also when another server
+    announces a change), and published capacity when this writer publishes or another
+    process's write moved a book."""
 
     def __init__(
         self,
@@ -101,6 +103,11 @@ class OpenMarket:
         self.changed = True
         return self.state.book
 
+    @property
+    def next_version(self) -> int:
+        """The version its row gets when the batch is written (if the book moved)."""
+        return self.version + 1
+
     def take_sequence(self) -> int:
         sequence = self.next_sequence
         self.next_sequence += 1
@@ -153,9 +160,14 @@ class Batch:
         row = repository.lock_market(self.session, *key, now=self.now)
         state = self.books.state(key)
         if state.version != row.version:
-            rebuild(self.session, state)
+            # Another writer moved the book: read what it changed, or the whole book.
+            if not (0 <= state.version < row.version and reload(self.session, state)):
+                rebuild(self.session, state)
             state.version = row.version
-            self.kept.clear()  # another process wrote: read what it may have changed afresh
+            # It may have published capacity: read it afresh. (Route gates it changed are
+            # announced to this server at once on PostgreSQL, and read afresh within the
+            # second on SQLite.)
+            self.kept.capacity.clear()
         market = self.opened[key] = OpenMarket(key, state, row.version, row.next_sequence)
         self._settle(market)
         return market
@@ -171,7 +183,9 @@ class Batch:
             market.changed = True
             for order in expired:
                 market.state.ended(order)
-                self.rows.update_order(order.order_id, self.now, status="expired")
+                self.rows.update_order(
+                    order.order_id, self.now, version=market.next_version, status="expired"
+                )
                 self.rows.events.append(
                     event(
                         "order_expired",
@@ -259,10 +273,16 @@ class Batch:
             left = book_orders.get(order_id)
             if left is not None:
                 rows.update_order(
-                    order_id, now, remaining_units=left.remaining, status="partially_filled"
+                    order_id,
+                    now,
+                    version=market.next_version,
+                    remaining_units=left.remaining,
+                    status="partially_filled",
                 )
             else:
-                rows.update_order(order_id, now, remaining_units=0, status="filled")
+                rows.update_order(
+                    order_id, now, version=market.next_version, remaining_units=0, status="filled"
+                )
         for fill in fills:
             if fill.ask_order_id != incoming_id:
                 state.traded(fill.ask_order_id, fill.units)
@@ -285,47 +305,65 @@ def _ask_providers(book: OrderBook) -> set[str]:
 
 def rebuild(session: Session, state: BookState) -> None:
     """Load the book, and what the writer keeps beside it, from the database."""
-    book = OrderBook(state.book.model, state.book.unit_type)
-    parties: dict[str, Party] = {}
-    manual: dict[str, int] = {}
-    snapshots: dict[str, list[str]] = {}
-    for row in repository.active_orders(session, book.model, book.unit_type):
-        party = Party(
-            row.order_id,
-            row.owner_id,
-            row.buyer_id,
-            row.provider_id,
-            row.limit_unit_price,
-            dict(row.metadata),
-            row.source,
-            retired=bool(row.metadata.get("retired")),
-        )
-        parties[row.order_id] = party
-        if party.provider_id is not None:
-            if party.manual_ask:
-                manual[party.provider_id] = manual.get(party.provider_id, 0) + row.remaining_units
-            elif not party.retired:
-                snapshots.setdefault(party.provider_id, []).append(row.order_id)
-        book.restore(
-            Order(
-                order_id=row.order_id,
-                side=row.side,
-                owner_id=row.owner_id,
-                limit_unit_price=row.limit_unit_price,
-                units=row.units,
-                min_fill_units=row.min_fill_units,
-                time_in_force=row.time_in_force,
-                provider_id=row.provider_id,
-                expires_at=None if row.expires_at is None else row.expires_at.timestamp(),
-                sequence=row.sequence,
-                remaining=row.remaining_units,
-                status=row.status,
-            )
-        )
-    for order_id, units in repository.active_holds(session, book.model, book.unit_type):
-        book.restore_hold(order_id, units)
-    state.book = book
-    state.parties = parties
-    state.manual_units = manual
-    state.snapshot_asks = snapshots
+    model, unit_type = state.book.model, state.book.unit_type
+    state.book = OrderBook(model, unit_type)
+    state.parties = {}
+    state.manual_units = {}
+    state.snapshot_asks = {}
     state.holds_quiet_until = None
+    for row in repository.active_orders(session, model, unit_type):
+        _rest_row(state, row)
+    for order_id, units in repository.active_holds(session, model, unit_type):
+        state.book.restore_hold(order_id, units)
+
+
+def reload(session: Session, state: BookState) -> bool:
+    """Bring the book up to date with the orders written since its version; False (and
+    nothing changed) when a reservation was written since too: then it must be rebuilt."""
+    model, unit_type = state.book.model, state.book.unit_type
+    if repository.reservations_changed(session, model, unit_type, state.version):
+        return False
+    book = state.book
+    for row in repository.changed_orders(session, model, unit_type, state.version):
+        held = 0
+        known = book.orders.get(row.order_id)
+        if known is not None:
+            held = known.held  # holds change only with reservations, which did not
+            book.cancel(row.order_id)
+            state.ended(known)
+        if row.status in repository.ACTIVE:
+            _rest_row(state, row)
+            if held:
+                book.restore_hold(row.order_id, held)
+    return True
+
+
+def _rest_row(state: BookState, row: Any) -> None:
+    """Put a stored resting order back in the book, with its party."""
+    party = Party(
+        row.order_id,
+        row.owner_id,
+        row.buyer_id,
+        row.provider_id,
+        row.limit_unit_price,
+        dict(row.metadata),
+        row.source,
+        retired=bool(row.metadata.get("retired")),
+    )
+    state.book.restore(
+        Order(
+            order_id=row.order_id,
+            side=row.side,
+            owner_id=row.owner_id,
+            limit_unit_price=row.limit_unit_price,
+            units=row.units,
+            min_fill_units=row.min_fill_units,
+            time_in_force=row.time_in_force,
+            provider_id=row.provider_id,
+            expires_at=None if row.expires_at is None else row.expires_at.timestamp(),
+            sequence=row.sequence,
+            remaining=row.remaining_units,
+            status=row.status,
+        )
+    )
+    state.rest(party, row.remaining_units)

@@ -64,7 +64,9 @@ class BookState:
                 self.manual_units.get(party.provider_id, 0) + units
             )
         elif not party.retired:
-            self.snapshot_asks.setdefault(party.provider_id, []).append(party.order_id)
+            listed = self.snapshot_asks.setdefault(party.provider_id, [])
+            if party.order_id not in listed:
+                listed.append(party.order_id)
 
     def traded(self, ask_order_id: str, units: int) -> None:
         """An ask sold ``units``."""

@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flow_memory.kit.db import Base, JSONDocument, Money, UTCDateTime
@@ -27,6 +27,7 @@ class MarketOrder(Base):
     __table_args__ = (
         Index("ix_market_orders_book", "model", "unit_type", "status"),
         Index("ix_market_orders_provider_source", "provider_id", "source", "status"),
+        Index("ix_market_orders_changes", "model", "unit_type", "version"),
     )
 
     order_id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -52,6 +53,8 @@ class MarketOrder(Base):
     cancelled_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Its market's version when it was last written: another writer reloads what changed.
+    version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class MarketFill(Base):
@@ -75,7 +78,10 @@ class MarketFill(Base):
 
 class Reservation(Base):
     __tablename__ = "market_reservations"
-    __table_args__ = (UniqueConstraint("owner_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("owner_id", "idempotency_key"),
+        Index("ix_market_reservations_changes", "model", "unit_type", "version"),
+    )
 
     reservation_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     owner_id: Mapped[str] = mapped_column(String(128), index=True)
@@ -94,6 +100,7 @@ class Reservation(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))  # as an order's
 
 
 class ReservationHold(Base):

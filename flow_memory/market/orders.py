@@ -125,6 +125,7 @@ def place_order(
         cancelled_by=None,
         created_at=now,
         updated_at=now,
+        version=market.next_version,
     )
     party = Party(
         order_id,
@@ -190,11 +191,14 @@ def _shrink_snapshot_asks(batch: Batch, market: OpenMarket, provider_id: str, un
         units -= taken
         resting = book.orders.get(order_id)
         if resting is not None:
-            batch.rows.update_order(order_id, now, remaining_units=resting.remaining)
+            batch.rows.update_order(
+                order_id, now, version=market.next_version, remaining_units=resting.remaining
+            )
         else:
             batch.rows.update_order(
                 order_id,
                 now,
+                version=market.next_version,
                 remaining_units=0,
                 status="cancelled",
                 cancel_reason="capacity_committed_to_manual_ask",
@@ -235,6 +239,7 @@ class CancelOrder:
         batch.rows.update_order(
             order_id,
             now,
+            version=market.next_version,
             status="cancelled",
             cancel_reason=self.body.cancel_reason,
             cancelled_by=self.body.requested_by or self.principal.owner_id,

@@ -86,24 +86,25 @@ def save_markets(session: Session, counters: Sequence[tuple[str, str, int, int]]
     )
 
 
+_BOOK_COLUMNS = (
+    _ORDERS.c.order_id,
+    _ORDERS.c.side,
+    _ORDERS.c.owner_id,
+    _ORDERS.c.buyer_id,
+    _ORDERS.c.provider_id,
+    _ORDERS.c.units,
+    _ORDERS.c.remaining_units,
+    _ORDERS.c.limit_unit_price,
+    _ORDERS.c.min_fill_units,
+    _ORDERS.c.time_in_force,
+    _ORDERS.c.status,
+    _ORDERS.c.sequence,
+    _ORDERS.c.source,
+    _ORDERS.c.metadata,
+    _ORDERS.c.expires_at,
+)
 _ACTIVE_ORDERS = (
-    select(
-        _ORDERS.c.order_id,
-        _ORDERS.c.side,
-        _ORDERS.c.owner_id,
-        _ORDERS.c.buyer_id,
-        _ORDERS.c.provider_id,
-        _ORDERS.c.units,
-        _ORDERS.c.remaining_units,
-        _ORDERS.c.limit_unit_price,
-        _ORDERS.c.min_fill_units,
-        _ORDERS.c.time_in_force,
-        _ORDERS.c.status,
-        _ORDERS.c.sequence,
-        _ORDERS.c.source,
-        _ORDERS.c.metadata,
-        _ORDERS.c.expires_at,
-    )
+    select(*_BOOK_COLUMNS)
     .where(
         _ORDERS.c.model == bindparam("model"),
         _ORDERS.c.unit_type == bindparam("unit_type"),
@@ -116,6 +117,34 @@ _ACTIVE_ORDERS = (
 def active_orders(session: Session, model: str, unit_type: str) -> list[Row[Any]]:
     """The market's resting orders, oldest first."""
     return list(session.execute(_ACTIVE_ORDERS, {"model": model, "unit_type": unit_type}))
+
+
+_CHANGED_ORDERS = select(*_BOOK_COLUMNS).where(
+    _ORDERS.c.model == bindparam("model"),
+    _ORDERS.c.unit_type == bindparam("unit_type"),
+    _ORDERS.c.version > bindparam("since"),
+)
+_CHANGED_RESERVATIONS = (
+    select(_RESERVATIONS.c.reservation_id)
+    .where(
+        _RESERVATIONS.c.model == bindparam("model"),
+        _RESERVATIONS.c.unit_type == bindparam("unit_type"),
+        _RESERVATIONS.c.version > bindparam("since"),
+    )
+    .limit(1)
+)
+
+
+def changed_orders(session: Session, model: str, unit_type: str, since: int) -> list[Row[Any]]:
+    """The market's orders written after its version ``since``, as they are now."""
+    key = {"model": model, "unit_type": unit_type, "since": since}
+    return list(session.execute(_CHANGED_ORDERS, key))
+
+
+def reservations_changed(session: Session, model: str, unit_type: str, since: int) -> bool:
+    """Whether a reservation of the market was written after its version ``since``."""
+    key = {"model": model, "unit_type": unit_type, "since": since}
+    return session.execute(_CHANGED_RESERVATIONS, key).first() is not None
 
 
 def active_holds(session: Session, model: str, unit_type: str) -> list[tuple[str, int]]:

@@ -103,6 +103,7 @@ class Reserve:
             expires_at=now + timedelta(seconds=body.hold_seconds),
             created_at=now,
             released_at=None,
+            version=market.next_version,
         )
         made[(owner, body.idempotency_key)] = fingerprint
         rows = [
@@ -153,7 +154,11 @@ def expire_due(batch: Batch, market: OpenMarket) -> None:
     book = market.changing()
     released: set[str] = set()
     for reservation_id, order_id, units in due:
-        batch.rows.reservation_updates[reservation_id] = {"status": "expired", "released_at": now}
+        batch.rows.reservation_updates[reservation_id] = {
+            "status": "expired",
+            "released_at": now,
+            "version": market.next_version,
+        }
         if order_id is not None:
             book.release(order_id, units)
             released.add(order_id)
@@ -165,12 +170,15 @@ def expire_due(batch: Batch, market: OpenMarket) -> None:
         if order.held:
             taken = book.reduce(order_id, order.remaining - order.held) if order.available else 0
             if taken:
-                batch.rows.update_order(order_id, now, remaining_units=order.remaining)
+                batch.rows.update_order(
+                    order_id, now, version=market.next_version, remaining_units=order.remaining
+                )
             continue
         book.cancel(order_id)
         batch.rows.update_order(
             order_id,
             now,
+            version=market.next_version,
             status="cancelled",
             cancel_reason="replaced_by_capacity_snapshot",
             cancelled_by=party.provider_id,

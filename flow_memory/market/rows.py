@@ -47,6 +47,7 @@ class PlacedOrder:
     cancelled_by: str | None
     created_at: datetime
     updated_at: datetime
+    version: int  # its market's version when it was last written
 
 
 @dataclass(slots=True)
@@ -89,6 +90,7 @@ class PlacedReservation:
     expires_at: datetime
     created_at: datetime
     released_at: datetime | None
+    version: int  # its market's version when it was last written
 
 
 @dataclass(slots=True)
@@ -126,8 +128,10 @@ class Pending:
     events: list[tuple[Any, ...]] = field(default_factory=list)  # ``event`` rows
     usage: list[UsageInput] = field(default_factory=list)
 
-    def update_order(self, order_id: str, now: datetime, **values: Any) -> None:
-        self.order_updates.setdefault(order_id, {}).update(values, updated_at=now)
+    def update_order(self, order_id: str, now: datetime, *, version: int, **values: Any) -> None:
+        """Set an order's columns; ``version`` is its market's version once the batch is
+        written (``OpenMarket.next_version``), which other writers reload the order by."""
+        self.order_updates.setdefault(order_id, {}).update(values, updated_at=now, version=version)
 
     def size(self) -> int:
         return (

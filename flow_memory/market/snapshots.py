@@ -144,6 +144,7 @@ def _replace_asks(
         batch.rows.update_order(
             order_id,
             now,
+            version=market.next_version,
             status="cancelled",
             cancel_reason="replaced_by_capacity_snapshot",
             cancelled_by=provider_id,
@@ -153,11 +154,21 @@ def _replace_asks(
         book = market.changing()
         if units:
             book.reduce(order_id, units)
-            batch.rows.update_order(order_id, now, remaining_units=book.orders[order_id].remaining)
+            batch.rows.update_order(
+                order_id,
+                now,
+                version=market.next_version,
+                remaining_units=book.orders[order_id].remaining,
+            )
         party = market.state.parties[order_id]
         if not party.retired:
             market.state.retire(order_id)
-            batch.rows.update_order(order_id, now, metadata={**party.metadata, "retired": True})
+            batch.rows.update_order(
+                order_id,
+                now,
+                version=market.next_version,
+                metadata={**party.metadata, "retired": True},
+            )
 
 
 def capacity_read(provider: Provider, entries: list[CapacityEntry]) -> dict[str, Any]:

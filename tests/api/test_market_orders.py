@@ -27,8 +27,9 @@ from flow_memory.market.models import (
     ReservationHold,
 )
 from flow_memory.market.orders import CancelOrder, PlaceOrder
+from flow_memory.market.reservations import Reserve
 from flow_memory.market.rows import PlacedFill, PlacedHold, PlacedOrder, PlacedReservation
-from flow_memory.market.schemas import OrderCancel, OrderCreate
+from flow_memory.market.schemas import OrderCancel, OrderCreate, ReservationCreate
 from flow_memory.market.snapshots import PublishCapacity
 from flow_memory.market.writer import MarketWriter
 from flow_memory.providers.schemas import ProviderCapacity
@@ -1175,6 +1176,61 @@ class TestBatches:
         # The book and the rows agree: the cancelled ask is gone, the last bid rests.
         assert all(level[0] != 0.0000007 for level in levels(depth(client, buyer)["asks"]))
         assert levels(depth(client, buyer)["bids"]) == [(0.0000008, 500, 1)]
+
+    def test_a_writer_reads_back_only_the_orders_another_writer_changed(
+        self,
+        client: TestClient,
+        seller: Headers,
+        buyer: Headers,
+        provider_id: str,
+        writer: MarketWriter,
+        monkeypatch: pytest.MonkeyPatch,
+        market_process: bool,
+    ) -> None:
+        # What the app's writer reads is watched in this process (with a market process of
+        # its own, only the answers are).
+        in_process = not market_process
+        resting = ask(client, seller, provider_id, 3000, 0.0000007)["order"]["order_id"]
+        kept_bid = bid(client, buyer, 500, 0.0000001)["order"]["order_id"]
+        # The other writer (another server on this database) trades with the ask, cancels
+        # the bid and rests an ask of its own.
+        taken, cancelled, other_ask = apply(
+            writer,
+            [
+                placing(BUYER_PRINCIPAL, bid_body(1000, 0.0000008)),
+                CancelOrder(BUYER_PRINCIPAL, kept_bid, OrderCancel(cancel_reason="test")),
+                placing(SELLER_PRINCIPAL, ask_body(provider_id, 2000, 0.0000009)),
+            ],
+        )
+        assert taken.result()["order"]["status"] == "filled"
+        cancelled.result()
+        other_id = other_ask.result()["order"]["order_id"]
+        rebuilt: list[Any] = []
+        rebuild = market_batch.rebuild
+        monkeypatch.setattr(market_batch, "rebuild", lambda *a: (rebuilt.append(a), rebuild(*a)))
+        # This app's writer reads those three orders back, not the whole book.
+        view = depth(client, buyer)
+        assert rebuilt == [] or not in_process
+        assert levels(view["asks"])[:1] == [(0.0000007, 2000, 1)]
+        assert (0.0000009, 2000, 1) in levels(view["asks"])
+        assert levels(view["bids"]) == []
+        sweep = bid(client, buyer, 2000, 0.0000007)
+        assert [(f["ask_order_id"], f["units"]) for f in sweep["fills"]] == [(resting, 2000)]
+        assert cancel(client, seller, other_id).status_code == 200  # it rests here too
+        # A reservation by the other writer holds units: the book is read whole again.
+        hold = ReservationCreate(
+            model=MODEL,
+            unit_type=UNIT,
+            requested_units=1000,
+            max_unit_price=SNAPSHOT_PRICE,
+            idempotency_key="other-writer",
+        )
+        [held] = apply(writer, [Reserve(BUYER_PRINCIPAL, hold)])
+        assert held.result()[0]["held_units"] == 1000
+        view = depth(client, buyer)
+        assert len(rebuilt) == 1 or not in_process
+        # The manual asks took 5,000 units off the snapshot ask; the hold takes 1,000 more.
+        assert levels(view["asks"])[:1] == [(SNAPSHOT_PRICE, SNAPSHOT_UNITS - 6000, 1)]
 
     def test_a_connection_dropped_between_batches_is_replaced_before_the_next(
         self,

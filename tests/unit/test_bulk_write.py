@@ -45,6 +45,7 @@ def order(order_id: str, **values: Any) -> dict[str, Any]:
         "cancelled_by": None,
         "created_at": WHEN,
         "updated_at": WHEN + timedelta(hours=2),
+        "version": 3,
     }
     return row | values
 
