@@ -65,10 +65,10 @@ class Listener:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop listening. Not waited for: the thread ends (closing its connection) within
+        ``WAIT_SECONDS``, and an app's shutdown need not wait that long."""
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(WAIT_SECONDS * 4 + RETRY_SECONDS)
-            self._thread = None
+        self._thread = None
 
     def _run(self) -> None:
         import psycopg
