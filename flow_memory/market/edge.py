@@ -25,6 +25,7 @@ from flow_memory.kit.errors import FlowMemoryError
 from flow_memory.kit.http import (
     SafetyGuardMiddleware,
     error_body,
+    error_headers,
     log_access,
     replay_body,
     send_json,
@@ -63,14 +64,16 @@ class OrderEdge:
         principal, order = accepted
         state = scope["app"].state
         status = 500
+        headers = None
         try:
             placed = await state.market.run(PlaceOrder(principal, order))
             status, content = 201, jsonenc.render(success_body(placed))
         except FlowMemoryError as error:
             body_out = error_body(error.code, error.message, error.field, error.hint)
             status, content = error.status_code, jsonenc.render(body_out)
+            headers = error_headers(error)  # retry-after, as the full stack sends it
         try:
-            await send_json(send, status, content)
+            await send_json(send, status, content, headers)
         finally:
             log_access(scope, status, started)
 
