@@ -179,10 +179,13 @@ def provider_specs(shape: Shape, seed: int) -> list[ProviderSpec]:
     return specs
 
 
+PLANNER = "agent-research-1"
+
+
 def policy_request(model: str) -> dict[str, Any]:
     """The contract's policy request, for ``model``."""
     return {
-        "agent_id": "agent-research-1",
+        "agent_id": PLANNER,
         "workspace_id": "workspace-default",
         "task_id": "task-42",
         "model": model,
@@ -576,7 +579,8 @@ def bench_shape(
         print_row("in-process service.quote()", in_process)
         if http:
             with running_server(prepared.url) as server:
-                key = create_key(server.env, "bench-planner", PLAN)
+                # The policy request's agent_id is the key's owner: a key acts as its owner.
+                key = create_key(server.env, PLANNER, PLAN)
                 refresh(factory, shape, specs, settings=settings, republish=False)
                 over_http = time_http(server.base_url, key, shape, budget=budget)
             print_row("HTTP POST /inference/quote", over_http)

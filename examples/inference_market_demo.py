@@ -177,7 +177,6 @@ def run(base_url: str, seller: str, buyer: str, model_server_url: str | None) ->
         show("best ask", depth["spread"]["best_ask"])
         show_safety(depth)
         policy = {
-            "agent_id": "agent-example",
             "model": model,
             "unit_type": "token",
             "estimated_units": 250_000,

@@ -22,7 +22,7 @@ from flow_memory.keys.service import KEY_CACHE
 from flow_memory.kit.broadcast import KEY_REVOKED, ROUTES, Listener
 from flow_memory.kit.clock import Clock, SystemClock
 from flow_memory.kit.db import WalCheckpointer, make_engine, make_session_factory
-from flow_memory.kit.deps import refuse_unstorable_path_parameters
+from flow_memory.kit.deps import authenticate_first, refuse_unstorable_path_parameters
 from flow_memory.kit.http import (
     AccessLogMiddleware,
     FlowJSONResponse,
@@ -174,7 +174,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         default_response_class=DocumentedJSONResponse,
-        dependencies=[Depends(refuse_unstorable_path_parameters)],
+        # Authentication first: no key answers 401 whatever else is wrong with a request.
+        dependencies=[Depends(authenticate_first), Depends(refuse_unstorable_path_parameters)],
         lifespan=_lifespan,
         **_NO_TELEMETRY,
     )

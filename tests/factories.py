@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
-from flow_memory.keys.service import create_key
+from flow_memory.keys.service import KEY_CACHE, create_key
+from flow_memory.kit.actors import register_identity_source, unregister_identity_source
 
 Headers = dict[str, str]
 
@@ -34,6 +38,24 @@ def buyer_headers(app: FastAPI, owner_id: str = BUYER) -> Headers:
 
 def admin_headers(app: FastAPI) -> Headers:
     return key_headers(app, "operator", "inference:admin")
+
+
+@contextmanager
+def operated_agents(agents: Mapping[str, Iterable[str]]) -> Iterator[None]:
+    """While open, each owner in ``agents`` controls the agent identities listed for it: a test
+    double for the agent identities a later domain registers (``flow_memory.kit.actors``)."""
+    operated = {owner: frozenset(ids) for owner, ids in agents.items()}
+
+    def source(session: Session, *, owner_id: str, key_id: str) -> Iterable[str]:
+        return operated.get(owner_id, frozenset())
+
+    KEY_CACHE.clear()  # keys are read again, with what their owners control
+    register_identity_source(source)
+    try:
+        yield
+    finally:
+        unregister_identity_source(source)
+        KEY_CACHE.clear()
 
 
 def credential_ref_body(**overrides: Any) -> dict[str, Any]:

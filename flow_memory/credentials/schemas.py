@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from flow_memory.kit.actors import Actor
 from flow_memory.kit.schemas import (
     CredentialPointer,
     Identifier,
@@ -19,9 +20,7 @@ CredentialRefStatus = Literal["active", "revoked"]
 
 
 class CredentialRefCreate(RequestModel):
-    owner_id: Identifier | None = Field(
-        default=None, description="Defaults to the key's owner; only admins may name another"
-    )
+    owner_id: Actor = None
     workspace_id: Identifier = "workspace-default"
     credential_ref: CredentialPointer
     provider_api: ProviderApi = "sdk_compatible"

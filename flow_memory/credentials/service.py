@@ -15,8 +15,9 @@ from flow_memory.credentials.schemas import (
     CredentialRefRotate,
     RotationRead,
 )
+from flow_memory.kit.actors import ensure_may_act_as
 from flow_memory.kit.deps import Principal
-from flow_memory.kit.errors import Conflict, Forbidden, NotFound
+from flow_memory.kit.errors import Conflict, NotFound
 from flow_memory.kit.ids import new_id
 from flow_memory.providers import repository as providers_repository
 
@@ -42,17 +43,9 @@ def to_read(record: CredentialRef) -> CredentialRefRead:
 
 
 def resolve_owner(principal: Principal, requested: str | None) -> str:
-    """The owner a record is created for: the caller, or anyone when the caller is an admin."""
-    if requested is None or requested == principal.owner_id:
-        return principal.owner_id
-    if principal.is_admin:
-        return requested
-    raise Forbidden(
-        f"owner_id must be your own ({principal.owner_id})",
-        field="owner_id",
-        code="owner_mismatch",
-        hint="leave owner_id out, or use an inference:admin key to act for another owner",
-    )
+    """The owner a record is created for: the caller, or one it may act as."""
+    ensure_may_act_as(principal, requested, field="owner_id")
+    return principal.owner_id if requested is None else requested
 
 
 def create_credential_ref(
@@ -90,9 +83,7 @@ def get_visible(
 ) -> CredentialRef:
     record = repository.get(session, credential_ref_id, for_update=for_update)
     if record is None or not principal.can_see(record.owner_id):
-        raise NotFound(
-            f"credential reference {credential_ref_id} not found", field="credential_ref_id"
-        )
+        raise NotFound("credential reference not found", field="credential_ref_id")
     return record
 
 
@@ -109,7 +100,7 @@ def rotate_credential_ref(
     )
     if record.status == "revoked":
         raise Conflict(
-            f"credential reference {credential_ref_id} is revoked and cannot be rotated",
+            "the credential reference is revoked and cannot be rotated",
             code="credential_ref_revoked",
             hint="create a new credential reference instead",
         )
@@ -165,7 +156,7 @@ def revoke_credential_ref(
     )
     if record.status == "revoked":
         raise Conflict(
-            f"credential reference {credential_ref_id} is already revoked",
+            "the credential reference is already revoked",
             code="credential_ref_revoked",
         )
     record.status = "revoked"

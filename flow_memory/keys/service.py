@@ -14,6 +14,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from flow_memory.keys.models import ApiKey
+from flow_memory.kit.actors import controlled_identities
 from flow_memory.kit.broadcast import KEY_REVOKED, announce
 from flow_memory.kit.errors import Conflict, Invalid, NotFound
 from flow_memory.kit.ids import new_id
@@ -78,9 +79,9 @@ def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey
 def revoke_key(session: Session, *, key_id: str, now: datetime) -> ApiKey:
     record = session.get(ApiKey, key_id)
     if record is None:
-        raise NotFound(f"no key {key_id}", field="key_id")
+        raise NotFound("no such key", field="key_id")
     if record.revoked_at is not None:
-        raise Conflict(f"key {key_id} is already revoked", code="key_already_revoked")
+        raise Conflict("the key is already revoked", code="key_already_revoked")
     record.revoked_at = now
     session.flush()
     # Forget the key now and again once the revoke is committed, so that a lookup racing with
@@ -100,11 +101,13 @@ def find_active_key(session: Session, secret: str) -> ApiKey | None:
 
 @dataclass(frozen=True, slots=True)
 class KeyGrant:
-    """What an active key grants: whose it is and its scopes."""
+    """What an active key grants: whose it is, its scopes, and the identities its owner
+    controls besides itself (``flow_memory.kit.actors``)."""
 
     key_id: str
     owner_id: str
     scopes: frozenset[str]
+    controls: frozenset[str] = frozenset()
 
 
 def find_grant(session: Session, secret: str) -> KeyGrant | None:
@@ -112,7 +115,8 @@ def find_grant(session: Session, secret: str) -> KeyGrant | None:
     record = find_active_key(session, secret)
     if record is None:
         return None
-    return KeyGrant(record.key_id, record.owner_id, frozenset(record.scopes))
+    controls = controlled_identities(session, owner_id=record.owner_id, key_id=record.key_id)
+    return KeyGrant(record.key_id, record.owner_id, frozenset(record.scopes), controls)
 
 
 class KeyCache:

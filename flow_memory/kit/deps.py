@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
@@ -147,15 +147,21 @@ _bearer = HTTPBearer(
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's owner and the scopes in force for this request."""
+    """Who is calling: the key's owner, the scopes in force for this request and the identities
+    the owner controls besides itself (``flow_memory.kit.actors``)."""
 
     key_id: str
     owner_id: str
     scopes: frozenset[str]
+    controls: frozenset[str] = frozenset()
 
     @property
     def is_admin(self) -> bool:
         return ADMIN in self.scopes
+
+    def may_act_as(self, identity_id: str) -> bool:
+        """Whether a request field may name ``identity_id`` as who acts."""
+        return identity_id == self.owner_id or identity_id in self.controls or self.is_admin
 
     def can_see(self, owner_id: str) -> bool:
         return self.is_admin or owner_id == self.owner_id
@@ -249,7 +255,9 @@ async def authenticate(
                 hint=f"choose from {', '.join(sorted(ALL_SCOPES))}",
             )
         scopes = scopes & asked
-    return Principal(key_id=record.key_id, owner_id=record.owner_id, scopes=scopes)
+    return Principal(
+        key_id=record.key_id, owner_id=record.owner_id, scopes=scopes, controls=record.controls
+    )
 
 
 def ensure_scopes(principal: Principal, any_of: tuple[str, ...]) -> None:
@@ -263,16 +271,57 @@ def ensure_scopes(principal: Principal, any_of: tuple[str, ...]) -> None:
         )
 
 
-def require_scopes(*any_of: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that authenticates and demands one of ``any_of`` (admin satisfies any)."""
+class RequireScopes:
+    """A dependency that authenticates and demands one of ``any_of`` (admin satisfies any).
 
-    async def dependency(
+    The app runs it first through ``authenticate_first``; the route's own use then returns
+    the caller found there."""
+
+    def __init__(self, *any_of: str) -> None:
+        self.any_of = any_of
+        self.__name__ = "require_" + "_or_".join(s.split(":")[-1] for s in any_of)
+
+    async def __call__(
+        self,
         request: Request,
         _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        principal = await _authenticate(request)
-        ensure_scopes(principal, any_of)
-        return principal
+        return await _authorize(request, self.any_of)
 
-    dependency.__name__ = "require_" + "_or_".join(s.split(":")[-1] for s in any_of)
-    return dependency
+
+def require_scopes(*any_of: str) -> RequireScopes:
+    """A dependency that authenticates and demands one of ``any_of`` (admin satisfies any)."""
+    return RequireScopes(*any_of)
+
+
+async def _authorize(request: Request, any_of: tuple[str, ...]) -> Principal:
+    # The caller is looked up once a request: authenticate_first and the route share it.
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        principal = await _authenticate(request)
+        request.state.principal = principal
+    ensure_scopes(principal, any_of)
+    return principal
+
+
+def route_scopes(route: object) -> tuple[str, ...] | None:
+    """The scopes a route demands (any one of them), or None for a route open to anyone."""
+    dependant = getattr(route, "dependant", None)
+    for dependency in getattr(dependant, "dependencies", ()):
+        if isinstance(dependency.call, RequireScopes):
+            return dependency.call.any_of
+    return None
+
+
+async def authorize_route(request: Request) -> Principal | None:
+    """Authenticate the caller of the request's route and check its scopes, unless the route
+    is open to anyone (None)."""
+    any_of = route_scopes(request.scope.get("route"))
+    return None if any_of is None else await _authorize(request, any_of)
+
+
+async def authenticate_first(request: Request) -> None:
+    """The app's first dependency: a route that needs a key checks it (401) and its scopes
+    (403) before any of the route's parameters, dependencies or body is read, so what else is
+    wrong with a request never answers ahead of them."""
+    await authorize_route(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import sys
 import time
@@ -20,9 +21,11 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flow_memory.kit import jsonenc
+from flow_memory.kit.deps import authorize_route
 from flow_memory.kit.errors import (
     DATABASE_RETRY_AFTER_SECONDS,
     DatabaseUnavailable,
@@ -165,6 +168,24 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return text or "body"
 
 
+# The methods a 405's allow header may name: every method some route of the app declares.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app answers at the request's path: a 405's ``allow``.
+    Starlette names only those of the first route whose path matched, though other routes may
+    serve the path with other methods (GET and POST /inference/credential-refs)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FlowMemoryError)
     async def _flow_error(request: Request, exc: FlowMemoryError) -> Response:
@@ -189,7 +210,13 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(error_class, _database_error)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        # A body that is not JSON is refused before any dependency runs: the caller is
+        # authenticated here first, so no key still answers 401 (and a missing scope 403).
+        try:
+            await authorize_route(request)
+        except FlowMemoryError as error:
+            return error_response(error)
         # Pydantic's own messages are used, never its "input" echo: a refused value stays unseen.
         first = exc.errors()[0] if exc.errors() else {"type": "invalid", "loc": (), "msg": ""}
         code = _VALIDATION_CODES.get(str(first.get("type")), "invalid_request")
@@ -200,11 +227,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(Invalid(message, field=field, code=code))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed"}
         code = codes.get(exc.status_code, "http_error")
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
-        return FlowJSONResponse(error_body(code, message), status_code=exc.status_code)
+        headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() != "allow"}
+        if exc.status_code == 405:
+            headers["allow"] = ", ".join(allowed_methods(request))
+        return FlowJSONResponse(
+            error_body(code, message), status_code=exc.status_code, headers=headers or None
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:
@@ -386,7 +418,7 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 
 class AccessLogMiddleware:
-    """Logs method, path (never the query string), status and duration."""
+    """Logs method, route template, status and duration (``log_access``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -410,16 +442,40 @@ class AccessLogMiddleware:
             log_access(scope, status, started)
 
 
-def log_access(scope: Scope, status: int, started: float) -> None:
-    """The access-log line of one request: method, path (never the query string), status and
-    duration since ``started`` (``time.perf_counter``)."""
+def log_access(scope: Scope, status: int, started: float, *, route: str | None = None) -> None:
+    """The access-log line of one request: method, route template (never the path a caller
+    wrote, which may hold anything, nor the query string), status and duration since
+    ``started`` (``time.perf_counter``). ``route`` is for answers given before routing."""
+    if route is None:
+        route = getattr(scope.get("route"), "path", None) or _template_of(scope)
     log.info(
         "%s %s %d %.1fms",
         scope["method"],
-        scope["path"],
+        route,
         status,
         (time.perf_counter() - started) * 1000,
     )
+
+
+_PARAMETER = re.compile(r"\{[^/]+?\}")
+
+
+def _template_of(scope: Scope) -> str:
+    """The template of the documented route a path matches, for a request answered before
+    routing (refused by the guard) or by no route at all ("(no route)")."""
+    app = scope.get("app")
+    if app is None or not hasattr(app, "openapi"):
+        return "(no route)"
+    templates: list[tuple[re.Pattern[str], str]] | None = getattr(
+        app.state, "route_templates", None
+    )
+    if templates is None:
+        templates = app.state.route_templates = [
+            (re.compile("^" + "[^/]+".join(map(re.escape, _PARAMETER.split(path))) + "$"), path)
+            for path in app.openapi().get("paths", {})
+        ]
+    path = scope.get("path", "")
+    return next((template for pattern, template in templates if pattern.match(path)), "(no route)")
 
 
 def replay_body(body: bytes, receive: Receive, *, more: bool = False) -> Receive:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from flow_memory.kit.safety import SAFETY_ENVELOPE
@@ -85,7 +94,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in {
         400: "Bad request",
         401: "No valid Flow Memory API key",
-        403: "The key lacks the scope this endpoint needs",
+        403: "The key lacks the scope this endpoint needs (missing_scope), or a field names "
+        "an identity the key may not act as (identity_not_yours)",
         404: "Not found (or owned by someone else)",
         409: "The record's state does not allow this",
         413: "Request body too large",
@@ -113,3 +123,23 @@ CredentialPointer = Annotated[
     Field(description="An opaque reference resolved on the operator's side, never a secret value"),
 ]
 Metadata = Annotated[dict[str, Any], Field(max_length=64)]
+
+# A date-time (RFC 3339) begins with a whole date and a time. Pydantic alone would also read a
+# number, or a string of one ("0.5"), as seconds since 1970, and a date alone as its midnight.
+_DATE_TIME_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}")
+
+
+def date_time_text(value: Any) -> Any:
+    """Let only date-time text (or a datetime, or None) through to pydantic's parsing."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _DATE_TIME_START.match(value):
+        return value
+    raise PydanticCustomError(
+        "datetime_format",
+        "must be a date-time such as 2026-06-17T00:00:00Z (a number is not a date-time)",
+    )
+
+
+# Every date-time a request carries, in a body or a query: text with a date, a time and a zone.
+DateTime = Annotated[AwareDatetime, BeforeValidator(date_time_text)]

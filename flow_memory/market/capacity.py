@@ -20,15 +20,12 @@ from flow_memory.kit.errors import Invalid
 from flow_memory.market.books import MarketKey
 
 
-def check_ask_capacity(
-    *, provider_id: str, market: MarketKey, available: int | None, offered: int, units: int
-) -> None:
+def check_ask_capacity(*, available: int | None, offered: int, units: int) -> None:
     """Refuse a manual ask of ``units`` when the provider publishes no capacity for the
     market (``available`` None) or its manual asks there already offer ``offered``."""
-    model, unit_type = market
     if available is None:
         raise Invalid(
-            f"provider {provider_id} publishes no capacity for {model}/{unit_type}",
+            "the provider publishes no capacity for this model and unit",
             field="model",
             code="capacity_not_published",
             hint="publish capacity for this model and unit first",

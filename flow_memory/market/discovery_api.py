@@ -128,7 +128,7 @@ def model_detail(model: PathId, session: ReadSessionDep, _principal: Reader) -> 
     offers = discovery.model_offers(session, model)
     if not markets and not offers:
         raise NotFound(
-            f"no market or provider offers model {model}",
+            "no market or provider offers this model",
             field="model",
             hint="GET /inference/market/list shows the models on offer",
         )
@@ -195,7 +195,7 @@ def buyer_profile(
     profile = discovery.buyer_profile(session, buyer_id)
     if profile is None:
         raise NotFound(
-            f"no buyer {buyer_id}",
+            "no such buyer",
             field="buyer_id",
             hint="a buyer appears once it has placed an order or a reservation",
         )
@@ -214,7 +214,7 @@ def seller_profile(
     profile = discovery.seller_profile(session, seller_id)
     if profile is None:
         raise NotFound(
-            f"no seller {seller_id}",
+            "no such seller",
             field="seller_id",
             hint="use a provider_id or a provider owner's id",
         )
@@ -307,6 +307,9 @@ def provider_agent_manifest(_principal: Reader) -> FlowJSONResponse:
                 "false, raw_credentials_allowed false, sensitive_signing_inputs_allowed false).",
                 "Requests carrying forbidden material are refused with 422 forbidden_material and "
                 "nothing is stored.",
+                "A key acts as its owner: owner_id, buyer_id, requested_by and agent_id may be "
+                "left out, and otherwise must name the key's owner or an identity it controls "
+                "(403 identity_not_yours).",
             ],
             "safety_fields": dict(SAFETY_ENVELOPE),
         }

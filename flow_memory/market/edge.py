@@ -75,7 +75,7 @@ class OrderEdge:
         try:
             await send_json(send, status, content, headers)
         finally:
-            log_access(scope, status, started)
+            log_access(scope, status, started, route=PATH)
 
     async def _accept(self, scope: Scope, body: bytes) -> tuple[Principal, OrderCreate] | None:
         """The caller and the order, or None when the full stack should answer."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from flow_memory.kit.actors import ensure_may_act_as
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Conflict, Forbidden, NotFound
 from flow_memory.kit.ids import new_ordered_id
@@ -68,6 +69,8 @@ def place_order(
         _require(principal, BUY, "a bid")
     else:
         _require(principal, SELL, "an ask")
+    ensure_may_act_as(principal, body.buyer_id, field="buyer_id")
+    if body.side == "ask":
         seller = _owned_provider(batch, principal, body.provider_id or "")
     market = batch.market((body.model, body.unit_type))
     state, now = market.state, batch.now
@@ -75,8 +78,6 @@ def place_order(
     if manual:
         assert seller is not None
         check_ask_capacity(
-            provider_id=seller[0],
-            market=market.key,
             available=batch.published(seller[0]).get(market.key),
             offered=state.manual_units.get(seller[0], 0),
             units=body.units,
@@ -216,9 +217,10 @@ class CancelOrder:
     _market: MarketKey | None = field(default=None, repr=False)
 
     def markets(self, batch: Batch) -> list[MarketKey]:
+        ensure_may_act_as(self.principal, self.body.requested_by, field="requested_by")
         found = repository.order_market(batch.session, self.order_id)
         if found is None or not self.principal.can_see(found[0]):
-            raise NotFound(f"order {self.order_id} not found", field="order_id")
+            raise NotFound("order not found", field="order_id")
         self._market = (found[1], found[2])
         return [self._market]
 
@@ -229,7 +231,7 @@ class CancelOrder:
         order = market.book.orders.get(order_id)
         if order is None:
             raise Conflict(
-                f"order {order_id} is {_status(batch, order_id)} and cannot be cancelled",
+                f"the order is {_status(batch, order_id)} and cannot be cancelled",
                 code="order_not_cancellable",
                 field="order_id",
                 hint="only open or partially filled orders can be cancelled",

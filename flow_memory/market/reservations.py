@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from flow_memory.kit.actors import ensure_may_act_as
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Conflict
 from flow_memory.kit.ids import new_id
@@ -53,6 +54,7 @@ class Reserve:
 
     def run(self, batch: Batch) -> Callable[[Session], tuple[dict[str, Any], bool]]:
         body, owner = self.body, self.principal.owner_id
+        ensure_may_act_as(self.principal, body.buyer_id, field="buyer_id")
         fingerprint = _fingerprint(body)
         market = batch.market((body.model, body.unit_type))
         made = batch.reserved_keys

@@ -4,8 +4,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flow_memory.kit.actors import Actor
 from flow_memory.kit.money import Amount, UnitPrice
 from flow_memory.kit.schemas import Identifier, Metadata, Name, RequestModel, SafetyFields
 from flow_memory.providers.schemas import UnitType
@@ -28,17 +29,39 @@ class RoutingPolicy(RequestModel):
 
 
 class OrderCreate(RequestModel):
+    # What pydantic cannot say in the schema itself: an ask names its provider and carries no
+    # routing policy. (min_fill_units <= units and the order's value bound are in descriptions.)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"side": {"const": "ask"}}, "required": ["side"]},
+            "then": {
+                "required": ["provider_id"],
+                "properties": {
+                    "provider_id": {"type": "string"},
+                    "routing_policy": {"type": "null"},
+                },
+            },
+        }
+    )
+
     side: Literal["bid", "ask"]
     model: Identifier
     unit_type: UnitType
     units: Units
-    limit_unit_price: UnitPrice
+    limit_unit_price: UnitPrice = Field(
+        description=f"units * limit_unit_price may not exceed {MAX_ORDER_VALUE:,} credits"
+    )
     currency: Literal["USD_CREDIT"] = "USD_CREDIT"
-    min_fill_units: Units = 1
+    min_fill_units: Units = Field(default=1, description="At most units")
     time_in_force: Literal["gtc", "ioc", "fok"] = "gtc"
-    buyer_id: Identifier | None = None
-    provider_id: Identifier | None = None
-    routing_policy: RoutingPolicy | None = None
+    buyer_id: Actor = None
+    provider_id: Identifier | None = Field(
+        default=None,
+        description="The provider that sells: required on an ask, and one of the key owner's "
+        "providers (another owner's is not found, 404) unless the key holds inference:admin; "
+        "not used on a bid",
+    )
+    routing_policy: RoutingPolicy | None = Field(default=None, description="Bids only")
     metadata: Metadata = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -58,7 +81,7 @@ class OrderCreate(RequestModel):
 
 class OrderCancel(RequestModel):
     cancel_reason: Name
-    requested_by: Identifier | None = None
+    requested_by: Actor = None
 
 
 class FillRead(BaseModel):
@@ -131,15 +154,25 @@ class DepthResponse(SafetyFields):
 
 
 class ReservationCreate(RequestModel):
-    buyer_id: Identifier | None = None
-    provider_id: Identifier | None = None
+    buyer_id: Actor = None
+    provider_id: Identifier | None = Field(
+        default=None, description="Hold only this provider's asks (any provider when left out)"
+    )
     model: Identifier
     unit_type: UnitType
     requested_units: Units
     max_unit_price: UnitPrice
     hold_seconds: Annotated[int, Field(ge=1, le=3600)] = 300
     allow_partial: bool = True
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=128)]
+    idempotency_key: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=128,
+            description="One reservation per key owner and idempotency_key: the same body "
+            "again replays it (200), another body is refused (409 idempotency_key_reused)",
+        ),
+    ]
 
 
 class MatchedOrder(BaseModel):

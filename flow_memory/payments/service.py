@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from flow_memory.kit.actors import ensure_may_act_as
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Invalid, NotFound
 from flow_memory.kit.ids import new_id
@@ -26,14 +27,15 @@ def preview_payment_challenge(
             code="acknowledgement_required",
             hint="send acknowledge_disabled_execution: true",
         )
+    ensure_may_act_as(principal, body.buyer_id, field="buyer_id")
     if body.order_id is not None:
         order = session.get(MarketOrder, body.order_id)
         if order is None or not principal.can_see(order.owner_id):
-            raise NotFound(f"order {body.order_id} not found", field="order_id")
+            raise NotFound("order not found", field="order_id")
     if body.reservation_id is not None:
         reservation = session.get(Reservation, body.reservation_id)
         if reservation is None or not principal.can_see(reservation.owner_id):
-            raise NotFound(f"reservation {body.reservation_id} not found", field="reservation_id")
+            raise NotFound("reservation not found", field="reservation_id")
     record = PaymentChallengePreview(
         challenge_id=new_id("payprev"),
         owner_id=principal.owner_id,

@@ -54,7 +54,7 @@ def remove_list_price(session: Session, *, model: str, unit_type: str) -> ListPr
     row = session.get(ListPrice, (model, unit_type))
     if row is None:
         raise NotFound(
-            f"no list price is set for {model}/{unit_type}",
+            "no list price is set for this model and unit",
             hint="GET /inference/list-prices shows the prices that are set",
         )
     session.delete(row)

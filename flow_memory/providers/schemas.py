@@ -3,10 +3,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, Field, UrlConstraints
+from pydantic import AnyHttpUrl, BaseModel, Field, UrlConstraints
 
+from flow_memory.kit.actors import Actor
 from flow_memory.kit.money import Amount, UnitPrice
 from flow_memory.kit.schemas import (
+    DateTime,
     Identifier,
     Metadata,
     Name,
@@ -24,7 +26,7 @@ Units = Annotated[int, Field(ge=0, le=10**15)]
 
 
 class ProviderEnroll(RequestModel):
-    owner_id: Identifier | None = None
+    owner_id: Actor = None
     workspace_id: Identifier = "workspace-default"
     provider_name: Name
     provider_api: ProviderApi = "sdk_compatible"
@@ -45,32 +47,47 @@ class ProviderHeartbeat(RequestModel):
 
 
 class CatalogModel(RequestModel):
-    model: Identifier
+    model: Identifier = Field(description="Each model at most once in a catalog")
     compatible_api: CompatibleApi
-    unit_types: list[UnitType] = Field(min_length=1, max_length=4)
+    unit_types: list[UnitType] = Field(
+        min_length=1,
+        max_length=4,
+        description="Each one of the provider's supported_units, set when it enrolled "
+        "(422 unit_type_not_supported otherwise)",
+    )
     context_window: Annotated[int, Field(ge=1, le=100_000_000)]
     tool_calling: ToolCalling = "none"
     reference_unit_prices: dict[UnitType, UnitPrice] = Field(default_factory=dict)
 
 
 class ProviderCatalog(RequestModel):
-    catalog_version: AwareDatetime
+    catalog_version: DateTime = Field(
+        description="Not older than the catalog published before (409 catalog_version_outdated)"
+    )
     models: list[CatalogModel] = Field(min_length=1, max_length=256)
 
 
 class CapacityItem(RequestModel):
-    model: Identifier
-    unit_type: UnitType
+    model: Identifier = Field(
+        description="A model of the provider's catalog (422 model_not_in_catalog otherwise)"
+    )
+    unit_type: UnitType = Field(
+        description="A unit type the catalog lists for the model (422 unit_type_not_offered "
+        "otherwise); each model and unit type at most once in a snapshot"
+    )
     available_units: Units
     ask_unit_price: UnitPrice
     min_order_units: Annotated[int, Field(ge=1, le=10**15)] = 1
     quality_score: Score = 1.0
     reliability_score: Score = 1.0
-    expires_at: AwareDatetime
+    expires_at: DateTime
 
 
 class ProviderCapacity(RequestModel):
-    capacity_version: AwareDatetime
+    capacity_version: DateTime = Field(
+        description="Not older than the capacity published before (409 "
+        "capacity_version_outdated); publish a catalog first (409 catalog_required)"
+    )
     inventory: list[CapacityItem] = Field(max_length=1000)
 
 

@@ -45,7 +45,7 @@ def get_owned(
 ) -> Provider:
     provider = repository.get(session, provider_id, for_update=for_update)
     if provider is None or not principal.can_see(provider.owner_id):
-        raise NotFound(f"provider {provider_id} not found", field="provider_id")
+        raise NotFound("provider not found", field="provider_id")
     return provider
 
 
@@ -62,7 +62,7 @@ def enroll_provider(
     credential = credentials_repository.get(session, body.credential_ref_id)
     if credential is None or credential.owner_id != owner_id:
         raise NotFound(
-            f"credential reference {body.credential_ref_id} not found",
+            "credential reference not found",
             field="credential_ref_id",
             hint="create one with POST /inference/credential-refs first",
         )
@@ -161,7 +161,7 @@ def record_heartbeat(
         _redeem_pairing_token(session, provider, pairing_token, now)
     if provider.paired_at is None:
         raise Conflict(
-            f"provider {provider_id} is not paired yet",
+            "the provider is not paired yet",
             code="pairing_required",
             hint=f"request a pairing token and send it in the {PAIRING_HEADER} header "
             "of the first heartbeat",
@@ -227,7 +227,7 @@ def publish_catalog(
     for index, item in enumerate(body.models):
         if item.model in seen:
             raise Invalid(
-                f"model {item.model} appears twice",
+                "this model appears twice",
                 field=f"models[{index}].model",
                 code="duplicate_model",
             )
@@ -303,19 +303,19 @@ def check_capacity(
         offered = catalog.get(item.model)
         if offered is None:
             raise Invalid(
-                f"model {item.model} is not in the provider's catalog",
+                "this model is not in the provider's catalog",
                 field=f"{where}.model",
                 code="model_not_in_catalog",
             )
         if item.unit_type not in offered.unit_types:
             raise Invalid(
-                f"model {item.model} is not offered in {item.unit_type} units",
+                f"this model is not offered in {item.unit_type} units",
                 field=f"{where}.unit_type",
                 code="unit_type_not_offered",
             )
         if (item.model, item.unit_type) in seen:
             raise Invalid(
-                f"{item.model}/{item.unit_type} appears twice",
+                "this model and unit appear twice",
                 field=where,
                 code="duplicate_capacity",
             )

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
 from starlette.types import Receive, Scope, Send
 
+from flow_memory.kit.actors import ensure_may_act_as
 from flow_memory.kit.deps import (
     ClockDep,
     Principal,
@@ -47,6 +48,7 @@ from flow_memory.proxy.schemas import (
     ModelList,
     ProxiedAnswer,
     ProxyOptions,
+    option_source,
     read_options,
 )
 from flow_memory.proxy.service import (
@@ -80,6 +82,30 @@ ProxyCaller = Annotated[Principal, Depends(authorize_proxy)]
 
 # Fields that carry prompt text: passed to the provider as they are, never scanned or stored.
 CONTENT_FIELDS = frozenset({"messages", "input", "instructions", "prompt", "system", "tools"})
+# What an SDK body may carry to a provider, by API: its own fields (as the SDK-compatible APIs
+# define them), and Flow Memory's routing options. Anything else is refused by name, so that
+# nothing a caller adds (an execute flag, a safety field) reaches a provider unseen.
+_SHARED_FIELDS = frozenset({"model", "user", "metadata", "flow_memory", "stream", "service_tier"})
+SDK_FIELDS: dict[str, frozenset[str]] = {
+    "chat": _SHARED_FIELDS
+    | {
+        "messages", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "max_tokens",
+        "max_completion_tokens", "n", "presence_penalty", "response_format", "seed", "stop",
+        "stream_options", "temperature", "top_p", "tools", "tool_choice",
+        "parallel_tool_calls", "functions", "function_call", "store", "reasoning_effort",
+        "modalities", "audio", "prediction", "web_search_options", "verbosity",
+        "prompt_cache_key", "safety_identifier",
+    },
+    "responses": _SHARED_FIELDS
+    | {
+        "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools",
+        "tool_choice", "parallel_tool_calls", "previous_response_id", "store", "text",
+        "reasoning", "truncation", "include", "background", "max_tool_calls", "prompt",
+        "prompt_cache_key", "safety_identifier", "top_logprobs", "conversation",
+        "stream_options",
+    },
+    "embeddings": _SHARED_FIELDS | {"input", "encoding_format", "dimensions"},
+}  # fmt: skip
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
 UPSTREAM_PATHS = {
     "chat": "/chat/completions",
@@ -224,7 +250,7 @@ def request_headers(scope: Scope) -> dict[str, str]:
     }
 
 
-async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> Json:
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int, kind: str) -> Json:
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body exceeds {limit} bytes", field="body")
@@ -259,6 +285,15 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> J
             "the request was refused and nothing was stored",
             field=found.field,
             hint="provider credentials stay with the operator; send only routing options",
+        )
+    unknown = sorted(set(body) - SDK_FIELDS[kind])
+    if unknown:
+        raise Invalid(
+            f"{unknown[0]} is not a field of this call: only the SDK's own fields go to a "
+            "provider" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""),
+            field=unknown[0],
+            code="unknown_field",
+            hint="routing options go in the flow_memory object; see docs/INFERENCE_PROXY.md",
         )
     return body
 
@@ -380,8 +415,12 @@ async def serve_call(
     state: State = scope["app"].state
     started = time.perf_counter()
     headers = request_headers(scope)
-    body = await _read_body(receive, headers, state.settings.proxy_max_body_bytes)
-    options = read_options(body.pop("flow_memory", None), headers)
+    body = await _read_body(receive, headers, state.settings.proxy_max_body_bytes, kind)
+    body_options = body.pop("flow_memory", None)
+    options = read_options(body_options, headers)
+    if options.agent_id is not None:
+        field = option_source(body_options, "agent_id")
+        ensure_may_act_as(caller, options.agent_id, field=field)
     model: str = body["model"]
     stream = body.get("stream") is True and kind != "embeddings"
     plan = await _plan(state, caller, kind, model, options)

@@ -60,7 +60,7 @@ class ProxyEdge:
             status = error.status_code
             await error_response(error)(scope, receive, send)
         finally:
-            log_access(scope, status, started)
+            log_access(scope, status, started, route=scope["path"])  # one of its fixed routes
 
 
 def _models(state: State) -> Response:

@@ -6,8 +6,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flow_memory.kit.errors import Invalid
+from flow_memory.kit.actors import Actor
+from flow_memory.kit.errors import ForbiddenMaterial, Invalid
 from flow_memory.kit.money import Amount
+from flow_memory.kit.safety import secret_kind_in_text
 from flow_memory.kit.schemas import Identifier, RequestModel, SafetyFields
 from flow_memory.providers.schemas import UnitType
 from flow_memory.routing.schemas import MarketPolicy
@@ -27,7 +29,7 @@ class ProxyOptions(RequestModel):
     """Routing options for one proxied call; every field may be left out."""
 
     route_id: Identifier | None = None
-    agent_id: Identifier | None = None
+    agent_id: Actor = None
     workspace_id: Identifier = "workspace-default"
     task_id: Identifier | None = None
     goal_id: Identifier | None = None
@@ -54,6 +56,15 @@ def read_options(body_options: Any, headers: dict[str, str]) -> ProxyOptions:
     for name, header in OPTION_HEADERS.items():
         value = headers.get(header)
         if value is not None and name not in merged:
+            # A header is checked as a body field is: it is stored with the call's usage.
+            kind = secret_kind_in_text(value)
+            if kind is not None:
+                raise ForbiddenMaterial(
+                    f"{header} holds forbidden material ({kind.replace('_', ' ')}); the "
+                    "request was refused and nothing was stored",
+                    field=header,
+                    hint="send only routing identifiers in the x-flow-memory-* headers",
+                )
             merged[name] = value
     if not merged:
         return DEFAULT_OPTIONS  # most calls: validated once
@@ -67,6 +78,13 @@ def read_options(body_options: Any, headers: dict[str, str]) -> ProxyOptions:
             field=f"flow_memory.{path}",
             hint="see docs/INFERENCE_PROXY.md for the routing options",
         ) from None
+
+
+def option_source(body_options: Any, name: str) -> str:
+    """Where the option ``name`` was read from: the body's flow_memory object, or its header."""
+    if isinstance(body_options, dict) and name in body_options:
+        return f"flow_memory.{name}"
+    return OPTION_HEADERS[name]
 
 
 # -- documented answers ---------------------------------------------------------------------

@@ -104,14 +104,14 @@ def plan_for_route(
         )
     if record.expires_at <= now:
         raise Conflict(
-            f"route {route_id} expired at {record.expires_at.isoformat()}",
+            f"the route expired at {record.expires_at.isoformat()}",
             field="route_id",
             code="route_expired",
             hint="select a new route with POST /inference/route, or send no route_id",
         )
     if record.model != model:
         raise Conflict(
-            f"route {route_id} is for model {record.model}, not {model}",
+            "the route is for another model",
             field="model",
             code="route_model_mismatch",
             hint="send the route's model, or no route_id",
@@ -145,7 +145,7 @@ def plan_fresh(
     )
     if record is None and not evaluation.rejected_by_code:
         raise NotFound(
-            f"no provider lists the model {model}",
+            "no provider lists this model",
             field="model",
             code="model_not_found",
             hint="GET /v1/models lists the models providers serve now",

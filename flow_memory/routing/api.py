@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
+from flow_memory.kit.actors import ensure_may_act_as
 from flow_memory.kit.deps import (
     ClockDep,
     Principal,
@@ -48,8 +49,9 @@ def quote(
     clock: ClockDep,
     settings: SettingsDep,
     facts: RouteFactsDep,
-    _principal: Planner,
+    principal: Planner,
 ) -> FlowJSONResponse:
+    ensure_may_act_as(principal, body.agent_id, field="agent_id")
     evaluation = service.quote(session, body=body, settings=settings, now=clock.now(), facts=facts)
     return respond(
         {
@@ -79,6 +81,7 @@ def route(
     facts: RouteFactsDep,
     principal: Planner,
 ) -> FlowJSONResponse:
+    ensure_may_act_as(principal, body.agent_id, field="agent_id")
     evaluation, record, fallbacks = service.select_route(
         session, principal=principal, body=body, settings=settings, now=clock.now(), facts=facts
     )

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from flow_memory.kit.actors import Actor
 from flow_memory.kit.money import Amount, UnitPrice
 from flow_memory.kit.schemas import Identifier, RequestModel, SafetyFields
 from flow_memory.providers.schemas import UnitType
@@ -27,7 +28,7 @@ class MarketPolicy(RequestModel):
 
 
 class PolicyRequest(RequestModel):
-    agent_id: Identifier | None = None
+    agent_id: Actor = None
     workspace_id: Identifier = "workspace-default"
     task_id: Identifier | None = None
     goal_id: Identifier | None = None

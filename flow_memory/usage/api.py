@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator
 
 from flow_memory.kit.clock import isoformat_z
 from flow_memory.kit.deps import ClockDep, Principal, ReadSessionDep, require_scopes
 from flow_memory.kit.errors import Invalid
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
-from flow_memory.kit.schemas import ERROR_RESPONSES, Identifier
+from flow_memory.kit.schemas import ERROR_RESPONSES, Identifier, date_time_text
 from flow_memory.kit.scopes import AUDIT, READ
 from flow_memory.providers.schemas import UnitType
 from flow_memory.usage import service
@@ -57,8 +58,22 @@ def usage_filters(
     route_id: QueryId = None,
     task_id: QueryId = None,
     unit_type: Annotated[UnitType | None, Query()] = None,
-    since: Annotated[datetime | None, Query(description="inclusive, with a timezone")] = None,
-    until: Annotated[datetime | None, Query(description="exclusive, with a timezone")] = None,
+    since: Annotated[
+        datetime | None,
+        BeforeValidator(date_time_text),
+        Query(
+            description="Records at or after this date-time (RFC 3339, with a timezone: "
+            "2026-06-17T00:00:00Z); it must be earlier than until (422 invalid_time_range)"
+        ),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        BeforeValidator(date_time_text),
+        Query(
+            description="Records before this date-time (RFC 3339, with a timezone); it must be "
+            "later than since"
+        ),
+    ] = None,
 ) -> service.UsageFilters:
     return service.UsageFilters(
         agent_id=agent_id,
@@ -87,7 +102,17 @@ def usage(
     filters: Filters,
     principal: Annotated[Principal, Depends(require_scopes(READ))],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            description="next_cursor of the previous page, unchanged (base64url text); any "
+            "other is refused (422 invalid_cursor)",
+            # Documented, not enforced by the schema: page_records refuses any other cursor
+            # with its own code, invalid_cursor.
+            json_schema_extra={"pattern": service.CURSOR_PATTERN},
+        ),
+    ] = None,
 ) -> FlowJSONResponse:
     summary = service.summarize(session, principal, filters)
     page = service.page_records(session, principal, filters, limit=limit, cursor=cursor)

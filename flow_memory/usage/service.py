@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -515,6 +516,11 @@ class Page:
     next_cursor: str | None
 
 
+# A page cursor is base64url text without padding, as _encode_cursor writes it.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
 def _encode_cursor(row: UsageRecord) -> str:
     raw = f"{row.created_at.astimezone(UTC).isoformat()}|{row.usage_id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
@@ -522,6 +528,8 @@ def _encode_cursor(row: UsageRecord) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
+        if not _CURSOR.match(cursor):
+            raise ValueError(cursor)  # b64decode would skip what is not base64url
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         moment, usage_id = raw.split("|", 1)
         when = datetime.fromisoformat(moment)

@@ -112,7 +112,9 @@ class TestCreate:
         response = client.post(
             ROUTE, json=credential_ref_body(owner_id="seller-beta"), headers=seller
         )
-        error(response, 403, "owner_mismatch", "owner_id")
+        detail = error(response, 403, "identity_not_yours", "owner_id")
+        assert "seller-beta" not in response.text
+        assert "owner_id" in detail["message"]
         assert listed(client, admin) == []
 
     def test_an_admin_may_create_for_another_owner(

@@ -321,6 +321,7 @@ def test_the_provider_agent_manifest(app: FastAPI, client: TestClient) -> None:
         "legal_review_required": True,
         "compliance_review_required": True,
     }
+    assert any("identity_not_yours" in rule for rule in body["safety_rules"])
     text = str(body)
     assert "secret://" in text
     assert "Bearer" not in text and "fm_" not in text

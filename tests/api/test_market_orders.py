@@ -110,12 +110,13 @@ def ask(
     return place(client, headers, ask_body(provider_id, units, price, **overrides))
 
 
-def cancel(client: TestClient, headers: Headers, order_id: str) -> Response:
-    return client.post(
-        f"{ORDERS}/{order_id}/cancel",
-        json={"cancel_reason": "buyer_repriced", "requested_by": BUYER},
-        headers=headers,
-    )
+def cancel(
+    client: TestClient, headers: Headers, order_id: str, *, requested_by: str | None = None
+) -> Response:
+    body = {"cancel_reason": "buyer_repriced"}
+    if requested_by is not None:
+        body["requested_by"] = requested_by
+    return client.post(f"{ORDERS}/{order_id}/cancel", json=body, headers=headers)
 
 
 def depth(client: TestClient, headers: Headers) -> dict[str, Any]:
@@ -831,7 +832,7 @@ class TestCancel:
     ) -> None:
         order_id = bid(client, buyer, 1000, 0.0000005)["order"]["order_id"]
         clock.advance(5)
-        body = ok(cancel(client, buyer, order_id))
+        body = ok(cancel(client, buyer, order_id, requested_by=BUYER))
         assert body["order"]["order_id"] == order_id
         assert body["order"]["status"] == "cancelled"
         assert body["order"]["cancel_reason"] == "buyer_repriced"

@@ -126,7 +126,11 @@ def test_held_units_are_not_available_to_other_reservations(
     everything = seed_body(provider_id, requested_units=SNAPSHOT_UNITS, idempotency_key="all")
     assert ok(reserve(client, buyer, everything), 201)["held_units"] == SNAPSHOT_UNITS
     other = buyer_headers(app, "agent-research-2")
-    error(reserve(client, other, seed_body(None)), 409, "insufficient_capacity")
+    error(
+        reserve(client, other, seed_body(None, buyer_id="agent-research-2")),
+        409,
+        "insufficient_capacity",
+    )
     error(
         reserve(client, buyer, seed_body(None, idempotency_key="k2")), 409, "insufficient_capacity"
     )
@@ -232,7 +236,7 @@ def test_idempotency_replays_refuses_reuse_and_is_scoped_per_owner(
     assert depth(client, buyer)["active_reservations"] == {"count": 1, "held_units": 250000}
 
     other = buyer_headers(app, "agent-research-2")
-    theirs = ok(reserve(client, other, seed_body(provider_id)), 201)
+    theirs = ok(reserve(client, other, seed_body(provider_id, buyer_id="agent-research-2")), 201)
     assert theirs["reservation_id"] != first["reservation_id"]
     assert theirs["idempotent_replay"] is False
     assert depth(client, buyer)["active_reservations"] == {"count": 2, "held_units": 500000}
@@ -249,6 +253,25 @@ def test_a_replay_after_expiry_returns_the_expired_reservation_without_holding(
     assert again["reservation"]["status"] == "expired"
     assert depth(client, buyer)["active_reservations"] == {"count": 0, "held_units": 0}
     assert levels(depth(client, buyer)["asks"]) == [(SNAPSHOT_PRICE, SNAPSHOT_UNITS, 1)]
+
+
+def test_a_buyer_cannot_reserve_as_another_buyer(
+    app: FastAPI, client: TestClient, buyer: Headers, provider_id: str
+) -> None:
+    ok(reserve(client, buyer, seed_body(provider_id, requested_units=1000)), 201)
+    profile = client.get("/inference/buyers/agent-research-1/profile", headers=buyer).json()
+    other = buyer_headers(app, "agent-research-2")
+    answer = reserve(client, other, seed_body(provider_id, idempotency_key="theirs"))
+    error(answer, 403, "identity_not_yours", "buyer_id")
+    assert "agent-research-1" not in answer.text
+    # Nothing was held, and the named buyer's public profile did not change.
+    assert depth(client, buyer)["active_reservations"] == {"count": 1, "held_units": 1000}
+    assert client.get("/inference/buyers/agent-research-1/profile", headers=buyer).json() == (
+        profile
+    )
+    # The same body without the other buyer's name reserves for the caller.
+    mine = ok(reserve(client, other, seed_body(provider_id, buyer_id=None)), 201)
+    assert mine["reservation"]["buyer_id"] == "agent-research-2"
 
 
 def test_reservation_scopes(app: FastAPI, client: TestClient, provider_id: str) -> None:

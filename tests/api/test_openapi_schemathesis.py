@@ -3,16 +3,21 @@ input and every answer must be documented (status, content type, body), never a 
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+import jsonschema_rs
 import pytest
 import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -22,9 +27,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from flow_memory.app import create_app
+from flow_memory.kit.actors import ACTOR_EXTENSION
 from flow_memory.kit.clock import FrozenClock
 from flow_memory.kit.safety import SAFETY_ENVELOPE
-from flow_memory.kit.schemas import SafetyFields
+from flow_memory.kit.schemas import RequestModel, SafetyFields
 from flow_memory.kit.scopes import ALL_SCOPES
 from flow_memory.settings import Settings
 from tests.conftest import TEST_START, clear_tables
@@ -393,3 +399,138 @@ class TestInputsTheFuzzerFound:
             json=enroll_body(reference_id, provider_api="b" * longest),
         )
         assert enrolled.status_code == 201, enrolled.text
+
+    @pytest.mark.parametrize("value", ["0.5", "1700000000", "-1", "2026-06-17", "yesterday"])
+    def test_a_number_is_not_a_date_time_in_any_query(self, client: TestClient, value: str) -> None:
+        """``until=0.5`` was read as 1970-01-01T00:00:00.5Z."""
+        headers = admin_headers(client.app)  # type: ignore[arg-type]
+        document = client.get("/openapi.json").json()
+        found = []
+        for path, item in document["paths"].items():
+            for method, operation in item.items():
+                for parameter in operation.get("parameters", []):
+                    if parameter["in"] != "query" or not _is_date_time(parameter["schema"]):
+                        continue
+                    found.append(parameter["name"])
+                    name = parameter["name"]
+                    response = client.request(method, path, params={name: value}, headers=headers)
+                    assert response.status_code == 422, (path, name, response.text)
+                    assert response.json()["error"]["field"] == f"query.{name}"
+        assert sorted(found) == ["since", "since", "until", "until"]
+
+    @pytest.mark.parametrize("value", [0.5, 1700000000, "1700000000", "0.5", "2026-06-17"])
+    def test_a_number_is_not_a_date_time_in_any_body(self, client: TestClient, value: Any) -> None:
+        headers = seller_headers(client.app)  # type: ignore[arg-type]
+        provider_id = eligible_provider(client, headers)["provider_id"]
+        route = f"/inference/providers/{provider_id}"
+        for suffix, body, field in [
+            ("catalog", {**catalog_body(), "catalog_version": value}, "catalog_version"),
+            ("capacity", {**capacity_body(), "capacity_version": value}, "capacity_version"),
+            ("capacity", capacity_body(expires_at=value), "inventory[0].expires_at"),
+        ]:
+            refused = client.post(f"{route}/{suffix}", json=body, headers=headers)
+            assert refused.status_code == 422, (suffix, refused.text)
+            assert refused.json()["error"]["field"] == field
+
+    def test_every_date_time_field_of_a_request_body_refuses_numbers(self) -> None:
+        checked = []
+        pending: list[type[BaseModel]] = [RequestModel]
+        while pending:
+            model = pending.pop()
+            pending.extend(model.__subclasses__())
+            properties = (
+                model.model_json_schema()["properties"] if model is not RequestModel else {}
+            )
+            for name, info in model.model_fields.items():
+                if not _is_date_time(properties[name]):
+                    continue
+                checked.append(f"{model.__name__}.{name}")
+                adapter: TypeAdapter[Any] = TypeAdapter(info.rebuild_annotation())
+                assert adapter.validate_python("2026-06-17T00:00:00Z")
+                for number in (0.5, 1700000000, Decimal("0.5"), "0.5", "1700000000", True):
+                    with pytest.raises(ValidationError):
+                        adapter.validate_python(number)
+        assert sorted(checked) == [
+            "CapacityItem.expires_at",
+            "ProviderCapacity.capacity_version",
+            "ProviderCatalog.catalog_version",
+        ]
+
+
+def _is_date_time(schema: dict[str, Any]) -> bool:
+    members = schema.get("anyOf", [schema])
+    return any(member.get("format") == "date-time" for member in members)
+
+
+def _validator(document: dict[str, Any], name: str) -> Any:
+    """A validator of the published schema ``name``, its references resolved in the document."""
+    schema = {**document["components"]["schemas"][name], "components": document["components"]}
+    return jsonschema_rs.validator_for(schema)
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    """The published OpenAPI document."""
+    return _document_app().openapi()
+
+
+class TestRulesThePublishedDocumentStates:
+    """Rules beyond field types are in the document: as schema where JSON Schema can say them,
+    in descriptions otherwise. Each is checked against what the server refuses."""
+
+    def test_an_ask_names_its_provider_and_carries_no_routing_policy(
+        self, document: dict[str, Any]
+    ) -> None:
+        orders = _validator(document, "OrderCreate")
+        ask = {"side": "ask", "model": "m", "unit_type": "token", "units": 1, "limit_unit_price": 1}
+        assert not orders.is_valid(ask)
+        assert orders.is_valid({**ask, "provider_id": "prov_1"})
+        assert not orders.is_valid({**ask, "provider_id": "prov_1", "routing_policy": {}})
+        assert orders.is_valid({**ask, "side": "bid"})
+        assert orders.is_valid({**ask, "side": "bid", "routing_policy": {}})
+        properties = document["components"]["schemas"]["OrderCreate"]["properties"]
+        assert "units" in properties["min_fill_units"]["description"]
+        assert "1,000,000,000,000" in properties["limit_unit_price"]["description"]
+
+    def test_a_preview_names_an_order_or_a_reservation(self, document: dict[str, Any]) -> None:
+        preview = _validator(document, "PaymentChallengePreviewCreate")
+        acknowledged = {"acknowledge_disabled_execution": True}
+        assert not preview.is_valid(acknowledged)
+        assert not preview.is_valid({**acknowledged, "order_id": None})
+        assert preview.is_valid({**acknowledged, "order_id": "ord_1"})
+        assert preview.is_valid({**acknowledged, "reservation_id": "res_1"})
+
+    def test_the_usage_cursor_and_time_range_are_described(self, document: dict[str, Any]) -> None:
+        for path in ("/inference/analytics/usage", "/inference/analytics/export"):
+            parameters = {p["name"]: p for p in document["paths"][path]["get"]["parameters"]}
+            assert "until" in parameters["since"]["description"]
+            assert "since" in parameters["until"]["description"]
+        usage = {
+            p["name"]: p
+            for p in document["paths"]["/inference/analytics/usage"]["get"]["parameters"]
+        }
+        pattern = re.compile(usage["cursor"]["schema"]["pattern"])
+        assert pattern.match(base64.urlsafe_b64encode(b"2026|use_x").decode().rstrip("="))
+        assert not pattern.match("not a cursor!")
+
+    def test_catalog_and_capacity_units_name_what_they_must_be_within(
+        self, document: dict[str, Any]
+    ) -> None:
+        schemas = document["components"]["schemas"]
+        unit_types = schemas["CatalogModel"]["properties"]["unit_types"]["description"]
+        assert "supported_units" in unit_types and "unit_type_not_supported" in unit_types
+        unit_type = schemas["CapacityItem"]["properties"]["unit_type"]["description"]
+        assert "catalog" in unit_type and "unit_type_not_offered" in unit_type
+
+    def test_every_field_that_names_who_acts_says_whose_it_may_be(
+        self, document: dict[str, Any]
+    ) -> None:
+        marked = [
+            prop
+            for schema in document["components"]["schemas"].values()
+            for prop in schema.get("properties", {}).values()
+            if prop.get(ACTOR_EXTENSION)
+        ]
+        assert len(marked) >= 7
+        for prop in marked:
+            assert "identity_not_yours" in prop["description"]

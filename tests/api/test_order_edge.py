@@ -246,6 +246,29 @@ def test_a_placement_refused_by_the_market_is_answered_as_the_full_stack_answers
     assert edge_headers == dict(full.headers.items())
 
 
+def test_an_order_for_another_buyer_is_refused_alike_by_the_edge_and_the_route(
+    app: FastAPI, client: TestClient, buyer: Headers
+) -> None:
+    order = bid_body(1000, 0.0000008, buyer_id="agent-research-2")
+    sent: list[Message] = []
+    status, answer, stack = call_edge(app, encoded(order), buyer, sent=sent)
+    assert (status, stack.bodies) == (403, []) and answer is not None
+    assert answer["error"]["code"] == "identity_not_yours"
+    full = client.post(f"{ORDERS}?via=stack", json=order, headers=buyer)
+    assert (full.status_code, full.json()) == (status, answer)
+    edge_headers = {name.decode(): value.decode() for name, value in sent[0]["headers"]}
+    assert edge_headers == dict(full.headers.items())
+    # Neither placed it.
+    assert (
+        client.get(
+            "/inference/market/depth",
+            params={"model": "flow-memory-orchestrator", "unit_type": "token"},
+            headers=buyer,
+        ).json()["bids"]
+        == []
+    )
+
+
 class BrokenMarket:
     """Test double for the market: every command fails as a defect would."""
 
@@ -308,8 +331,9 @@ def test_the_route_runs_no_dependency_the_edge_does_not(app: FastAPI) -> None:
         "the order route gained a dependency: make the order edge (flow_memory/market/edge.py) "
         "do what it does, then list it here"
     )
+    # authenticate_first runs the route's own auth dependency (the edge authenticates first).
     app_level = [d.dependency.__name__ for d in app.router.dependencies if d.dependency]
-    assert app_level == ["refuse_unstorable_path_parameters"]
+    assert app_level == ["authenticate_first", "refuse_unstorable_path_parameters"]
 
 
 def test_the_edge_answers_ahead_of_only_the_middleware_it_does_the_work_of(app: FastAPI) -> None:

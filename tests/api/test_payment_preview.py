@@ -150,11 +150,15 @@ def test_records_must_exist_and_be_the_callers(
     )
     stranger = key_headers(app, "someone-else", "inference:buy")
     error(
-        client.post(PREVIEW, json=seed_body(records), headers=stranger),
+        client.post(PREVIEW, json=seed_body(records, buyer_id=None), headers=stranger),
         404,
         "not_found",
         "order_id",
     )
+    # Naming the buyer it is not is refused before its records are looked up.
+    answer = client.post(PREVIEW, json=seed_body(records), headers=stranger)
+    error(answer, 403, "identity_not_yours", "buyer_id")
+    assert "agent-research-1" not in answer.text
     error(client.post(PREVIEW, json=seed_body({}), headers=buyer), 422, "invalid_request")
 
 

@@ -180,7 +180,7 @@ class TestEnroll:
                 f"{PROVIDERS}/enroll", json=enroll_body(ref_id, owner_id="x-beta"), headers=seller
             ),
             403,
-            "owner_mismatch",
+            "identity_not_yours",
             "owner_id",
         )
 

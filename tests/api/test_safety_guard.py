@@ -532,3 +532,33 @@ class TestBounds:
         assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == "invalid_json"
         assert_not_echoed(response, secret)
+
+
+class TestValuesInThePath:
+    """What a caller writes in a path reaches neither the access log nor an error message."""
+
+    SECRET = "sk-live-" + "Q7wE9rT2yU4iO6pA8sD0fG3h"
+    UNKNOWN = "ord_no_such_order_zz9"
+
+    def test_the_access_log_writes_the_route_template(
+        self, client: TestClient, seller: Headers, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="flow_memory")
+        answers = [
+            client.post(
+                f"/inference/market/orders/{value}/cancel",
+                json={"cancel_reason": "test"},
+                headers=seller,
+            )
+            for value in (self.SECRET, self.UNKNOWN)
+        ]
+        assert [a.status_code for a in answers] == [422, 404], [a.text for a in answers]
+        answers.append(client.get(f"/inference/{self.UNKNOWN}", headers=seller))
+        assert answers[-1].status_code == 404
+        logged = server_log_text(caplog)
+        # The refused one is answered by the guard, ahead of the access log.
+        assert logged.count("POST /inference/market/orders/{order_id}/cancel 404") == 1
+        assert "GET (no route) 404" in logged
+        for value in (self.SECRET, self.UNKNOWN):
+            assert value not in logged
+            assert all(value not in answer.text for answer in answers)

@@ -38,6 +38,7 @@ from tests.factories import (
     catalog_body,
     eligible_provider,
     key_headers,
+    operated_agents,
     seller_headers,
 )
 
@@ -50,6 +51,8 @@ LIST_PRICES = "/inference/list-prices"
 BETA = "provider-team-beta"
 OTHER_BUYER = "agent-owner-2"
 Headers = dict[str, str]
+# The agent identities each buyer operates: a bid's buyer_id names the agent it buys for.
+AGENTS = {BUYER: ["agent-a", "agent-b", "agent-7", "agent-9"], OTHER_BUYER: ["agent-c"]}
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -286,26 +289,27 @@ def record_ledger(app: FastAPI, client: TestClient, clock: FrozenClock) -> Ledge
     }
     buyers = {BUYER: buyer_headers(app), OTHER_BUYER: buyer_headers(app, OTHER_BUYER)}
     orders: dict[str, str] = {}
-    for trade in TRADES:
-        clock.advance((trade.at - clock.now()).total_seconds())
-        metadata = {"workspace_id": trade.workspace_id}
-        if trade.task_id:
-            metadata["task_id"] = trade.task_id
-        if trade.route_id:
-            metadata["route_id"] = trade.route_id
-        placed = bid(
-            client,
-            buyers[trade.owner_id],
-            trade.units,
-            trade.limit,
-            model=trade.model,
-            unit_type=trade.unit_type,
-            buyer_id=trade.agent_id,
-            metadata=metadata,
-        )
-        assert placed["order"]["status"] == "filled", placed
-        assert [f["provider_id"] for f in placed["fills"]] == [providers[trade.provider]]
-        orders[trade.name] = placed["order"]["order_id"]
+    with operated_agents(AGENTS):
+        for trade in TRADES:
+            clock.advance((trade.at - clock.now()).total_seconds())
+            metadata = {"workspace_id": trade.workspace_id}
+            if trade.task_id:
+                metadata["task_id"] = trade.task_id
+            if trade.route_id:
+                metadata["route_id"] = trade.route_id
+            placed = bid(
+                client,
+                buyers[trade.owner_id],
+                trade.units,
+                trade.limit,
+                model=trade.model,
+                unit_type=trade.unit_type,
+                buyer_id=trade.agent_id,
+                metadata=metadata,
+            )
+            assert placed["order"]["status"] == "filled", placed
+            assert [f["provider_id"] for f in placed["fills"]] == [providers[trade.provider]]
+            orders[trade.name] = placed["order"]["order_id"]
     return Ledger(
         providers=providers,
         orders=orders,
@@ -418,7 +422,8 @@ class TestFillsRecordUsage:
             "reservation_id": "res_def456",
             "note": "not attribution",
         }
-        placed = bid(client, buyer, 250_000, 0.0000008, buyer_id="agent-7", metadata=metadata)
+        with operated_agents(AGENTS):
+            placed = bid(client, buyer, 250_000, 0.0000008, buyer_id="agent-7", metadata=metadata)
         [fill] = placed["fills"]
         response = client.get(USAGE, headers=buyer)
         assert_plain_numbers(response)
@@ -529,7 +534,8 @@ class TestFillsRecordUsage:
             client, seller, clock, Line(MODEL, "token", 0.00000075, 0.000001)
         )
         buyer = buyer_headers(app)
-        resting = bid(client, buyer, 4000, 0.0000007, buyer_id="agent-9")
+        with operated_agents(AGENTS):
+            resting = bid(client, buyer, 4000, 0.0000007, buyer_id="agent-9")
         assert resting["fills"] == []
         assert usage(client, buyer)["records"] == []
         clock.advance(60)

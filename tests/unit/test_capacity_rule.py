@@ -80,13 +80,11 @@ def test_a_retired_ask_held_in_full_is_kept_as_it_is() -> None:
 
 
 def test_a_manual_ask_is_bounded_by_what_other_manual_asks_leave() -> None:
-    check_ask_capacity(provider_id="p", market=MARKETS[0], available=1000, offered=400, units=600)
+    check_ask_capacity(available=1000, offered=400, units=600)
     with pytest.raises(Invalid) as refused:
-        check_ask_capacity(
-            provider_id="p", market=MARKETS[0], available=1000, offered=400, units=601
-        )
+        check_ask_capacity(available=1000, offered=400, units=601)
     assert refused.value.code == "capacity_exceeded"
     assert "600 of the published 1000" in refused.value.message
     with pytest.raises(Invalid) as unpublished:
-        check_ask_capacity(provider_id="p", market=MARKETS[0], available=None, offered=0, units=1)
+        check_ask_capacity(available=None, offered=0, units=1)
     assert unpublished.value.code == "capacity_not_published"

@@ -185,7 +185,8 @@ def _secret_value_cases() -> list[ForbiddenCase]:
             "bearer_token",
         ),
         _value("lowercase-bearer", "bearer " + _chars(_ALNUM, 24), "bearer_token"),
-        _value("bearer-flow-memory-key", f"Bearer {fm_bearer}", "bearer_token", fm_bearer),
+        # A key whose own shape is known is named as the key it is.
+        _value("bearer-flow-memory-key", f"Bearer {fm_bearer}", "provider_api_key", fm_bearer),
         _value("token-scheme", "Token " + _chars(_HEX, 40), "bearer_token"),
         _value("basic-auth", f"Basic {basic}", "bearer_token", basic),
         _value("jwt", jwt, "jwt"),
@@ -209,6 +210,7 @@ def _secret_value_cases() -> list[ForbiddenCase]:
         _value("api-key-assignment", "api_key=" + _chars(_ALNUM, 24), "secret_assignment"),
         _value("password-colon", "password: " + _chars(_ALNUM, 16), "secret_assignment"),
         _value("env-password", "DB_PASSWORD=" + _chars(_ALNUM, 20), "secret_assignment"),
+        _value("wallet-address", "0x" + _chars(_HEX, 40), "wallet_address"),
         _value("client-secret-pair", "client_secret=" + _chars(_ALNUM, 32), "secret_assignment"),
         _value("private-key-yaml", "private-key: " + _chars(_B64, 44), "secret_assignment"),
         _value(
@@ -424,7 +426,6 @@ ALLOWED_CASES: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     ("sha256-hex", {"catalog_sha256": _chars(_HEX, 64)}),
-    ("address-hex", {"settlement_address": "0x" + _chars(_HEX, 40)}),
     ("hex-of-63-digits", {"trace": "0x" + _chars(_HEX, 63)}),
     ("max_tokens", {"max_tokens": 4096, "total_tokens": 1200, "input_token_count": 800}),
     ("unit-type-token", {"unit_type": "token", "supported_units": ["token", "request"]}),
@@ -549,9 +550,15 @@ class TestForbiddenMaterial:
         document = {"a": {"b": "fine", "api_key": "x"}, "c": {"broadcast_enabled": True}}
         assert find_forbidden(document) == Finding("a.api_key", NAME_KIND)
 
-    def test_material_below_a_safe_flag_is_still_found(self) -> None:
-        document = {"broadcast_enabled": False, "dry_run_required": {"api_key": "x"}}
-        assert find_forbidden(document) == Finding("dry_run_required.api_key", NAME_KIND)
+    def test_material_beside_safe_flags_is_still_found(self) -> None:
+        document = {"broadcast_enabled": False, "dry_run_required": True, "x": {"api_key": "x"}}
+        assert find_forbidden(document) == Finding("x.api_key", NAME_KIND)
+
+    def test_a_flag_that_must_be_false_takes_nothing_else(self) -> None:
+        # Given as a list or an object, a flag is not false: refused as unsafe.
+        for value in ([True], {"enabled": True}, "maybe"):
+            found = find_forbidden({"broadcast_enabled": value})
+            assert found == Finding("broadcast_enabled", FLAG_KIND)
 
     def test_flags_inside_lists_are_checked(self) -> None:
         document = {"policies": [{"broadcast_enabled": False}, {"broadcast_enabled": "yes"}]}
@@ -660,7 +667,12 @@ class TestFieldNames:
         [
             ("broadcast_enabled", True, True),
             ("broadcast_enabled", False, False),
-            ("broadcast_enabled", "maybe", False),
+            ("broadcast_enabled", "maybe", True),
+            ("broadcast_enabled", [], False),
+            ("broadcast_enabled", [True], True),
+            ("legal_review_required", False, True),
+            ("compliance_review_required", "false", True),
+            ("network", "mainnet", True),
             ("broadcast_enabled", None, False),
             ("dry_run_required", True, False),
             ("dry_run_required", None, True),
@@ -676,7 +688,7 @@ class TestFieldNames:
     @pytest.mark.parametrize(
         ("value", "refused"),
         [(0.00000075, False), (3, False), ({"price": 1}, False), ("0.00000075", False),
-         ("7.5E-7", False), (".5", False), ("abc", True), (True, True), (None, True),
+         ("7.5E-7", False), (".5", False), ("abc", True), (True, False), (None, False),
          (["abc"], True), ("123456", True), ("0.5abc", True), ("1.5e3", False)],
     )  # fmt: skip
     def test_a_field_named_token_is_a_secret_unless_it_keys_unit_data(

@@ -1,0 +1,746 @@
+"""Who may call what: every route of the app, called with no key, by each role the demo hands
+out a key for and by a second owner of each role, at the first owners' records.
+
+Each row names its route as the OpenAPI document does and expects one outcome per caller: an
+answer (2xx), or a refusal with its status, code and field. A route the document lists without
+a row here fails ``test_every_route_has_a_row``: a new endpoint gets a row before it ships.
+
+The same routes, read from the document, are also checked for the order of refusals: the key
+comes first (no key is 401, a missing scope 403, whatever else is wrong with the request), and
+a method a path does not serve is 405 with an ``allow`` header naming those it does."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from flow_memory import demo
+from flow_memory.app import create_app
+from flow_memory.kit.actors import ACTOR_EXTENSION
+from flow_memory.kit.clock import FrozenClock
+from flow_memory.kit.scopes import ADMIN, AUDIT, BUY, PLAN, PROXY, READ, SELL
+from flow_memory.settings import Settings
+from tests.api.test_proxy import ScriptedUpstream, public_resolver
+from tests.conftest import clear_tables
+from tests.factories import (
+    BUYER,
+    SELLER,
+    Headers,
+    capacity_body,
+    catalog_body,
+    create_credential_ref,
+    credential_ref_body,
+    eligible_provider,
+    enroll_body,
+    key_headers,
+)
+
+MODEL = "flow-memory-orchestrator"
+# Every role the demo gives a key to, with its owner and scopes, and a second owner of each.
+SECOND_OWNERS = {
+    "operator": "operator-beta",
+    "provider": "provider-team-beta",
+    "buyer": "agent-research-2",
+    "auditor": "auditor-beta",
+}
+ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    **demo.ROLES,
+    **{f"{role}-2": (SECOND_OWNERS[role], scopes) for role, (_, scopes) in demo.ROLES.items()},
+}
+CALLERS = ("anonymous", *ROLES)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a caller gets: any 2xx answer (``status`` None), or a refusal."""
+
+    status: int | None
+    code: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        return "2xx" if self.status is None else f"{self.status} {self.code} ({self.field})"
+
+
+OK = Outcome(None)
+UNAUTHENTICATED = Outcome(401, "unauthenticated")
+MISSING_SCOPE = Outcome(403, "missing_scope", "scope")
+NOT_FOUND = Outcome(404, "not_found")
+
+
+def not_yours(field: str) -> Outcome:
+    return Outcome(403, "identity_not_yours", field)
+
+
+def access(
+    any_of: Iterable[str] | None, *, owner: str | None = None, others: Outcome = OK
+) -> dict[str, Outcome]:
+    """Each caller's outcome. ``any_of`` None: anyone may call. Otherwise no key is 401 and a
+    role holding none of ``any_of`` is 403 (admins hold every scope); admins and the role
+    ``owner`` (whose records the row's request names; None: every caller's) get an answer, and
+    every other caller holding the scope gets ``others``."""
+    if any_of is None:
+        return dict.fromkeys(CALLERS, OK)
+    needed = set(any_of)
+    outcomes = {"anonymous": UNAUTHENTICATED}
+    for role, (_, scopes) in ROLES.items():
+        if ADMIN in scopes:
+            outcomes[role] = OK
+        elif not needed & set(scopes):
+            outcomes[role] = MISSING_SCOPE
+        elif owner is None or role == owner:
+            outcomes[role] = OK
+        else:
+            outcomes[role] = others
+    return outcomes
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str
+    json: Any = None
+    params: Mapping[str, str] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class World:
+    """An app whose first owners hold an eligible provider and a resting bid, with a key for
+    every caller; its helpers make fresh records for the calls that change them."""
+
+    app: FastAPI
+    client: TestClient
+    keys: dict[str, Headers]
+    provider_id: str
+    credential_ref_id: str
+    order_id: str
+    counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def fresh(self, prefix: str) -> str:
+        return f"{prefix}-{next(self.counter)}"
+
+    def resting_bid(self) -> str:
+        """A new resting bid of the first buyer."""
+        answer = self.client.post(ORDERS, json=_bid(), headers=self.keys["buyer"])
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["order"]["order_id"])
+
+    def credential_ref(self) -> str:
+        """A new credential reference of the first provider owner."""
+        secret = f"secret://inference/{self.fresh('matrix')}"
+        return str(
+            create_credential_ref(self.client, self.keys["provider"], credential_ref=secret)[
+                "credential_ref_id"
+            ]
+        )
+
+    def list_price_removal(self) -> Call:
+        """Set a list price, and the call that removes it."""
+        answer = self.client.put(
+            "/inference/list-prices",
+            json={"model": MODEL, "unit_type": "token", "unit_price": 0.000001},
+            headers=self.keys["operator"],
+        )
+        assert answer.status_code == 200, answer.text
+        return Call("/inference/list-prices", params={"model": MODEL, "unit_type": "token"})
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    template: str
+    call: Callable[[World], Call]  # called once per caller: a fresh request
+    expected: Mapping[str, Outcome]
+    variant: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.template}" + (f" ({self.variant})" if self.variant else "")
+
+
+def _bid(**extra: Any) -> dict[str, Any]:
+    return {
+        "side": "bid",
+        "model": MODEL,
+        "unit_type": "token",
+        "units": 1000,
+        "limit_unit_price": 0.0000001,
+        **extra,
+    }
+
+
+def _policy(**extra: Any) -> dict[str, Any]:
+    return {"model": MODEL, "unit_type": "token", "estimated_units": 1000, **extra}
+
+
+def _reservation(world: World, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "unit_type": "token",
+        "requested_units": 1000,
+        "max_unit_price": 0.000001,
+        "idempotency_key": world.fresh("hold"),
+        **extra,
+    }
+
+
+def _preview(world: World, **extra: Any) -> dict[str, Any]:
+    return {"order_id": world.order_id, "acknowledge_disabled_execution": True, **extra}
+
+
+def _chat(**options: Any) -> dict[str, Any]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], **options}
+
+
+REFS = "/inference/credential-refs"
+PROVIDER = "/inference/providers/{provider_id}"
+ORDERS = "/inference/market/orders"
+AS_BUYER = {"owner": "buyer"}
+SELLERS_RECORD: dict[str, Any] = {"owner": "provider", "others": NOT_FOUND}
+
+
+def _on_provider(world: World, suffix: str) -> str:
+    return f"/inference/providers/{world.provider_id}/{suffix}"
+
+
+ROWS = [
+    # -- credential references
+    Row(
+        "POST",
+        REFS,
+        lambda w: Call(REFS, credential_ref_body(owner_id=SELLER)),
+        access([SELL], owner="provider", others=not_yours("owner_id")),
+        "owner_id names the first provider owner",
+    ),
+    Row("POST", REFS, lambda w: Call(REFS, credential_ref_body()), access([SELL]), "no owner_id"),
+    Row("GET", REFS, lambda w: Call(REFS), access([READ])),
+    Row(
+        "PATCH",
+        f"{REFS}/{{credential_ref_id}}/rotate",
+        lambda w: Call(
+            f"{REFS}/{w.credential_ref()}/rotate",
+            {"rotation_reason": "scheduled", "new_credential_ref": "secret://inference/next"},
+        ),
+        access([ADMIN]),
+    ),
+    Row(
+        "POST",
+        f"{REFS}/{{credential_ref_id}}/revoke",
+        lambda w: Call(f"{REFS}/{w.credential_ref()}/revoke", {"revoke_reason": "retired"}),
+        access([ADMIN]),
+    ),
+    # -- discovery
+    Row("GET", "/inference/market/list", lambda w: Call("/inference/market/list"), access([READ])),
+    Row(
+        "GET",
+        "/inference/market/models/{model}",
+        lambda w: Call(f"/inference/market/models/{MODEL}"),
+        access([READ]),
+    ),
+    Row("GET", "/inference/market/feed", lambda w: Call("/inference/market/feed"), access([READ])),
+    Row(
+        "GET",
+        "/inference/buyers/{buyer_id}/profile",
+        lambda w: Call(f"/inference/buyers/{BUYER}/profile"),
+        access([READ]),
+    ),
+    Row(
+        "GET",
+        "/inference/sellers/{seller_id}/profile",
+        lambda w: Call(f"/inference/sellers/{SELLER}/profile"),
+        access([READ]),
+    ),
+    Row(
+        "GET",
+        "/inference/providers/agent/manifest",
+        lambda w: Call("/inference/providers/agent/manifest"),
+        access([READ]),
+    ),
+    # -- provider runtime
+    Row(
+        "POST",
+        "/inference/providers/enroll",
+        lambda w: Call(
+            "/inference/providers/enroll", enroll_body(w.credential_ref_id, owner_id=SELLER)
+        ),
+        access([SELL], owner="provider", others=not_yours("owner_id")),
+    ),
+    Row(
+        "POST",
+        f"{PROVIDER}/pairing-token",
+        lambda w: Call(_on_provider(w, "pairing-token")),
+        access([SELL], **SELLERS_RECORD),
+    ),
+    Row(
+        "POST",
+        f"{PROVIDER}/heartbeat",
+        lambda w: Call(_on_provider(w, "heartbeat"), {"runtime_status": "ready"}),
+        access([SELL], **SELLERS_RECORD),
+    ),
+    Row(
+        "POST",
+        f"{PROVIDER}/catalog",
+        lambda w: Call(_on_provider(w, "catalog"), catalog_body()),
+        access([SELL], **SELLERS_RECORD),
+    ),
+    Row(
+        "POST",
+        f"{PROVIDER}/capacity",
+        lambda w: Call(_on_provider(w, "capacity"), capacity_body()),
+        access([SELL], **SELLERS_RECORD),
+    ),
+    Row(
+        "GET",
+        f"{PROVIDER}/health",
+        lambda w: Call(_on_provider(w, "health")),
+        access([READ], **SELLERS_RECORD),
+    ),
+    # -- orders, cancels, depth, reservations
+    Row(
+        "POST",
+        ORDERS,
+        lambda w: Call(ORDERS, _bid(buyer_id=BUYER)),
+        access([BUY], **AS_BUYER, others=not_yours("buyer_id")),
+        "a bid naming the first buyer",
+    ),
+    Row("POST", ORDERS, lambda w: Call(ORDERS, _bid()), access([BUY]), "a bid naming no buyer"),
+    Row(
+        "POST",
+        ORDERS,
+        lambda w: Call(
+            ORDERS,
+            {
+                "side": "ask",
+                "provider_id": w.provider_id,
+                "model": MODEL,
+                "unit_type": "token",
+                "units": 1000,
+                "limit_unit_price": 0.000002,
+            },
+        ),
+        access([SELL], **SELLERS_RECORD),
+        "an ask of the first provider owner's provider",
+    ),
+    Row(
+        "POST",
+        f"{ORDERS}/{{order_id}}/cancel",
+        lambda w: Call(
+            f"{ORDERS}/{w.resting_bid()}/cancel",
+            {"cancel_reason": "repriced", "requested_by": BUYER},
+        ),
+        access([BUY, SELL], **AS_BUYER, others=not_yours("requested_by")),
+        "requested_by names the first buyer",
+    ),
+    Row(
+        "POST",
+        f"{ORDERS}/{{order_id}}/cancel",
+        lambda w: Call(f"{ORDERS}/{w.resting_bid()}/cancel", {"cancel_reason": "repriced"}),
+        access([BUY, SELL], **AS_BUYER, others=NOT_FOUND),
+        "no requested_by",
+    ),
+    Row(
+        "GET",
+        "/inference/market/depth",
+        lambda w: Call("/inference/market/depth", params={"model": MODEL, "unit_type": "token"}),
+        access([READ]),
+    ),
+    Row(
+        "POST",
+        "/inference/market/reservations",
+        lambda w: Call("/inference/market/reservations", _reservation(w, buyer_id=BUYER)),
+        access([BUY], **AS_BUYER, others=not_yours("buyer_id")),
+        "buyer_id names the first buyer",
+    ),
+    Row(
+        "POST",
+        "/inference/market/reservations",
+        lambda w: Call("/inference/market/reservations", _reservation(w)),
+        access([BUY]),
+        "no buyer_id",
+    ),
+    # -- quote and route
+    Row(
+        "POST",
+        "/inference/quote",
+        lambda w: Call("/inference/quote", _policy(agent_id=BUYER)),
+        access([PLAN], **AS_BUYER, others=not_yours("agent_id")),
+    ),
+    Row(
+        "POST",
+        "/inference/route",
+        lambda w: Call("/inference/route", _policy(agent_id=BUYER)),
+        access([PLAN], **AS_BUYER, others=not_yours("agent_id")),
+        "agent_id names the first buyer",
+    ),
+    Row(
+        "POST",
+        "/inference/route",
+        lambda w: Call("/inference/route", _policy()),
+        access([PLAN]),
+        "no agent_id",
+    ),
+    # -- payment preview
+    Row(
+        "POST",
+        "/inference/market/payment-challenge/preview",
+        lambda w: Call("/inference/market/payment-challenge/preview", _preview(w, buyer_id=BUYER)),
+        access([BUY], **AS_BUYER, others=not_yours("buyer_id")),
+        "buyer_id names the first buyer",
+    ),
+    Row(
+        "POST",
+        "/inference/market/payment-challenge/preview",
+        lambda w: Call("/inference/market/payment-challenge/preview", _preview(w)),
+        access([BUY], **AS_BUYER, others=NOT_FOUND),
+        "the first buyer's order, no buyer_id",
+    ),
+    # -- list prices
+    Row("GET", "/inference/list-prices", lambda w: Call("/inference/list-prices"), access([READ])),
+    Row(
+        "PUT",
+        "/inference/list-prices",
+        lambda w: Call(
+            "/inference/list-prices", {"model": MODEL, "unit_type": "token", "unit_price": 1e-6}
+        ),
+        access([ADMIN]),
+    ),
+    Row("DELETE", "/inference/list-prices", lambda w: w.list_price_removal(), access([ADMIN])),
+    # -- usage
+    Row(
+        "GET",
+        "/inference/analytics/usage",
+        lambda w: Call("/inference/analytics/usage"),
+        access([READ]),
+    ),
+    Row(
+        "GET",
+        "/inference/analytics/export",
+        lambda w: Call("/inference/analytics/export"),
+        access([AUDIT]),
+    ),
+    # -- the SDK-compatible proxy
+    Row("GET", "/v1/models", lambda w: Call("/v1/models"), access([PROXY])),
+    Row(
+        "POST",
+        "/v1/chat/completions",
+        lambda w: Call("/v1/chat/completions", _chat(flow_memory={"agent_id": BUYER})),
+        access([PROXY], **AS_BUYER, others=not_yours("flow_memory.agent_id")),
+        "flow_memory.agent_id names the first buyer",
+    ),
+    Row(
+        "POST",
+        "/v1/chat/completions",
+        lambda w: Call("/v1/chat/completions", _chat(), headers={"x-flow-memory-agent-id": BUYER}),
+        access([PROXY], **AS_BUYER, others=not_yours("x-flow-memory-agent-id")),
+        "the agent header names the first buyer",
+    ),
+    Row(
+        "POST",
+        "/v1/chat/completions",
+        lambda w: Call("/v1/chat/completions", _chat()),
+        access([PROXY]),
+        "no agent",
+    ),
+    Row(
+        "POST",
+        "/v1/responses",
+        lambda w: Call(
+            "/v1/responses", {"model": MODEL, "input": "hi", "flow_memory": {"agent_id": BUYER}}
+        ),
+        access([PROXY], **AS_BUYER, others=not_yours("flow_memory.agent_id")),
+    ),
+    Row(
+        "POST",
+        "/v1/embeddings",
+        lambda w: Call(
+            "/v1/embeddings", {"model": MODEL, "input": "hi", "flow_memory": {"agent_id": BUYER}}
+        ),
+        access([PROXY], **AS_BUYER, others=not_yours("flow_memory.agent_id")),
+    ),
+    # -- service
+    Row("GET", "/healthz", lambda w: Call("/healthz"), access(None)),
+    Row("GET", "/readyz", lambda w: Call("/readyz"), access(None)),
+]
+
+
+def _upstream_answer(request: httpx.Request) -> httpx.Response:
+    """Test double for the provider's model server: a short answer to any SDK call."""
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    if request.url.path.endswith("/embeddings"):
+        data = [{"object": "embedding", "index": 0, "embedding": [0.1]}]
+        return httpx.Response(
+            200, json={"object": "list", "data": data, "model": MODEL, "usage": usage}
+        )
+    if request.url.path.endswith("/responses"):
+        return httpx.Response(
+            200,
+            json={
+                "id": "resp_1",
+                "object": "response",
+                "model": MODEL,
+                "output": [],
+                "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
+            },
+        )
+    message = {"role": "assistant", "content": "hello"}
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+    return httpx.Response(
+        200,
+        json={"id": "c1", "object": "chat.completion", "created": 1, "model": MODEL,
+              "choices": [choice], "usage": usage},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def world(
+    database_url: str, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    monkeypatch.setenv("FLOW_MEMORY_SECRET_INFERENCE_PROVIDER_ALPHA", "matrix-provider-secret")
+    clear_tables(database_url)
+    upstream = ScriptedUpstream(handlers={"provider-alpha.example": _upstream_answer})
+    app = create_app(
+        Settings(database_url=database_url, proxy_route_cache_seconds=0),
+        clock=clock,
+        upstream_transport=httpx.MockTransport(upstream),
+        host_resolver=public_resolver,
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+        keys: dict[str, Headers] = {"anonymous": {}} | {
+            role: key_headers(app, owner, *scopes) for role, (owner, scopes) in ROLES.items()
+        }
+        provider = eligible_provider(client, keys["provider"])
+        world = World(app, client, keys, provider["provider_id"], provider["credential_ref_id"], "")
+        world.order_id = world.resting_bid()
+        yield world
+    app.state.engine.dispose()
+    app.state.read_engine.dispose()
+
+
+def _outcome_of(response: httpx.Response, expected: Outcome) -> Outcome:
+    """What the response was, told in the terms of ``expected``."""
+    if 200 <= response.status_code < 300:
+        return OK
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return Outcome(response.status_code, "(not an error body)")
+    return Outcome(
+        response.status_code,
+        error.get("code"),
+        error.get("field") if expected.field is not None else None,
+    )
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_each_caller_gets_what_its_role_and_ownership_allow(world: World, row: Row) -> None:
+    assert set(row.expected) == set(CALLERS), row.id
+    wrong = []
+    for caller in CALLERS:
+        call = row.call(world)
+        response = world.client.request(
+            row.method,
+            call.path,
+            json=call.json,
+            params=call.params,
+            headers={**world.keys[caller], **call.headers},
+        )
+        expected = row.expected[caller]
+        got = _outcome_of(response, expected)
+        if got != expected:
+            wrong.append(f"{caller}: expected {expected}, got {got}: {response.text[:300]}")
+        if expected.code == "identity_not_yours":
+            # The refusal names the field, never the identity it holds.
+            assert BUYER not in response.text and SELLER not in response.text, response.text
+    assert not wrong, "\n".join([row.id, *wrong])
+
+
+def _operations(app: FastAPI) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (method.upper(), path): operation
+        for path, item in app.openapi()["paths"].items()
+        for method, operation in item.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def document_app() -> FastAPI:
+    """An app used only for its routes and OpenAPI document (it never opens its database)."""
+    return create_app(Settings(database_url="sqlite://"))
+
+
+def test_every_route_has_a_row(document_app: FastAPI) -> None:
+    routes = set(_operations(document_app))
+    rows = {(row.method, row.template) for row in ROWS}
+    assert routes - rows == set(), "routes without a row: add one to ROWS"
+    assert rows - routes == set(), "rows for routes the app no longer has"
+
+
+def test_the_first_owners_are_the_demos_roles() -> None:
+    for role, (owner, scopes) in demo.ROLES.items():
+        assert ROLES[role] == (owner, scopes)
+        assert ROLES[f"{role}-2"][1] == scopes and ROLES[f"{role}-2"][0] != owner
+    assert (demo.ROLES["buyer"][0], demo.ROLES["provider"][0]) == (BUYER, SELLER)
+
+
+# -- the key comes first --------------------------------------------------------------------
+
+
+def _bad_query(operation: dict[str, Any]) -> dict[str, str]:
+    """A value for each query parameter that its schema refuses (no identifier, integer, enum,
+    date-time or cursor accepts it)."""
+    return {p["name"]: "!" for p in operation.get("parameters", []) if p["in"] == "query"}
+
+
+def _path(template: str) -> str:
+    return template.replace("{", "").replace("}", "")  # a placeholder's name stands for its value
+
+
+def _keyed(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method, path, operation)
+        for (method, path), operation in sorted(_operations(app).items())
+        if operation.get("security")
+    ]
+
+
+def test_every_route_but_the_service_probes_declares_the_key(document_app: FastAPI) -> None:
+    keyed = {(method, path) for method, path, _ in _keyed(document_app)}
+    assert set(_operations(document_app)) - keyed == {("GET", "/healthz"), ("GET", "/readyz")}
+
+
+@pytest.mark.parametrize("caller", ["no key", "a key without the scope"])
+def test_the_key_and_its_scope_are_checked_before_anything_else(
+    app: FastAPI, client: TestClient, caller: str
+) -> None:
+    """No key is 401, and a key without the route's scope 403, whatever else is wrong: bad
+    query values, a body that is not JSON, a malformed path id."""
+    # inference:audit is the scope of no route but the export, which a reader's key lacks.
+    auditor = key_headers(app, "nobody", "inference:audit")
+    reader = key_headers(app, "nobody", "inference:read")
+    wrong = []
+    for method, template, operation in _keyed(app):
+        headers: dict[str, str] = {}
+        if caller != "no key":
+            headers = reader if template == "/inference/analytics/export" else auditor
+        body = b"{not json" if "requestBody" in operation else None
+        response = client.request(
+            method,
+            _path(template),
+            params=_bad_query(operation),
+            content=body,
+            headers={**headers, "content-type": "application/json"},
+        )
+        expected = (401, "unauthenticated") if caller == "no key" else (403, "missing_scope")
+        got = (response.status_code, response.json().get("error", {}).get("code"))
+        if got != expected:
+            wrong.append(f"{method} {template}: {got}")
+    assert not wrong, wrong
+
+
+def test_a_bad_request_with_the_right_key_is_still_refused_as_before(
+    app: FastAPI, client: TestClient
+) -> None:
+    headers = key_headers(app, "operator", "inference:admin")
+    bad = client.get("/inference/analytics/export", params={"format": "xml"}, headers=headers)
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_request")
+    naive = client.get(
+        "/inference/analytics/export", params={"until": "2026-06-18T00:00:00"}, headers=headers
+    )
+    assert (naive.status_code, naive.json()["error"]["code"]) == (422, "timezone_required")
+    not_json = client.post(
+        "/inference/quote",
+        content=b"{not json",
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert (not_json.status_code, not_json.json()["error"]["code"]) == (422, "invalid_json")
+
+
+def test_the_key_is_looked_up_once_a_request(
+    app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flow_memory.kit import deps
+
+    headers = key_headers(app, "operator", "inference:admin")
+    looked_up = []
+    authenticate = deps.authenticate
+
+    async def counting(*args: Any) -> Any:
+        looked_up.append(1)
+        return await authenticate(*args)
+
+    monkeypatch.setattr(deps, "authenticate", counting)
+    assert client.get("/inference/analytics/usage", headers=headers).status_code == 200
+    assert len(looked_up) == 1
+
+
+# -- 405 names the methods a path serves -----------------------------------------------------
+
+
+def test_a_method_a_path_does_not_serve_is_405_with_allow(app: FastAPI, client: TestClient) -> None:
+    served: dict[str, set[str]] = {}
+    for method, path in _operations(app):
+        served.setdefault(path, set()).add(method)
+    wrong = []
+    for template, methods in sorted(served.items()):
+        for method in sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - methods):
+            response = client.request(method, _path(template))
+            allow = response.headers.get("allow")
+            if response.status_code != 405 or allow is None:
+                wrong.append(f"{method} {template}: {response.status_code}, allow {allow}")
+                continue
+            if {m.strip() for m in allow.split(",")} != methods:
+                wrong.append(f"{method} {template}: allow {allow}, serves {sorted(methods)}")
+            assert response.json()["error"]["code"] == "method_not_allowed"
+    assert not wrong, "\n".join(wrong)
+
+
+# -- every field that names who acts is checked ---------------------------------------------
+
+
+def _actor_fields(schema: dict[str, Any], components: dict[str, Any], prefix: str = "") -> set[str]:
+    """The paths of the fields the schema marks as naming who acts (``x-flow-memory-actor``)."""
+    if "$ref" in schema:
+        schema = components[schema["$ref"].rsplit("/", 1)[-1]]
+    found: set[str] = set()
+    for member in schema.get("anyOf", []):
+        found |= _actor_fields(member, components, prefix)
+    for name, prop in schema.get("properties", {}).items():
+        if prop.get(ACTOR_EXTENSION):
+            found.add(prefix + name)
+        else:
+            found |= _actor_fields(prop, components, f"{prefix}{name}.")
+    return found
+
+
+def test_every_field_naming_who_acts_has_a_row_refusing_another_owner(
+    document_app: FastAPI,
+) -> None:
+    document = document_app.openapi()
+    components = document["components"]["schemas"]
+    marked = {
+        (method, path, field)
+        for (method, path), operation in _operations(document_app).items()
+        for media in operation.get("requestBody", {}).get("content", {}).values()
+        for field in _actor_fields(media["schema"], components)
+    }
+    assert {field for _, _, field in marked} >= {
+        "buyer_id",
+        "agent_id",
+        "requested_by",
+        "owner_id",
+        "flow_memory.agent_id",
+    }
+    refused = {
+        (row.method, row.template, outcome.field)
+        for row in ROWS
+        for outcome in row.expected.values()
+        if outcome.code == "identity_not_yours"
+    }
+    assert marked - refused == set(), "add a row naming the first owner in these fields"

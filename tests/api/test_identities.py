@@ -1,0 +1,242 @@
+"""No one acts as someone else: a body field that names who acts (``buyer_id``, ``agent_id``,
+``requested_by``, ``owner_id``) names the key's owner, an identity that owner controls, or
+anyone for a key with inference:admin; otherwise 403 ``identity_not_yours``, and nothing about
+the named identity changes. (Every route's callers are in tests/api/test_access_matrix.py.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from flow_memory.market.models import MarketOrder, Reservation
+from flow_memory.routing.models import RouteRecord
+from tests.api.test_market_orders import ORDERS, bid_body, cancel, depth, levels
+from tests.assertions import error, ok
+from tests.factories import (
+    BUYER,
+    Headers,
+    admin_headers,
+    buyer_headers,
+    eligible_provider,
+    key_headers,
+    operated_agents,
+    seller_headers,
+)
+
+# Each test runs with the market in the app's process and in a process of its own.
+BOTH_MARKETS = True
+
+OTHER = "agent-research-2"
+MODEL = "flow-memory-orchestrator"
+RESERVATIONS = "/inference/market/reservations"
+
+
+def reservation_body(key: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "unit_type": "token",
+        "requested_units": 1000,
+        "max_unit_price": 0.0000008,
+        "idempotency_key": key,
+        **extra,
+    }
+
+
+def policy_body(**extra: Any) -> dict[str, Any]:
+    return {"model": MODEL, "unit_type": "token", "estimated_units": 1000, **extra}
+
+
+def planner_headers(app: FastAPI, owner: str) -> Headers:
+    return key_headers(app, owner, "inference:buy", "inference:plan", "inference:read")
+
+
+def footprint(app: FastAPI, client: TestClient, owner: str) -> dict[str, Any]:
+    """What the API shows about ``owner``: its public profile and the usage bought for it."""
+    admin = admin_headers(app)
+    profile = client.get(f"/inference/buyers/{owner}/profile", headers=admin).json()
+    usage = client.get(
+        "/inference/analytics/usage", params={"agent_id": owner}, headers=admin
+    ).json()
+    return {"profile": profile, "records": usage["records"], "summary": usage["summary"]}
+
+
+def counts(app: FastAPI) -> tuple[int, int, int]:
+    with app.state.session_factory() as session:
+        return (
+            session.scalar(select(func.count()).select_from(MarketOrder)) or 0,
+            session.scalar(select(func.count()).select_from(Reservation)) or 0,
+            session.scalar(select(func.count()).select_from(RouteRecord)) or 0,
+        )
+
+
+@pytest.fixture
+def provider_id(client: TestClient, app: FastAPI) -> str:
+    return str(eligible_provider(client, seller_headers(app))["provider_id"])
+
+
+class TestABuyerCannotActAsAnother:
+    """The issue's three requests, each made with one buyer's key for another buyer."""
+
+    def test_orders_reservations_and_routes_for_another_buyer_are_refused_and_change_nothing(
+        self, app: FastAPI, client: TestClient, provider_id: str
+    ) -> None:
+        other = planner_headers(app, OTHER)
+        ok(client.post(ORDERS, json=bid_body(1000, 0.0000008), headers=other), 201)
+        before = footprint(app, client, OTHER)
+        stored = counts(app)
+        mine = planner_headers(app, BUYER)
+        for path, body, field in [
+            (ORDERS, bid_body(1000, 0.0000008, buyer_id=OTHER), "buyer_id"),
+            (RESERVATIONS, reservation_body("k1", buyer_id=OTHER), "buyer_id"),
+            ("/inference/route", policy_body(agent_id=OTHER), "agent_id"),
+            ("/inference/quote", policy_body(agent_id=OTHER), "agent_id"),
+        ]:
+            answer = client.post(path, json=body, headers=mine)
+            detail = error(answer, 403, "identity_not_yours", field)
+            assert OTHER not in answer.text, path
+            assert field in detail["message"] and "inference:admin" in detail["hint"]
+        assert counts(app) == stored
+        assert footprint(app, client, OTHER) == before
+        assert before["records"], "the other buyer has bought"
+        assert client.get(f"/inference/buyers/{BUYER}/profile", headers=mine).status_code == 404
+
+    def test_the_same_requests_naming_oneself_or_no_one_are_accepted(
+        self, app: FastAPI, client: TestClient, provider_id: str
+    ) -> None:
+        mine = planner_headers(app, BUYER)
+        for buyer_id in (BUYER, None):
+            order = ok(
+                client.post(
+                    ORDERS, json=bid_body(1000, 0.0000008, buyer_id=buyer_id), headers=mine
+                ),
+                201,
+            )["order"]
+            assert order["buyer_id"] == BUYER
+            held = ok(
+                client.post(
+                    RESERVATIONS,
+                    json=reservation_body(f"k-{buyer_id}", buyer_id=buyer_id),
+                    headers=mine,
+                ),
+                201,
+            )
+            assert held["reservation"]["buyer_id"] == BUYER
+            route = ok(
+                client.post("/inference/route", json=policy_body(agent_id=buyer_id), headers=mine)
+            )
+            assert route["route"]["agent_id"] == buyer_id
+
+    def test_a_cancel_requested_by_another_is_refused_and_the_order_rests(
+        self, app: FastAPI, client: TestClient
+    ) -> None:
+        buyer = buyer_headers(app)
+        order_id = ok(client.post(ORDERS, json=bid_body(1000, 0.0000005), headers=buyer), 201)[
+            "order"
+        ]["order_id"]
+        answer = cancel(client, buyer, order_id, requested_by=OTHER)
+        error(answer, 403, "identity_not_yours", "requested_by")
+        assert OTHER not in answer.text
+        assert levels(depth(client, buyer)["bids"]) == [(0.0000005, 1000, 1)]
+        cancelled = ok(cancel(client, buyer, order_id, requested_by=BUYER))["order"]
+        assert cancelled["status"] == "cancelled"
+
+    def test_a_seller_cannot_name_a_buyer_on_its_ask(
+        self, app: FastAPI, client: TestClient, provider_id: str
+    ) -> None:
+        seller = seller_headers(app)
+        body = {
+            "side": "ask",
+            "provider_id": provider_id,
+            "model": MODEL,
+            "unit_type": "token",
+            "units": 1000,
+            "limit_unit_price": 0.000002,
+            "buyer_id": BUYER,
+        }
+        error(client.post(ORDERS, json=body, headers=seller), 403, "identity_not_yours", "buyer_id")
+
+
+class TestAdmins:
+    def test_an_admin_acts_for_anyone(
+        self, app: FastAPI, client: TestClient, provider_id: str
+    ) -> None:
+        admin = admin_headers(app)
+        order = ok(
+            client.post(ORDERS, json=bid_body(1000, 0.0000008, buyer_id=OTHER), headers=admin), 201
+        )["order"]
+        assert (order["owner_id"], order["buyer_id"]) == ("operator", OTHER)
+        held = ok(
+            client.post(RESERVATIONS, json=reservation_body("a", buyer_id=OTHER), headers=admin),
+            201,
+        )
+        assert held["reservation"]["buyer_id"] == OTHER
+        route = ok(client.post("/inference/route", json=policy_body(agent_id=OTHER), headers=admin))
+        assert route["route"]["agent_id"] == OTHER
+
+    def test_narrowing_away_admin_narrows_who_the_key_acts_as(
+        self, app: FastAPI, client: TestClient
+    ) -> None:
+        everything = key_headers(app, "operator", "inference:admin", "inference:buy")
+        narrowed = {**everything, "x-flow-memory-scopes": "inference:buy"}
+        answer = client.post(
+            ORDERS, json=bid_body(1000, 0.0000008, buyer_id=OTHER), headers=narrowed
+        )
+        error(answer, 403, "identity_not_yours", "buyer_id")
+
+
+class TestIdentitiesAnOwnerControls:
+    """The agent identities an owner operates (a later domain registers them; a test double
+    stands in here) may be named by that owner's keys, and by no one else's."""
+
+    def test_an_owner_acts_as_its_agent_and_another_owner_does_not(
+        self, app: FastAPI, client: TestClient, provider_id: str
+    ) -> None:
+        with operated_agents({BUYER: ["agent-7"]}):
+            mine = planner_headers(app, BUYER)
+            theirs = planner_headers(app, OTHER)
+            order = ok(
+                client.post(
+                    ORDERS, json=bid_body(1000, 0.0000008, buyer_id="agent-7"), headers=mine
+                ),
+                201,
+            )["order"]
+            assert (order["owner_id"], order["buyer_id"]) == (BUYER, "agent-7")
+            held = ok(
+                client.post(
+                    RESERVATIONS, json=reservation_body("a7", buyer_id="agent-7"), headers=mine
+                ),
+                201,
+            )
+            assert held["reservation"]["buyer_id"] == "agent-7"
+            ok(client.post("/inference/route", json=policy_body(agent_id="agent-7"), headers=mine))
+            for path, body in [
+                (ORDERS, bid_body(1000, 0.0000008, buyer_id="agent-7")),
+                (RESERVATIONS, reservation_body("t7", buyer_id="agent-7")),
+                ("/inference/route", policy_body(agent_id="agent-7")),
+            ]:
+                answer = client.post(path, json=body, headers=theirs)
+                assert answer.status_code == 403, answer.text
+                assert answer.json()["error"]["code"] == "identity_not_yours"
+            # Identities that only look alike are not the agent.
+            error(
+                client.post(
+                    ORDERS, json=bid_body(1000, 0.0000008, buyer_id="agent-77"), headers=mine
+                ),
+                403,
+                "identity_not_yours",
+                "buyer_id",
+            )
+
+    def test_what_an_owner_controls_is_read_with_its_key(
+        self, app: FastAPI, client: TestClient, provider_id: str
+    ) -> None:
+        mine = planner_headers(app, BUYER)
+        body = bid_body(1000, 0.0000008, buyer_id="agent-8")
+        error(client.post(ORDERS, json=body, headers=mine), 403, "identity_not_yours")
+        with operated_agents({BUYER: ["agent-8"]}):
+            ok(client.post(ORDERS, json=body, headers=mine), 201)
+        error(client.post(ORDERS, json=body, headers=mine), 403, "identity_not_yours")

@@ -1,0 +1,1 @@
+"""The adversarial safety corpus: forbidden and harmless request material (issue 19)."""
