@@ -113,6 +113,7 @@ def onboard_provider(
     available_units: int,
     ask_unit_price: float,
     reference_unit_price: float | None = None,
+    name: str = "Bench Provider",
 ) -> str:
     """Enroll, pair and beat a provider, publish its catalog (one model, token units) and its
     capacity, through the API; returns its id."""
@@ -124,7 +125,7 @@ def onboard_provider(
     provider = client.post(
         "/inference/providers/enroll",
         json={
-            "provider_name": "Bench Provider",
+            "provider_name": name,
             "base_url": base_url,
             "credential_ref_id": ref["credential_ref_id"],
             "supported_units": ["token"],

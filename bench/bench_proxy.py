@@ -1,6 +1,6 @@
 """Proxy overhead: the same fast local upstream called directly and through Flow Memory.
 
-    python bench/bench_proxy.py [--clients 32] [--seconds 8] [--paced-fraction 0.5]
+    python bench/bench_proxy.py [--clients 32] [--seconds 8] [--paced-fraction 0.5] [--models 1]
 
 A minimal keep-alive HTTP/1.1 model server (asyncio, fixed answers, in its own process) plays
 the provider. A real `flow-memory serve` process on SQLite routes `POST /v1/chat/completions`
@@ -18,6 +18,10 @@ Printed, side by side for the direct and the proxied path:
   coordinated omission). This is the added latency at that concurrency below saturation. The
   first half second of each paced phase (fresh connections) runs but is not counted.
 - the added time to first byte of a streamed answer at one client.
+
+With ``--models N`` the proxy serves N models, each listed by a provider of its own (all at the
+same upstream), and every client asks for them in turn: the proxy then keeps N default routes
+per buyer, each selected and refreshed on its own.
 """
 
 from __future__ import annotations
@@ -158,22 +162,25 @@ async def read_response(reader: asyncio.StreamReader, on_first_byte: Callable[[]
 
 
 async def load(
-    port: int, payload: bytes, clients: int, seconds: float
+    port: int, payload: bytes | list[bytes], clients: int, seconds: float
 ) -> tuple[list[float], list[float], int]:
-    """Latencies and times to first byte (ms) of every call in ``seconds``, and the errors."""
+    """Latencies and times to first byte (ms) of every call in ``seconds``, and the errors
+    (several payloads: each client sends them in turn, starting at its own)."""
+    payloads = payload if isinstance(payload, list) else [payload]
     latencies: list[float] = []
     first_bytes: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
 
-    async def one_client() -> None:
+    async def one_client(index: int) -> None:
         nonlocal errors
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             while time.perf_counter() < stop_at:
                 started = time.perf_counter()
                 marks: list[float] = []
-                writer.write(payload)
+                writer.write(payloads[index % len(payloads)])
+                index += 1
                 status = await read_response(reader, lambda m=marks: m.append(time.perf_counter()))
                 ended = time.perf_counter()
                 if status != 200:
@@ -184,7 +191,7 @@ async def load(
         finally:
             writer.close()
 
-    await asyncio.gather(*(one_client() for _ in range(clients)))
+    await asyncio.gather(*(one_client(i) for i in range(clients)))
     return latencies, first_bytes, errors
 
 
@@ -193,13 +200,14 @@ PACED_WARMUP_SECONDS = 0.5
 
 
 async def paced(
-    port: int, payload: bytes, clients: int, rate: float, seconds: float
+    port: int, payload: bytes | list[bytes], clients: int, rate: float, seconds: float
 ) -> tuple[list[float], list[float], int]:
     """Open loop: ``clients`` connections together offering ``rate`` calls a second, each on a
     fixed schedule, for ``PACED_WARMUP_SECONDS`` and then ``seconds``. Returns, for the calls
     after the warm-up, latencies from the scheduled send time (ms), how late each call was sent
     (ms: the generator's own lag plus waiting behind the connection's previous call), and the
     errors."""
+    payloads = payload if isinstance(payload, list) else [payload]
     latencies: list[float] = []
     lateness: list[float] = []
     errors = 0
@@ -213,13 +221,15 @@ async def paced(
         nonlocal errors
         reader, writer = connections[index]
         scheduled = start + index / rate
+        turn = index
         try:
             while scheduled < end:
                 wait = scheduled - time.perf_counter()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 sent = time.perf_counter()
-                writer.write(payload)
+                writer.write(payloads[turn % len(payloads)])
+                turn += 1
                 status = await read_response(reader, lambda: None)
                 ended = time.perf_counter()
                 if status != 200:
@@ -240,17 +250,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def setup_provider(base: str, seller: str, upstream_port: int) -> None:
+def model_names(count: int) -> list[str]:
+    return [MODEL] if count == 1 else [f"{MODEL}-{index}" for index in range(count)]
+
+
+def setup_providers(base: str, seller: str, upstream_port: int, models: list[str]) -> None:
+    """A provider of its own for each model, all at the one upstream."""
     with httpx.Client(base_url=base, timeout=30) as client:
-        onboard_provider(
-            client,
-            seller,
-            model=MODEL,
-            base_url=f"http://127.0.0.1:{upstream_port}/v1",
-            available_units=10**12,
-            ask_unit_price=0.000001,
-            reference_unit_price=0.000002,
-        )
+        for index, model in enumerate(models):
+            onboard_provider(
+                client,
+                seller,
+                model=model,
+                base_url=f"http://127.0.0.1:{upstream_port}/v1",
+                available_units=10**12,
+                ask_unit_price=0.000001,
+                reference_unit_price=0.000002,
+                name=f"Bench Provider {index}",
+            )
 
 
 def report(label: str, latencies: list[float], seconds: float, errors: int) -> dict[str, float]:
@@ -276,26 +293,44 @@ def main() -> None:
         default=0.5,
         help="offered rate of the paced phase, as a fraction of the proxied saturation rate",
     )
+    parser.add_argument(
+        "--models", type=int, default=1, help="models served, each by a provider of its own"
+    )
     args = parser.parse_args()
+    models = model_names(args.models)
     upstream_port = free_port()
     upstream = start_upstream(upstream_port)
     with running_server(extra_env={"FLOW_MEMORY_LOG_LEVEL": "warning"}) as server:
         seller = create_key(server.env, "bench-seller", "inference:sell,inference:read")
         buyer = create_key(server.env, "bench-buyer", "inference:proxy")
-        setup_provider(server.base_url, seller, upstream_port)
+        setup_providers(server.base_url, seller, upstream_port, models)
         proxy_port = int(server.base_url.rsplit(":", 1)[1])
         plain = json.dumps(
             {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
         ).encode()
+        per_model = [
+            request_bytes(
+                proxy_port,
+                "/v1/chat/completions",
+                json.dumps({"model": m, "messages": [{"role": "user", "content": "hi"}]}).encode(),
+                buyer,
+            )
+            for m in models
+        ]
         streamed = json.dumps(
-            {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+            {"model": models[0], "messages": [{"role": "user", "content": "hi"}], "stream": True}
         ).encode()
         direct = request_bytes(upstream_port, "/v1/chat/completions", plain, None)
-        proxied = request_bytes(proxy_port, "/v1/chat/completions", plain, buyer)
+        proxied = (
+            per_model
+            if len(models) > 1
+            else request_bytes(proxy_port, "/v1/chat/completions", plain, buyer)
+        )
         warm = asyncio.run(load(proxy_port, proxied, 4, 2.0))
         assert warm[0], f"the proxy answered no call ({warm[2]} errors)"
         print(
-            f"load {os.getloadavg()[0]:.2f}; {args.clients} clients, {args.seconds:.0f} s a phase"
+            f"load {os.getloadavg()[0]:.2f}; {args.clients} clients, {args.seconds:.0f} s a phase,"
+            f" {len(models)} model(s)"
         )
         print("SATURATION (closed loop: each client sends its next call as soon as answered)")
         saturation = 0.0

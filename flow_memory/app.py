@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from fastapi import Depends, FastAPI
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.staticfiles import StaticFiles
@@ -47,6 +48,8 @@ from flow_memory.proxy.resolver import CredentialResolver
 from flow_memory.proxy.service import PlanCache
 from flow_memory.routing.api import router as routing_router
 from flow_memory.routing.facts import RouteFacts
+from flow_memory.scrape import MetricsListener
+from flow_memory.scrape import install as install_metrics
 from flow_memory.settings import Settings
 from flow_memory.usage.api import router as usage_router
 
@@ -59,6 +62,18 @@ DASHBOARD_HEADERS = {
     "referrer-policy": "no-referrer",
     "x-content-type-options": "nosniff",
     "cache-control": "no-cache",
+}
+# The API docs page runs scripts and styles that the fastapi-offline package ships (an
+# interactive OpenAPI viewer), served by this app so the page works without the internet.
+DOCS_ASSETS = "/docs/assets"
+DOCS_HEADERS = {
+    # The viewer needs inline script (its start-up call) and inline styles; nothing may come
+    # from another origin.
+    "content-security-policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
 }
 DESCRIPTION = """Flow Memory is a dry-run marketplace for inference capacity. Every market
 record is an application record: no funds move, nothing is signed or broadcast, and every
@@ -93,7 +108,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if listener is not None:
         listener.start()
     app.state.changes_listener = listener
+    metrics = MetricsListener.of(app)  # /metrics on an address of its own, if one is set
     try:
+        if metrics is not None:
+            metrics.start()  # first: a port that cannot be bound stops the start here
         app.state.market.start()
         yield
         # Acknowledge every queued market command and write every usage record before exiting.
@@ -101,6 +119,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.usage_recorder.stop()
         await app.state.proxy_client.aclose()
     finally:
+        if metrics is not None:
+            metrics.stop()
         if listener is not None:
             listener.stop()
         if checkpointer is not None:
@@ -149,8 +169,9 @@ class GuardExceptProxy:
             await self.guarded(scope, receive, send)
 
 
-# Flow Memory exports no traces or metrics; FastAPI versions that offer them would otherwise
-# look for a provider on every request.
+# FastAPI's own telemetry stays off (Flow Memory's metrics are its Prometheus instruments,
+# flow_memory.scrape); FastAPI versions that offer it would otherwise look for a provider on
+# every request.
 _NO_TELEMETRY: dict[str, Any] = (
     {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters
@@ -174,6 +195,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         default_response_class=DocumentedJSONResponse,
+        docs_url=None,  # served by _add_api_docs, from this app's files
+        redoc_url=None,
         # Authentication first: no key answers 401 whatever else is wrong with a request.
         dependencies=[Depends(authenticate_first), Depends(refuse_unstorable_path_parameters)],
         lifespan=_lifespan,
@@ -241,6 +264,7 @@ def create_app(
         host_resolver=host_resolver,
     )
     app.include_router(proxy_router)
+    install_metrics(app)
 
     @app.get(
         "/healthz",
@@ -275,4 +299,26 @@ def create_app(
         return FileResponse(UI_DIRECTORY / "index.html", headers=DASHBOARD_HEADERS)
 
     app.mount("/ui", StaticFiles(directory=UI_DIRECTORY), name="ui")
+    _add_api_docs(app)
     return app
+
+
+def _add_api_docs(app: FastAPI) -> None:
+    """/docs: the OpenAPI document as an interactive page, every file of it served here."""
+    app.mount(
+        DOCS_ASSETS, StaticFiles(packages=[("fastapi_offline", "static")]), name="docs-assets"
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title="Flow Memory API",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}/ui/favicon.svg",
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+        page.headers.update(DOCS_HEADERS)
+        return page

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from flow_memory.settings import Settings
+from flow_memory.settings import DEMO_DATABASE, Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,15 +35,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    create = key_commands.add_parser("create", help="create a key (its secret is shown once)")
+    which = argparse.ArgumentParser(add_help=False)
+    which.add_argument(
+        "--demo",
+        action="store_true",
+        help="the demo's database (var/demo.db, as `flow-memory demo` uses it), "
+        "not FLOW_MEMORY_DATABASE_URL's",
+    )
+    create = key_commands.add_parser(
+        "create", parents=[which], help="create a key (its secret is shown once)"
+    )
     create.add_argument("--owner", required=True)
     create.add_argument(
         "--scopes", required=True, help="comma-separated, e.g. inference:read,inference:buy"
     )
     create.add_argument("--label", default="")
-    listing = key_commands.add_parser("list", help="list keys (never their secrets)")
+    listing = key_commands.add_parser(
+        "list", parents=[which], help="list keys (never their secrets)"
+    )
     listing.add_argument("--all", action="store_true", help="include revoked keys")
-    revoke = key_commands.add_parser("revoke", help="revoke a key")
+    revoke = key_commands.add_parser("revoke", parents=[which], help="revoke a key")
     revoke.add_argument("key_id")
 
     db = commands.add_parser("db", help="database maintenance")
@@ -90,6 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             with_local_model=not args.no_local_model,
         )
     if args.command == "keys":
+        if args.demo:
+            if not DEMO_DATABASE.exists():
+                print(
+                    f"flow-memory: no demo database at {DEMO_DATABASE}: start the demo first "
+                    "(bash scripts/demo), from this folder",
+                    file=sys.stderr,
+                )
+                return 2
+            settings = replace(settings, database_url=f"sqlite:///{DEMO_DATABASE}")
         return _keys(settings, args)
     if args.command == "db":
         return _db(settings, args)

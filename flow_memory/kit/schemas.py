@@ -77,11 +77,23 @@ class SafetyFields(BaseModel):
 assert SafetyFields().model_dump() == dict(SAFETY_ENVELOPE)
 
 
+class ProblemRead(BaseModel):
+    field: str | None = Field(description="The field's path, or null for the body as a whole")
+    message: str
+    code: str
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
     field: str | None = None
     hint: str | None = None
+    problems: list[ProblemRead] | None = Field(
+        default=None,
+        description="On a request whose fields are at fault: every problem found, the first "
+        "(this error's own code, field and message) included, so one round trip fixes them "
+        "all. Absent on other errors.",
+    )
 
 
 class ErrorEnvelope(SafetyFields):

@@ -36,6 +36,7 @@ from flow_memory.market.rows import (
 from flow_memory.pricing import service as pricing
 from flow_memory.providers import repository as providers_repository
 from flow_memory.providers import service as providers_service
+from flow_memory.routing import repository as routing_repository
 from flow_memory.routing.facts import FRESH_SECONDS
 from flow_memory.settings import Settings
 
@@ -62,6 +63,7 @@ class Kept:
         self.gates: dict[str, str] = {}
         self.capacity: dict[str, dict[MarketKey, int]] = {}
         self.references: dict[tuple[str, str, str], Decimal | None] = {}
+        self.listed: dict[MarketKey, bool] = {}
 
     def refresh(self, generation: int | None, now: datetime) -> None:
         """Keep what was read only while it is fresh at ``now`` and ``generation`` holds."""
@@ -82,6 +84,7 @@ class Kept:
         self.gates.clear()
         self.capacity.clear()
         self.references.clear()
+        self.listed.clear()
 
 
 @dataclass
@@ -231,6 +234,16 @@ class Batch:
                 for c in providers_repository.capacity(self.session, provider_id)
             }
         return capacity
+
+    def listed(self, market: MarketKey) -> bool:
+        """Whether some provider's catalog lists the market's model in its unit type."""
+        found = self.kept.listed.get(market)
+        if found is None:
+            model, unit_type = market
+            found = self.kept.listed[market] = routing_repository.catalog_lists(
+                self.session, model=model, unit_type=unit_type
+            )
+        return found
 
     def reference_prices(
         self, market: MarketKey, provider_ids: set[str]

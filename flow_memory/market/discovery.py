@@ -29,6 +29,13 @@ class MarketSummary:
     providers: set[str] = field(default_factory=set)
     last_fill_price: Decimal | None = None
     last_fill_at: datetime | None = None
+    catalogued: bool = False  # some provider's catalog lists the model in this unit type
+
+    @property
+    def demand_only(self) -> bool:
+        """Bids on a model no provider's catalog lists (in this unit type) and no ask: demand
+        for what is not offered yet."""
+        return not self.catalogued and self.ask_orders == 0
 
     def read(self) -> dict[str, Any]:
         return {
@@ -43,6 +50,7 @@ class MarketSummary:
             "provider_count": len(self.providers),
             "last_fill_price": self.last_fill_price,
             "last_fill_at": self.last_fill_at,
+            "demand_only": self.demand_only,
         }
 
 
@@ -83,7 +91,9 @@ def market_summaries(session: Session, model: str | None = None) -> list[MarketS
                 s.providers.add(provider_id)
     for m, unit_types, provider_id in session.execute(catalog):
         for u in unit_types:
-            summary(m, u).providers.add(provider_id)
+            listed = summary(m, u)
+            listed.providers.add(provider_id)
+            listed.catalogued = True
     for m, u, price, at in session.execute(fills):
         s = summary(m, u)
         s.last_fill_price, s.last_fill_at = price, at
@@ -127,14 +137,26 @@ def model_offers(session: Session, model: str) -> list[dict[str, Any]]:
 
 
 def feed_page(
-    session: Session, *, after: int, limit: int, kind: str | None, model: str | None
+    session: Session,
+    *,
+    after: int,
+    before: int | None,
+    newest_first: bool,
+    limit: int,
+    kind: str | None,
+    model: str | None,
 ) -> tuple[list[FeedEvent], int | None]:
+    """Events with ids between ``after`` and ``before`` (both excluded), and the cursor of the
+    next page: the last event's id when more follow in the same order."""
     query = select(FeedEvent).where(FeedEvent.event_id > after)
+    if before is not None:
+        query = query.where(FeedEvent.event_id < before)
     if kind is not None:
         query = query.where(FeedEvent.kind == kind)
     if model is not None:
         query = query.where(FeedEvent.model == model)
-    events = list(session.scalars(query.order_by(FeedEvent.event_id).limit(limit + 1)))
+    order = FeedEvent.event_id.desc() if newest_first else FeedEvent.event_id.asc()
+    events = list(session.scalars(query.order_by(order).limit(limit + 1)))
     more = len(events) > limit
     events = events[:limit]
     return events, (events[-1].event_id if more and events else None)

@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from flow_memory.kit.deps import Principal, ReadSessionDep, require_scopes
 from flow_memory.kit.errors import NotFound
@@ -35,6 +35,10 @@ class MarketSummaryRead(BaseModel):
     provider_count: int
     last_fill_price: Amount | None
     last_fill_at: datetime | None
+    demand_only: bool = Field(
+        description="true for a market no provider's catalog lists (in this unit type) and no "
+        "ask rests in: bids recording demand for a model not offered yet"
+    )
 
 
 class MarketListResponse(SafetyFields):
@@ -153,17 +157,35 @@ def _payload_numbers(value: Any, key: str = "") -> Any:
     "/inference/market/feed",
     response_model=FeedResponse,
     name="feed",
-    summary="Recent dry-run marketplace events, oldest first, with a cursor",
+    summary="Recent dry-run marketplace events, oldest or newest first, with a cursor",
 )
 def market_feed(
     session: ReadSessionDep,
     _principal: Reader,
     after: Annotated[int, Query(ge=0, le=2**62, description="Return events after this id")] = 0,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**62, description="Return events before this id")
+    ] = None,
+    order: Annotated[
+        Literal["oldest", "newest"],
+        Query(
+            description="oldest: the first events first, next page with after=next_cursor; "
+            "newest: the latest events first, next page with before=next_cursor"
+        ),
+    ] = "oldest",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     kind: Annotated[Identifier | None, Query()] = None,
     model: Annotated[Identifier | None, Query()] = None,
 ) -> FlowJSONResponse:
-    events, cursor = discovery.feed_page(session, after=after, limit=limit, kind=kind, model=model)
+    events, cursor = discovery.feed_page(
+        session,
+        after=after,
+        before=before,
+        newest_first=order == "newest",
+        limit=limit,
+        kind=kind,
+        model=model,
+    )
     return respond(
         {
             "events": [

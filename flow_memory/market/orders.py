@@ -35,6 +35,8 @@ from flow_memory.market.rows import (
 )
 from flow_memory.market.schemas import OrderCancel, OrderCreate
 from flow_memory.providers import service as providers_service
+from flow_memory.routing import service as routing
+from flow_memory.routing.suggest import name_list
 
 Answer = Callable[[Session], Any]
 
@@ -51,8 +53,25 @@ class PlaceOrder:
 
     def run(self, batch: Batch) -> Answer:
         order, fills = place_order(batch, principal=self.principal, body=self.body)
-        answer = {"order": order_read(order), "fills": [fill_read(f) for f in fills]}
+        answer = {
+            "order": order_read(order),
+            "fills": [fill_read(f) for f in fills],
+            "warnings": order_warnings(batch, self.body),
+        }
         return lambda _session: answer
+
+
+def order_warnings(batch: Batch, body: OrderCreate) -> list[str]:
+    """What a placed order's answer warns of: a bid on a market no provider's catalog lists
+    rests as demand only (kept: demand for what is not offered yet is worth recording)."""
+    if body.side != "bid" or batch.listed((body.model, body.unit_type)):
+        return []
+    suggested = routing.suggest_models(batch.session, body.model)
+    near = f"; listed models with similar names: {name_list(suggested)}" if suggested else ""
+    return [
+        "no provider's catalog lists this model in this unit type: the bid rests as demand "
+        f"only, and no ask can fill it until a provider offers it{near}"
+    ]
 
 
 def place_order(
@@ -260,7 +279,7 @@ class CancelOrder:
     def _answer(self, session: Session) -> dict[str, Any]:
         stored = repository.order_row(session, self.order_id)
         fills = repository.fills_of(session, self.order_id)
-        return {"order": order_read(stored), "fills": [fill_read(f) for f in fills]}
+        return {"order": order_read(stored), "fills": [fill_read(f) for f in fills], "warnings": []}
 
 
 def _status(batch: Batch, order_id: str) -> str:

@@ -15,7 +15,9 @@ length, then a pickle:
   the socket); a thread that is no event loop's sends its command at once;
 - the market process, on one thread, takes every command that has arrived, applies them as
   one batch of the market writer, and answers them in one frame once the batch has committed:
-  ``(request id, succeeded, result or error)``.
+  ``(figures, answers)``, the batch's figures for /metrics (``flow_memory.market.metrics``)
+  and an answer ``(request id, succeeded, result or error)`` per command. The server counts
+  the figures in its own instruments before it tells the answers.
 
 Writes other processes make reach the market process as they reach any writer on the same
 database: a book another process changed is rebuilt from the database before its next command.
@@ -57,6 +59,7 @@ from typing import Any
 from flow_memory.kit.clock import Clock, SystemClock
 from flow_memory.kit.db import make_engine, make_session_factory
 from flow_memory.kit.errors import FlowMemoryError
+from flow_memory.market.metrics import BatchFigures, record
 from flow_memory.market.writer import MAX_BATCH, Command, MarketWriter, Outcome, Queued, settle
 from flow_memory.routing.facts import RouteFacts
 from flow_memory.settings import Settings
@@ -260,7 +263,9 @@ class _Child:
 
     def _read(self) -> None:
         try:
-            for answers in read_frames(self.sock):
+            for figures, answers in read_frames(self.sock):
+                for batch in figures:
+                    record(batch)
                 outcomes: list[Outcome] = []
                 for request_id, succeeded, value in answers:
                     future = self.pending.pop(request_id, None)
@@ -426,12 +431,13 @@ def serve(sock: socket.socket) -> None:
     clock = _SentClock()
     generation: list[int | None] = [None]
     outbox: list[tuple[int, bool, Any]] = []
+    figures: list[BatchFigures] = []
 
     def answer() -> None:
-        answers = outbox[:]
-        del outbox[:]
-        if answers:
-            _send_answers(sock, answers)
+        answers, told = outbox[:], figures[:]
+        del outbox[:], figures[:]
+        if answers or told:
+            _send_answers(sock, told, answers)
 
     writer = MarketWriter(
         make_session_factory(engine),
@@ -439,6 +445,7 @@ def serve(sock: socket.socket) -> None:
         clock=clock,
         generation=lambda: generation[0],
         after_batch=answer,
+        observe=figures.append,
     )
     gc.collect()
     gc.freeze()  # what is loaded now lives as long as the process
@@ -467,13 +474,16 @@ def serve(sock: socket.socket) -> None:
         engine.dispose()
 
 
-def _send_answers(sock: socket.socket, answers: list[tuple[int, bool, Any]]) -> None:
+def _send_answers(
+    sock: socket.socket, figures: list[BatchFigures], answers: list[tuple[int, bool, Any]]
+) -> None:
     try:
-        data = pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((figures, answers), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as error:  # one answer that does not pickle must not lose the others
         log.exception("a market answer could not be sent")
         data = pickle.dumps(
-            [_picklable(answer, error) for answer in answers], protocol=pickle.HIGHEST_PROTOCOL
+            (figures, [_picklable(answer, error) for answer in answers]),
+            protocol=pickle.HIGHEST_PROTOCOL,
         )
     try:
         write_frame(sock, data)

@@ -41,6 +41,7 @@ from flow_memory.kit.errors import FlowMemoryError
 from flow_memory.kit.outage import database_unavailable, is_database_outage
 from flow_memory.market.batch import Batch, Kept
 from flow_memory.market.books import MarketBooks, MarketKey
+from flow_memory.market.metrics import BatchFigures, record, tally
 from flow_memory.market.persist import persist
 from flow_memory.settings import Settings
 
@@ -98,6 +99,7 @@ class MarketWriter:
         clock: Clock,
         generation: Callable[[], int | None] = lambda: None,
         after_batch: Callable[[], None] | None = None,
+        observe: Callable[[BatchFigures], None] = record,
     ) -> None:
         self.factory = factory
         self.settings = settings
@@ -108,6 +110,7 @@ class MarketWriter:
         self.books = MarketBooks()
         self.kept = Kept()
         self._after_batch = after_batch  # runs once each batch's outcomes are all told
+        self._observe = observe  # told each batch's figures, before its outcomes
         self._queue: queue.SimpleQueue[Queued | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -120,6 +123,8 @@ class MarketWriter:
         self.commands = 0
         self.retries = 0
         self._committing = False  # the running batch has begun to commit
+        # The committed batch's events and how long its commit took.
+        self._committed: tuple[list[tuple[Any, ...]], float] | None = None
 
     async def run(self, command: Command) -> Any:
         """Queue a command and wait, on this event loop, until its batch has committed."""
@@ -195,8 +200,12 @@ class MarketWriter:
     def apply(self, queued: list[Queued], *, now: datetime | None = None) -> None:
         """Apply a batch and tell each command its outcome (in the calling thread: the
         writer's, or the market process's, which has no other)."""
+        started = time.perf_counter()
         with self._applying:
+            retries, self._committed = self.retries, None
             outcomes = self._apply(list(queued), now or self.clock.now())
+            figures = self._figures(len(queued), outcomes, started, self.retries - retries)
+        self._observe(figures)
         settle(outcomes)
         if self._after_batch is not None:
             self._after_batch()
@@ -279,7 +288,9 @@ class MarketWriter:
                 except Exception as error:
                     raise Withdrawn(item, error) from error
             self._committing = True
+            committing = time.perf_counter()
             session.commit()
+            self._committed = (batch.rows.events, time.perf_counter() - committing)
         except BaseException:
             self.books.forget(list(batch.opened))
             self._drop_connection(dead=True)
@@ -287,6 +298,27 @@ class MarketWriter:
         for market in batch.opened.values():
             market.state.version = market.version
         return results
+
+    def _figures(
+        self, commands: int, outcomes: list[Outcome], started: float, retries: int
+    ) -> BatchFigures:
+        applied = refused = 0
+        for _, succeeded, value in outcomes:
+            if succeeded:
+                applied += 1
+            elif isinstance(value, FlowMemoryError) and value.status_code < 500:
+                refused += 1
+        events, commit_seconds = self._committed or ([], None)
+        return BatchFigures(
+            commands=commands,
+            applied=applied,
+            refused=refused,
+            failed=len(outcomes) - applied - refused,
+            retries=retries,
+            seconds=time.perf_counter() - started,
+            commit_seconds=commit_seconds,
+            **tally(events),
+        )
 
     def _failure(self, error: Exception) -> FlowMemoryError:
         unavailable = database_unavailable(

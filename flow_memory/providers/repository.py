@@ -93,6 +93,11 @@ def replace_capacity(session: Session, provider_id: str, entries: Iterable[Capac
     session.add_all(list(entries))
 
 
+def ids(session: Session) -> list[str]:
+    """Every enrolled provider's id."""
+    return list(session.scalars(select(Provider.provider_id).order_by(Provider.provider_id)))
+
+
 def many(session: Session, provider_ids: Sequence[str]) -> list[Provider]:
     return list(session.scalars(select(Provider).where(Provider.provider_id.in_(provider_ids))))
 

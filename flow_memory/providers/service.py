@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy.orm import Session
 
@@ -17,7 +17,13 @@ from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Conflict, Invalid, NotFound
 from flow_memory.kit.ids import new_id
 from flow_memory.providers import repository
-from flow_memory.providers.health import Health, HealthThresholds, RuntimeFacts, derive_health
+from flow_memory.providers.health import (
+    Health,
+    HealthThresholds,
+    RouteGate,
+    RuntimeFacts,
+    derive_health,
+)
 from flow_memory.providers.models import CapacityEntry, CatalogEntry, PairingToken, Provider
 from flow_memory.providers.schemas import (
     ProviderCapacity,
@@ -403,6 +409,21 @@ def route_gates(
     """The route gate of many providers at once."""
     healths = health_of_many(session, provider_ids, settings=settings, now=now)
     return {provider_id: health.route_gate for provider_id, health in healths.items()}
+
+
+# Providers whose gates one round of ``route_gate_counts`` reads: a bounded IN list.
+_GATE_SLICE = 500
+
+
+def route_gate_counts(session: Session, *, settings: Settings, now: datetime) -> dict[str, int]:
+    """How many enrolled providers stand at each route gate (every gate named, even at 0)."""
+    provider_ids = repository.ids(session)
+    counts = dict.fromkeys(get_args(RouteGate), 0)
+    for start in range(0, len(provider_ids), _GATE_SLICE):
+        chunk = provider_ids[start : start + _GATE_SLICE]
+        for gate in route_gates(session, chunk, settings=settings, now=now).values():
+            counts[gate] += 1
+    return counts
 
 
 def _facts(

@@ -8,7 +8,6 @@ never stored or logged. The answer is the provider's, plus a ``flow_memory`` obj
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -33,13 +32,15 @@ from flow_memory.kit.deps import (
     require_scopes,
     transaction,
 )
-from flow_memory.kit.errors import FlowMemoryError, ForbiddenMaterial, Invalid, PayloadTooLarge
+from flow_memory.kit.errors import FlowMemoryError, NotFound, PayloadTooLarge
 from flow_memory.kit.http import FlowJSONResponse, error_body
-from flow_memory.kit.safety import SAFETY_ENVELOPE, Finding, find_forbidden
+from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.kit.schemas import ERROR_RESPONSES, ErrorEnvelope
 from flow_memory.kit.scopes import PROXY
 from flow_memory.proxy import catalog, sse, translate
+from flow_memory.proxy.bodies import read_call
 from flow_memory.proxy.client import BODY_ERRORS, Opened, UpstreamClient, UpstreamUnavailable
+from flow_memory.proxy.metrics import call_ended
 from flow_memory.proxy.recorder import UsageRecorder
 from flow_memory.proxy.schemas import (
     DEFAULT_OPTIONS,
@@ -49,13 +50,13 @@ from flow_memory.proxy.schemas import (
     ProxiedAnswer,
     ProxyOptions,
     option_source,
-    read_options,
 )
 from flow_memory.proxy.service import (
     Kind,
     Plan,
     PlanCache,
     Target,
+    for_this_call,
     metadata,
     plan_for_route,
     plan_fresh,
@@ -80,33 +81,6 @@ router = APIRouter(prefix="/v1", tags=["proxy"], responses=PROXY_RESPONSES)
 authorize_proxy = require_scopes(PROXY)
 ProxyCaller = Annotated[Principal, Depends(authorize_proxy)]
 
-# Fields that carry prompt text: passed to the provider as they are, never scanned or stored.
-CONTENT_FIELDS = frozenset({"messages", "input", "instructions", "prompt", "system", "tools"})
-# What an SDK body may carry to a provider, by API: its own fields (as the SDK-compatible APIs
-# define them), and Flow Memory's routing options. Anything else is refused by name, so that
-# nothing a caller adds (an execute flag, a safety field) reaches a provider unseen.
-_SHARED_FIELDS = frozenset({"model", "user", "metadata", "flow_memory", "stream", "service_tier"})
-SDK_FIELDS: dict[str, frozenset[str]] = {
-    "chat": _SHARED_FIELDS
-    | {
-        "messages", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "max_tokens",
-        "max_completion_tokens", "n", "presence_penalty", "response_format", "seed", "stop",
-        "stream_options", "temperature", "top_p", "tools", "tool_choice",
-        "parallel_tool_calls", "functions", "function_call", "store", "reasoning_effort",
-        "modalities", "audio", "prediction", "web_search_options", "verbosity",
-        "prompt_cache_key", "safety_identifier",
-    },
-    "responses": _SHARED_FIELDS
-    | {
-        "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools",
-        "tool_choice", "parallel_tool_calls", "previous_response_id", "store", "text",
-        "reasoning", "truncation", "include", "background", "max_tool_calls", "prompt",
-        "prompt_cache_key", "safety_identifier", "top_logprobs", "conversation",
-        "stream_options",
-    },
-    "embeddings": _SHARED_FIELDS | {"input", "encoding_format", "dimensions"},
-}  # fmt: skip
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
 UPSTREAM_PATHS = {
     "chat": "/chat/completions",
     "responses": "/responses",
@@ -250,11 +224,11 @@ def request_headers(scope: Scope) -> dict[str, str]:
     }
 
 
-async def _read_body(receive: Receive, headers: dict[str, str], limit: int, kind: str) -> Json:
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body exceeds {limit} bytes", field="body")
-    raw = b""
+    raw: bytes = b""
     while True:
         message = await receive()
         if message["type"] != "http.request":
@@ -264,86 +238,24 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int, kind
             raise PayloadTooLarge(f"request body exceeds {limit} bytes", field="body")
         if not message.get("more_body", False):
             break
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise Invalid("the body must be a JSON object", field="body") from None
-    if not isinstance(body, dict):
-        raise Invalid("the body must be a JSON object", field="body")
-    model = body.get("model")
-    if not isinstance(model, str) or not MODEL_NAME.fullmatch(model):
-        raise Invalid(
-            "model must be a model name (letters, digits and . _ : @ / -, at most 128)",
-            field="model",
-            hint="GET /v1/models lists the models providers serve now",
-        )
-    # Everything but the prompt is checked for forbidden material, as on every other route.
-    found = _forbidden_in({k: v for k, v in body.items() if k not in CONTENT_FIELDS})
-    if found is not None:
-        raise ForbiddenMaterial(
-            f"{found.field} holds forbidden material ({found.kind.replace('_', ' ')}); "
-            "the request was refused and nothing was stored",
-            field=found.field,
-            hint="provider credentials stay with the operator; send only routing options",
-        )
-    unknown = sorted(set(body) - SDK_FIELDS[kind])
-    if unknown:
-        raise Invalid(
-            f"{unknown[0]} is not a field of this call: only the SDK's own fields go to a "
-            "provider" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""),
-            field=unknown[0],
-            code="unknown_field",
-            hint="routing options go in the flow_memory object; see docs/INFERENCE_PROXY.md",
-        )
-    return body
-
-
-_CLEAN_FIELDS: set[tuple[Any, ...]] = set()
-# Only sets of short plain values are remembered: a remembered set holds its values, and proxy
-# bodies may carry megabytes in any field.
-_REMEMBERED_TEXT = 128
-
-
-def _forbidden_in(fields: Json) -> Finding | None:
-    """``find_forbidden``, remembering flat field sets found clean: steady SDK traffic sends
-    the same few (model, stream, temperature…) call after call."""
-    if not all(
-        value is None
-        or isinstance(value, bool | int | float)
-        or (isinstance(value, str) and len(value) <= _REMEMBERED_TEXT)
-        for value in fields.values()
-    ) or any(len(name) > _REMEMBERED_TEXT for name in fields):
-        return find_forbidden(fields)  # nested, or too long to keep: always scanned
-    key = tuple((name, type(value), value) for name, value in fields.items())
-    if key in _CLEAN_FIELDS:
-        return None
-    found = find_forbidden(fields)
-    if found is None:
-        if len(_CLEAN_FIELDS) >= 4096:
-            _CLEAN_FIELDS.clear()
-        _CLEAN_FIELDS.add(key)
-    return found
+    return raw
 
 
 async def _plan(
     state: State, caller: Principal, kind: Kind, model: str, options: ProxyOptions
 ) -> Plan:
-    settings = state.settings
     now = state.clock.now()
     if options.route_id is not None:
         route_id = options.route_id
 
         def follow() -> Plan:
-            with transaction(state.read_session_factory) as session:
-                return plan_for_route(
-                    session,
-                    principal=caller,
-                    route_id=route_id,
-                    model=model,
-                    kind=kind,
-                    settings=settings,
-                    now=now,
-                )
+            try:
+                return _follow(state, caller, route_id, kind, model, now)
+            except NotFound:
+                # A route this server chose a moment ago may still be queued to be written.
+                if not state.usage_recorder.flush():
+                    raise
+                return _follow(state, caller, route_id, kind, model, now)
 
         return await run_in_threadpool(follow)
     cache: PlanCache = state.proxy_plans
@@ -369,10 +281,27 @@ async def _plan(
         return plan
 
 
+def _follow(
+    state: State, caller: Principal, route_id: str, kind: Kind, model: str, now: datetime
+) -> Plan:
+    with transaction(state.read_session_factory) as session:
+        return plan_for_route(
+            session,
+            principal=caller,
+            route_id=route_id,
+            model=model,
+            kind=kind,
+            settings=state.settings,
+            now=now,
+        )
+
+
 def _select_plan(
     state: State, caller: Principal, kind: Kind, model: str, options: ProxyOptions, now: datetime
 ) -> Plan:
-    with transaction(state.session_factory) as session:
+    """Select in a read session (no write lock on the request path); the usage writer stores
+    the chosen route, ahead of the calls that use it."""
+    with transaction(state.read_session_factory) as session:
         return plan_fresh(
             session,
             principal=caller,
@@ -381,6 +310,7 @@ def _select_plan(
             options=options,
             settings=state.settings,
             now=now,
+            keep=state.usage_recorder.add_route,
         )
 
 
@@ -415,30 +345,32 @@ async def serve_call(
     state: State = scope["app"].state
     started = time.perf_counter()
     headers = request_headers(scope)
-    body = await _read_body(receive, headers, state.settings.proxy_max_body_bytes, kind)
-    body_options = body.pop("flow_memory", None)
-    options = read_options(body_options, headers)
+    raw = await _read_body(receive, headers, state.settings.proxy_max_body_bytes)
+    # Every client mistake is answered here, before a route is selected or a provider called.
+    checked = read_call(raw, kind, headers)
+    body, options = checked.body, checked.options
     if options.agent_id is not None:
-        field = option_source(body_options, "agent_id")
+        field = option_source(checked.sent_options, "agent_id")
         ensure_may_act_as(caller, options.agent_id, field=field)
     model: str = body["model"]
     stream = body.get("stream") is True and kind != "embeddings"
-    plan = await _plan(state, caller, kind, model, options)
+    plan = for_this_call(await _plan(state, caller, kind, model, options), kind, body, options)
     client: UpstreamClient = state.proxy_client
     route = [(ROUTE_HEADER.encode(), plan.route_id.encode())]
     watch = DisconnectWatch(receive)
+    asked = time.perf_counter()
     try:
         try:
             opened = await client.open_first(plan, _builder(kind, body, stream))
         except asyncio.CancelledError:
             if watch.stop():
-                _record_unanswered(state, plan, started, "client_disconnected")
+                _record_unanswered(state, plan, kind, started, asked, "client_disconnected")
                 raise ClientGone() from None
             raise
         except UpstreamUnavailable:
-            _record_unanswered(state, plan, started, "upstream_failed")
+            _record_unanswered(state, plan, kind, started, asked, "upstream_failed")
             raise
-        call = Call(state, plan, kind, body, opened, started)
+        call = Call(state, plan, kind, body, opened, started, asked=asked)
         if opened.response.status_code >= 400 or not stream:
             try:
                 status, content = await call.answer_whole()
@@ -519,9 +451,13 @@ async def _read_answer(response: Any, limit: int) -> bytes | None:
     return await read_within(response.aiter_bytes(), limit)  # a test's injected transport
 
 
-def _record_unanswered(state: State, plan: Plan, started: float, decision: str) -> None:
+def _record_unanswered(
+    state: State, plan: Plan, kind: Kind, started: float, asked: float, decision: str
+) -> None:
     """A call no provider answered (every route failed, or the client gave up first) is still
     a usage record, of no units."""
+    provider_id = plan.targets[0].provider_id
+    call_ended(provider_id=provider_id, api=kind, outcome=decision, asked=asked, answered=None)
     recorder: UsageRecorder = state.usage_recorder
     recorder.add(
         usage_record(
@@ -547,7 +483,15 @@ class Call:
     """One answered upstream call: turned into the client's answer and a usage record."""
 
     def __init__(
-        self, state: State, plan: Plan, kind: Kind, body: Json, opened: Opened, started: float
+        self,
+        state: State,
+        plan: Plan,
+        kind: Kind,
+        body: Json,
+        opened: Opened,
+        started: float,
+        *,
+        asked: float,
     ) -> None:
         self.state = state
         self.plan = plan
@@ -556,6 +500,8 @@ class Call:
         self.opened = opened
         self.target = opened.target
         self.started = started
+        self.asked = asked  # when the first upstream attempt began
+        self.answered = time.perf_counter()  # made as soon as a provider's answer began
         self.warnings: list[str] = []
         self.recorded = False
 
@@ -583,6 +529,13 @@ class Call:
         record = None
         if not self.recorded:
             self.recorded = True
+            call_ended(
+                provider_id=self.target.provider_id,
+                api=self.kind,
+                outcome=decision,
+                asked=self.asked,
+                answered=self.answered,
+            )
             record = usage_record(
                 self.plan,
                 self.target,

@@ -1,7 +1,9 @@
 """Batched usage writes for proxied calls: one writer thread commits records in groups, so a
-busy proxy pays one commit per batch instead of one per call. ``stop`` writes everything
-still queued, so a clean shutdown loses nothing. A database outage is waited out: the records
-stay queued until it ends (or, when the server is stopping, for at most 30 seconds)."""
+busy proxy pays one commit per batch instead of one per call. The routes the proxy selects
+for calls that name none go the same way (``add_route``), ahead of the calls that use them.
+``stop`` writes everything still queued, so a clean shutdown loses nothing. A database outage
+is waited out: the records stay queued until it ends (or, when the server is stopping, for at
+most 30 seconds)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.kit.deps import transaction
 from flow_memory.kit.errors import DatabaseUnavailable
+from flow_memory.routing.models import RouteRecord
 from flow_memory.usage.service import add_to_rollup, insert_records
 
 log = logging.getLogger("flow_memory.proxy.usage")
@@ -34,18 +37,31 @@ class UsageRecorder:
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
-        self._queue: queue.SimpleQueue[Row | threading.Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Row | RouteRecord | threading.Event | None] = (
+            queue.SimpleQueue()
+        )
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._urgent = threading.Event()
         self.written = 0
         self.lost = 0
+        self._taken = 0  # records the writer took from the queue and has not written yet
         self._stopping = False
 
     def add(self, record: Row) -> None:
         """Queue one record's column values (as ``record_values`` makes them)."""
         self._ensure_started()
         self._queue.put(record)
+
+    def add_route(self, route: RouteRecord) -> None:
+        """Queue a selected route (not yet in any session); it is written before any usage
+        record queued after it."""
+        self._ensure_started()
+        self._queue.put(route)
+
+    def depth(self) -> int:
+        """Records queued or being written, not yet committed (about: for /metrics)."""
+        return self._queue.qsize() + self._taken
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record queued before this call is committed."""
@@ -90,25 +106,35 @@ class UsageRecorder:
                 except queue.Empty:
                     break
             batch: list[Row] = []
+            routes: list[RouteRecord] = []
             waiters: list[threading.Event] = []
             for item in items:
                 if item is None:
                     stopping = True
                 elif isinstance(item, threading.Event):
                     waiters.append(item)
+                elif isinstance(item, RouteRecord):
+                    routes.append(item)
                 else:
                     batch.append(item)
+            self._taken = len(batch)
+            if routes and not batch:
+                self._write([], routes)
             for start in range(0, len(batch), MAX_BATCH):
-                self._write(batch[start : start + MAX_BATCH])
+                # Every route goes with the first slice: before any record that names it.
+                self._write(batch[start : start + MAX_BATCH], routes if start == 0 else [])
+                self._taken = max(0, len(batch) - start - MAX_BATCH)
             for waiter in waiters:
                 waiter.set()
 
-    def _write(self, batch: list[Row]) -> None:
+    def _write(self, batch: list[Row], routes: list[RouteRecord]) -> None:
         failures = 0
         outage_began: float | None = None
         while True:
             try:
                 with transaction(self._factory) as session:
+                    for route in routes:
+                        session.merge(route)  # a retried batch may have met it already
                     # In slices, offering the GIL back between them: this thread shares it
                     # with the event loop, and preparing a thousand rows at once held it for
                     # milliseconds while calls waited.
@@ -133,4 +159,4 @@ class UsageRecorder:
                     break
                 time.sleep(0.05 * 2**failures)
         self.lost += len(batch)
-        log.error("%d usage records could not be written", len(batch))
+        log.error("%d usage records and %d routes could not be written", len(batch), len(routes))

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flow_memory.kit.actors import Actor
-from flow_memory.kit.errors import ForbiddenMaterial, Invalid
+from flow_memory.kit.errors import ForbiddenMaterial, Problem
+from flow_memory.kit.http import validation_problems
 from flow_memory.kit.money import Amount
 from flow_memory.kit.safety import secret_kind_in_text
 from flow_memory.kit.schemas import Identifier, RequestModel, SafetyFields
@@ -42,16 +43,19 @@ DEFAULT_OPTIONS = ProxyOptions()
 DEFAULT_OPTIONS_KEY = DEFAULT_OPTIONS.model_dump_json()
 
 
-def read_options(body_options: Any, headers: dict[str, str]) -> ProxyOptions:
-    """Merge the body's ``flow_memory`` object with the routing headers (the body wins)."""
+def parse_options(body_options: Any, headers: dict[str, str]) -> ProxyOptions | list[Problem]:
+    """The routing options, or every problem with them (each named by the field or header it
+    was read from). Forbidden material in a header is refused at once."""
     if body_options is None:
         body_options = {}
     if not isinstance(body_options, dict):
-        raise Invalid(
-            "flow_memory must be an object",
-            field="flow_memory",
-            hint='send routing options such as {"route_id": "route_…"}',
-        )
+        return [
+            Problem(
+                "flow_memory",
+                'flow_memory must be an object of routing options, such as {"route_id": "route_…"}',
+                "invalid_request",
+            )
+        ]
     merged = dict(body_options)
     for name, header in OPTION_HEADERS.items():
         value = headers.get(header)
@@ -71,13 +75,20 @@ def read_options(body_options: Any, headers: dict[str, str]) -> ProxyOptions:
     try:
         return ProxyOptions.model_validate(merged)
     except ValidationError as error:
-        first = error.errors()[0]
-        path = ".".join(str(part) for part in first["loc"])
-        raise Invalid(
-            f"flow_memory.{path}: {first['msg']}",
-            field=f"flow_memory.{path}",
-            hint="see docs/INFERENCE_PROXY.md for the routing options",
-        ) from None
+        problems = validation_problems(error.errors())
+        return [_named_by_source(problem, body_options) for problem in problems]
+
+
+def _named_by_source(problem: Problem, body_options: dict[str, Any]) -> Problem:
+    """A problem found in an option, named by where the option was read from: the body's
+    flow_memory object, or its header."""
+    path = problem.field or ""
+    name = path.split(".", 1)[0].split("[", 1)[0]
+    if name in OPTION_HEADERS and name not in body_options:
+        field = OPTION_HEADERS[name]
+        return Problem(field, f"{field}: {problem.message.split(': ', 1)[-1]}", problem.code)
+    field = f"flow_memory.{path}" if path and path != "body" else "flow_memory"
+    return Problem(field, f"{field}: {problem.message.split(': ', 1)[-1]}", problem.code)
 
 
 def option_source(body_options: Any, name: str) -> str:

@@ -4,10 +4,11 @@ and turn an answered call into its usage record and ``flow_memory`` metadata."""
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -21,12 +22,15 @@ from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.providers import repository as providers_repository
 from flow_memory.providers import service as providers_service
 from flow_memory.providers.models import CatalogEntry
+from flow_memory.proxy.estimate import estimated_units
 from flow_memory.proxy.schemas import ProxyOptions
 from flow_memory.proxy.translate import Usage
 from flow_memory.routing import service as routing
 from flow_memory.routing.models import RouteRecord
 from flow_memory.routing.schemas import MarketPolicy, PolicyRequest
+from flow_memory.routing.suggest import name_list
 from flow_memory.settings import Settings
+from flow_memory.usage.outcomes import billed_request_units
 from flow_memory.usage.service import UsageInput, record_values
 
 Kind = Literal["chat", "responses", "embeddings"]
@@ -42,12 +46,29 @@ SERVES: dict[Kind, dict[str, str | None]] = {
     },
     "embeddings": {"embeddings": None, "chat_completions": None, "chat_responses": None},
 }
+# What a call's route is selected for when its flow_memory options name no estimated_units:
+# providers with fewer units at one price are passed over. (The usage record's estimate is the
+# call's own: flow_memory.proxy.estimate.)
 DEFAULT_ESTIMATED_UNITS = 1_000
+# How each client style is named in messages.
+API_NAMES: dict[Kind, str] = {
+    "chat": "chat completions",
+    "responses": "responses",
+    "embeddings": "embeddings",
+}
 
 
 class NoRoute(FlowMemoryError):
     status_code = 503
     code = "no_valid_inference_route"
+
+
+class ApiNotServed(FlowMemoryError):
+    """The model is listed, but no provider serves it in the call's API style: the caller's
+    mistake (another API, or another model), not an outage."""
+
+    status_code = 400
+    code = "api_not_served"
 
 
 @dataclass(frozen=True)
@@ -128,8 +149,14 @@ def plan_fresh(
     options: ProxyOptions,
     settings: Settings,
     now: datetime,
+    keep: Callable[[RouteRecord], None],
 ) -> Plan:
-    """Select and record a route under the request's policy (or the default one)."""
+    """Select a route under the request's policy (or the default one) and plan the call.
+
+    Only reads: ``session`` may be a read session. The chosen route is handed to ``keep``
+    once the plan is made (the proxy queues it to the usage writer, so selecting takes no
+    write lock on the request path)."""
+    ensure_model_serves(session, model=model, kind=kind)
     body = PolicyRequest(
         model=model,
         unit_type=options.unit_type,
@@ -140,25 +167,55 @@ def plan_fresh(
         goal_id=options.goal_id,
         market_policy=options.market_policy or MarketPolicy(),
     )
-    evaluation, record, _ = routing.select_route(
+    evaluation, record, _ = routing.choose_route(
         session, principal=principal, body=body, settings=settings, now=now
     )
     if record is None and not evaluation.rejected_by_code:
-        raise NotFound(
-            "no provider lists this model",
-            field="model",
-            code="model_not_found",
-            hint="GET /v1/models lists the models providers serve now",
-        )
+        raise model_not_found(evaluation.suggested_models)
     if record is None:
         counts = evaluation.rejected_by_code
         reasons = ", ".join(f"{code}: {n}" for code, n in sorted(counts.items()))
         raise NoRoute(
-            f"no provider can serve {model} under the policy ({reasons})",
+            f"no provider can serve this model under the policy ({reasons})",
             field="model",
             hint="POST /inference/quote shows each rejected route and its safe next action",
         )
-    return _plan(session, record, kind=kind, settings=settings, now=now)
+    plan = _plan(session, record, kind=kind, settings=settings, now=now)
+    keep(record)
+    return plan
+
+
+def model_not_found(suggested: list[str]) -> NotFound:
+    """No provider lists the model: never repeating the name the caller sent."""
+    near = f"listed models with similar names: {name_list(suggested)}; " if suggested else ""
+    return NotFound(
+        "no provider lists this model",
+        field="model",
+        code="model_not_found",
+        hint=f"{near}GET /v1/models lists the models providers serve now",
+    )
+
+
+def ensure_model_serves(session: Session, *, model: str, kind: Kind) -> None:
+    """Refuse, before any route is selected, a model nobody lists (404) or one whose providers
+    all serve other API styles than the call's (400), naming the models that do serve it."""
+    apis = routing.model_apis(session, model)
+    if not apis:
+        raise model_not_found(routing.suggest_models(session, model))
+    if apis & SERVES[kind].keys():
+        return
+    serving = routing.models_serving(session, model, SERVES[kind].keys())
+    raise ApiNotServed(
+        f"no provider serves this model for {API_NAMES[kind]}: its providers serve "
+        f"{name_list(sorted(apis))}",
+        field="model",
+        hint=(
+            f"models served for {API_NAMES[kind]}: {name_list(serving)}"
+            if serving
+            else f"no listed model is served for {API_NAMES[kind]} now"
+        )
+        + "; GET /v1/models lists each model's compatible_apis",
+    )
 
 
 def _plan(
@@ -186,7 +243,7 @@ def _plan(
         provider = providers.get(provider_id)
         entry = catalog.get(provider_id)
         if provider is None or entry is None:
-            warnings.append(f"{provider_id} no longer lists {record.model}; skipped")
+            warnings.append(f"{provider_id} no longer lists the model; skipped")
             continue
         gate = gates.get(provider_id, "blocked")
         if gate == "blocked" or (require_healthy and gate != "eligible"):
@@ -213,8 +270,10 @@ def _plan(
             )
         )
     if not targets:
+        ensure_model_serves(session, model=record.model, kind=kind)
         raise NoRoute(
-            f"route {record.route_id} has no provider that can serve {kind} for {record.model} now",
+            f"route {record.route_id} has no provider that can serve this model for "
+            f"{API_NAMES[kind]} now",
             field="model",
             hint="select a new route with POST /inference/route, or allow fallback",
         )
@@ -236,20 +295,41 @@ def _plan(
     )
 
 
+def for_this_call(plan: Plan, kind: Kind, body: dict[str, Any], options: ProxyOptions) -> Plan:
+    """The plan as this call is recorded: with the call's own estimated units (those its
+    options name, else ``flow_memory.proxy.estimate``'s), and attributed to the agent the call
+    names (checked by the caller), else the route's, else the route owner (the key's owner)."""
+    return replace(
+        plan,
+        estimated_units=options.estimated_units or estimated_units(kind, body, plan.unit_type),
+        agent_id=options.agent_id or plan.agent_id or plan.owner_id,
+    )
+
+
 class PlanCache:
     """Recently selected default routes, so steady SDK traffic does not select one per call.
 
     A cached plan is used for at most ``seconds`` and never past its route's expiry. Once it
-    is ``REFRESH_AT`` of the way there, one call starts a new selection in the background and
-    every call keeps the cached plan until the new one is in: steady traffic never waits for
-    a selection. ``clear`` forgets every plan, and a selection begun before it is not kept."""
+    is part of the way there (a share drawn for each plan from ``REFRESH_AT``), one call
+    starts a new selection in the background and every call keeps the cached plan until the
+    new one is in: steady traffic never waits for a selection, and plans cached together
+    (a client using many models) are not refreshed together. ``clear`` forgets every plan,
+    and a selection begun before it is not kept."""
 
-    REFRESH_AT = 0.8
+    REFRESH_AT = (0.5, 0.9)
 
-    def __init__(self, seconds: int, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        seconds: int,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        share: Callable[[float, float], float] = random.uniform,
+    ) -> None:
         self._seconds = seconds
         self._monotonic = monotonic
-        self._plans: dict[tuple[Any, ...], tuple[float, Plan]] = {}
+        self._share = share
+        # key -> (when stored, age at which it is due for a refresh, the plan)
+        self._plans: dict[tuple[Any, ...], tuple[float, float, Plan]] = {}
         self._lock = threading.Lock()
         self._selecting: dict[tuple[Any, ...], asyncio.Lock] = {}
         self._refreshing: dict[tuple[Any, ...], asyncio.Task[None]] = {}
@@ -275,13 +355,13 @@ class PlanCache:
             found = self._plans.get(key)
         if found is None:
             return None, False
-        stored_at, plan = found
+        stored_at, due_at, plan = found
         age = self._monotonic() - stored_at
         if age > self._seconds or plan.expires_at <= now:
             with self._lock:
                 self._plans.pop(key, None)
             return None, False
-        return plan, age > self._seconds * self.REFRESH_AT
+        return plan, age > due_at
 
     def refresh(self, key: tuple[Any, ...], select: Callable[[], Awaitable[Plan]]) -> None:
         """Select a new plan for ``key`` in the background, unless one is being selected."""
@@ -314,7 +394,8 @@ class PlanCache:
                 return
             if len(self._plans) > 10_000:
                 self._plans.clear()
-            self._plans[key] = (self._monotonic(), plan)
+            due_at = self._seconds * self._share(*self.REFRESH_AT)
+            self._plans[key] = (self._monotonic(), due_at, plan)
 
     def forget(self, key: tuple[Any, ...]) -> None:
         with self._lock:
@@ -326,9 +407,11 @@ class PlanCache:
             self._plans.clear()
 
 
-def units_of(usage: Usage, unit_type: str) -> int:
-    """Billable units of one call: tokens, or one request."""
-    return usage.total_tokens if unit_type == "token" else 1
+def units_of(usage: Usage, unit_type: str, decision: str) -> int:
+    """Billable units of one call: its tokens, or one request (none for a failed attempt)."""
+    if unit_type == "token":
+        return usage.total_tokens
+    return billed_request_units(decision, usage.total_tokens)
 
 
 def usage_record(
@@ -342,7 +425,7 @@ def usage_record(
 ) -> dict[str, Any]:
     """The usage record (its column values) of one proxied call, priced at the route's unit
     price. Column values, not an ORM object: building one costs more than the call itself."""
-    units = units_of(usage, target.unit_type)
+    units = units_of(usage, target.unit_type, decision)
     return record_values(
         UsageInput(
             source="proxy",

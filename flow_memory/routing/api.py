@@ -63,6 +63,7 @@ def quote(
             "eligible_count": evaluation.eligible_count,
             **service.rejections_read(evaluation),
             "warnings": evaluation.warnings,
+            "suggested_models": evaluation.suggested_models,
         }
     )
 
@@ -114,5 +115,6 @@ def route(
             "eligible_count": evaluation.eligible_count,
             **service.rejections_read(evaluation),
             "warnings": evaluation.warnings,
+            "suggested_models": evaluation.suggested_models,
         }
     )

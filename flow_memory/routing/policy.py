@@ -145,6 +145,12 @@ class Evaluation:
     eligible_count: int = 0  # providers with an eligible level: all the quotes there were
     rejected_count: int = 0  # rejected (provider, code) entries there were
     rejected_by_code: dict[str, int] = field(default_factory=dict)  # providers per code
+    suggested_models: list[str] = field(default_factory=list)  # for a model nobody lists
+
+    @property
+    def unlisted(self) -> bool:
+        """No provider lists the model: nobody was judged at all."""
+        return self.eligible_count == 0 and self.rejected_count == 0
 
 
 # A price 100,000 times its reference or more reads as this premium: every stored discount
@@ -195,8 +201,8 @@ def _message(code: str, offer: Offer, level: Level | None, policy: Policy, model
         )
     if code == "model_disallowed":
         if policy.allowed_models and model not in policy.allowed_models:
-            return f"{model} is not in the policy's allowed_models"
-        return f"the provider's credential reference does not allow {model}"
+            return "the model is not in the policy's allowed_models"
+        return "the provider's credential reference does not allow the model"
     if code == "unit_type_not_offered":
         return f"the catalog does not offer {offer.unit_type} units"
     if code == "provider_unhealthy":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
@@ -227,3 +227,29 @@ def list_price(session: Session, *, model: str, unit_type: str) -> Decimal | Non
         .scalar()
     )
     return price
+
+
+def listed_models(session: Session, *, compatible_apis: Collection[str] | None = None) -> list[str]:
+    """Every model some provider's catalog lists (for one of ``compatible_apis``, when given),
+    by name."""
+    query = select(CatalogEntry.model).distinct().order_by(CatalogEntry.model)
+    if compatible_apis is not None:
+        query = query.where(CatalogEntry.compatible_api.in_(sorted(compatible_apis)))
+    return list(session.scalars(query))
+
+
+def catalog_apis(session: Session, *, model: str) -> set[str]:
+    """The API styles the catalogs that list ``model`` declare for it (empty: nobody lists
+    it)."""
+    query = select(CatalogEntry.compatible_api).where(CatalogEntry.model == model).distinct()
+    return set(session.scalars(query))
+
+
+def catalog_lists(session: Session, *, model: str, unit_type: str) -> bool:
+    """Whether some provider's catalog lists ``model`` in ``unit_type``."""
+    query = select(type_coerce(CatalogEntry.unit_types, String)).where(CatalogEntry.model == model)
+    for raw in session.connection().execute(query).scalars():
+        unit_types = json.loads(raw) if isinstance(raw, str) else raw
+        if unit_type in unit_types:
+            return True
+    return False

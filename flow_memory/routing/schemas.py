@@ -99,6 +99,10 @@ class QuoteResponse(SafetyFields):
     rejected_count: int
     rejected_by_code: dict[str, int]
     warnings: list[str]
+    suggested_models: list[str] = Field(
+        description="When no provider lists the model: the listed model names nearest to it "
+        "(empty otherwise, or when none is near)"
+    )
 
 
 class RouteRead(BaseModel):
@@ -129,3 +133,7 @@ class RouteResponse(SafetyFields):
     rejected_count: int
     rejected_by_code: dict[str, int]
     warnings: list[str]
+    suggested_models: list[str] = Field(
+        description="When no provider lists the model: the listed model names nearest to it "
+        "(empty otherwise, or when none is near)"
+    )

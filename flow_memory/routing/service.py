@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,6 +19,7 @@ from flow_memory.routing.facts import RouteFacts
 from flow_memory.routing.models import RouteRecord
 from flow_memory.routing.policy import Evaluation, Offer, Policy, Quote, Rejection, evaluate
 from flow_memory.routing.schemas import PolicyRequest
+from flow_memory.routing.suggest import name_list, nearest_models
 from flow_memory.settings import Settings
 
 
@@ -135,7 +137,7 @@ def quote(
         session, facts, model=model, unit_type=unit_type, settings=settings, now=now
     )
     levels = book.ask_levels(session, model=model, unit_type=unit_type, now=now) if offers else {}
-    return evaluate(
+    evaluation = evaluate(
         offers,
         _policy(body),
         levels=levels,
@@ -144,6 +146,39 @@ def quote(
         max_quotes=body.max_quotes,
         max_rejected=body.max_rejected_routes,
     )
+    if evaluation.unlisted:
+        evaluation.suggested_models = suggest_models(session, model)
+        evaluation.warnings = [unlisted_warning(evaluation.suggested_models)]
+    return evaluation
+
+
+NOT_LISTED = "no provider lists this model"
+
+
+def suggest_models(
+    session: Session, model: str, *, compatible_apis: Collection[str] | None = None
+) -> list[str]:
+    """The listed model names nearest to ``model`` (a name nobody lists)."""
+    return nearest_models(model, repository.listed_models(session, compatible_apis=compatible_apis))
+
+
+def unlisted_warning(suggested: list[str]) -> str:
+    """What a quote or route says of a model nobody lists: never the name the caller sent."""
+    if suggested:
+        return f"{NOT_LISTED}; listed models with similar names: {name_list(suggested)}"
+    return f"{NOT_LISTED}; GET /inference/market/list shows the models on offer"
+
+
+def model_apis(session: Session, model: str) -> set[str]:
+    """The API styles providers' catalogs declare for ``model`` (empty: nobody lists it)."""
+    return repository.catalog_apis(session, model=model)
+
+
+def models_serving(session: Session, model: str, compatible_apis: Collection[str]) -> list[str]:
+    """Listed models some provider serves in one of ``compatible_apis``, the names nearest to
+    ``model`` first (at most ten)."""
+    listed = repository.listed_models(session, compatible_apis=compatible_apis)
+    return nearest_models(model, listed, limit=10, cutoff=0)
 
 
 def quote_read(q: Quote, estimated_units: int) -> dict[str, Any]:
@@ -200,7 +235,27 @@ def select_route(
     now: datetime,
     facts: RouteFacts | None = None,
 ) -> tuple[Evaluation, RouteRecord | None, list[Quote]]:
-    """Pick the best quote, keep the next ones as ordered fallbacks, and record the route."""
+    """Choose a route (``choose_route``) and record it in ``session``."""
+    evaluation, record, fallbacks = choose_route(
+        session, principal=principal, body=body, settings=settings, now=now, facts=facts
+    )
+    if record is not None:
+        session.add(record)
+        session.flush()
+    return evaluation, record, fallbacks
+
+
+def choose_route(
+    session: Session,
+    *,
+    principal: Principal,
+    body: PolicyRequest,
+    settings: Settings,
+    now: datetime,
+    facts: RouteFacts | None = None,
+) -> tuple[Evaluation, RouteRecord | None, list[Quote]]:
+    """Pick the best quote and keep the next ones as ordered fallbacks: a route record, not
+    yet stored (only reads, so a read session serves)."""
     evaluation = quote(session, body=body, settings=settings, now=now, facts=facts)
     if not evaluation.quotes:
         return evaluation, None, []
@@ -230,8 +285,6 @@ def select_route(
         created_at=now,
         expires_at=now + timedelta(seconds=settings.route_ttl_seconds),
     )
-    session.add(record)
-    session.flush()
     return evaluation, record, fallbacks
 
 

@@ -4,6 +4,7 @@
 import { parseJSON, request, safetyOf } from "./api.js";
 import { usageChart } from "./charts.js";
 import {
+  badge,
   code,
   formValues,
   h,
@@ -33,6 +34,9 @@ const METRICS = [
 ];
 
 const $ = (id) => document.getElementById(id);
+// Decisions of an answered call or fill; any other with no units is a failed attempt.
+const ANSWERED = new Set(["market_fill", "selected", "fallback"]);
+const failedAttempt = (r) => !ANSWERED.has(r.decision) && !Number(r.actual_units);
 
 function filters() {
   const v = formValues($("usage-form"));
@@ -50,7 +54,8 @@ function totalsTable(rows, key, label) {
   return table(
     [
       { label, cell: (r) => (key === "provider_id" ? code(r[key]) : r[key]) },
-      { label: "Records", num: true, cell: (r) => units(r.records) },
+      { label: "Billed calls", num: true, cell: (r) => units(r.billed_calls) },
+      { label: "Failed attempts", num: true, cell: (r) => units(r.failed_attempts) },
       { label: "Units", num: true, cell: (r) => units(r.actual_units) },
       { label: "Actual cost", num: true, cell: (r) => value(r.actual_cost) },
       { label: "Reference cost", num: true, cell: (r) => value(r.reference_cost) },
@@ -67,6 +72,7 @@ function recordsTable(records) {
     [
       { label: "When", cell: (r) => time(r.created_at) },
       { label: "Source", cell: (r) => r.source },
+      { label: "Outcome", cell: (r) => (failedAttempt(r) ? badge(`failed attempt: ${r.decision}`, "bad") : r.decision) },
       { label: "Model", cell: (r) => r.model },
       { label: "Provider", cell: (r) => code(r.provider_id) },
       { label: "Agent", cell: (r) => value(r.agent_id) },
@@ -127,7 +133,8 @@ function usageView(data) {
     h(
       "div",
       { class: "tiles wide" },
-      tile("Records", units(sum.records), { sub: h("span", {}, units(sum.records_with_reference), " with a reference price") }),
+      tile("Billed calls", units(sum.billed_calls), { sub: h("span", {}, units(sum.records_with_reference), " of ", units(sum.records), " records with a reference price"), testid: "billed-calls" }),
+      tile("Failed attempts", units(sum.failed_attempts), { sub: "no answer, nothing billed: kept for audit", testid: "failed-attempts" }),
       tile("Units", units(sum.actual_units), { sub: h("span", {}, "estimated ", units(sum.estimated_units)) }),
       tile("Actual cost", value(sum.actual_cost), { sub: sum.currency }),
       tile("Reference cost", value(sum.reference_cost), { sub: "where a reference price is known" }),

@@ -21,6 +21,20 @@ function niceCeil(n) {
   return step * power;
 }
 
+// The width a chart label takes, in the drawing's units (its text is 11px, as dashboard.css
+// sets); exact numbers such as 0.00007628 are long, and the axis makes room for them.
+const LABEL_FONT_PX = 11;
+let measurer = null;
+
+function labelWidth(text) {
+  if (!measurer) {
+    measurer = document.createElement("canvas").getContext("2d");
+    measurer.font = `${LABEL_FONT_PX}px ${getComputedStyle(document.body).fontFamily}`;
+  }
+  // A little over the measure: the drawing may be scaled, and fonts hint differently.
+  return Math.ceil(measurer.measureText(text).width * 1.1);
+}
+
 // Narrow screens get a narrower drawing, so its text stays readable when scaled to fit.
 function compactScreen() {
   return window.matchMedia("(max-width: 600px)").matches;
@@ -108,7 +122,7 @@ export function depthChart(depth) {
   const marker = (level, side, preferred, row) => {
     const mx = x(level.price);
     const label = `${side === "bid" ? "best bid" : "best ask"} ${level.text}`;
-    const textWidth = label.length * 6.2;
+    const textWidth = labelWidth(label);
     let anchor = preferred;
     let tx = mx + (anchor === "end" ? -4 : 4);
     if (anchor === "end" && tx - textWidth < 2) [anchor, tx] = ["start", Math.max(2, mx - 4)];
@@ -123,14 +137,14 @@ export function depthChart(depth) {
 
   const lowest = bids.length ? bids.at(-1) : asks[0];
   const highest = asks.length ? asks.at(-1) : bids[0];
-  svg.append(
-    s("text", { x: x(lowest.price), y: baseline + 18, "text-anchor": "middle" }, lowest.text),
-  );
-  if (highest !== lowest) {
-    svg.append(
-      s("text", { x: x(highest.price), y: baseline + 18, "text-anchor": "middle" }, highest.text),
-    );
-  }
+  // A price label sits under its price, moved inwards where it would run off the drawing.
+  const priceLabel = (level) => {
+    const half = labelWidth(level.text) / 2;
+    const lx = Math.min(Math.max(x(level.price), half + 2), width - half - 2);
+    return s("text", { x: lx, y: baseline + 18, "text-anchor": "middle" }, level.text);
+  };
+  svg.append(priceLabel(lowest));
+  if (highest !== lowest) svg.append(priceLabel(highest));
   return svg;
 }
 
@@ -160,10 +174,22 @@ export function usageChart(byDay, metric, label) {
   const compact = compactScreen();
   const width = compact ? 360 : 720;
   const height = compact ? 220 : 240;
-  const pad = { left: compact ? 52 : 64, right: 12, top: 18, bottom: 34 };
+  const rows = [...byDay].sort((a, b) => (a.day < b.day ? -1 : 1));
+  let top = null;
+  for (const row of rows) {
+    const v = row[metric];
+    if (v !== null && v !== undefined && (top === null || approx(v) > approx(top))) top = v;
+  }
+  const topLabel = top === null ? "" : numberText(top);
+  // The vertical axis is as wide as its longest label needs, so no digit is cut off.
+  const pad = {
+    left: Math.max(compact ? 52 : 64, labelWidth(topLabel) + 14),
+    right: 12,
+    top: 18,
+    bottom: 34,
+  };
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;
-  const rows = [...byDay].sort((a, b) => (a.day < b.day ? -1 : 1));
   const byKey = new Map(rows.map((row) => [row.day, row]));
   const days = rows.length ? dayRange(rows[0].day, rows.at(-1).day) : [];
   const title = `${label} per day`;
@@ -185,18 +211,13 @@ export function usageChart(byDay, metric, label) {
     svg.append(s("text", { x: width / 2, y: height / 2, "text-anchor": "middle" }, "No usage"));
     return svg;
   }
-  let top = null;
-  for (const row of rows) {
-    const v = row[metric];
-    if (v !== null && v !== undefined && (top === null || approx(v) > approx(top))) top = v;
-  }
   const max = top === null ? 0 : approx(top);
   const scale = max > 0 ? max * 1.1 : 1;
   if (top !== null) {
     const gy = baseline - (max / scale) * plotH;
     svg.append(
       s("line", { class: "grid", x1: pad.left, x2: width - pad.right, y1: gy, y2: gy }),
-      s("text", { x: pad.left - 8, y: gy + 4, "text-anchor": "end" }, numberText(top)),
+      s("text", { x: pad.left - 8, y: gy + 4, "text-anchor": "end" }, topLabel),
     );
   }
   svg.append(s("text", { x: pad.left - 8, y: baseline + 4, "text-anchor": "end" }, "0"));

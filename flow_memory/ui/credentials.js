@@ -33,11 +33,37 @@ function pick(ref, card) {
   $(card).querySelector("input[name=credential_ref_id]").focus({ preventScroll: true });
 }
 
+/**
+ * A reference's state as provider health judges it: revoked; rotated (active, pointing at a new
+ * secret version since rotated_at, so providers enrolled before then are stale until they
+ * re-enroll); or active.
+ */
+function refState(ref) {
+  if (ref.status === "revoked") {
+    return h(
+      "div",
+      { "data-testid": "credref-state", "data-state": "revoked" },
+      badge("revoked"),
+      ref.provider_routes_disabled ? h("div", { class: "muted small" }, "routes disabled") : null,
+    );
+  }
+  if (ref.rotated_at) {
+    return h(
+      "div",
+      { "data-testid": "credref-state", "data-state": "rotated" },
+      badge("rotated"),
+      h("div", { class: "muted small" }, "active on the new pointer since ", time(ref.rotated_at)),
+      h("div", { class: "muted small" }, "providers enrolled before then: re-enroll"),
+    );
+  }
+  return h("div", { "data-testid": "credref-state", "data-state": "active" }, badge("active"));
+}
+
 function refView(ref) {
   return kv([
     ["Credential ref id", code(ref.credential_ref_id)],
     ["Reference", code(ref.credential_ref)],
-    ["Status", badge(ref.status)],
+    ["State", refState(ref)],
     ["Display name", ref.display_name],
     ["Owner", ref.owner_id],
     ["Workspace", ref.workspace_id],
@@ -45,6 +71,7 @@ function refView(ref) {
     ["Secret value", h("span", {}, "redacted: ", value(ref.secret_value_redacted))],
     ["Raw credentials accepted", value(ref.raw_credentials_accepted)],
     ["Provider routes disabled", value(ref.provider_routes_disabled)],
+    ["Rotated", time(ref.rotated_at)],
     ["Updated", time(ref.updated_at)],
   ]);
 }
@@ -54,7 +81,7 @@ function refsTable(refs) {
     [
       { label: "Name", cell: (r) => h("div", {}, r.display_name, h("div", { class: "muted small" }, code(r.credential_ref_id))) },
       { label: "Reference", cell: (r) => code(r.credential_ref) },
-      { label: "Status", cell: (r) => h("div", {}, badge(r.status), r.provider_routes_disabled ? h("div", { class: "muted small" }, "routes disabled") : null) },
+      { label: "State", cell: (r) => refState(r) },
       { label: "Allowed models", cell: (r) => (r.allowed_models.length ? r.allowed_models.join(", ") : h("span", { class: "muted" }, "any")) },
       { label: "Owner", cell: (r) => r.owner_id },
       { label: "Updated", cell: (r) => time(r.updated_at) },

@@ -41,6 +41,15 @@ function showDepth(market) {
   location.hash = "#depth";
 }
 
+// A market of bids on a model no provider's catalog lists: demand for what is not offered yet.
+function demandOnly() {
+  return h(
+    "span",
+    { class: "badge", "data-testid": "demand-only", title: "Bids on a model no provider lists yet: no ask can fill them until one offers it" },
+    "demand only",
+  );
+}
+
 function marketTable(markets, { actions = true } = {}) {
   return table(
     [
@@ -48,8 +57,13 @@ function marketTable(markets, { actions = true } = {}) {
         label: "Model",
         cell: (m) =>
           actions
-            ? h("button", { type: "button", class: "link", title: "Show model detail", onclick: () => openModel(m.model) }, m.model)
-            : m.model,
+            ? h(
+                "span",
+                {},
+                h("button", { type: "button", class: "link", title: "Show model detail", onclick: () => openModel(m.model) }, m.model),
+                m.demand_only ? demandOnly() : null,
+              )
+            : h("span", {}, m.model, m.demand_only ? demandOnly() : null),
       },
       { label: "Unit", cell: (m) => m.unit_type },
       { label: "Best bid", num: true, cell: (m) => value(m.best_bid) },
@@ -144,7 +158,10 @@ function feedState() {
 
   async function load(append) {
     const target = $("feed-result");
-    const query = { ...state.query, after: append ? state.cursor : undefined };
+    // The next page continues in the chosen order: older events before the cursor when the
+    // newest come first, newer ones after it otherwise.
+    const page = state.query.order === "newest" ? "before" : "after";
+    const query = { ...state.query, [page]: append ? state.cursor : undefined };
     const result = await (append
       ? request("GET", ROUTES.feed, { query })
       : show(target, () => request("GET", ROUTES.feed, { query }), null, { button: more }));
@@ -156,7 +173,7 @@ function feedState() {
     if (!append) list.replaceChildren();
     for (const event of result.data.events) list.append(feedEvent(event));
     state.cursor = result.data.next_cursor;
-    more.hidden = result.data.events.length < Number(query.limit || 25);
+    more.hidden = result.data.next_cursor === null;
     const frame = responseView(result, () =>
       list.children.length ? list : emptyState("No events match. Orders, fills and capacity appear here."),
     );
@@ -165,7 +182,12 @@ function feedState() {
 
   onSubmit("feed-form", (form) => {
     const data = new FormData(form);
-    state.query = { kind: data.get("kind"), model: data.get("model").trim(), limit: data.get("limit") };
+    state.query = {
+      kind: data.get("kind"),
+      model: data.get("model").trim(),
+      order: data.get("order"),
+      limit: data.get("limit"),
+    };
     load(false);
   });
   more.addEventListener("click", () => load(true));

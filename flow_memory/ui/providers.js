@@ -24,6 +24,8 @@ const ROUTES = {
   providerCatalog: "/inference/providers/{provider_id}/catalog",
   providerCapacity: "/inference/providers/{provider_id}/capacity",
   providerHealth: "/inference/providers/{provider_id}/health",
+  marketList: "/inference/market/list",
+  modelDetail: "/inference/market/models/{model}",
 };
 
 const UNIT_TYPES = ["token", "request", "second", "image"];
@@ -35,6 +37,15 @@ const $ = (id) => document.getElementById(id);
 
 // The pairing token is a one-time secret: held here only until the heartbeat that uses it.
 const pairing = { providerId: null, token: null };
+
+// Providers enrolled from this tab, listed even before they publish a catalog.
+const enrolledHere = new Map();
+
+const CREDENTIAL_HINTS = {
+  rotated:
+    "The credential reference was rotated after this provider enrolled: re-enroll it (same provider name) to pick up the new pointer.",
+  revoked: "The credential reference is revoked: enroll with another reference.",
+};
 
 function providerId() {
   return $("runtime-provider").value.trim();
@@ -203,6 +214,9 @@ function healthView(data) {
         ["Provider", code(data.provider_id)],
       ]),
     ),
+    CREDENTIAL_HINTS[data.credential_ref_status]
+      ? h("p", { class: "wide hint", "data-testid": "credential-hint" }, CREDENTIAL_HINTS[data.credential_ref_status])
+      : null,
     h(
       "div",
       { class: "wide" },
@@ -212,6 +226,100 @@ function healthView(data) {
         : h("p", { class: "muted" }, "None: nothing keeps this provider from trading."),
     ),
   );
+}
+
+/**
+ * The providers the API can show this key: no route lists a key's own providers, so they are
+ * gathered from the market (each listed model's offers), plus those enrolled from this tab,
+ * each with its health where the key may read it (its own, or any with inference:admin).
+ */
+async function gatherProviders() {
+  const list = await request("GET", ROUTES.marketList);
+  if (!list.ok) return list;
+  const found = new Map();
+  const entry = (id, name) => {
+    if (!found.has(id)) found.set(id, { provider_id: id, provider_name: name, models: [] });
+    return found.get(id);
+  };
+  for (const [id, name] of enrolledHere) entry(id, name);
+  const models = [...new Set(list.data.markets.map((m) => m.model))];
+  const details = await Promise.all(
+    models.map((model) => request("GET", ROUTES.modelDetail, { params: { model } })),
+  );
+  for (const detail of details) {
+    if (!detail.ok) continue;
+    for (const offer of detail.data.offers) entry(offer.provider_id, offer.provider_name).models.push(detail.data.model);
+  }
+  const providers = [...found.values()].sort(
+    (a, b) => a.provider_name.localeCompare(b.provider_name) || a.provider_id.localeCompare(b.provider_id),
+  );
+  const healths = await Promise.all(
+    providers.map((p) => request("GET", ROUTES.providerHealth, { params: { provider_id: p.provider_id } })),
+  );
+  providers.forEach((p, index) => {
+    p.health_status = healths[index].status;
+    p.health = healths[index].ok ? healths[index].data : null;
+  });
+  return { ...list, data: { ...list.data, providers } };
+}
+
+function pickProvider(provider) {
+  $("runtime-provider").value = provider.provider_id;
+  remember("dl-providers", provider.provider_id, provider.provider_name);
+  checkHealth();
+  $("runtime-form").scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+function healthCell(provider, render) {
+  if (provider.health) return render(provider.health);
+  const status = provider.health_status;
+  if (status === 404) return h("span", { class: "muted small" }, "another owner's");
+  return h("span", { class: "muted small" }, status ? `HTTP ${status}` : "no answer");
+}
+
+function providersTable(data) {
+  return h(
+    "div",
+    { class: "stack" },
+    h(
+      "div",
+      { class: "wide", "data-testid": "provider-list" },
+      table(
+        [
+          {
+            label: "Provider",
+            cell: (p) => h("div", { "data-provider": p.provider_id }, p.provider_name, h("div", { class: "muted small" }, code(p.provider_id))),
+          },
+          { label: "Models", cell: (p) => (p.models.length ? [...p.models].sort().join(", ") : h("span", { class: "muted" }, "no catalog yet")) },
+          { label: "Route gate", cell: (p) => healthCell(p, (health) => badge(health.route_gate)) },
+          { label: "Status", cell: (p) => healthCell(p, (health) => badge(health.status)) },
+          { label: "Credential reference", cell: (p) => healthCell(p, (health) => badge(health.credential_ref_status)) },
+          { label: "Last heartbeat", cell: (p) => healthCell(p, (health) => time(health.last_heartbeat_at)) },
+          {
+            label: "",
+            cell: (p) => h("button", { type: "button", class: "secondary small", onclick: () => pickProvider(p) }, "Select"),
+          },
+        ],
+        data.providers,
+        { empty: "No provider yet. Enroll one below; it is listed here once it publishes a catalog." },
+      ),
+    ),
+    h(
+      "p",
+      { class: "wide muted small" },
+      "Gathered from the market list, each model's offers and each provider's health.",
+    ),
+  );
+}
+
+export async function loadProviders() {
+  const result = await show($("provider-list-result"), gatherProviders, providersTable, {
+    button: $("provider-list-load"),
+  });
+  if (result.ok) {
+    for (const p of result.data.providers) remember("dl-providers", p.provider_id, p.provider_name);
+  }
+  return result;
 }
 
 export function checkHealth(button) {
@@ -229,6 +337,7 @@ export function init() {
   $("capacity-rows").append(capacityRow());
   $("catalog-add").addEventListener("click", () => $("catalog-rows").append(catalogRow()));
   $("capacity-add").addEventListener("click", () => $("capacity-rows").append(capacityRow()));
+  $("provider-list-load").addEventListener("click", loadProviders);
 
   onSubmit("enroll-form", async (form, button) => {
     const v = formValues(form);
@@ -249,6 +358,8 @@ export function init() {
       const p = result.data.provider;
       remember("dl-providers", p.provider_id, p.provider_name);
       $("runtime-provider").value = p.provider_id;
+      enrolledHere.set(p.provider_id, p.provider_name);
+      loadProviders();
     }
   });
 
@@ -382,5 +493,6 @@ export function init() {
 }
 
 export function refresh() {
+  loadProviders();
   if (providerId() && !$("health-result").childElementCount) checkHealth();
 }

@@ -75,6 +75,34 @@ function metadataView(meta) {
   );
 }
 
+// What a person can do about a failed call, by the error's code (the error itself is shown
+// below the advice exactly as the API gave it).
+const ADVICE = {
+  upstream_unavailable:
+    "No provider answered the call (the message lists each attempt). A provider whose model server is down or unreachable cannot answer: choose a model with a live provider from the list above (in the demo, flow-memory-local-chat), or start the provider's model server and its provider agent.",
+  upstream_invalid_response:
+    "The provider answered, but not with a valid answer. Try again, or choose another model.",
+  model_not_found: "No provider lists this model. Load the models above and pick one (the hint names similar ones).",
+  api_not_served: "This model is not served for chat. Pick a model whose compatible APIs include chat (see the list above).",
+  no_valid_inference_route:
+    "Providers list this model, but none can take the call now (not eligible, no capacity, or over the policy). Check the provider's health under Providers, or quote the model under Routing to see each rejection.",
+  invalid_request: "Fix the fields the error names and send again.",
+  invalid_json: "Fix the body and send again.",
+  unknown_field: "Remove the field the error names and send again.",
+  unauthenticated: "Paste a key under Credentials first (the demo prints a buyer key).",
+  missing_scope: "This key lacks inference:proxy: use a key with it (the demo's buyer key has it).",
+  database_unavailable: "Flow Memory's database is unavailable for a moment: send again shortly.",
+};
+
+export function adviceFor(result) {
+  if (result.ok) return null;
+  const code = result.data && result.data.error && result.data.error.code;
+  const text =
+    ADVICE[code] ||
+    (result.status >= 500 ? "Flow Memory or a provider failed: the error below says which. Try again shortly." : null);
+  return text ? h("p", { class: "advice", "data-testid": "sdk-advice" }, h("strong", {}, "What to do: "), text) : null;
+}
+
 function chatView(data) {
   const message = data.choices && data.choices[0] && data.choices[0].message;
   return h(
@@ -95,7 +123,10 @@ export function init() {
       messages: [{ role: "user", content: v.message }],
       max_tokens: Number(v.max_tokens) || undefined,
     };
-    show($("chat-result"), () => request("POST", ROUTES.chatCompletions, { body }), chatView, { button });
+    show($("chat-result"), () => request("POST", ROUTES.chatCompletions, { body }), chatView, { button }).then((result) => {
+      const advice = adviceFor(result);
+      if (advice) $("chat-result").prepend(advice);
+    });
   });
 }
 

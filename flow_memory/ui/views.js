@@ -232,11 +232,20 @@ export function errorBox(result) {
     );
   }
   const row = (name) => [h("dt", {}, name), h("dd", { "data-error": name }, value(error[name]))];
+  const problems = Array.isArray(error.problems) && error.problems.length > 1 ? error.problems : null;
   return h(
     "div",
     { class: "api-error", role: "alert", "data-testid": "api-error" },
-    h("div", { class: "api-error-title" }, "The API refused this request"),
+    h("div", { class: "api-error-title" }, result.status >= 500 ? "The request failed" : "The API refused this request"),
     h("dl", {}, row("code"), row("message"), row("field"), row("hint")),
+    problems
+      ? h(
+          "div",
+          { "data-testid": "api-problems" },
+          h("h3", {}, `Every problem (${problems.length})`),
+          h("ul", {}, problems.map((p) => h("li", { "data-field": p.field || "" }, `${p.code}: ${p.message}`))),
+        )
+      : null,
   );
 }
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Date, Float, Index, Integer, String
+from sqlalchemy import BigInteger, Date, Float, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flow_memory.kit.db import Base, Money, UTCDateTime
@@ -26,7 +26,8 @@ class UsageRecord(Base):
 
     usage_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     source: Mapped[str] = mapped_column(String(16))  # market_fill | proxy
-    decision: Mapped[str] = mapped_column(String(24))  # market_fill | selected | fallback
+    # market_fill | selected | fallback, or how a proxied call failed (upstream_rejected, …)
+    decision: Mapped[str] = mapped_column(String(24))
     owner_id: Mapped[str] = mapped_column(String(128))  # the buyer's key owner
     seller_owner_id: Mapped[str] = mapped_column(String(128))
     workspace_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
@@ -65,6 +66,8 @@ class _RollupSums:
     priced_records: Mapped[int] = mapped_column(BigInteger)
     estimated_units: Mapped[int] = mapped_column(BigInteger)
     actual_units: Mapped[int] = mapped_column(BigInteger)
+    # Failed attempts among the records (``flow_memory.usage.outcomes``).
+    failed_records: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     actual_cost_whole: Mapped[int] = mapped_column(BigInteger)
     actual_cost_nanos: Mapped[int] = mapped_column(BigInteger)
     actual_cost_attos: Mapped[int] = mapped_column(BigInteger)

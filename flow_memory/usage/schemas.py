@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from flow_memory.kit.money import Amount
 from flow_memory.kit.schemas import SafetyFields
@@ -43,7 +43,15 @@ class UsageRecordRead(SafetyFields):
 
 
 class UsageTotals(BaseModel):
-    records: int
+    records: int = Field(description="Every usage record, billed calls and failed attempts")
+    billed_calls: int = Field(
+        description="Records of answered calls and fills, and of calls cut short after part "
+        "of the answer arrived: what was billed (records - failed_attempts)"
+    )
+    failed_attempts: int = Field(
+        description="Records of proxied calls that got no answer and billed nothing (the "
+        "provider refused or failed, or the client left first): kept for audit, never billed"
+    )
     records_with_reference: int
     records_without_reference: int
     estimated_units: int

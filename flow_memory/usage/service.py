@@ -42,6 +42,7 @@ from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.kit.scopes import AUDIT
 from flow_memory.routing.policy import discount_bps
 from flow_memory.usage.models import AMOUNTS, EVERYONE, UsageRecord, UsageRollup, UsageTotal
+from flow_memory.usage.outcomes import is_failed_attempt
 
 ZERO = Decimal(0)
 BPS = Decimal(10_000)
@@ -152,12 +153,14 @@ _INSERT_RECORDS = bulk_insert(UsageRecord.__table__)  # type: ignore[arg-type]
 
 @dataclass
 class Totals:
-    """Exact sums over a set of usage records."""
+    """Exact sums over a set of usage records; ``failed_records`` counts the failed attempts
+    among them (``flow_memory.usage.outcomes``)."""
 
     records: int = 0
     priced_records: int = 0
     estimated_units: int = 0
     actual_units: int = 0
+    failed_records: int = 0
     actual_cost: Decimal = ZERO
     priced_cost: Decimal = ZERO
     reference_cost: Decimal = ZERO
@@ -170,10 +173,13 @@ class Totals:
         actual_cost: Decimal,
         reference_cost: Decimal | None,
         savings: Decimal | None,
+        *,
+        failed: bool = False,
     ) -> None:
         self.records += 1
         self.estimated_units += estimated_units
         self.actual_units += actual_units
+        self.failed_records += failed
         self.actual_cost = EXACT.add(self.actual_cost, actual_cost)
         if reference_cost is not None:
             self.priced_records += 1
@@ -186,6 +192,7 @@ class Totals:
         self.priced_records += other.priced_records
         self.estimated_units += other.estimated_units
         self.actual_units += other.actual_units
+        self.failed_records += other.failed_records
         for name in AMOUNTS:
             setattr(self, name, EXACT.add(getattr(self, name), getattr(other, name)))
 
@@ -201,6 +208,8 @@ class Totals:
         )
         return {
             "records": self.records,
+            "billed_calls": self.records - self.failed_records,
+            "failed_attempts": self.failed_records,
             "records_with_reference": self.priced_records,
             "records_without_reference": self.records - self.priced_records,
             "estimated_units": self.estimated_units,
@@ -220,13 +229,19 @@ _DAILY_KEY = ("party", "day", "model", "unit_type", "provider_id")
 _TOTAL_KEY = ("party", "model", "unit_type", "provider_id")
 
 
-# A rollup delta: records, priced records, estimated units, actual units, then each of
-# ``AMOUNTS`` in attos (exact, and integer sums cost far less than decimal ones).
+# A rollup delta: records, priced records, estimated units, actual units, failed records, then
+# each of ``AMOUNTS`` in attos (exact, and integer sums cost far less than decimal ones).
 Sums = list[int]
+_COUNTS = 5  # the sums before the amounts
+
+
+def _new_sums() -> Sums:
+    return [0] * (_COUNTS + len(AMOUNTS))
 
 
 def _add_record_sums(
     sums: Sums,
+    decision: str,
     estimated_units: int,
     actual_units: int,
     actual_cost: Decimal,
@@ -238,12 +253,13 @@ def _add_record_sums(
     sums[0] += 1
     sums[2] += estimated_units
     sums[3] += actual_units
-    sums[4] += cost
+    sums[4] += is_failed_attempt(decision, actual_units)
+    sums[5] += cost
     if reference_cost is not None:
         sums[1] += 1
-        sums[5] += cost
-        sums[6] += to_attos(reference_cost)
-        sums[7] += to_attos(savings or ZERO)
+        sums[6] += cost
+        sums[7] += to_attos(reference_cost)
+        sums[8] += to_attos(savings or ZERO)
 
 
 def _fan_out(
@@ -271,11 +287,8 @@ def _merge_sums(into: dict[Any, Sums], key: Any, sums: Sums) -> None:
 def _rollup_sums(sums: Sums) -> tuple[int, ...]:
     """A rollup row's sums, in ``_SUM_COLUMNS`` order."""
     return (
-        *sums[:4],
-        *attos_parts(sums[4]),
-        *attos_parts(sums[5]),
-        *attos_parts(sums[6]),
-        *attos_parts(sums[7]),
+        *sums[:_COUNTS],
+        *(part for amount in sums[_COUNTS:] for part in attos_parts(amount)),
     )
 
 
@@ -284,6 +297,7 @@ _SUM_COLUMNS = (
     "priced_records",
     "estimated_units",
     "actual_units",
+    "failed_records",
     *(f"{amount}_{part}" for amount in AMOUNTS for part in ("whole", "nanos", "attos")),
 )
 
@@ -296,15 +310,23 @@ def _rollup_totals(values: Sequence[Any]) -> Totals:
         priced_records=n[1],
         estimated_units=n[2],
         actual_units=n[3],
-        actual_cost=from_parts(n[4], n[5], n[6]),
-        priced_cost=from_parts(n[7], n[8], n[9]),
-        reference_cost=from_parts(n[10], n[11], n[12]),
-        savings=from_parts(n[13], n[14], n[15]),
+        failed_records=n[4],
+        actual_cost=from_parts(n[5], n[6], n[7]),
+        priced_cost=from_parts(n[8], n[9], n[10]),
+        reference_cost=from_parts(n[11], n[12], n[13]),
+        savings=from_parts(n[14], n[15], n[16]),
     )
 
 
 _PAIR_FIELDS = ("created_at", "owner_id", "seller_owner_id", "model", "unit_type", "provider_id")
-_ADDED_FIELDS = ("estimated_units", "actual_units", "actual_cost", "reference_cost", "savings")
+_ADDED_FIELDS = (
+    "decision",
+    "estimated_units",
+    "actual_units",
+    "actual_cost",
+    "reference_cost",
+    "savings",
+)
 
 
 _PAIR_OF_ROW = itemgetter(*(RECORD_COLUMNS.index(name) for name in _PAIR_FIELDS))
@@ -331,7 +353,7 @@ def add_to_rollup(
         pair: PairKey = (created_at.astimezone(UTC).date(), *parties)
         sums = per_pair.get(pair)
         if sums is None:
-            sums = per_pair[pair] = [0] * 8
+            sums = per_pair[pair] = _new_sums()
         _add_record_sums(sums, *added_of(row))
     daily, overall = _fan_out(per_pair)
     # One lock order for every writer: all daily rows by key, then all totals by key.
@@ -381,6 +403,7 @@ def rebuild_rollups(session: Session) -> int:
             u.model,
             u.unit_type,
             u.provider_id,
+            u.decision,
             u.estimated_units,
             u.actual_units,
             *money,
@@ -388,13 +411,14 @@ def rebuild_rollups(session: Session) -> int:
     )
     # Sum per (day, buyer, seller, model, unit, provider) first, then fan out to the parties.
     per_pair: dict[PairKey, Sums] = {}
-    for created_at, *dimensions, est, actual, cost, ref, saved in rows:
+    for created_at, *dimensions, decision, est, actual, cost, ref, saved in rows:
         pair: PairKey = (created_at.date(), *dimensions)
         pair_sums = per_pair.get(pair)
         if pair_sums is None:
-            pair_sums = per_pair[pair] = [0] * 8
+            pair_sums = per_pair[pair] = _new_sums()
         _add_record_sums(
             pair_sums,
+            decision,
             est,
             actual,
             Decimal(cost),
@@ -714,6 +738,7 @@ def _fold_records(
             u.model,
             u.provider_id,
             u.created_at,
+            u.decision,
             u.estimated_units,
             u.actual_units,
             u.actual_cost,
@@ -722,12 +747,12 @@ def _fold_records(
         ).where(*record_conditions(principal, filters, since, until))
     )
     groups: dict[tuple[str, str, date], Totals] = {}
-    for model, provider_id, created_at, est, actual, cost, ref, saved in rows:
+    for model, provider_id, created_at, decision, est, actual, cost, ref, saved in rows:
         key = (model, provider_id, created_at.date())
         totals = groups.get(key)
         if totals is None:
             totals = groups[key] = Totals()
-        totals.add_record(est, actual, cost, ref, saved)
+        totals.add_record(est, actual, cost, ref, saved, failed=is_failed_attempt(decision, actual))
     for (model, provider_id, day), totals in groups.items():
         summary.fold(model, provider_id, day, totals)
 

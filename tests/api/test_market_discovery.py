@@ -325,3 +325,29 @@ def test_the_provider_agent_manifest(app: FastAPI, client: TestClient) -> None:
     text = str(body)
     assert "secret://" in text
     assert "Bearer" not in text and "fm_" not in text
+
+
+def test_the_feed_newest_first_pages_back_with_before(
+    client: TestClient, buyer: Headers, traded: dict[str, Any]
+) -> None:
+    everything = ok(client.get("/inference/market/feed", headers=buyer))["events"]
+    pages: list[list[dict[str, Any]]] = []
+    query = "order=newest&limit=3"
+    while True:
+        page = ok(client.get(f"/inference/market/feed?{query}", headers=buyer))
+        pages.append(page["events"])
+        if page["next_cursor"] is None:
+            break
+        assert page["next_cursor"] == page["events"][-1]["event_id"]
+        query = f"order=newest&limit=3&before={page['next_cursor']}"
+    assert [len(p) for p in pages] == [3, 3, 2]
+    assert [e for p in pages for e in p] == everything[::-1]
+    fills = ok(client.get("/inference/market/feed?order=newest&kind=fill", headers=buyer))
+    assert [e["kind"] for e in fills["events"]] == ["fill"]
+    middle = everything[3]["event_id"]
+    window = ok(
+        client.get(f"/inference/market/feed?after={middle - 2}&before={middle + 2}", headers=buyer)
+    )
+    assert [e["event_id"] for e in window["events"]] == [middle - 1, middle, middle + 1]
+    for bad in ("order=latest", "before=0"):
+        assert client.get(f"/inference/market/feed?{bad}", headers=buyer).status_code == 422, bad

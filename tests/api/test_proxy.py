@@ -27,6 +27,7 @@ from flow_memory.app import create_app
 from flow_memory.kit.clock import FrozenClock
 from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.proxy.edge import ProxyEdge
+from flow_memory.routing.models import RouteRecord
 from flow_memory.settings import Settings
 from tests.conftest import clear_tables
 from tests.factories import (
@@ -647,6 +648,37 @@ def test_a_recorded_route_is_followed_by_its_id(market: Market) -> None:
     assert body_route.json()["flow_memory"]["route_id"] == route["route_id"]
 
 
+def test_a_default_route_is_stored_by_the_usage_writer_and_followable_at_once(
+    market: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Selecting takes no write lock: the route goes to the usage writer. A call that names it
+    before the writer has stored it waits for the writer instead of answering 404."""
+    market.provider("alpha.example")
+    recorder = market.app.state.usage_recorder
+    held: list[Any] = []  # test double: a writer that has not reached the route yet
+    real_flush = recorder.flush
+
+    def flush(timeout: float = 10.0) -> bool:
+        while held:
+            recorder.__class__.add_route(recorder, held.pop(0))
+        return bool(real_flush(timeout))
+
+    monkeypatch.setattr(recorder, "add_route", held.append)
+    monkeypatch.setattr(recorder, "flush", flush)
+    first = chat(market)
+    assert first.status_code == 200, first.text
+    route_id = first.json()["flow_memory"]["route_id"]
+    assert [route.route_id for route in held] == [route_id]
+    with market.app.state.session_factory() as session:
+        assert session.get(RouteRecord, route_id) is None  # not written on the request path
+    followed = chat(market, flow_memory={"route_id": route_id})
+    assert followed.status_code == 200, followed.text
+    assert followed.json()["flow_memory"]["route_id"] == route_id
+    with market.app.state.session_factory() as session:
+        stored = session.get(RouteRecord, route_id)
+        assert stored is not None and stored.model == MODEL
+
+
 def test_a_route_id_must_be_the_callers_live_route_for_the_model(
     market: Market, clock: FrozenClock
 ) -> None:
@@ -660,7 +692,11 @@ def test_a_route_id_must_be_the_callers_live_route_for_the_model(
     options = {"route_id": route["route_id"]}
     wrong_model = market.client.post(
         "/v1/chat/completions",
-        json={"model": "another-model", "messages": [], "flow_memory": options},
+        json={
+            "model": "another-model",
+            "messages": [{"role": "user", "content": "hi"}],
+            "flow_memory": options,
+        },
         headers=market.buyer,
     )
     assert wrong_model.status_code == 409
@@ -696,19 +732,25 @@ def test_auth_scope_and_body_errors(market: Market) -> None:
     reader = key_headers(market.app, "reader", "inference:read")
     denied = market.client.post("/v1/chat/completions", json=body, headers=reader)
     assert denied.status_code == 403
-    for bad in (b"[1, 2]", b"{not json", b'{"messages": []}'):
+    # A body the caller got wrong is 400, as the SDK-compatible APIs answer it.
+    for bad, code in (
+        (b"[1, 2]", "invalid_request"),
+        (b"{not json", "invalid_json"),
+        (b'{"messages": []}', "missing_field"),
+    ):
         answer = market.client.post(
             "/v1/chat/completions",
             content=bad,
             headers={**market.buyer, "content-type": "application/json"},
         )
-        assert answer.status_code == 422, bad
+        assert answer.status_code == 400, bad
         assert answer.json()["ok"] is False
+        assert answer.json()["error"]["code"] == code, bad
     leaked = chat(market, api_key="sk-live-abcdefghijklmnopqrstuvwxyz0123456789")
     assert leaked.status_code == 422
     assert "abcdefghijklmnop" not in leaked.text
     bad_option = chat(market, flow_memory={"estimated_units": 0})
-    assert bad_option.status_code == 422
+    assert bad_option.status_code == 400
     assert bad_option.json()["error"]["field"] == "flow_memory.estimated_units"
     unsafe = chat(market, flow_memory={"market_policy": {"broadcast_enabled": True}})
     assert unsafe.status_code == 422

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -28,6 +29,7 @@ UPSTREAM_MODEL = "dashboard-chat"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 GUARD_TIMEOUT_MS = 20_000  # a guard against a hung page, not a performance claim
+THIS_MACHINE = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def _browser_missing(reason: str) -> None:
@@ -115,9 +117,33 @@ def page_errors() -> PageErrors:
     return PageErrors()
 
 
-def _context(chromium: Any, viewport: dict[str, int], page_errors: PageErrors) -> Iterator[Any]:
+class OutsideRequests(list[str]):
+    """Requests an offline page tried to send beyond this machine; each one was refused."""
+
+
+@pytest.fixture
+def outside_requests() -> OutsideRequests:
+    return OutsideRequests()
+
+
+def _context(
+    chromium: Any,
+    viewport: dict[str, int],
+    page_errors: PageErrors,
+    outside: OutsideRequests | None = None,
+) -> Iterator[Any]:
     context = chromium.new_context(viewport=viewport, accept_downloads=True)
     context.set_default_timeout(GUARD_TIMEOUT_MS)
+    if outside is not None:
+
+        def refuse_outside(route: Any) -> None:
+            if urlsplit(route.request.url).hostname in THIS_MACHINE:
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort("internetdisconnected")
+
+        context.route("**/*", refuse_outside)
     page = context.new_page()
     page.on("pageerror", lambda error: page_errors.append(str(error)))
     try:
@@ -131,6 +157,15 @@ def _context(chromium: Any, viewport: dict[str, int], page_errors: PageErrors) -
 def page(chromium: Any, page_errors: PageErrors) -> Iterator[Any]:
     """A fresh desktop-width tab (its own session storage)."""
     yield from _context(chromium, DESKTOP, page_errors)
+
+
+@pytest.fixture
+def offline_page(
+    chromium: Any, page_errors: PageErrors, outside_requests: OutsideRequests
+) -> Iterator[Any]:
+    """A desktop-width tab that reaches nothing beyond this machine, as without the internet;
+    what it tried to reach is in outside_requests."""
+    yield from _context(chromium, DESKTOP, page_errors, outside_requests)
 
 
 @pytest.fixture

@@ -11,14 +11,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.conftest import (
-    GUARD_TIMEOUT_MS,
-    UPSTREAM_MODEL,
-    UPSTREAM_SECRET,
-    Running,
-    screenshot_name,
+from tests.browser.conftest import UPSTREAM_MODEL, UPSTREAM_SECRET, Running, screenshot_name
+from tests.browser.dashboard import (
+    answer,
+    assert_safe,
+    expect,
+    fill_bid,
+    go,
+    open_dashboard,
+    seed_provider,
+    shot,
 )
-from tests.integration.test_server import IssuedKey
 
 pytestmark = pytest.mark.browser
 
@@ -36,61 +39,6 @@ SECTIONS = (
 )
 
 
-def expect(target: Any) -> Any:
-    """Playwright's retrying assertion, with the guard timeout."""
-    from playwright.sync_api import expect as playwright_expect
-
-    playwright_expect.set_options(timeout=GUARD_TIMEOUT_MS)
-    return playwright_expect(target)
-
-
-def open_dashboard(page: Any, running: Running, key: IssuedKey | None) -> None:
-    page.goto(running.url)
-    expect(page.locator("body")).to_have_attribute("data-ready", "true")
-    if key is not None:
-        page.get_by_label("Flow Memory API key").fill(key.secret)
-        page.get_by_role("button", name="Use key").click()
-        expect(page.locator("#key-label")).to_contain_text(key.secret[-4:])
-
-
-def go(page: Any, section: str) -> Any:
-    page.locator(f".sidenav a[href='#{section}']").click()
-    node = page.locator(f"section#{section}")
-    expect(node).to_be_visible()
-    return node
-
-
-def answer(page: Any, result_id: str, status: int = 200) -> Any:
-    """The response frame in a result area once it holds the given HTTP status."""
-    frame = page.locator(f"#{result_id} [data-testid=response]")
-    expect(frame).to_have_attribute("data-status", str(status))
-    return frame
-
-
-def shot(page: Any, artifacts: Path, name: str) -> None:
-    page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(artifacts / screenshot_name(name)), full_page=True)
-
-
-def assert_safe(frame: Any) -> None:
-    """All seven safety fields are shown, each at its required value."""
-    safety = frame.locator("[data-testid=safety]").first
-    for field, value in (
-        ("dry_run_only", "true"),
-        ("funds_moved", "false"),
-        ("broadcast_allowed", "false"),
-        ("private_key_required", "false"),
-        ("live_trading_enabled", "false"),
-        ("legal_review_required", "true"),
-        ("compliance_review_required", "true"),
-    ):
-        expect(safety.locator(f"li[data-field={field}]")).to_have_text(f"{field}: {value}")
-    expect(safety.locator("li.unsafe, li.missing")).to_have_count(0)
-
-
-# Seeding through the API, for the tests that read what is already there.
-
-
 @dataclass(frozen=True)
 class Seeded:
     provider_id: str
@@ -98,74 +46,22 @@ class Seeded:
     order_id: str
 
 
-def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 @pytest.fixture(scope="module")
 def seeded(running: Running) -> Seeded:
     """A provider of SEEDED_MODEL (eligible, capacity at 0.000001) and one filled bid."""
-    headers = running.operator.headers
     with running.server.client() as client:
-        ref = _ok(
-            client.post(
-                "/inference/credential-refs",
-                json={"credential_ref": "secret://inference/seeded", "display_name": "Seeded ref"},
-                headers=headers,
-            ),
-            201,
-        )["credential_ref"]
-        provider = _ok(
-            client.post(
-                "/inference/providers/enroll",
-                json={
-                    "provider_name": "Seeded provider",
-                    "base_url": running.upstream.base_url,
-                    "credential_ref_id": ref["credential_ref_id"],
-                },
-                headers=headers,
-            ),
-            201,
-        )["provider"]
-        pid = provider["provider_id"]
-        token = _ok(client.post(f"/inference/providers/{pid}/pairing-token", headers=headers), 201)
-        _ok(
-            client.post(
-                f"/inference/providers/{pid}/heartbeat",
-                headers={**headers, "x-flow-memory-pairing-token": token["pairing_token"]},
-            )
+        provider = seed_provider(
+            client,
+            running.operator.headers,
+            name="Seeded provider",
+            base_url=running.upstream.base_url,
+            model=SEEDED_MODEL,
+            ask_unit_price="0.000001",
         )
-        model = {
-            "model": SEEDED_MODEL,
-            "compatible_api": "chat_completions",
-            "unit_types": ["token"],
-            "context_window": 4096,
-            "reference_unit_prices": {"token": "0.000002"},
-        }
-        catalog = {"catalog_version": "2026-01-01T00:00:00Z", "models": [model]}
-        _ok(client.post(f"/inference/providers/{pid}/catalog", json=catalog, headers=headers))
-        line = {
-            "model": SEEDED_MODEL,
-            "unit_type": "token",
-            "available_units": 500_000,
-            "ask_unit_price": "0.000001",
-            "expires_at": "2099-01-01T00:00:00Z",
-        }
-        capacity = {"capacity_version": "2026-01-01T00:00:00Z", "inventory": [line]}
-        _ok(client.post(f"/inference/providers/{pid}/capacity", json=capacity, headers=headers))
-        bid = {
-            "side": "bid",
-            "model": SEEDED_MODEL,
-            "unit_type": "token",
-            "units": 20_000,
-            "limit_unit_price": "0.000001",
-            "time_in_force": "ioc",
-        }
-        order = _ok(client.post("/inference/market/orders", json=bid, headers=headers), 201)
-        assert order["order"]["status"] == "filled", order
-    return Seeded(pid, ref["credential_ref_id"], order["order"]["order_id"])
+        order = fill_bid(
+            client, running.operator.headers, model=SEEDED_MODEL, units=20_000, price="0.000001"
+        )
+    return Seeded(provider.provider_id, provider.credential_ref_id, order["order"]["order_id"])
 
 
 def test_every_surface_shows_the_api_data_for_a_key(
@@ -394,9 +290,9 @@ def test_a_whole_market_flow_by_clicking(page: Any, running: Running, artifacts:
     page.locator("#usage-form").get_by_label("Model").fill(UPSTREAM_MODEL)
     page.get_by_role("button", name="Show usage").click()
     usage = answer(page, "usage-result")
-    expect(usage.locator(".tile").nth(1)).to_contain_text("5,000")
-    expect(usage.locator(".tile").nth(2)).to_contain_text("0.005")
-    expect(usage.locator(".tile").nth(4)).to_contain_text("0.005")
+    expect(usage.locator(".tile").nth(2)).to_contain_text("5,000")
+    expect(usage.locator(".tile").nth(3)).to_contain_text("0.005")
+    expect(usage.locator(".tile").nth(5)).to_contain_text("0.005")
     expect(usage.locator("[data-testid=usage-chart] rect.bar")).to_have_count(1)
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Download export").click()

@@ -1,5 +1,6 @@
-"""End-to-end fixtures: a real local model server (llama.cpp serving the small GGUF model that a
-package ships), a real Flow Memory server, and a provider agent in front of the model server.
+"""End-to-end fixtures: a real local model server (``flow_memory.agent.local_server`` over the
+small chat and embeddings models that packages ship), a real Flow Memory server, and a provider
+agent in front of the model server.
 
 `local_model_server` (session) is the model server; `local_market` (module) is Flow Memory with
 the agent's capacity eligible and quoted, and yields the Flow Memory base URL, a buyer key with
@@ -34,7 +35,7 @@ CHAT_PRICE = "0.0000005"
 
 @dataclass
 class LocalModelServer:
-    """The llama.cpp server process, its SDK base URL and the model names it answers to."""
+    """The local model server process, its SDK base URL and the model names it answers to."""
 
     process: subprocess.Popen[bytes]
     base_url: str
@@ -55,7 +56,7 @@ class LocalMarket:
     buyer: IssuedKey  # inference:proxy, buy, plan, read
     seller: IssuedKey  # inference:sell, read (the agent's key)
     model: str  # the chat model (compatible_api chat_completions)
-    embedding_model: str  # the same GGUF behind an embeddings context (compatible_api embeddings)
+    embedding_model: str  # the sentence-embedding model (compatible_api embeddings)
     provider_id: str
     model_server: LocalModelServer
     server: Server
@@ -70,7 +71,7 @@ class LocalMarket:
 
 @pytest.fixture(scope="session")
 def local_model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModelServer]:
-    """The llama.cpp server for the whole run."""
+    """The local model server for the whole run."""
     missing = local_model.local_model_missing()
     if missing is not None:
         if os.environ.get("FLOW_MEMORY_REQUIRE_LOCAL_MODEL") == "1":

@@ -1,5 +1,7 @@
 """`flow-memory demo` with the local-model extra: the first SDK call gets a real answer from the
-local model server, through Flow Memory, with the agent-published provider named in it."""
+local model server, through Flow Memory, with the agent-published provider named in it. The
+seeded listings, with no model server behind them, are never routed to, and their seeded fills
+(marked as demo data) give the usage charts something to show."""
 
 from __future__ import annotations
 
@@ -92,6 +94,25 @@ def test_the_first_sdk_call_gets_a_real_answer(
 
     text = out.read_text(errors="replace")
     assert "enrollment created" in text and "capacity published" in text
+
+    # A model only the seeded listings offer is refused before any call leaves Flow Memory.
+    listed_only = httpx.post(
+        f"{base}/v1/chat/completions",
+        headers={"authorization": f"Bearer {buyer}"},
+        json={"model": "flow-memory-orchestrator", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert listed_only.json()["error"]["code"] == "no_valid_inference_route", listed_only.text
+    assert "source_disabled" in listed_only.json()["error"]["message"]
+
+    usage = httpx.get(
+        f"{base}/inference/analytics/usage",
+        params={"workspace_id": "demo-seed"},
+        headers={"authorization": f"Bearer {buyer}"},
+        timeout=30,
+    ).json()
+    seeded = [r for r in usage["records"] if r["workspace_id"] == "demo-seed"]
+    assert len(seeded) >= 3 and {r["source"] for r in seeded} == {"market_fill"}
 
     # Stopping the demo stops its model server too.
     served = re.search(r"served at (http://127\.0\.0\.1:\d+/v1)", text)

@@ -1,8 +1,10 @@
-"""A provider agent in front of a real llama.cpp model server: enrollment, catalog, capacity and
-a quote that names the provider; the model server itself answers the official SDK client."""
+"""A provider agent in front of the real local model server: enrollment, catalog, capacity and
+a quote that names the provider; the model server itself answers the official SDK client, with
+one unit-length vector per input for embeddings, as numbers or as base64."""
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -10,7 +12,10 @@ import httpx
 import openai
 import pytest
 
+from flow_memory.agent.local_protocol import decode_base64
 from tests.e2e.conftest import CHAT_PRICE, LocalMarket, LocalModelServer
+
+DIMENSIONS = 384  # all-MiniLM-L6-v2
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +41,41 @@ def test_the_model_server_answers_the_sdk_directly(local_model_server: LocalMode
         model=local_model_server.embedding_model, input=["flow", "memory"]
     )
     assert len(vectors.data) == 2 and vectors.data[0].embedding
+
+
+def test_embeddings_are_one_unit_vector_per_input_in_either_encoding(
+    local_model_server: LocalModelServer,
+) -> None:
+    texts = ["a market for inference", "the order book", "a market for inference"]
+
+    def embed(encoding_format: str) -> dict[str, Any]:
+        response = httpx.post(
+            f"{local_model_server.base_url}/embeddings",
+            json={
+                "model": local_model_server.embedding_model,
+                "input": texts,
+                "encoding_format": encoding_format,
+            },
+            timeout=120,
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    floats, packed = embed("float"), embed("base64")
+    vectors = [d["embedding"] for d in floats["data"]]
+    assert [d["index"] for d in floats["data"]] == [0, 1, 2]
+    assert all(len(v) == DIMENSIONS for v in vectors)
+    assert all(math.isclose(math.fsum(x * x for x in v), 1.0, rel_tol=1e-4) for v in vectors)
+    assert vectors[0] == vectors[2] != vectors[1]  # one vector per text, not per token
+    assert [decode_base64(d["embedding"]) for d in packed["data"]] == vectors
+    usage = floats["usage"]
+    assert usage["prompt_tokens"] == usage["total_tokens"] > len(texts)
+
+    # The SDK asks for base64 unless told otherwise, and decodes it to the same numbers.
+    client = openai.OpenAI(base_url=local_model_server.base_url, api_key="unused", max_retries=0)
+    answer = client.embeddings.create(model=local_model_server.embedding_model, input=texts)
+    assert [d.embedding for d in answer.data] == vectors
 
 
 def test_agent_publishes_the_local_model_and_a_quote_returns_it(

@@ -1,6 +1,8 @@
-"""The official SDK client, given only Flow Memory's base URL and a Flow Memory key, talks to a
-real llama.cpp model server through the proxy: chat, a stream, responses (translated to chat),
-embeddings, the model list; then analytics shows the usage, priced at the agent's ask."""
+"""The official SDK client, given only Flow Memory's base URL and a Flow Memory key, talks to the
+real local model server through the proxy: chat, a stream, responses (translated to chat),
+embeddings, the model list; then analytics shows the usage, priced at the agent's ask. A greedy
+answer streamed is the same as whole, and embeddings keep their shape (one vector per input) and
+encoding through the proxy."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from flow_memory.agent.local_protocol import decode_base64
 from tests.e2e.conftest import CHAT_PRICE, LocalMarket
 
 pytestmark = pytest.mark.e2e
@@ -104,3 +107,51 @@ def test_sdk_traffic_reaches_the_local_model_and_is_priced_in_analytics(
     assert Decimal(str(chat_record["actual_cost"])) == chat.usage.total_tokens * price
     by_model = {m["model"]: m for m in summary["summary"]["by_model"]}
     assert by_model[market.model]["actual_units"] > 0
+
+
+def test_a_greedy_answer_is_the_same_streamed_or_whole(local_market: LocalMarket) -> None:
+    sdk = _sdk(local_market)
+    ask: dict[str, Any] = {
+        "model": local_market.model,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "max_tokens": 16,
+        "temperature": 0,
+    }
+    whole = sdk.chat.completions.create(**ask)
+    text = whole.choices[0].message.content
+    assert text and whole.choices[0].finish_reason in ("stop", "length")
+    assert whole.usage is not None
+
+    chunks = list(sdk.chat.completions.create(**ask, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == text
+    finished = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finished[-1] == whole.choices[0].finish_reason
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert _meta(chunks[-1])["provider_id"] == local_market.provider_id
+
+
+def test_embeddings_through_the_proxy_are_one_vector_per_input(
+    local_market: LocalMarket,
+) -> None:
+    sdk = _sdk(local_market)
+    texts = ["flow", "memory", "an inference market"]
+    as_numbers = sdk.embeddings.create(
+        model=local_market.embedding_model, input=texts, encoding_format="float"
+    )
+    vectors = [d.embedding for d in as_numbers.data]
+    assert len(vectors) == len(texts) and {len(v) for v in vectors} == {384}
+    # The SDK's default asks for base64 and decodes it: the same numbers.
+    as_sent = sdk.embeddings.create(model=local_market.embedding_model, input=texts)
+    assert [d.embedding for d in as_sent.data] == vectors
+    assert as_sent.usage.prompt_tokens == as_numbers.usage.prompt_tokens > len(texts)
+
+    raw = httpx.post(
+        f"{local_market.sdk_base_url}/embeddings",
+        headers=local_market.buyer.headers,
+        json={"model": local_market.embedding_model, "input": texts, "encoding_format": "base64"},
+        timeout=120,
+    )
+    assert raw.status_code == 200, raw.text
+    assert [decode_base64(d["embedding"]) for d in raw.json()["data"]] == vectors

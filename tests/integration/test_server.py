@@ -247,6 +247,33 @@ def test_keys_made_listed_and_revoked_by_the_cli_govern_the_running_server(
         assert secret not in logs
 
 
+def test_the_keys_commands_reach_the_demo_database_with_demo(deployment: Deployment) -> None:
+    missing = deployment.cli("keys", "list", "--demo")
+    assert missing.returncode == 2 and "start the demo first" in missing.stderr
+    demo_db = deployment.workdir / "var" / "demo.db"
+    demo_db.parent.mkdir(parents=True, exist_ok=True)
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "flow_memory.cli", "db", "upgrade"],
+        env={**deployment.env, "FLOW_MEMORY_DATABASE_URL": f"sqlite:///{demo_db}"},
+        cwd=deployment.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    made = deployment.cli(
+        "keys", "create", "--demo", "--owner", "demo-buyer", "--scopes", "inference:read"
+    )
+    assert made.returncode == 0, made.stderr
+    key_id = re.search(r"^key_id:\s+(\S+)", made.stdout, re.MULTILINE)
+    assert key_id is not None
+    assert key_id.group(1) in deployment.cli("keys", "list", "--demo").stdout
+    # Without --demo the command reads FLOW_MEMORY_DATABASE_URL's database, not the demo's.
+    assert key_id.group(1) not in deployment.cli("keys", "list").stdout
+    assert deployment.cli("keys", "revoke", "--demo", key_id.group(1)).returncode == 0
+
+
 def test_records_survive_sigkill_and_restart_and_logs_hold_no_secrets(
     deployment: Deployment,
 ) -> None:

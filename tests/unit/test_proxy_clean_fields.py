@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from flow_memory.proxy import api
+from flow_memory.proxy import bodies as api
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,12 @@ from flow_memory.proxy.service import Plan, PlanCache
 
 NOW = datetime(2026, 6, 17, tzinfo=UTC)
 KEY = ("owner", "chat", "model", "{}")
+
+
+def eight_tenths(low: float, high: float) -> float:
+    """Test double for the drawn refresh share: always 0.8, inside the cache's range."""
+    assert low <= 0.8 <= high
+    return 0.8
 
 
 def plan(route_id: str, expires_in: timedelta = timedelta(minutes=5)) -> Plan:
@@ -42,7 +49,7 @@ class Clock:
 
 def test_a_plan_is_used_until_its_seconds_or_its_route_expiry() -> None:
     clock = Clock()
-    cache = PlanCache(10, monotonic=clock)
+    cache = PlanCache(10, monotonic=clock, share=eight_tenths)
     cache.put(KEY, plan("route_a"), generation=cache.generation)
     assert cache.lookup(KEY, NOW) == (plan("route_a"), False)
     clock.now += 8.5
@@ -54,10 +61,29 @@ def test_a_plan_is_used_until_its_seconds_or_its_route_expiry() -> None:
     assert cache.get(KEY, NOW + timedelta(seconds=1)) is None
 
 
+def test_plans_stored_together_come_due_apart_within_the_range() -> None:
+    clock = Clock()
+    cache = PlanCache(10, monotonic=clock, share=random.Random(7).uniform)
+    keys = [("owner", "chat", f"model-{n}", "{}") for n in range(50)]
+    for key in keys:
+        cache.put(key, plan("route_a"), generation=cache.generation)
+    due_after: dict[tuple[str, ...], float] = {}
+    for tenth in range(0, 101):
+        clock.now = 100.0 + tenth / 10
+        for key in keys:
+            if key not in due_after and cache.lookup(key, NOW)[1]:
+                due_after[key] = tenth / 10
+    low, high = PlanCache.REFRESH_AT
+    assert set(due_after) == set(keys)
+    assert all(10 * low <= seconds <= 10 * high + 0.1 for seconds in due_after.values())
+    # Not all at once: a many-model client's refreshes spread over the range.
+    assert len(set(due_after.values())) >= 20
+
+
 def test_a_refresh_replaces_the_plan_in_the_background_once() -> None:
     async def test() -> None:
         clock = Clock()
-        cache = PlanCache(10, monotonic=clock)
+        cache = PlanCache(10, monotonic=clock, share=eight_tenths)
         cache.put(KEY, plan("route_a"), generation=cache.generation)
         clock.now += 9
         release = asyncio.Event()
@@ -86,7 +112,7 @@ def test_a_refresh_replaces_the_plan_in_the_background_once() -> None:
 def test_a_failed_refresh_forgets_the_plan() -> None:
     async def test() -> None:
         clock = Clock()
-        cache = PlanCache(10, monotonic=clock)
+        cache = PlanCache(10, monotonic=clock, share=eight_tenths)
         cache.put(KEY, plan("route_a"), generation=cache.generation)
 
         async def no_route() -> Plan:
@@ -102,7 +128,7 @@ def test_a_failed_refresh_forgets_the_plan() -> None:
 
 def test_a_selection_begun_before_a_clear_is_not_kept() -> None:
     async def test() -> None:
-        cache = PlanCache(10, monotonic=Clock())
+        cache = PlanCache(10, monotonic=Clock(), share=eight_tenths)
         cache.put(KEY, plan("route_a"), generation=cache.generation)
         cleared = asyncio.Event()
 

@@ -190,6 +190,8 @@ class TestTotals:
     def test_an_empty_total_has_no_reference_and_no_savings(self) -> None:
         assert Totals().read() == {
             "records": 0,
+            "billed_calls": 0,
+            "failed_attempts": 0,
             "records_with_reference": 0,
             "records_without_reference": 0,
             "estimated_units": 0,
@@ -208,6 +210,8 @@ class TestTotals:
         totals.add_record(10, 10, D("0.02"), D("0.025"), D("0.005"))
         assert totals.read() == {
             "records": 3,
+            "billed_calls": 3,
+            "failed_attempts": 0,
             "records_with_reference": 2,
             "records_without_reference": 1,
             "estimated_units": 300_050,
