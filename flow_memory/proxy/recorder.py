@@ -133,8 +133,8 @@ class UsageRecorder:
         while True:
             try:
                 with transaction(self._factory) as session:
-                    for route in routes:
-                        session.merge(route)  # a retried batch may have met it already
+                    # A failed attempt rolls back, leaving the routes to be added again.
+                    session.add_all(routes)
                     # In slices, offering the GIL back between them: this thread shares it
                     # with the event loop, and preparing a thousand rows at once held it for
                     # milliseconds while calls waited.

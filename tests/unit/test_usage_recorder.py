@@ -15,6 +15,7 @@ from flow_memory.kit.db import make_engine, make_session_factory
 from flow_memory.kit.outage import DATABASE
 from flow_memory.migrations import upgrade
 from flow_memory.proxy.recorder import UsageRecorder
+from flow_memory.routing.models import RouteRecord
 from flow_memory.usage.models import UsageRecord
 from flow_memory.usage.service import UsageInput, record_values
 from tests.integration.test_database_outage import UnopenableFile
@@ -70,6 +71,59 @@ def test_records_queued_during_an_outage_are_written_once_it_ends(database: Path
         assert (recorder.written, recorder.lost) == (4, 0)
         with factory() as session:
             assert session.scalar(select(func.count()).select_from(UsageRecord)) == 4
+    finally:
+        recorder.stop()
+        engine.dispose()
+
+
+def route(route_id: str) -> RouteRecord:
+    return RouteRecord(
+        route_id=route_id,
+        owner_id="agent-research-1",
+        agent_id=None,
+        workspace_id="workspace-default",
+        task_id=None,
+        goal_id=None,
+        model="flow-memory-orchestrator",
+        unit_type="token",
+        estimated_units=1000,
+        provider_id="prov_test",
+        order_id=None,
+        unit_price=Decimal("0.00000075"),
+        estimated_cost=Decimal("0.00075"),
+        reference_unit_price=None,
+        discount_bps=None,
+        selected_quote={},
+        fallbacks=[],
+        warnings=[],
+        policy={},
+        created_at=NOW,
+        expires_at=NOW,
+    )
+
+
+def test_routes_are_written_once_with_or_without_records_and_across_an_outage(
+    database: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{database}")
+    factory = make_session_factory(engine)
+    recorder = UsageRecorder(factory)
+    try:
+        recorder.add_route(route("route_alone"))  # a route with no record after it yet
+        assert recorder.flush(timeout=60)
+        file = UnopenableFile(database)
+        file.take_away()
+        try:
+            recorder.add_route(route("route_in_outage"))
+            recorder.add(record())
+            assert not recorder.flush(timeout=2)  # met the outage: retried, not lost
+        finally:
+            file.restore()
+        assert recorder.flush(timeout=60)
+        with factory() as session:
+            stored = session.scalars(select(RouteRecord.route_id)).all()
+        assert sorted(stored) == ["route_alone", "route_in_outage"]
+        assert (recorder.written, recorder.lost) == (1, 0)
     finally:
         recorder.stop()
         engine.dispose()
