@@ -1,6 +1,7 @@
 """Proxy overhead: the same fast local upstream called directly and through Flow Memory.
 
     python bench/bench_proxy.py [--clients 32] [--seconds 8] [--paced-fraction 0.5] [--models 1]
+                                [--charges true|false]
 
 A minimal keep-alive HTTP/1.1 model server (asyncio, fixed answers, in its own process) plays
 the provider. A real `flow-memory serve` process on SQLite routes `POST /v1/chat/completions`
@@ -286,6 +287,12 @@ def report(label: str, latencies: list[float], seconds: float, errors: int) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument(
+        "--charges",
+        choices=("true", "false"),
+        default="true",
+        help="charge each call to its payer's ledger account (the server's default: true)",
+    )
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument(
         "--paced-fraction",
@@ -300,7 +307,8 @@ def main() -> None:
     models = model_names(args.models)
     upstream_port = free_port()
     upstream = start_upstream(upstream_port)
-    with running_server(extra_env={"FLOW_MEMORY_LOG_LEVEL": "warning"}) as server:
+    env = {"FLOW_MEMORY_LOG_LEVEL": "warning", "FLOW_MEMORY_LEDGER_CHARGES": args.charges}
+    with running_server(extra_env=env) as server:
         seller = create_key(server.env, "bench-seller", "inference:sell,inference:read")
         buyer = create_key(server.env, "bench-buyer", "inference:proxy")
         setup_providers(server.base_url, seller, upstream_port, models)
@@ -330,7 +338,7 @@ def main() -> None:
         assert warm[0], f"the proxy answered no call ({warm[2]} errors)"
         print(
             f"load {os.getloadavg()[0]:.2f}; {args.clients} clients, {args.seconds:.0f} s a phase,"
-            f" {len(models)} model(s)"
+            f" {len(models)} model(s), ledger charges {args.charges}"
         )
         print("SATURATION (closed loop: each client sends its next call as soon as answered)")
         saturation = 0.0

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flow_memory import __version__
 from flow_memory.credentials.api import router as credentials_router
+from flow_memory.identities.api import router as identities_router
 from flow_memory.keys.service import KEY_CACHE
 from flow_memory.kit.broadcast import KEY_REVOKED, ROUTES, Listener
 from flow_memory.kit.clock import Clock, SystemClock
@@ -31,6 +32,7 @@ from flow_memory.kit.http import (
     install_error_handlers,
 )
 from flow_memory.kit.schemas import GUARD_RESPONSES
+from flow_memory.ledger.api import router as ledger_router
 from flow_memory.market.api import router as market_router
 from flow_memory.market.discovery_api import router as discovery_router
 from flow_memory.market.edge import OrderEdge
@@ -43,6 +45,7 @@ from flow_memory.providers.api import router as providers_router
 from flow_memory.proxy.api import router as proxy_router
 from flow_memory.proxy.client import HostResolver, UpstreamClient
 from flow_memory.proxy.edge import ProxyEdge
+from flow_memory.proxy.paying import Enforcement
 from flow_memory.proxy.recorder import UsageRecorder
 from flow_memory.proxy.resolver import CredentialResolver
 from flow_memory.proxy.service import PlanCache
@@ -254,7 +257,12 @@ def create_app(
     app.include_router(payments_router)
     app.include_router(pricing_router)
     app.include_router(usage_router)
-    app.state.usage_recorder = UsageRecorder(app.state.session_factory)
+    app.include_router(identities_router)
+    app.include_router(ledger_router)
+    app.state.usage_recorder = UsageRecorder(
+        app.state.session_factory, charges=settings.ledger_charges
+    )
+    app.state.proxy_enforcement = Enforcement()
     app.state.proxy_plans = PlanCache(settings.proxy_route_cache_seconds)
     app.state.route_facts = RouteFacts()
     app.state.proxy_client = UpstreamClient(

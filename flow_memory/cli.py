@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from flow_memory import cli_ledger
 from flow_memory.settings import DEMO_DATABASE, Settings
 
 
@@ -63,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     db_commands.add_parser(
         "rebuild-usage-rollups", help="recompute the daily usage sums from the usage records"
     )
+    db_commands.add_parser(
+        "check-ledger", help="recompute ledger balances from the postings; exit 1 on a mismatch"
+    )
+    cli_ledger.add_commands(commands)
 
     prices = commands.add_parser(
         "list-prices", help="operator list prices (the reference for discounts and savings)"
@@ -112,7 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = replace(settings, database_url=f"sqlite:///{DEMO_DATABASE}")
         return _keys(settings, args)
     if args.command == "db":
+        if args.db_command == "check-ledger":
+            return cli_ledger.check_ledger(settings)
         return _db(settings, args)
+    if args.command in ("agents", "ledger"):
+        return cli_ledger.run(settings, args)
     if args.command == "list-prices":
         return _list_prices(settings, args)
     return 2

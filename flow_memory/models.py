@@ -1,7 +1,15 @@
 """Imports every table module so Base.metadata knows the whole schema."""
 
 from flow_memory.credentials.models import CredentialRef, CredentialRefRotation
+from flow_memory.identities.models import AgentIdentity
 from flow_memory.keys.models import ApiKey
+from flow_memory.ledger.models import (
+    LedgerAccount,
+    LedgerBalance,
+    LedgerHold,
+    LedgerPosting,
+    LedgerTransfer,
+)
 from flow_memory.market.models import (
     FeedEvent,
     Market,
@@ -17,12 +25,18 @@ from flow_memory.routing.models import RouteRecord
 from flow_memory.usage.models import UsageRecord, UsageRollup
 
 __all__ = [
+    "AgentIdentity",
     "ApiKey",
     "CapacityEntry",
     "CatalogEntry",
     "CredentialRef",
     "CredentialRefRotation",
     "FeedEvent",
+    "LedgerAccount",
+    "LedgerBalance",
+    "LedgerHold",
+    "LedgerPosting",
+    "LedgerTransfer",
     "ListPrice",
     "Market",
     "MarketFill",

@@ -48,6 +48,8 @@ class Settings:
     proxy_max_body_bytes: int = 8_388_608
     proxy_max_answer_bytes: int = 268_435_456
     proxy_route_cache_seconds: int = 10
+    # Charge each proxied call's cost to its payer's ledger account (flow_memory.ledger.charges).
+    ledger_charges: bool = True
     secrets_file: str = ""
 
     # /metrics (``flow_memory.scrape``). On the API's port it needs a key with this scope

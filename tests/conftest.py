@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import hypothesis
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -21,6 +22,11 @@ from flow_memory.migrations import alembic_config, upgrade
 from flow_memory.settings import Settings
 
 TEST_START = datetime(2026, 6, 17, 0, 0, tzinfo=UTC)
+
+# Tests never assert timings: hypothesis's per-example deadline fails a property test whenever the
+# machine is busy, so it is off for every test (a test may still set its own).
+hypothesis.settings.register_profile("flow-memory", deadline=None)
+hypothesis.settings.load_profile("flow-memory")
 
 
 def _reset_postgres(url: str) -> None:

@@ -14,11 +14,11 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from flow_memory.keys.models import ApiKey
-from flow_memory.kit.actors import controlled_identities
+from flow_memory.kit.actors import controlled_identities, self_governed_identities
 from flow_memory.kit.broadcast import KEY_REVOKED, announce
 from flow_memory.kit.errors import Conflict, Invalid, NotFound
 from flow_memory.kit.ids import new_id
-from flow_memory.kit.scopes import ALL_SCOPES
+from flow_memory.kit.scopes import ADMIN, ALL_SCOPES
 
 KEY_PREFIX = "fm_"
 # How long a server process trusts a key it has checked before asking the database again. A
@@ -101,13 +101,15 @@ def find_active_key(session: Session, secret: str) -> ApiKey | None:
 
 @dataclass(frozen=True, slots=True)
 class KeyGrant:
-    """What an active key grants: whose it is, its scopes, and the identities its owner
-    controls besides itself (``flow_memory.kit.actors``)."""
+    """What an active key grants: whose it is, its scopes, the identities its owner controls
+    besides itself, and for an admin's key the identities it may still not act as
+    (``flow_memory.kit.actors``)."""
 
     key_id: str
     owner_id: str
     scopes: frozenset[str]
     controls: frozenset[str] = frozenset()
+    self_governed: frozenset[str] = frozenset()
 
 
 def find_grant(session: Session, secret: str) -> KeyGrant | None:
@@ -116,7 +118,14 @@ def find_grant(session: Session, secret: str) -> KeyGrant | None:
     if record is None:
         return None
     controls = controlled_identities(session, owner_id=record.owner_id, key_id=record.key_id)
-    return KeyGrant(record.key_id, record.owner_id, frozenset(record.scopes), controls)
+    self_governed = (
+        self_governed_identities(session, owner_id=record.owner_id)
+        if ADMIN in record.scopes
+        else frozenset()
+    )
+    return KeyGrant(
+        record.key_id, record.owner_id, frozenset(record.scopes), controls, self_governed
+    )
 
 
 class KeyCache:

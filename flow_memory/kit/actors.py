@@ -12,6 +12,11 @@ lookup, and travel with the caller (``Principal.controls``): the check itself re
 so it runs alike in a route, in the order edge and in the market process. A source's answer is
 kept as long as the key is (``flow_memory.keys.service.KEY_CACHE``): a change to what an owner
 controls should clear that cache, as a revoke does.
+
+A free agent that holds keys of its own acts only with them: no other key may name it, an
+admin's included. The sources registered with ``register_self_governed_source`` name such
+identities; they are read with keys that hold ``inference:admin`` and travel with the caller
+(``Principal.self_governed``) as ``controls`` does.
 """
 
 from __future__ import annotations
@@ -65,6 +70,34 @@ def unregister_identity_source(source: IdentitySource) -> None:
         _SOURCES.remove(source)
 
 
+class SelfGovernedSource(Protocol):
+    """The identities that act only with keys of their own, read in ``session``."""
+
+    def __call__(self, session: Session) -> Iterable[str]: ...
+
+
+_SELF_GOVERNED: list[SelfGovernedSource] = []
+
+
+def register_self_governed_source(source: SelfGovernedSource) -> None:
+    """Add a source of self-governed identities (registering one twice adds it once)."""
+    if source not in _SELF_GOVERNED:
+        _SELF_GOVERNED.append(source)
+
+
+def unregister_self_governed_source(source: SelfGovernedSource) -> None:
+    """Remove a source added by ``register_self_governed_source``."""
+    if source in _SELF_GOVERNED:
+        _SELF_GOVERNED.remove(source)
+
+
+def self_governed_identities(session: Session, *, owner_id: str) -> frozenset[str]:
+    """Every identity that acts only with its own keys, but ``owner_id`` itself."""
+    found = {identity for source in _SELF_GOVERNED for identity in source(session)}
+    found.discard(owner_id)
+    return frozenset(found)
+
+
 def controlled_identities(session: Session, *, owner_id: str, key_id: str) -> frozenset[str]:
     """Every identity the registered sources say the key's owner controls, itself aside."""
     if not _SOURCES:
@@ -88,5 +121,6 @@ def ensure_may_act_as(principal: Principal, identity_id: str | None, *, field: s
         field=field,
         code=IDENTITY_NOT_YOURS,
         hint=f"leave {field} out to act as the key's owner, name an identity that owner "
-        "controls, or use a key with inference:admin",
+        "controls, or use a key with inference:admin (a free agent with keys of its own acts "
+        "only with them)",
     )

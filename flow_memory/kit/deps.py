@@ -147,21 +147,26 @@ _bearer = HTTPBearer(
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's owner, the scopes in force for this request and the identities
-    the owner controls besides itself (``flow_memory.kit.actors``)."""
+    """Who is calling: the key's owner, the scopes in force for this request, the identities
+    the owner controls besides itself, and those that act only with keys of their own
+    (``flow_memory.kit.actors``; read for admins' keys only)."""
 
     key_id: str
     owner_id: str
     scopes: frozenset[str]
     controls: frozenset[str] = frozenset()
+    self_governed: frozenset[str] = frozenset()
 
     @property
     def is_admin(self) -> bool:
         return ADMIN in self.scopes
 
     def may_act_as(self, identity_id: str) -> bool:
-        """Whether a request field may name ``identity_id`` as who acts."""
-        return identity_id == self.owner_id or identity_id in self.controls or self.is_admin
+        """Whether a request field may name ``identity_id`` as who acts: the owner itself, an
+        identity it controls, or for an admin anyone but a free agent with keys of its own."""
+        if identity_id == self.owner_id or identity_id in self.controls:
+            return True
+        return self.is_admin and identity_id not in self.self_governed
 
     def can_see(self, owner_id: str) -> bool:
         return self.is_admin or owner_id == self.owner_id
@@ -256,7 +261,11 @@ async def authenticate(
             )
         scopes = scopes & asked
     return Principal(
-        key_id=record.key_id, owner_id=record.owner_id, scopes=scopes, controls=record.controls
+        key_id=record.key_id,
+        owner_id=record.owner_id,
+        scopes=scopes,
+        controls=record.controls,
+        self_governed=record.self_governed,
     )
 
 

@@ -128,3 +128,11 @@ class DatabaseUnavailable(FlowMemoryError):
         super().__init__(message, hint=hint)
         self.applied: Applied = applied
         self.retry_after = retry_after
+
+
+class InsufficientCredit(FlowMemoryError):
+    """An enforced ledger account's available credit does not cover what an action would
+    take from it: the action is refused before it happens."""
+
+    status_code = 402
+    code = "insufficient_credit"

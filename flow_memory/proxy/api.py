@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -41,6 +42,7 @@ from flow_memory.proxy import catalog, sse, translate
 from flow_memory.proxy.bodies import read_call
 from flow_memory.proxy.client import BODY_ERRORS, Opened, UpstreamClient, UpstreamUnavailable
 from flow_memory.proxy.metrics import call_ended
+from flow_memory.proxy.paying import hold_estimate, needs_hold
 from flow_memory.proxy.recorder import UsageRecorder
 from flow_memory.proxy.schemas import (
     DEFAULT_OPTIONS,
@@ -355,6 +357,18 @@ async def serve_call(
     model: str = body["model"]
     stream = body.get("stream") is True and kind != "embeddings"
     plan = for_this_call(await _plan(state, caller, kind, model, options), kind, body, options)
+    if state.settings.ledger_charges and needs_hold(state.proxy_enforcement, plan):
+        # An enforced payer's estimate is held (or refused, 402) before any provider is called.
+        hold_id = await run_in_threadpool(
+            hold_estimate,
+            state.read_session_factory,
+            state.session_factory,
+            state.proxy_enforcement,
+            plan,
+            now=state.clock.now(),
+        )
+        if hold_id is not None:
+            plan = replace(plan, hold_id=hold_id)
     client: UpstreamClient = state.proxy_client
     route = [(ROUTE_HEADER.encode(), plan.route_id.encode())]
     watch = DisconnectWatch(receive)
@@ -467,7 +481,8 @@ def _record_unanswered(
             decision=decision,
             latency_ms=(time.perf_counter() - started) * 1000,
             now=state.clock.now(),
-        )
+        ),
+        hold_id=plan.hold_id,
     )
 
 
@@ -545,7 +560,7 @@ class Call:
                 now=self.state.clock.now(),
             )
             recorder: UsageRecorder = self.state.usage_recorder
-            recorder.add(record)
+            recorder.add(record, hold_id=self.plan.hold_id)
         return metadata(
             self.plan,
             self.target,

@@ -11,12 +11,17 @@ import logging
 import queue
 import threading
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.kit.deps import transaction
 from flow_memory.kit.errors import DatabaseUnavailable
+from flow_memory.ledger.charges import Charge, Charged, charge_many
+from flow_memory.ledger.holds import release_expired
+from flow_memory.proxy.paying import payers
 from flow_memory.routing.models import RouteRecord
 from flow_memory.usage.service import add_to_rollup, insert_records
 
@@ -29,14 +34,20 @@ RETRIES = 5  # attempts at a batch that fails for a reason other than an outage
 OUTAGE_RETRY_SECONDS = 1.0
 OUTAGE_PATIENCE_SECONDS = 30.0  # how long a stopping server waits out an outage
 SLICE = 64
+SWEEP_SECONDS = 10.0  # how often an idle writer releases holds whose calls never came
 Row = dict[str, Any]  # a usage record's column values
 
 
 class UsageRecorder:
     """Queue usage records from any thread; a writer thread commits them in batches."""
 
-    def __init__(self, factory: sessionmaker[Session]) -> None:
+    def __init__(self, factory: sessionmaker[Session], *, charges: bool = False) -> None:
         self._factory = factory
+        # Charge each call's cost to its payer in the ledger (flow_memory.ledger.charges).
+        self._charges = charges
+        self._holds: dict[str, str] = {}  # usage id -> the hold its payer's estimate took
+        self._swept_at = time.monotonic()
+        self.uncollected = Decimal(0)
         self._queue: queue.SimpleQueue[Row | RouteRecord | threading.Event | None] = (
             queue.SimpleQueue()
         )
@@ -48,9 +59,13 @@ class UsageRecorder:
         self._taken = 0  # records the writer took from the queue and has not written yet
         self._stopping = False
 
-    def add(self, record: Row) -> None:
-        """Queue one record's column values (as ``record_values`` makes them)."""
+    def add(self, record: Row, *, hold_id: str | None = None) -> None:
+        """Queue one record's column values (as ``record_values`` makes them), with the hold
+        its payer's estimate took before the call, if one did."""
         self._ensure_started()
+        if hold_id is not None:
+            with self._lock:
+                self._holds[record["usage_id"]] = hold_id
         self._queue.put(record)
 
     def add_route(self, route: RouteRecord) -> None:
@@ -95,7 +110,11 @@ class UsageRecorder:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            items = [self._queue.get()]
+            try:
+                items = [self._queue.get(timeout=SWEEP_SECONDS)]
+            except queue.Empty:
+                self._sweep()
+                continue
             # Let records gather, then take them all at once: waiting on the queue for each
             # one would wake this thread, and pass the GIL back and forth, once per call.
             self._urgent.wait(LINGER_SECONDS)
@@ -142,6 +161,16 @@ class UsageRecorder:
                         insert_records(session, batch[start : start + SLICE])
                         time.sleep(0)
                     add_to_rollup(session, batch)
+                    charged = (
+                        charge_many(session, self._charges_of(session, batch), now=_last(batch))
+                        if self._charges
+                        else Charged()
+                    )
+                self.uncollected += charged.uncollected
+                if self._charges:
+                    with self._lock:
+                        for row in batch:
+                            self._holds.pop(row["usage_id"], None)
                 self.written += len(batch)
                 return
             except DatabaseUnavailable:
@@ -160,3 +189,39 @@ class UsageRecorder:
                 time.sleep(0.05 * 2**failures)
         self.lost += len(batch)
         log.error("%d usage records and %d routes could not be written", len(batch), len(routes))
+
+    def _charges_of(self, session: Session, batch: list[Row]) -> list[Charge]:
+        with self._lock:
+            holds = {row["usage_id"]: self._holds.get(row["usage_id"]) for row in batch}
+        costly = [
+            row for row in batch if row["actual_cost"] > 0 or holds[row["usage_id"]] is not None
+        ]
+        if not costly:
+            return []
+        payer = payers(session, {row["agent_id"] or row["owner_id"] for row in costly})
+        return [
+            Charge(
+                usage_id=row["usage_id"],
+                payer=payer[row["agent_id"] or row["owner_id"]],
+                payee=row["seller_owner_id"],
+                amount=row["actual_cost"],
+                hold_id=holds[row["usage_id"]],
+            )
+            for row in costly
+        ]
+
+    def _sweep(self) -> None:
+        """Release the holds of calls whose records never came (a server that died)."""
+        if not self._charges or time.monotonic() - self._swept_at < SWEEP_SECONDS:
+            return
+        self._swept_at = time.monotonic()
+        try:
+            with transaction(self._factory) as session:
+                release_expired(session, now=datetime.now(UTC))
+        except Exception:
+            log.exception("expired ledger holds could not be released; trying again later")
+
+
+def _last(batch: list[Row]) -> datetime:
+    """When the batch's latest call was recorded (its charges' time)."""
+    return max((row["created_at"] for row in batch), default=datetime.now(UTC))

@@ -105,6 +105,8 @@ class Plan:
     allow_fallback: bool
     warnings: tuple[str, ...]
     expires_at: datetime
+    # An enforced payer's estimate, held before the call (flow_memory.proxy.paying).
+    hold_id: str | None = None
 
 
 def plan_for_route(

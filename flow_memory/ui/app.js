@@ -1,5 +1,6 @@
 // The dashboard shell: the key panel, section navigation, and each section's first load.
 
+import * as agents from "./agents.js";
 import { ALL_SCOPES, session } from "./api.js";
 import * as analytics from "./analytics.js";
 import * as credentials from "./credentials.js";
@@ -22,6 +23,8 @@ const SECTIONS = {
   payments: null,
   analytics: analytics.refresh,
   proxy: proxy.refresh,
+  agents: agents.refresh,
+  ledger: agents.refreshLedger,
 };
 
 function keyState() {
@@ -100,6 +103,7 @@ function init() {
   routing.init();
   analytics.init();
   proxy.init();
+  agents.init();
 
   keyState();
   togglePanel(!session.key());

@@ -141,6 +141,21 @@ class World:
             ]
         )
 
+    def agent(self, kind: str = "free") -> str:
+        """A new agent identity registered by the first buyer (a free one holds no key yet, so
+        the first buyer still acts as it)."""
+        body = {"kind": kind, "display_name": self.fresh("agent")}
+        answer = self.client.post(AGENTS, json=body, headers=self.keys["buyer"])
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["agent"]["agent_id"])
+
+    def buyers_account(self) -> str:
+        """The first buyer's ledger account, opened by a grant."""
+        body = {"holder_id": BUYER, "amount": 1, "idempotency_key": self.fresh("grant")}
+        answer = self.client.post(f"{LEDGER}/grants", json=body, headers=self.keys["operator"])
+        assert answer.status_code in (200, 201), answer.text
+        return str(answer.json()["account"]["account_id"])
+
     def list_price_removal(self) -> Call:
         """Set a list price, and the call that removes it."""
         answer = self.client.put(
@@ -200,10 +215,19 @@ def _chat(**options: Any) -> dict[str, Any]:
 
 
 REFS = "/inference/credential-refs"
+AGENTS = "/inference/agents"
+LEDGER = "/inference/ledger"
 PROVIDER = "/inference/providers/{provider_id}"
 ORDERS = "/inference/market/orders"
 AS_BUYER = {"owner": "buyer"}
 SELLERS_RECORD: dict[str, Any] = {"owner": "provider", "others": NOT_FOUND}
+# What the first buyer holds (its account, its agent's metabolism): its holder, admins and
+# auditors see it; anyone else is answered as if it did not exist.
+BUYERS_BOOKS = {
+    **access([READ], owner="buyer", others=NOT_FOUND),
+    "auditor": OK,
+    "auditor-2": OK,
+}
 
 
 def _on_provider(world: World, suffix: str) -> str:
@@ -425,6 +449,78 @@ ROWS = [
         lambda w: Call("/inference/analytics/export"),
         access([AUDIT]),
     ),
+    # -- agent identities
+    Row(
+        "POST",
+        AGENTS,
+        lambda w: Call(AGENTS, {"kind": "bound", "display_name": "a", "owner_id": BUYER}),
+        access([BUY, SELL], **AS_BUYER, others=not_yours("owner_id")),
+        "owner_id names the first buyer",
+    ),
+    Row(
+        "POST",
+        AGENTS,
+        lambda w: Call(AGENTS, {"kind": "free", "display_name": "a"}),
+        access([BUY, SELL]),
+        "no owner_id",
+    ),
+    Row("GET", AGENTS, lambda w: Call(AGENTS), access([READ])),
+    Row(
+        "GET",
+        f"{AGENTS}/{{agent_id}}",
+        lambda w: Call(f"{AGENTS}/{w.agent()}"),
+        access([READ]),
+    ),
+    Row(
+        "POST",
+        f"{AGENTS}/{{agent_id}}/keys",
+        lambda w: Call(f"{AGENTS}/{w.agent()}/keys", {"scopes": ["inference:read"]}),
+        access([BUY, SELL], **AS_BUYER, others=not_yours("agent_id")),
+        "a free agent of the first buyer",
+    ),
+    Row(
+        "POST",
+        f"{AGENTS}/{{agent_id}}/suspend",
+        lambda w: Call(f"{AGENTS}/{w.agent()}/suspend", {"reason": "matrix"}),
+        access([ADMIN]),
+    ),
+    Row(
+        "GET",
+        f"{AGENTS}/{{agent_id}}/metabolism",
+        lambda w: Call(f"{AGENTS}/{w.agent()}/metabolism"),
+        BUYERS_BOOKS,
+        "a free agent of the first buyer",
+    ),
+    # -- the ledger
+    Row(
+        "POST",
+        f"{LEDGER}/grants",
+        lambda w: Call(
+            f"{LEDGER}/grants",
+            {"holder_id": BUYER, "amount": 2, "idempotency_key": w.fresh("grant")},
+        ),
+        access([ADMIN]),
+    ),
+    Row(
+        "POST",
+        f"{LEDGER}/enforcement",
+        lambda w: Call(f"{LEDGER}/enforcement", {"holder_id": BUYER, "enforced": False}),
+        access([ADMIN]),
+    ),
+    Row("GET", f"{LEDGER}/accounts", lambda w: Call(f"{LEDGER}/accounts"), access([READ])),
+    Row(
+        "GET",
+        f"{LEDGER}/accounts/{{account_id}}",
+        lambda w: Call(f"{LEDGER}/accounts/{w.buyers_account()}"),
+        BUYERS_BOOKS,
+    ),
+    Row(
+        "GET",
+        f"{LEDGER}/accounts/{{account_id}}/entries",
+        lambda w: Call(f"{LEDGER}/accounts/{w.buyers_account()}/entries"),
+        BUYERS_BOOKS,
+    ),
+    Row("GET", f"{LEDGER}/export", lambda w: Call(f"{LEDGER}/export"), access([AUDIT])),
     # -- the SDK-compatible proxy
     Row("GET", "/v1/models", lambda w: Call("/v1/models"), access([PROXY])),
     Row(
@@ -621,14 +717,15 @@ def test_the_key_and_its_scope_are_checked_before_anything_else(
 ) -> None:
     """No key is 401, and a key without the route's scope 403, whatever else is wrong: bad
     query values, a body that is not JSON, a malformed path id."""
-    # inference:audit is the scope of no route but the export, which a reader's key lacks.
+    # inference:audit is the scope of no route but the exports, which a reader's key lacks.
     auditor = key_headers(app, "nobody", "inference:audit")
+    exports = {"/inference/analytics/export", "/inference/ledger/export"}
     reader = key_headers(app, "nobody", "inference:read")
     wrong = []
     for method, template, operation in _keyed(app):
         headers: dict[str, str] = {}
         if caller != "no key":
-            headers = reader if template == "/inference/analytics/export" else auditor
+            headers = reader if template in exports else auditor
         body = b"{not json" if "requestBody" in operation else None
         response = client.request(
             method,

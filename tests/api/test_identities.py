@@ -240,3 +240,76 @@ class TestIdentitiesAnOwnerControls:
         with operated_agents({BUYER: ["agent-8"]}):
             ok(client.post(ORDERS, json=body, headers=mine), 201)
         error(client.post(ORDERS, json=body, headers=mine), 403, "identity_not_yours")
+
+
+def register_agent(client: TestClient, headers: Headers, kind: str) -> str:
+    body = {"kind": kind, "display_name": f"a {kind} agent"}
+    return str(
+        ok(client.post("/inference/agents", json=body, headers=headers), 201)["agent"]["agent_id"]
+    )
+
+
+class TestRegisteredAgentIdentities:
+    """The agent identities of ``/inference/agents`` (no test double): every field that names
+    who acts accepts an operator's bound agent at once, and a free agent with keys of its own
+    only from those keys, never from its creator or an admin."""
+
+    def test_a_bound_agent_is_named_by_its_operator_in_every_actor_field(
+        self, app: FastAPI, client: TestClient, provider_id: str
+    ) -> None:
+        mine = planner_headers(app, BUYER)
+        theirs = planner_headers(app, OTHER)
+        agent_id = register_agent(client, mine, "bound")
+        requests = [
+            (ORDERS, bid_body(1000, 0.0000008, buyer_id=agent_id), "buyer_id"),
+            (RESERVATIONS, reservation_body(f"b-{agent_id}", buyer_id=agent_id), "buyer_id"),
+            ("/inference/route", policy_body(agent_id=agent_id), "agent_id"),
+            ("/inference/quote", policy_body(agent_id=agent_id), "agent_id"),
+        ]
+        for path, body, field in requests:
+            answer = client.post(path, json=body, headers=theirs)
+            error(answer, 403, "identity_not_yours", field)
+            assert agent_id not in answer.text
+        for path, body, _ in requests:
+            assert client.post(path, json=body, headers=mine).status_code in (200, 201), path
+
+    def test_a_free_agent_with_keys_is_named_only_by_its_own_keys(
+        self, app: FastAPI, client: TestClient, provider_id: str
+    ) -> None:
+        creator = planner_headers(app, BUYER)
+        agent_id = register_agent(client, creator, "free")
+        ok(
+            client.post(ORDERS, json=bid_body(1000, 0.0000008, buyer_id=agent_id), headers=creator),
+            201,
+        )
+        issued = ok(
+            client.post(
+                f"/inference/agents/{agent_id}/keys",
+                json={"scopes": ["inference:buy", "inference:plan", "inference:read"]},
+                headers=creator,
+            ),
+            201,
+        )
+        own = {"authorization": f"Bearer {issued['key']['secret']}"}
+        stored = counts(app)
+        for headers in (creator, admin_headers(app)):
+            for path, body, field in [
+                (ORDERS, bid_body(1000, 0.0000008, buyer_id=agent_id), "buyer_id"),
+                (RESERVATIONS, reservation_body("f1", buyer_id=agent_id), "buyer_id"),
+                ("/inference/route", policy_body(agent_id=agent_id), "agent_id"),
+            ]:
+                error(
+                    client.post(path, json=body, headers=headers), 403, "identity_not_yours", field
+                )
+        assert counts(app) == stored
+        order = ok(
+            client.post(ORDERS, json=bid_body(1000, 0.0000008, buyer_id=agent_id), headers=own), 201
+        )
+        assert (order["order"]["owner_id"], order["order"]["buyer_id"]) == (agent_id, agent_id)
+        # An admin still acts for identities that are not self-governed.
+        ok(
+            client.post(
+                ORDERS, json=bid_body(1000, 0.0000008, buyer_id=OTHER), headers=admin_headers(app)
+            ),
+            201,
+        )

@@ -416,7 +416,8 @@ class TestInputsTheFuzzerFound:
                     response = client.request(method, path, params={name: value}, headers=headers)
                     assert response.status_code == 422, (path, name, response.text)
                     assert response.json()["error"]["field"] == f"query.{name}"
-        assert sorted(found) == ["since", "since", "until", "until"]
+        # The usage analytics, the usage export and the ledger export.
+        assert sorted(found) == ["since"] * 3 + ["until"] * 3
 
     @pytest.mark.parametrize("value", [0.5, 1700000000, "1700000000", "0.5", "2026-06-17"])
     def test_a_number_is_not_a_date_time_in_any_body(self, client: TestClient, value: Any) -> None:

@@ -36,6 +36,8 @@ SECTIONS = (
     "payments",
     "analytics",
     "proxy",
+    "agents",
+    "ledger",
 )
 
 

@@ -59,6 +59,14 @@ class TestEnsureMayActAs:
         assert pickle.loads(pickle.dumps(OWNER)).may_act_as("agent-a")
 
 
+@pytest.fixture(autouse=True)
+def no_registered_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sources the app's domains register (agent identities) are set aside: these tests
+    register their own."""
+    monkeypatch.setattr(actors, "_SOURCES", [])
+    monkeypatch.setattr(actors, "_SELF_GOVERNED", [])
+
+
 @pytest.fixture
 def sources() -> Iterator[list[actors.IdentitySource]]:
     added: list[actors.IdentitySource] = []
@@ -115,3 +123,35 @@ def test_every_request_field_that_names_who_acts_is_an_actor_field() -> None:
                     f"{model.__name__}.{name}: declare it with flow_memory.kit.actors.Actor"
                 )
     assert seen >= {"buyer_id", "agent_id", "requested_by", "owner_id"}
+
+
+class TestSelfGovernedIdentities:
+    """A free agent with keys of its own acts only with them: an admin's key may not name it."""
+
+    def test_an_admin_may_not_act_as_a_self_governed_identity(self) -> None:
+        admin = Principal(
+            "key_2", "operator", frozenset({ADMIN}), self_governed=frozenset({"agent_free"})
+        )
+        assert admin.may_act_as("anyone-else")
+        assert not admin.may_act_as("agent_free")
+        with pytest.raises(Forbidden) as refused:
+            ensure_may_act_as(admin, "agent_free", field="buyer_id")
+        assert refused.value.code == IDENTITY_NOT_YOURS
+        assert "agent_free" not in refused.value.message
+        itself = Principal("key_3", "agent_free", frozenset({BUY}))
+        assert itself.may_act_as("agent_free")
+
+    def test_the_self_governed_travel_with_the_caller(self) -> None:
+        admin = Principal("k", "operator", frozenset({ADMIN}), self_governed=frozenset({"a"}))
+        assert pickle.loads(pickle.dumps(admin)) == admin
+
+    def test_the_sources_are_read_without_the_owner_itself(self) -> None:
+        def source(session: Session) -> Iterable[str]:
+            return ["agent_x", "agent_y"]
+
+        actors.register_self_governed_source(source)
+        try:
+            found = actors.self_governed_identities(None, owner_id="agent_x")  # type: ignore[arg-type]
+        finally:
+            actors.unregister_self_governed_source(source)
+        assert "agent_y" in found and "agent_x" not in found

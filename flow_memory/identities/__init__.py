@@ -1,0 +1,1 @@
+"""Agent identities, bound and free, and the keys issued to free agents."""

@@ -1,0 +1,1 @@
+"""Dry-run credit accounts, double-entry transfers and holds (``USD_CREDIT``)."""
