@@ -19,6 +19,7 @@ from flow_memory.identities.schemas import (
     AgentSuspend,
     MetabolismResponse,
 )
+from flow_memory.kit.cursors import CURSOR_PATTERN
 from flow_memory.kit.deps import ClockDep, Principal, ReadSessionDep, SessionDep, require_scopes
 from flow_memory.kit.errors import NotFound
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
@@ -71,7 +72,7 @@ def list_agents(
             max_length=512,
             description="next_cursor of the previous page, unchanged; any other is refused "
             "(422 invalid_cursor)",
-            json_schema_extra={"pattern": service.CURSOR_PATTERN},
+            json_schema_extra={"pattern": CURSOR_PATTERN},
         ),
     ] = None,
 ) -> FlowJSONResponse:

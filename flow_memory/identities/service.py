@@ -6,12 +6,9 @@ other server on a PostgreSQL database to clear theirs)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event
@@ -27,14 +24,12 @@ from flow_memory.kit.actors import (
     register_self_governed_source,
 )
 from flow_memory.kit.broadcast import KEY_REVOKED, announce
+from flow_memory.kit.cursors import decode_cursor, encode_cursor
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Conflict, Forbidden, Invalid, NotFound
 from flow_memory.kit.ids import new_id
 from flow_memory.kit.scopes import ADMIN, AUDIT
 from flow_memory.ledger import service as ledger
-
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
-_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 def _operated(session: Session, *, owner_id: str, key_id: str) -> Iterable[str]:
@@ -209,32 +204,10 @@ def page_agents(
     session: Session, *, filters: dict[str, Any], limit: int, cursor: str | None
 ) -> AgentPage:
     """Identities newest first, ``limit`` at a time."""
-    before = None if cursor is None else _decode(cursor)
+    before = None if cursor is None else decode_cursor(cursor)
     rows = repository.page(session, filters=filters, before=before, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    return AgentPage(rows, _encode(rows[-1]) if more and rows else None)
-
-
-def _encode(agent: AgentIdentity) -> str:
-    raw = f"{agent.created_at.astimezone(UTC).isoformat()}|{agent.agent_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, str]:
-    try:
-        if not _CURSOR.match(cursor):
-            raise ValueError(cursor)
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, agent_id = raw.split("|", 1)
-        when = datetime.fromisoformat(moment)
-        if when.tzinfo is None or not agent_id:
-            raise ValueError(cursor)
-        return when.astimezone(UTC), agent_id
-    except (ValueError, OverflowError, UnicodeDecodeError, binascii.Error):
-        raise Invalid(
-            "cursor is not one this endpoint gave out",
-            field="cursor",
-            code="invalid_cursor",
-            hint="pass next_cursor from the previous page unchanged",
-        ) from None
+    return AgentPage(
+        rows, encode_cursor(rows[-1].created_at, rows[-1].agent_id) if more and rows else None
+    )

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from flow_memory.kit.clock import isoformat_z
+from flow_memory.kit.cursors import CURSOR_PATTERN
 from flow_memory.kit.deps import (
     ClockDep,
     Principal,
@@ -52,7 +53,7 @@ Cursor = Annotated[
         max_length=512,
         description="next_cursor of the previous page, unchanged; any other is refused (422 "
         "invalid_cursor)",
-        json_schema_extra={"pattern": entries.CURSOR_PATTERN},
+        json_schema_extra={"pattern": CURSOR_PATTERN},
     ),
 ]
 Moment = Annotated[DateTime | None, Query(description="A date-time with its timezone")]

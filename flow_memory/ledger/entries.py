@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from flow_memory.kit.cursors import decode_cursor, encode_cursor
 from flow_memory.kit.deps import Principal
-from flow_memory.kit.errors import Invalid, NotFound
+from flow_memory.kit.errors import NotFound
 from flow_memory.kit.scopes import AUDIT
 from flow_memory.ledger import repository, service
 from flow_memory.ledger.domain import CURRENCY
 from flow_memory.ledger.models import LedgerAccount, LedgerPosting, LedgerTransfer
-
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
-_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 def sees_every_account(principal: Principal) -> bool:
@@ -117,33 +111,12 @@ def page_entries(
     """The postings of an account and its hold account, newest first, ``limit`` at a time."""
     hold = repository.hold_account(session, account.account_id)
     roles = {account.account_id: "main", **({hold.account_id: "hold"} if hold else {})}
-    before = None if cursor is None else _decode(cursor)
+    before = None if cursor is None else decode_cursor(cursor)
     rows = repository.entries_page(session, list(roles), before=before, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     entries = [entry_read(p, t, roles[p.account_id]) for p, t in rows]
-    return EntriesPage(entries, _encode(rows[-1][0]) if more and rows else None)
-
-
-def _encode(posting: LedgerPosting) -> str:
-    raw = f"{posting.created_at.astimezone(UTC).isoformat()}|{posting.posting_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, str]:
-    try:
-        if not _CURSOR.match(cursor):
-            raise ValueError(cursor)
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, posting_id = raw.split("|", 1)
-        when = datetime.fromisoformat(moment)
-        if when.tzinfo is None or not posting_id:
-            raise ValueError(cursor)
-        return when.astimezone(UTC), posting_id
-    except (ValueError, OverflowError, UnicodeDecodeError, binascii.Error):
-        raise Invalid(
-            "cursor is not one this endpoint gave out",
-            field="cursor",
-            code="invalid_cursor",
-            hint="pass next_cursor from the previous page unchanged",
-        ) from None
+    return EntriesPage(
+        entries,
+        encode_cursor(rows[-1][0].created_at, rows[-1][0].posting_id) if more and rows else None,
+    )

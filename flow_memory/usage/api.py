@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator
 
 from flow_memory.kit.clock import isoformat_z
+from flow_memory.kit.cursors import CURSOR_PATTERN
 from flow_memory.kit.deps import ClockDep, Principal, ReadSessionDep, require_scopes
 from flow_memory.kit.errors import Invalid
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
@@ -110,7 +111,7 @@ def usage(
             "other is refused (422 invalid_cursor)",
             # Documented, not enforced by the schema: page_records refuses any other cursor
             # with its own code, invalid_cursor.
-            json_schema_extra={"pattern": service.CURSOR_PATTERN},
+            json_schema_extra={"pattern": CURSOR_PATTERN},
         ),
     ] = None,
 ) -> FlowJSONResponse:

@@ -9,9 +9,6 @@ range) and the records themselves otherwise; both sum exact decimals."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -33,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from flow_memory.kit.cursors import decode_cursor, encode_cursor
 from flow_memory.kit.db import BulkWrite, bulk_insert, dialect_inserts
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Invalid
@@ -540,33 +538,11 @@ class Page:
     next_cursor: str | None
 
 
-# A page cursor is base64url text without padding, as _encode_cursor writes it.
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
-_CURSOR = re.compile(CURSOR_PATTERN)
-
-
 def _encode_cursor(row: UsageRecord) -> str:
-    raw = f"{row.created_at.astimezone(UTC).isoformat()}|{row.usage_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return encode_cursor(row.created_at, row.usage_id)
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        if not _CURSOR.match(cursor):
-            raise ValueError(cursor)  # b64decode would skip what is not base64url
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, usage_id = raw.split("|", 1)
-        when = datetime.fromisoformat(moment)
-        if when.tzinfo is None or not usage_id:
-            raise ValueError(cursor)
-        return when.astimezone(UTC), usage_id
-    except (ValueError, OverflowError, UnicodeDecodeError, binascii.Error):
-        raise Invalid(
-            "cursor is not one this endpoint gave out",
-            field="cursor",
-            code="invalid_cursor",
-            hint="pass next_cursor from the previous page unchanged",
-        ) from None
+_decode_cursor = decode_cursor
 
 
 def page_records(
