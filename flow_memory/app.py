@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,11 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy import text
+from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -182,6 +186,33 @@ _NO_TELEMETRY: dict[str, Any] = (
 )
 
 
+_API_DEPENDENCIES = [Depends(authenticate_first), Depends(refuse_unstorable_path_parameters)]
+_API_ROUTERS = (
+    credentials_router,
+    discovery_router,
+    providers_router,
+    market_router,
+    routing_router,
+    payments_router,
+    pricing_router,
+    usage_router,
+    identities_router,
+    ledger_router,
+    proxy_router,
+)
+
+
+@functools.cache
+def _api_routes() -> tuple[BaseRoute, ...]:
+    """Every API route, with the dependencies every route takes, built once per process.
+    Preparing a route (its parameters' and response's validators) takes most of the cost of
+    an app; every app in a process (a test run builds thousands) shares these."""
+    api = APIRouter(dependencies=_API_DEPENDENCIES, default_response_class=DocumentedJSONResponse)
+    for router in _API_ROUTERS:
+        api.include_router(router)
+    return tuple(api.routes)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -201,7 +232,7 @@ def create_app(
         docs_url=None,  # served by _add_api_docs, from this app's files
         redoc_url=None,
         # Authentication first: no key answers 401 whatever else is wrong with a request.
-        dependencies=[Depends(authenticate_first), Depends(refuse_unstorable_path_parameters)],
+        dependencies=list(_API_DEPENDENCIES),
         lifespan=_lifespan,
         **_NO_TELEMETRY,
     )
@@ -249,16 +280,7 @@ def create_app(
         )
     )
     app.state.market = market
-    app.include_router(credentials_router)
-    app.include_router(discovery_router)
-    app.include_router(providers_router)
-    app.include_router(market_router)
-    app.include_router(routing_router)
-    app.include_router(payments_router)
-    app.include_router(pricing_router)
-    app.include_router(usage_router)
-    app.include_router(identities_router)
-    app.include_router(ledger_router)
+    app.router.routes.extend(_api_routes())
     app.state.usage_recorder = UsageRecorder(
         app.state.session_factory, charges=settings.ledger_charges
     )
@@ -271,7 +293,6 @@ def create_app(
         transport=upstream_transport,
         host_resolver=host_resolver,
     )
-    app.include_router(proxy_router)
     install_metrics(app)
 
     @app.get(
@@ -308,7 +329,34 @@ def create_app(
 
     app.mount("/ui", StaticFiles(directory=UI_DIRECTORY), name="ui")
     _add_api_docs(app)
+    _share_openapi_document(app)
     return app
+
+
+_OPENAPI_DOCUMENTS: dict[tuple[str, ...], dict[str, Any]] = {}
+
+
+def _share_openapi_document(app: FastAPI) -> None:
+    """Every app in a process documents the same routes: the OpenAPI document is made once
+    and each app gets its own copy (making it takes far longer than copying it)."""
+    own = tuple(
+        sorted(
+            f"{sorted(route.methods or ())} {route.path}"
+            for route in app.router.routes
+            if isinstance(route, APIRoute) and route.include_in_schema
+        )
+    )
+    make = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = _OPENAPI_DOCUMENTS.get(own)
+            if document is None:
+                document = _OPENAPI_DOCUMENTS[own] = copy.deepcopy(make())
+            app.openapi_schema = copy.deepcopy(document)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_api_docs(app: FastAPI) -> None:
