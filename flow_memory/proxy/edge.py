@@ -20,7 +20,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from flow_memory.kit.deps import read_session
 from flow_memory.kit.errors import FlowMemoryError
 from flow_memory.kit.http import error_response, log_access
-from flow_memory.proxy.api import authorize_proxy, model_list, serve_call
+from flow_memory.proxy.api import authorize_proxy, model_list
+from flow_memory.proxy.serve import serve_call
 from flow_memory.proxy.service import Kind
 
 CALLS: dict[tuple[str, str], Kind] = {
