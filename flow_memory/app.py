@@ -24,6 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from flow_memory import __version__
 from flow_memory.credentials.api import router as credentials_router
 from flow_memory.identities.api import router as identities_router
+from flow_memory.jobs.api import router as jobs_router
+from flow_memory.jobs.timer import JobTimer
 from flow_memory.keys.service import KEY_CACHE
 from flow_memory.kit.broadcast import KEY_REVOKED, ROUTES, Listener
 from flow_memory.kit.clock import Clock, SystemClock
@@ -120,12 +122,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if metrics is not None:
             metrics.start()  # first: a port that cannot be bound stops the start here
         app.state.market.start()
+        app.state.job_timer.start()
         yield
         # Acknowledge every queued market command and write every usage record before exiting.
         app.state.market.stop()
         app.state.usage_recorder.stop()
         await app.state.proxy_client.aclose()
     finally:
+        app.state.job_timer.stop()
         if metrics is not None:
             metrics.stop()
         if listener is not None:
@@ -198,6 +202,7 @@ _API_ROUTERS = (
     usage_router,
     identities_router,
     ledger_router,
+    jobs_router,
     proxy_router,
 )
 
@@ -280,6 +285,13 @@ def create_app(
         )
     )
     app.state.market = market
+    app.state.job_timer = JobTimer(
+        app.state.session_factory,
+        app.state.read_session_factory,
+        app.state.clock,
+        database_url=settings.database_url,
+        idle_seconds=settings.job_timer_seconds,
+    )
     app.router.routes.extend(_api_routes())
     app.state.usage_recorder = UsageRecorder(
         app.state.session_factory, charges=settings.ledger_charges

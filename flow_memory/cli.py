@@ -9,10 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 
-from flow_memory import cli_ledger
+from flow_memory import cli_agent, cli_ledger
 from flow_memory.settings import DEMO_DATABASE, Settings
 
 
@@ -83,11 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     price_remove.add_argument("model")
     price_remove.add_argument("--unit-type", default="token")
 
-    _add_provider_agent(commands)
+    cli_agent.add_command(commands)
 
     args = parser.parse_args(argv)
     if args.command == "provider-agent":
-        return _provider_agent(args)
+        return cli_agent.run(args)
     try:
         settings = Settings.from_env()
     except ValueError as error:
@@ -125,89 +123,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list-prices":
         return _list_prices(settings, args)
     return 2
-
-
-def _add_provider_agent(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    agent = commands.add_parser(
-        "provider-agent",
-        help="keep a local SDK-compatible model server enrolled and published",
-        description="Enroll a local SDK-compatible model server with Flow Memory, pair it, send "
-        "heartbeats, and publish its catalog and capacity until stopped. The API key is read "
-        "from FLOW_MEMORY_AGENT_API_KEY; flags override the TOML file.",
-    )
-    agent.add_argument("--config", type=Path, help="a TOML file (see the README)")
-    agent.add_argument("--flow-memory-url", help="default http://127.0.0.1:8765")
-    agent.add_argument("--model-server-url", help="default http://127.0.0.1:8080/v1")
-    agent.add_argument("--base-url", help="the address Flow Memory calls (default: model server)")
-    agent.add_argument("--provider-name")
-    agent.add_argument("--credential-ref", help="an opaque secret://… reference")
-    agent.add_argument("--credential-ref-id", help="use this existing credential reference")
-    agent.add_argument("--state-file", help="where the enrollment is remembered")
-    agent.add_argument("--heartbeat-interval", type=float, dest="heartbeat_interval_seconds")
-    agent.add_argument("--capacity-ttl", type=int, dest="capacity_ttl_seconds")
-    agent.add_argument("--compatible-api")
-    agent.add_argument("--context-window", type=int)
-    agent.add_argument("--concurrency", type=int, help="requests the model server runs at once")
-    agent.add_argument("--unit-type", default="token", help="the unit the price flags apply to")
-    agent.add_argument("--price", dest="ask_unit_price", help="ask price per unit, e.g. 0.0000005")
-    agent.add_argument("--min-price", dest="min_unit_price", help="never ask below this")
-    agent.add_argument("--reference-price", dest="reference_unit_price")
-    agent.add_argument("--discount-bps", type=int, help="ask = reference price less this")
-    agent.add_argument("--min-order-units", type=int)
-    agent.add_argument("--units-per-second", help="units one concurrent slot serves per second")
-    agent.add_argument("--once", action="store_true", help="do one round and exit")
-    agent.add_argument("--log-level", default="info")
-
-
-def _provider_agent(args: argparse.Namespace) -> int:
-    from flow_memory.agent.config import ConfigError, load_config
-    from flow_memory.agent.daemon import run_daemon
-
-    top = (
-        "flow_memory_url",
-        "model_server_url",
-        "base_url",
-        "provider_name",
-        "credential_ref",
-        "credential_ref_id",
-        "state_file",
-        "heartbeat_interval_seconds",
-        "capacity_ttl_seconds",
-    )
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in top if getattr(args, k) is not None}
-    offer: dict[str, Any] = {
-        k: getattr(args, k)
-        for k in ("compatible_api", "context_window", "concurrency")
-        if getattr(args, k) is not None
-    }
-    terms = {
-        k: getattr(args, k)
-        for k in (
-            "ask_unit_price",
-            "min_unit_price",
-            "reference_unit_price",
-            "discount_bps",
-            "min_order_units",
-            "units_per_second",
-        )
-        if getattr(args, k) is not None
-    }
-    if terms:
-        offer["units"] = {args.unit_type: terms}
-    if offer:
-        overrides["offer"] = offer
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    # Request lines are enough; the client library's own logger would repeat each one.
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        config = load_config(args.config, overrides=overrides).check()
-    except ConfigError as error:
-        print(f"flow-memory provider-agent: {error}", file=sys.stderr)
-        return 2
-    return run_daemon(config, once=args.once)
 
 
 def _db(settings: Settings, args: argparse.Namespace) -> int:

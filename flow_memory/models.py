@@ -2,6 +2,7 @@
 
 from flow_memory.credentials.models import CredentialRef, CredentialRefRotation
 from flow_memory.identities.models import AgentIdentity
+from flow_memory.jobs.models import Job, JobBid, JobEvent, JobResult
 from flow_memory.keys.models import ApiKey
 from flow_memory.ledger.models import (
     LedgerAccount,
@@ -32,6 +33,10 @@ __all__ = [
     "CredentialRef",
     "CredentialRefRotation",
     "FeedEvent",
+    "Job",
+    "JobBid",
+    "JobEvent",
+    "JobResult",
     "LedgerAccount",
     "LedgerBalance",
     "LedgerHold",

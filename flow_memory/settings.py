@@ -51,6 +51,10 @@ class Settings:
     # Charge each proxied call's cost to its payer's ledger account (flow_memory.ledger.charges).
     ledger_charges: bool = True
     secrets_file: str = ""
+    # The job board's timer (flow_memory.jobs.timer) wakes when a job falls due or a job event
+    # arrives, and looks again after at most this many seconds otherwise; 0 runs no timer
+    # thread (tests tick it themselves).
+    job_timer_seconds: float = 5.0
 
     # /metrics (``flow_memory.scrape``). On the API's port it needs a key with this scope
     # (inference:admin keys hold every scope). With a metrics port, it is served there instead,

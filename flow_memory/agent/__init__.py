@@ -1,5 +1,6 @@
 """The provider agent: a plain client of Flow Memory's HTTP API that keeps a local model server
-enrolled, paired, alive and published. It imports nothing from the server packages."""
+enrolled, paired, alive and published, and (``jobs_worker``) bids on the job board with it. It
+imports nothing from the server packages."""
 
 from flow_memory.agent.clients import (
     DiscoveredModel,
@@ -9,7 +10,14 @@ from flow_memory.agent.clients import (
     ModelServerClient,
     ModelServerUnavailable,
 )
-from flow_memory.agent.config import AgentConfig, ConfigError, Offer, UnitTerms, load_config
+from flow_memory.agent.config import (
+    AgentConfig,
+    ConfigError,
+    JobsConfig,
+    Offer,
+    UnitTerms,
+    load_config,
+)
 from flow_memory.agent.runtime import AgentStatus, Backoff, ProviderAgent, StateFile
 
 __all__ = [
@@ -21,6 +29,7 @@ __all__ = [
     "FlowMemoryClient",
     "FlowMemoryRefused",
     "FlowMemoryUnavailable",
+    "JobsConfig",
     "ModelServerClient",
     "ModelServerUnavailable",
     "Offer",

@@ -160,8 +160,19 @@ class FlowMemoryClient:
         return self._call("GET", f"/inference/providers/{provider_id}/health")
 
 
+@dataclass(frozen=True)
+class ChatAnswer:
+    """A chat completion's text and the tokens it read and wrote."""
+
+    model: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+
+
 class ModelServerClient:
-    """The local SDK-compatible model server, asked only which models it serves."""
+    """The local SDK-compatible model server: which models it serves, and chat answers."""
 
     def __init__(
         self,
@@ -203,6 +214,46 @@ class ModelServerClient:
                 continue
             models.append(DiscoveredModel(entry["id"], _context_window(entry)))
         return models
+
+    def complete_chat(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        timeout: float | None = None,
+    ) -> ChatAnswer:
+        """POST /chat/completions, whole (not streamed). Errors never quote the server's
+        answer: it may echo the prompt."""
+        body = {"model": model, "messages": messages, "max_tokens": max_tokens, "stream": False}
+        try:
+            response = self._http.post(
+                "/chat/completions",
+                content=encode_json(body),
+                headers={"content-type": "application/json"},
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+            )
+        except httpx.TransportError as error:
+            raise ModelServerUnavailable(
+                f"POST /chat/completions: {type(error).__name__}"
+            ) from None
+        if response.status_code != 200:
+            raise ModelServerUnavailable(f"POST /chat/completions: HTTP {response.status_code}")
+        try:
+            answer = response.json()
+            choice = answer["choices"][0]
+            text = choice["message"]["content"] or ""
+            usage = answer.get("usage") or {}
+            assert isinstance(text, str) and isinstance(usage, dict)
+            return ChatAnswer(
+                model=str(answer.get("model") or model),
+                text=text,
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+                finish_reason=choice.get("finish_reason"),
+            )
+        except (ValueError, KeyError, IndexError, TypeError, AssertionError):
+            raise ModelServerUnavailable("POST /chat/completions: not a chat completion") from None
 
 
 def encode_json(value: Any) -> bytes:

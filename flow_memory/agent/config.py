@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,8 @@ API_KEY_ENV = "FLOW_MEMORY_AGENT_API_KEY"
 UNIT_TYPES = ("token", "request", "second", "image")
 COMPATIBLE_APIS = ("chat_responses", "chat_completions", "responses", "messages", "embeddings")
 TOOL_CALLING = ("none", "metadata_only", "native")
+JOB_CLASSES = ("codegen", "chat", "analysis", "any")
+JOB_QUALITIES = ("standard", "high", "expert")
 BPS = Decimal(10_000)
 
 
@@ -68,6 +70,46 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class JobsConfig:
+    """How the agent bids on the job board (the ``[jobs]`` table); off unless enabled."""
+
+    enabled: bool = False
+    bidder_id: str | None = None  # None: the key's owner
+    token_price: Decimal | None = None  # None: each model's token ask price
+    min_price: Decimal = Decimal(0)
+    max_concurrent: int = 1
+    tokens_per_second: float = 20.0  # the first estimate, replaced by measured speed
+    deadline_safety: float = 1.5
+    models: tuple[str, ...] = ()  # empty: every model the server lists
+    classes: Mapping[str, str] = field(default_factory=dict)
+    qualities: tuple[str, ...] = JOB_QUALITIES
+    stream_idle_seconds: float = 60.0
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, naming the setting."""
+        if self.max_concurrent < 1:
+            raise ConfigError("jobs.max_concurrent must be at least 1")
+        if self.token_price is not None and self.token_price <= 0:
+            raise ConfigError("jobs.token_price must be positive")
+        if self.min_price < 0:
+            raise ConfigError("jobs.min_price must not be negative")
+        if self.tokens_per_second <= 0:
+            raise ConfigError("jobs.tokens_per_second must be positive")
+        if self.deadline_safety < 1:
+            raise ConfigError("jobs.deadline_safety must be at least 1")
+        if self.stream_idle_seconds <= 0:
+            raise ConfigError("jobs.stream_idle_seconds must be positive")
+        for name in self.classes:
+            if name not in JOB_CLASSES:
+                raise ConfigError(f"jobs.classes: {name} is not one of {', '.join(JOB_CLASSES)}")
+        for quality in self.qualities:
+            if quality not in JOB_QUALITIES:
+                raise ConfigError(
+                    f"jobs.qualities: {quality} is not one of {', '.join(JOB_QUALITIES)}"
+                )
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """Everything the agent needs; the API key comes from the environment only."""
 
@@ -91,6 +133,7 @@ class AgentConfig:
     withdraw_on_stop: bool = True
     offer: Offer = field(default_factory=Offer)
     models: Mapping[str, Offer] = field(default_factory=dict)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
 
     @property
     def upstream_base_url(self) -> str:
@@ -112,6 +155,7 @@ class AgentConfig:
             raise ConfigError("capacity_ttl_seconds must be at least 10")
         for name, offer in [("offer", self.offer), *self.models.items()]:
             _check_offer(name, offer)
+        self.jobs.check()
         return self
 
 
@@ -209,6 +253,36 @@ def _offer(where: str, raw: Mapping[str, Any], base: Offer, *, fresh_units: bool
     return replace(base, **changes)
 
 
+def _jobs(raw: Any, base: JobsConfig) -> JobsConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("jobs must be a table")
+    known = {f.name for f in fields(JobsConfig)}
+    _no_unknown("jobs", raw, known)
+    changes: dict[str, Any] = {}
+    if "enabled" in raw:
+        changes["enabled"] = bool(raw["enabled"])
+    if raw.get("bidder_id") is not None:
+        changes["bidder_id"] = str(raw["bidder_id"])
+    for key in ("token_price", "min_price"):
+        if key in raw:
+            changes[key] = _decimal(f"jobs.{key}", raw[key])
+    if "max_concurrent" in raw:
+        changes["max_concurrent"] = _int("jobs.max_concurrent", raw["max_concurrent"])
+    for key in ("tokens_per_second", "deadline_safety", "stream_idle_seconds"):
+        if key in raw:
+            changes[key] = float(_decimal(f"jobs.{key}", raw[key]))
+    for key in ("models", "qualities"):
+        if key in raw:
+            if not isinstance(raw[key], list | tuple):
+                raise ConfigError(f"jobs.{key} must be a list")
+            changes[key] = tuple(str(item) for item in raw[key])
+    if "classes" in raw:
+        if not isinstance(raw["classes"], Mapping):
+            raise ConfigError("jobs.classes must be a table of class = model")
+        changes["classes"] = {str(k): str(v) for k, v in raw["classes"].items()}
+    return replace(base, **changes)
+
+
 def _no_unknown(where: str, raw: Mapping[str, Any], known: set[str]) -> None:
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -241,7 +315,9 @@ def config_from_mapping(raw: Mapping[str, Any], *, base: AgentConfig | None = No
     if "api_key" in raw:
         raise ConfigError(f"api_key is not read from files; set {API_KEY_ENV}")
     known = _TOP_LEVEL_STR | _TOP_LEVEL_FLOAT | _TOP_LEVEL_INT
-    _no_unknown("config", raw, known | {"state_file", "withdraw_on_stop", "offer", "models"})
+    _no_unknown(
+        "config", raw, known | {"state_file", "withdraw_on_stop", "offer", "models", "jobs"}
+    )
     changes: dict[str, Any] = {}
     for key in _TOP_LEVEL_STR & raw.keys():
         changes[key] = str(raw[key])
@@ -262,6 +338,8 @@ def config_from_mapping(raw: Mapping[str, Any], *, base: AgentConfig | None = No
             f"models.{model}", model_raw, models.get(model, offer), fresh_units=True
         )
     changes["models"] = models
+    if "jobs" in raw:
+        changes["jobs"] = _jobs(raw["jobs"], config.jobs)
     return replace(config, **changes)
 
 

@@ -34,12 +34,13 @@ WAIT_SECONDS = 0.5  # how long the listener waits for a notification before it l
 RETRY_SECONDS = 1.0
 
 
-def announce(session: Session, topic: str, subject: str = "") -> None:
+def announce(session: Session, topic: str, subject: str = "", *, channel: str = CHANNEL) -> None:
     """Announce a change to every server on this PostgreSQL database once the session's
-    transaction commits (nothing on SQLite)."""
+    transaction commits (nothing on SQLite). A domain whose announcements are frequent gives
+    them a ``channel`` of their own, so servers that do not care never hear them."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    session.execute(_NOTIFY, {"channel": CHANNEL, "payload": f"{topic}:{subject}"})
+    session.execute(_NOTIFY, {"channel": channel, "payload": f"{topic}:{subject}"})
 
 
 Handlers = Mapping[str, Callable[[str], None]]
@@ -49,10 +50,11 @@ class Listener:
     """Hears announcements on a thread of its own and runs the handler of each one's topic
     (with its subject); after (re)connecting, runs every handler with an empty subject."""
 
-    def __init__(self, database_url: str, handlers: Handlers) -> None:
+    def __init__(self, database_url: str, handlers: Handlers, *, channel: str = CHANNEL) -> None:
         url = make_url(database_url).set(drivername="postgresql")
         self._conninfo = url.render_as_string(hide_password=False)
         self._handlers = handlers
+        self._channel = channel
         self._stopping = threading.Event()
         self.listening = threading.Event()  # set while it listens
         self.heard = 0
@@ -60,7 +62,7 @@ class Listener:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self._run, name="flow-memory-broadcast-listener", daemon=True
+            target=self._run, name=f"flow-memory-listener-{self._channel}", daemon=True
         )
         self._thread.start()
 
@@ -77,7 +79,7 @@ class Listener:
         while not self._stopping.is_set():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True) as connection:
-                    connection.execute(f"LISTEN {CHANNEL}")
+                    connection.execute(f"LISTEN {self._channel}")
                     self.listening.set()
                     if failing:
                         log.warning("listening for changes from other servers again")

@@ -156,6 +156,50 @@ class World:
         assert answer.status_code in (200, 201), answer.text
         return str(answer.json()["account"]["account_id"])
 
+    def job(self, **economics: Any) -> str:
+        """A new job of the first buyer (auction mode unless ``payment_mode`` says)."""
+        body = {
+            "request": {"model_hint": "chat", "prompt": "hi", "max_tokens": 5},
+            "economics": {"max_price": 1, **economics},
+        }
+        answer = self.client.post(JOBS, json=body, headers=self.keys["buyer"])
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["job"]["job_id"])
+
+    def job_bid(self, job_id: str) -> str:
+        """The first provider owner's bid on ``job_id``."""
+        answer = self.client.post(
+            f"{JOBS}/{job_id}/bids", json=_job_bid(self), headers=self.keys["provider"]
+        )
+        assert answer.status_code in (200, 201), answer.text
+        return str(answer.json()["bid"]["bid_id"])
+
+    def withdrawal(self) -> Call:
+        """A bid of the first provider owner on a new job, and the call that withdraws it."""
+        job_id = self.job()
+        return Call(f"{JOBS}/{job_id}/bids/{self.job_bid(job_id)}/withdraw")
+
+    def early_award(self) -> Call:
+        """A new job of the first buyer with a bid on it, and the call that awards it."""
+        job_id = self.job()
+        self.job_bid(job_id)
+        return Call(f"{JOBS}/{job_id}/award")
+
+    def awarded_job(self) -> str:
+        """A new fixed-price job of the first buyer, won at once by the first provider owner."""
+        job_id = self.job(payment_mode="fixed")
+        self.job_bid(job_id)
+        return job_id
+
+    def result_hash(self) -> str:
+        """The hash of the result of a job the first provider owner won and completed."""
+        job_id = self.awarded_job()
+        answer = self.client.post(
+            f"{JOBS}/{job_id}/result", json=_job_result(), headers=self.keys["provider"]
+        )
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["result"]["result_hash"])
+
     def list_price_removal(self) -> Call:
         """Set a list price, and the call that removes it."""
         answer = self.client.put(
@@ -210,6 +254,32 @@ def _preview(world: World, **extra: Any) -> dict[str, Any]:
     return {"order_id": world.order_id, "acknowledge_disabled_execution": True, **extra}
 
 
+def _job(**extra: Any) -> dict[str, Any]:
+    return {
+        "request": {"model_hint": "chat", "prompt": "hi", "max_tokens": 5},
+        "economics": {"max_price": 1},
+        **extra,
+    }
+
+
+def _job_bid(world: World, **extra: Any) -> dict[str, Any]:
+    return {
+        "provider_id": world.provider_id,
+        "model": MODEL,
+        "price": 0.5,
+        "estimated_time_s": 5,
+        **extra,
+    }
+
+
+def _job_result() -> dict[str, Any]:
+    return {
+        "output": "hello",
+        "model": MODEL,
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+    }
+
+
 def _chat(**options: Any) -> dict[str, Any]:
     return {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], **options}
 
@@ -217,6 +287,7 @@ def _chat(**options: Any) -> dict[str, Any]:
 REFS = "/inference/credential-refs"
 AGENTS = "/inference/agents"
 LEDGER = "/inference/ledger"
+JOBS = "/inference/jobs"
 PROVIDER = "/inference/providers/{provider_id}"
 ORDERS = "/inference/market/orders"
 AS_BUYER = {"owner": "buyer"}
@@ -228,6 +299,9 @@ BUYERS_BOOKS = {
     "auditor": OK,
     "auditor-2": OK,
 }
+# A job's result: its requester (the first buyer), its winner (the first provider owner), admins
+# and auditors read it; anyone else is answered as if it did not exist.
+JOB_RESULT = {**BUYERS_BOOKS, "provider": OK}
 
 
 def _on_provider(world: World, suffix: str) -> str:
@@ -521,6 +595,79 @@ ROWS = [
         BUYERS_BOOKS,
     ),
     Row("GET", f"{LEDGER}/export", lambda w: Call(f"{LEDGER}/export"), access([AUDIT])),
+    # -- the job board
+    Row(
+        "POST",
+        JOBS,
+        lambda w: Call(JOBS, _job(requester_id=BUYER)),
+        access([BUY], **AS_BUYER, others=not_yours("requester_id")),
+        "requester_id names the first buyer",
+    ),
+    Row("POST", JOBS, lambda w: Call(JOBS, _job()), access([BUY]), "no requester_id"),
+    Row("GET", JOBS, lambda w: Call(JOBS), access([READ])),
+    Row(
+        "GET",
+        f"{JOBS}/stream",
+        lambda w: Call(f"{JOBS}/stream", params={"after": "0", "follow": "false"}),
+        access([READ]),
+    ),
+    Row("GET", f"{JOBS}/{{job_id}}", lambda w: Call(f"{JOBS}/{w.job()}"), access([READ])),
+    Row(
+        "POST",
+        f"{JOBS}/{{job_id}}/bids",
+        lambda w: Call(f"{JOBS}/{w.job()}/bids", _job_bid(w, bidder_id=SELLER)),
+        access([SELL], owner="provider", others=not_yours("bidder_id")),
+        "bidder_id names the first provider owner",
+    ),
+    Row(
+        "POST",
+        f"{JOBS}/{{job_id}}/bids",
+        lambda w: Call(f"{JOBS}/{w.job()}/bids", _job_bid(w)),
+        access([SELL], owner="provider", others=NOT_FOUND),
+        "no bidder_id, the first provider owner's provider",
+    ),
+    Row(
+        "POST",
+        f"{JOBS}/{{job_id}}/bids/{{bid_id}}/withdraw",
+        lambda w: w.withdrawal(),
+        access([SELL], owner="provider", others=NOT_FOUND),
+        "the first provider owner's bid",
+    ),
+    Row(
+        "POST",
+        f"{JOBS}/{{job_id}}/award",
+        lambda w: w.early_award(),
+        access([BUY], **AS_BUYER, others=NOT_FOUND),
+        "the first buyer's job",
+    ),
+    Row(
+        "POST",
+        f"{JOBS}/{{job_id}}/cancel",
+        lambda w: Call(f"{JOBS}/{w.job()}/cancel", {"reason": "matrix"}),
+        access([BUY], **AS_BUYER, others=NOT_FOUND),
+        "the first buyer's job",
+    ),
+    Row(
+        "GET",
+        f"{JOBS}/{{job_id}}/assignment",
+        lambda w: Call(f"{JOBS}/{w.awarded_job()}/assignment"),
+        access([SELL], owner="provider", others=NOT_FOUND),
+        "a job the first provider owner won",
+    ),
+    Row(
+        "POST",
+        f"{JOBS}/{{job_id}}/result",
+        lambda w: Call(f"{JOBS}/{w.awarded_job()}/result", _job_result()),
+        access([SELL], owner="provider", others=NOT_FOUND),
+        "a job the first provider owner won",
+    ),
+    Row(
+        "GET",
+        "/inference/results/{result_hash}",
+        lambda w: Call(f"/inference/results/{w.result_hash()}"),
+        JOB_RESULT,
+        "the result of the first buyer's job, won by the first provider owner",
+    ),
     # -- the SDK-compatible proxy
     Row("GET", "/v1/models", lambda w: Call("/v1/models"), access([PROXY])),
     Row(

@@ -1,0 +1,1 @@
+"""The job board: job requests, sealed bids, awards, and the archive of results."""

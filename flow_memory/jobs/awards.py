@@ -1,0 +1,148 @@
+"""Awards and the ends of jobs: each function takes a job whose row the caller has locked,
+changes it and its bids, moves its escrow and records the event, in the caller's transaction.
+
+Used by bids (fixed mode awards at once), by the requester (an early award, a cancel) and by
+the timer (a window that closed, a result that did not come)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from flow_memory.jobs import domain, escrow, events, repository, standing
+from flow_memory.jobs.domain import Decision, Offer, Terms
+from flow_memory.jobs.models import Job, JobBid
+
+
+def terms_of(job: Job) -> Terms:
+    return Terms(job.max_price, job.deadline_seconds, job.min_reputation)
+
+
+def offers_of(session: Session, bids: Sequence[JobBid]) -> list[Offer]:
+    """The bids as the award weighs them, with their bidders' standing."""
+    known = standing.standings(session, {bid.bidder_id for bid in bids})
+    return [
+        Offer(b.bid_id, b.price, b.estimated_time_s, b.submitted_at, known.get(b.bidder_id))
+        for b in bids
+    ]
+
+
+def reason_against(session: Session, job: Job, bid: JobBid) -> str | None:
+    """Why ``bid`` may not win ``job`` now, or None when it is eligible."""
+    return domain.ineligibility(terms_of(job), offers_of(session, [bid])[0])
+
+
+def award(session: Session, job: Job, *, now: datetime, chosen: str | None = None) -> JobBid | None:
+    """Award the job to ``chosen`` or its best-ranked live bid; every other live bid loses
+    with its reason. None, and nothing changes, when no live bid is eligible."""
+    live = [b for b in repository.bids_of(session, job.job_id) if b.status == domain.LIVE]
+    decision = domain.decide(terms_of(job), offers_of(session, live), chosen=chosen)
+    if decision.winner is None:
+        return None
+    return _give(session, job, live, decision, now=now, reaward=False)
+
+
+def close_window(session: Session, job: Job, *, now: datetime) -> str:
+    """The bid window closed: award by score, or expire the job when no bid is eligible."""
+    if award(session, job, now=now) is not None:
+        return domain.AWARDED
+    end_unawarded(session, job, status=domain.EXPIRED_UNAWARDED, now=now)
+    return domain.EXPIRED_UNAWARDED
+
+
+def end_unawarded(
+    session: Session, job: Job, *, status: str, now: datetime, reason: str | None = None
+) -> None:
+    """End an open job without an award (``cancelled`` or ``expired_unawarded``): each live
+    bid loses, for the reason it was not eligible or because the window closed, and the
+    escrow is released whole."""
+    domain.check_transition(job.status, status)
+    live = [b for b in repository.bids_of(session, job.job_id) if b.status == domain.LIVE]
+    terms = terms_of(job)
+    for bid, offer in zip(live, offers_of(session, live), strict=True):
+        _lose(bid, domain.ineligibility(terms, offer) or domain.WINDOW_CLOSED, now=now)
+    escrow.release(session, job, memo=f"the job was {status.replace('_', ' ')}", now=now)
+    job.status = status
+    job.cancel_reason = reason
+    job.ended_at = job.updated_at = now
+    session.flush()
+    kind = events.CANCELLED if status == domain.CANCELLED else events.EXPIRED_UNAWARDED
+    payload = {"bids": len(live)} if reason is None else {"bids": len(live), "reason": reason}
+    events.record(session, job, kind, payload, now=now)
+
+
+def no_show(session: Session, job: Job, *, now: datetime) -> str:
+    """The winner sent no result by the deadline: its bid is marked ``no_show``, then the
+    runner-up is awarded with a fresh deadline if the job asks for it (and has awards left),
+    else the job ends ``expired_no_show`` and its escrow is released whole."""
+    bids = repository.bids_of(session, job.job_id)
+    missing = next(b for b in bids if b.bid_id == job.winning_bid_id)
+    missing.status = domain.NO_SHOW
+    missing.decided_at = now
+    events.record(
+        session,
+        job,
+        events.NO_SHOW,
+        {"bid_id": missing.bid_id, "bidder_id": missing.bidder_id},
+        now=now,
+    )
+    if job.reaward_on_no_show and job.award_count < domain.MAX_AWARDS:
+        runners_up = [b for b in bids if b.status == domain.LOST and b.reason == domain.OUTBID]
+        decision = domain.decide(terms_of(job), offers_of(session, runners_up))
+        if decision.winner is not None:
+            _give(session, job, runners_up, decision, now=now, reaward=True)
+            return domain.AWARDED
+    domain.check_transition(job.status, domain.EXPIRED_NO_SHOW)
+    escrow.release(session, job, memo="the winner sent no result by the deadline", now=now)
+    job.status = domain.EXPIRED_NO_SHOW
+    job.ended_at = job.updated_at = now
+    session.flush()
+    events.record(session, job, events.EXPIRED_NO_SHOW, {"bid_id": missing.bid_id}, now=now)
+    return domain.EXPIRED_NO_SHOW
+
+
+def _give(
+    session: Session,
+    job: Job,
+    bids: Sequence[JobBid],
+    decision: Decision,
+    *,
+    now: datetime,
+    reaward: bool,
+) -> JobBid:
+    domain.check_transition(job.status, domain.AWARDED)
+    winner = next(b for b in bids if b.bid_id == decision.winner)
+    for bid in bids:
+        bid.score = decision.scores.get(bid.bid_id)
+        if bid is winner:
+            bid.status, bid.reason, bid.decided_at = domain.WON, None, now
+        else:
+            _lose(bid, decision.reasons[bid.bid_id], now=now)
+    job.status = domain.AWARDED
+    job.winning_bid_id = winner.bid_id
+    job.award_count += 1
+    job.awarded_at = job.updated_at = now
+    job.result_due_at = now + timedelta(seconds=job.deadline_seconds)
+    session.flush()
+    events.record(
+        session,
+        job,
+        events.AWARDED,
+        {
+            "bid_id": winner.bid_id,
+            "bidder_id": winner.bidder_id,
+            "provider_id": winner.provider_id,
+            "price": winner.price,
+            "result_due_at": job.result_due_at,
+            "award": job.award_count,
+            "reaward": reaward,
+        },
+        now=now,
+    )
+    return winner
+
+
+def _lose(bid: JobBid, reason: str, *, now: datetime) -> None:
+    bid.status, bid.reason, bid.decided_at = domain.LOST, reason, now

@@ -1,0 +1,215 @@
+"""All SQL of the job board."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, ColumnElement, Text, cast, func, insert, literal, select, tuple_
+from sqlalchemy.orm import Session
+
+from flow_memory.jobs.domain import AWARDED, OPEN
+from flow_memory.jobs.models import Job, JobBid, JobEvent, JobResult
+
+# A position in the order events are delivered: (transaction, event id).
+Position = tuple[int, int]
+BEFORE_EVERYTHING: Position = (-1, 0)
+
+
+def job(session: Session, job_id: str, *, for_update: bool = False) -> Job | None:
+    """A job; ``for_update`` waits for and takes its row lock (every change to a job or its
+    bids holds it, so they apply one at a time)."""
+    query = select(Job).where(Job.job_id == job_id).execution_options(populate_existing=True)
+    if for_update:
+        query = query.with_for_update()
+    return session.scalars(query).first()
+
+
+def claim(session: Session, job_id: str, *, status: str, now: datetime) -> Job | None:
+    """The job if it is still ``status`` and due at ``now``, locked; None when it is not, or
+    when another transaction holds it (PostgreSQL skips it rather than wait: that server is
+    acting on it). On SQLite the write lock every transaction takes serialises claims."""
+    due = Job.bids_close_at if status == OPEN else Job.result_due_at
+    query = (
+        select(Job)
+        .where(Job.job_id == job_id, Job.status == status, due <= now)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(query).first()
+
+
+def due_jobs(session: Session, now: datetime, *, limit: int) -> list[tuple[str, str]]:
+    """(job id, status) of jobs whose window has closed or whose result is overdue."""
+    closing = select(Job.job_id, Job.status).where(Job.status == OPEN, Job.bids_close_at <= now)
+    overdue = select(Job.job_id, Job.status).where(Job.status == AWARDED, Job.result_due_at <= now)
+    found = list(session.execute(closing.order_by(Job.bids_close_at).limit(limit)))
+    found += session.execute(overdue.order_by(Job.result_due_at).limit(limit))
+    return [(job_id, status) for job_id, status in found]
+
+
+def next_due(session: Session) -> datetime | None:
+    """The earliest moment some job's window closes or some awarded job's result is due."""
+    closing = session.scalar(select(func.min(Job.bids_close_at)).where(Job.status == OPEN))
+    overdue = session.scalar(select(func.min(Job.result_due_at)).where(Job.status == AWARDED))
+    moments = [m for m in (closing, overdue) if m is not None]
+    return min(moments) if moments else None
+
+
+def page_jobs(
+    session: Session,
+    *,
+    filters: Mapping[str, Any],
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Job]:
+    """Jobs newest first, matching ``filters`` (status, model_hint, requester_id, price_min,
+    price_max: None means any), after the cursor's row."""
+    query = select(Job)
+    for name in ("status", "model_hint", "requester_id"):
+        if filters.get(name) is not None:
+            query = query.where(getattr(Job, name) == filters[name])
+    price_min: Decimal | None = filters.get("price_min")
+    price_max: Decimal | None = filters.get("price_max")
+    if price_min is not None:
+        query = query.where(Job.max_price >= price_min)
+    if price_max is not None:
+        query = query.where(Job.max_price <= price_max)
+    if before is not None:
+        query = query.where(tuple_(Job.created_at, Job.job_id) < tuple_(*before))
+    return list(
+        session.scalars(query.order_by(Job.created_at.desc(), Job.job_id.desc()).limit(limit))
+    )
+
+
+# -- bids -------------------------------------------------------------------------------------
+
+
+def bids_of(session: Session, job_id: str) -> list[JobBid]:
+    query = (
+        select(JobBid)
+        .where(JobBid.job_id == job_id)
+        .order_by(JobBid.placed_at, JobBid.bid_id)
+        .execution_options(populate_existing=True)
+    )
+    return list(session.scalars(query))
+
+
+def bid_of_bidder(session: Session, job_id: str, bidder_id: str) -> JobBid | None:
+    query = select(JobBid).where(JobBid.job_id == job_id, JobBid.bidder_id == bidder_id)
+    return session.scalars(query.execution_options(populate_existing=True)).first()
+
+
+def bid(session: Session, bid_id: str) -> JobBid | None:
+    query = select(JobBid).where(JobBid.bid_id == bid_id)
+    return session.scalars(query.execution_options(populate_existing=True)).first()
+
+
+def bids_by_id(session: Session, bid_ids: Iterable[str]) -> dict[str, JobBid]:
+    ids = sorted(set(bid_ids))
+    if not ids:
+        return {}
+    return {b.bid_id: b for b in session.scalars(select(JobBid).where(JobBid.bid_id.in_(ids)))}
+
+
+def bid_counts(session: Session, job_ids: Iterable[str]) -> dict[str, int]:
+    ids = sorted(set(job_ids))
+    if not ids:
+        return {}
+    query = (
+        select(JobBid.job_id, func.count())
+        .where(JobBid.job_id.in_(ids), JobBid.status != "withdrawn")
+        .group_by(JobBid.job_id)
+    )
+    return {job_id: count for job_id, count in session.execute(query)}
+
+
+# -- results ----------------------------------------------------------------------------------
+
+
+def result(session: Session, result_hash: str) -> JobResult | None:
+    return session.get(JobResult, result_hash)
+
+
+def result_of_job(session: Session, job_id: str) -> JobResult | None:
+    return session.scalars(select(JobResult).where(JobResult.job_id == job_id)).first()
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+def _transaction_id(session: Session) -> ColumnElement[int] | int:
+    """On PostgreSQL the writing transaction's id (as the row is inserted); 0 on SQLite, whose
+    writers commit one at a time, in the order of their event ids."""
+    if session.get_bind().dialect.name != "postgresql":
+        return 0
+    return cast(cast(func.pg_current_xact_id(), Text), BigInteger)
+
+
+def _settled(session: Session) -> ColumnElement[bool]:
+    """Whether an event is settled: every later reader sees it as it is. On PostgreSQL, events
+    written by transactions older than the oldest one still running (whatever commits later
+    has a later transaction id); on SQLite, whose writers commit one at a time, every event."""
+    if session.get_bind().dialect.name != "postgresql":
+        return literal(True)
+    horizon = cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger)
+    return JobEvent.tx < horizon
+
+
+def insert_event(
+    session: Session, *, job_id: str, kind: str, payload: Mapping[str, Any], now: datetime
+) -> None:
+    session.execute(
+        insert(JobEvent).values(
+            tx=_transaction_id(session),
+            job_id=job_id,
+            kind=kind,
+            payload=dict(payload),
+            created_at=now,
+        )
+    )
+
+
+def events_of_job(session: Session, job_id: str, *, limit: int) -> list[JobEvent]:
+    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.event_id)
+    return list(session.scalars(query.limit(limit)))
+
+
+def events_after(
+    session: Session, position: Position, *, limit: int
+) -> tuple[list[JobEvent], bool]:
+    """Settled events after ``position`` in delivery order, and whether an unsettled one
+    follows them (committed, but a transaction older than its own is still running: a reader
+    looks again soon, as no announcement may come when that transaction ends)."""
+    query = (
+        select(JobEvent, _settled(session))
+        .where(tuple_(JobEvent.tx, JobEvent.event_id) > tuple_(*position))
+        .order_by(JobEvent.tx, JobEvent.event_id)
+        .limit(limit)
+    )
+    events: list[JobEvent] = []
+    for event, settled in session.execute(query):
+        if not settled:
+            return events, True
+        events.append(event)
+    return events, False
+
+
+def position_of(session: Session, event_id: int) -> Position | None:
+    """Where the event ``event_id`` stands in delivery order (None: no such event)."""
+    found = session.scalar(select(JobEvent.tx).where(JobEvent.event_id == event_id))
+    return None if found is None else (found, event_id)
+
+
+def last_position(session: Session) -> Position:
+    """The position of the last settled event: a stream that starts there gets what follows."""
+    query = (
+        select(JobEvent.tx, JobEvent.event_id)
+        .where(_settled(session))
+        .order_by(JobEvent.tx.desc(), JobEvent.event_id.desc())
+        .limit(1)
+    )
+    row = session.execute(query).first()
+    return BEFORE_EVERYTHING if row is None else (row[0], row[1])

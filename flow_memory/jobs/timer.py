@@ -1,0 +1,171 @@
+"""The job timer: in every server, a thread that closes bid windows (awarding by score, or
+expiring the job) and handles results that did not come by their deadline, without waiting for
+a request to arrive.
+
+Each due job is claimed in a transaction of its own (``repository.claim``: a row lock taken
+with ``SKIP LOCKED`` on PostgreSQL, the write lock on SQLite) that checks it is still due, so
+several servers on one database never act on a job twice: the first to claim it acts, the
+others find it locked or no longer due. Time is the app's clock; the thread sleeps until the
+next job falls due, a job event wakes it (this server's, or another's heard on PostgreSQL), or
+``job_timer_seconds`` pass. Tests call ``tick`` themselves."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from flow_memory.jobs import awards, domain, events, repository
+from flow_memory.jobs.signal import JobSignal
+from flow_memory.kit.broadcast import Listener
+from flow_memory.kit.clock import Clock
+from flow_memory.kit.deps import on_session_end, read_session, transaction
+from flow_memory.kit.errors import DatabaseUnavailable
+
+log = logging.getLogger("flow_memory.jobs.timer")
+
+BATCH = 200  # due jobs taken per look; a tick looks again while it finds a full batch
+RETRY_SECONDS = 1.0
+MIN_WAIT_SECONDS = 0.001
+
+
+@dataclass
+class TickReport:
+    """What one tick did."""
+
+    awarded: int = 0
+    expired_unawarded: int = 0
+    reawarded: int = 0
+    expired_no_show: int = 0
+    skipped: int = 0  # due when looked up, then claimed elsewhere or no longer due
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def acted(self) -> int:
+        return self.awarded + self.expired_unawarded + self.reawarded + self.expired_no_show
+
+
+class JobTimer:
+    """Acts on due jobs: ``tick`` once, or ``start`` the thread that ticks when they fall due."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        read_factory: sessionmaker[Session],
+        clock: Clock,
+        *,
+        database_url: str,
+        idle_seconds: float,
+    ) -> None:
+        self._factory = factory
+        self._read_factory = read_factory
+        self._clock = clock
+        self._database_url = database_url
+        self._idle_seconds = idle_seconds
+        self.signal = JobSignal()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listener: Listener | None = None
+
+    def start(self) -> None:
+        """Hear other servers' job events (PostgreSQL) and, unless ``job_timer_seconds`` is 0,
+        start the thread."""
+        if make_url(self._database_url).get_backend_name() == "postgresql":
+            self._listener = Listener(
+                self._database_url,
+                {events.JOBS_TOPIC: lambda _: self.signal.wake()},
+                channel=events.JOBS_CHANNEL,
+            )
+            self._listener.start()
+        if self._idle_seconds > 0:
+            self._stopping.clear()
+            self._thread = threading.Thread(
+                target=self._run, name="flow-memory-job-timer", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (a tick under way finishes first) and the listener."""
+        self._stopping.set()
+        self.signal.timer.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+
+    def tick(self, now: datetime | None = None) -> TickReport:
+        """Act on every job due at ``now`` (the app's clock when None)."""
+        now = now or self._clock.now()
+        report = TickReport()
+        while True:
+            with read_session(self._read_factory) as session:
+                due = repository.due_jobs(session, now, limit=BATCH)
+            acted = report.acted
+            for job_id, status in due:
+                self._act(job_id, status, now, report)
+            # A full batch may hide more due jobs; a batch others hold (or that fails) is left
+            # to the next tick rather than read again at once.
+            if len(due) < BATCH or report.acted == acted:
+                return report
+
+    def _act(self, job_id: str, status: str, now: datetime, report: TickReport) -> None:
+        try:
+            with transaction(self._factory) as session:
+                job = repository.claim(session, job_id, status=status, now=now)
+                if job is None:
+                    report.skipped += 1
+                    return
+                if status == domain.OPEN:
+                    if awards.close_window(session, job, now=now) == domain.AWARDED:
+                        report.awarded += 1
+                    else:
+                        report.expired_unawarded += 1
+                elif awards.no_show(session, job, now=now) == domain.AWARDED:
+                    report.reawarded += 1
+                else:
+                    report.expired_no_show += 1
+                on_session_end(session, self._wake_if_committed)
+        except DatabaseUnavailable:
+            raise
+        except Exception:
+            # One job that cannot be acted on must not stop the others: it is tried again
+            # next tick, and logged each time (without its contents).
+            log.exception("the timer could not act on job %s", job_id)
+            report.failed.append(job_id)
+
+    def _wake_if_committed(self, committed: bool) -> None:
+        if committed:
+            self.signal.wake()
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stopping.is_set():
+            self.signal.timer.clear()
+            try:
+                report = self.tick()
+                wait = RETRY_SECONDS if report.failed else self._until_next_due()
+                if failing:
+                    log.warning("the job timer runs again")
+                    failing = False
+            except DatabaseUnavailable:
+                wait = RETRY_SECONDS  # flow_memory.kit.outage logs the outage, once
+            except Exception as error:
+                if not failing:
+                    log.error("the job timer cannot run: %s", type(error).__name__)
+                    failing = True
+                wait = RETRY_SECONDS
+            self.signal.timer.wait(wait)
+
+    def _until_next_due(self) -> float:
+        with read_session(self._read_factory) as session:
+            due = repository.next_due(session)
+        if due is None:
+            return self._idle_seconds
+        seconds = (due - self._clock.now()).total_seconds()
+        return min(self._idle_seconds, max(seconds, MIN_WAIT_SECONDS))
