@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -63,6 +64,8 @@ from flow_memory.settings import Settings
 from flow_memory.usage.api import router as usage_router
 
 PROXY_PREFIX = "/v1/"
+# Posting a job (its prompt) and uploading its result (the output): long texts.
+LONG_TEXT_PATHS = re.compile(r"/inference/jobs(/[^/]+/result)?")
 UI_DIRECTORY = Path(__file__).parent / "ui"
 # The dashboard runs only its own files and talks only to this origin.
 DASHBOARD_HEADERS = {
@@ -160,22 +163,32 @@ def _changes_listener(app: FastAPI) -> Listener | None:
 
 class GuardExceptProxy:
     """The safety guard on every route but the SDK proxy's, which checks its own bodies:
-    prompts are larger than API records and pass through to the provider unscanned."""
+    prompts are larger than API records and pass through to the provider unscanned. A job's
+    prompt and its result are long texts too: their two routes are guarded with the job
+    board's bounds (``job_max_body_bytes``, ``job_max_text_length``), scanned all the same."""
 
-    def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, max_string_length: int, max_list_length: int
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
         self.guarded = SafetyGuardMiddleware(
             app,
-            max_body_bytes=max_body_bytes,
-            max_string_length=max_string_length,
-            max_list_length=max_list_length,
+            max_body_bytes=settings.max_body_bytes,
+            max_string_length=settings.max_string_length,
+            max_list_length=settings.max_list_length,
+        )
+        self.long_text = SafetyGuardMiddleware(
+            app,
+            max_body_bytes=max(settings.job_max_body_bytes, settings.max_body_bytes),
+            max_string_length=max(settings.job_max_text_length, settings.max_string_length),
+            max_list_length=settings.max_list_length,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(PROXY_PREFIX):
+        if scope["type"] != "http":
+            await self.guarded(scope, receive, send)
+        elif scope["path"].startswith(PROXY_PREFIX):
             await self.app(scope, receive, send)
+        elif scope["method"] == "POST" and LONG_TEXT_PATHS.fullmatch(scope["path"]):
+            await self.long_text(scope, receive, send)
         else:
             await self.guarded(scope, receive, send)
 
@@ -255,12 +268,7 @@ def create_app(
 
     install_error_handlers(app)
     app.add_middleware(AccessLogMiddleware)
-    app.add_middleware(
-        GuardExceptProxy,
-        max_body_bytes=settings.max_body_bytes,
-        max_string_length=settings.max_string_length,
-        max_list_length=settings.max_list_length,
-    )
+    app.add_middleware(GuardExceptProxy, settings=settings)
     app.add_middleware(ProxyEdge)  # ahead of the guard and access log: SDK calls skip them
     # Well-formed orders skip the stack below, which answers every other order request.
     app.add_middleware(

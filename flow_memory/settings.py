@@ -30,6 +30,10 @@ class Settings:
     max_body_bytes: int = 1_048_576
     max_string_length: int = 4_096
     max_list_length: int = 1_000
+    # A job's prompt (POST /inference/jobs) and its result's output are long texts: those two
+    # routes take strings and bodies up to these bounds instead.
+    job_max_text_length: int = 262_144
+    job_max_body_bytes: int = 4_194_304
 
     heartbeat_stale_seconds: int = 90
     catalog_stale_seconds: int = 86_400

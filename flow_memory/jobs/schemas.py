@@ -40,8 +40,9 @@ PaymentMode = Literal["fixed", "auction"]
 Visibility = Literal["sealed", "open"]
 ValidationMode = Literal["requester", "random_validator", "consensus"]
 Role = Literal["system", "user", "assistant"]
-# Long text (prompts, outputs): bounded here generously; the server's max_string_length
-# (FLOW_MEMORY_MAX_STRING_LENGTH, 4,096 characters by default) bounds every string of a body.
+# Long text (prompts, outputs): bounded here generously; the server's job_max_text_length
+# (FLOW_MEMORY_JOB_MAX_TEXT_LENGTH, 262,144 characters by default) bounds each string of a
+# job's post and of its result, and max_string_length every other string.
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=1_048_576)]
 Price = Annotated[UnitPrice, Field(le=MAX_GRANT)]
 Standing = Annotated[
