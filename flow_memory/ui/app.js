@@ -4,6 +4,7 @@ import * as agents from "./agents.js";
 import { ALL_SCOPES, session } from "./api.js";
 import * as analytics from "./analytics.js";
 import * as credentials from "./credentials.js";
+import * as jobs from "./jobs.js";
 import * as markets from "./markets.js";
 import * as providers from "./providers.js";
 import * as proxy from "./proxy.js";
@@ -25,6 +26,7 @@ const SECTIONS = {
   proxy: proxy.refresh,
   agents: agents.refresh,
   ledger: agents.refreshLedger,
+  jobs: jobs.refresh,
 };
 
 function keyState() {
@@ -104,6 +106,7 @@ function init() {
   analytics.init();
   proxy.init();
   agents.init();
+  jobs.init();
 
   keyState();
   togglePanel(!session.key());

@@ -74,6 +74,7 @@ class Running:
     operator: IssuedKey
     reader: IssuedKey
     upstream: ScriptedUpstream
+    deployment: DashboardDeployment
 
     @property
     def url(self) -> str:
@@ -84,8 +85,8 @@ class Running:
 def running(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, chromium: Any
 ) -> Iterator[Running]:
-    """One server per module on a fresh database, an all-scopes key, a read-only key and a
-    scripted model server for the SDK proxy."""
+    """One server per module on a fresh database, an all-scopes key, a read-only key, a
+    scripted model server for the SDK proxy, and the deployment to issue more keys."""
     workdir = tmp_path_factory.mktemp("dashboard")
     if os.environ.get("FLOW_MEMORY_TEST_DATABASE_URL"):
         url: str = request.getfixturevalue("database_url")
@@ -97,7 +98,7 @@ def running(
         operator = deployment.create_key("dashboard-operator", ALL_SCOPES)
         reader = deployment.create_key("dashboard-reader", "inference:read")
         with ScriptedUpstream(models=[UPSTREAM_MODEL]) as upstream:
-            yield Running(deployment.start(), operator, reader, upstream)
+            yield Running(deployment.start(), operator, reader, upstream, deployment)
     finally:
         deployment.stop_all()
 

@@ -38,6 +38,7 @@ SECTIONS = (
     "proxy",
     "agents",
     "ledger",
+    "jobs",
 )
 
 
