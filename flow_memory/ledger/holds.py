@@ -101,6 +101,14 @@ def settle(
     amount = sum((c.amount for c in credits), Decimal(0))
     if amount <= 0 or any(c.amount <= 0 for c in credits):
         raise Invalid("a settlement pays positive amounts", field="credits")
+    # Settling moves credits twice (the payment, then the rest back): lock every balance both
+    # movements touch at once, in account order, so that two settlements whose payers and
+    # payees cross never each hold one of the other's balances between their movements.
+    repository.balances(
+        session,
+        [record.hold_account_id, record.account_id, *(c.account_id for c in credits)],
+        for_update=True,
+    )
     held = remaining(record)
     from_hold = min(held, amount)
     takes = [Posting(record.hold_account_id, -from_hold)]
