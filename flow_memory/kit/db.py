@@ -187,9 +187,10 @@ def make_engine(database_url: str, *, read_only: bool = False) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         if not in_memory:
             follow_database_file(engine)
-        event.listen(
-            engine, "begin", _sqlite_begin_deferred if read_only else _sqlite_begin_immediate
-        )
+        if read_only:
+            event.listen(engine, "begin", _sqlite_begin_deferred)
+        else:
+            WriterTurns(engine)
         return engine
     if url.get_backend_name() == "postgresql" and url.get_driver_name() in {"", "psycopg2"}:
         url = url.set(drivername="postgresql+psycopg")
@@ -206,10 +207,53 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection: Connection) -> None:
-    # Take the write lock up front: a deferred transaction that later writes can fail with
-    # SQLITE_BUSY instead of waiting when another writer committed in between.
-    _run_on_driver(connection, "BEGIN IMMEDIATE", ())
+class WriterTurns:
+    """On a SQLite read-write engine, the write transactions of this process's threads take
+    turns: each waits for a lock of the engine's before it takes SQLite's write lock, and the
+    next one starts the moment the last commits or rolls back. Left to SQLite, a writer that
+    finds the lock taken sleeps and tries again, up to 100 ms between tries, so under several
+    writers most of the time went on sleeping while the lock was free. Other processes on the
+    same file still meet SQLite's own waiting. A turn not had within the busy timeout is not
+    waited for any longer: the transaction then waits on SQLite's lock as before."""
+
+    WAIT_SECONDS = 30.0
+
+    def __init__(self, engine: Engine) -> None:
+        self._lock = threading.Lock()
+        self._holder: int | None = None  # id() of the driver connection whose turn it is
+        dialect = engine.dialect
+        for name in ("do_commit", "do_rollback", "do_close"):
+            setattr(dialect, name, self._ending(getattr(dialect, name)))
+        event.listen(engine, "begin", self._begin)
+
+    def _begin(self, connection: Connection) -> None:
+        driver = connection.connection.dbapi_connection
+        had_turn = self._lock.acquire(timeout=self.WAIT_SECONDS)
+        if had_turn:
+            self._holder = id(driver)
+        try:
+            # Take the write lock up front: a deferred transaction that later writes can fail
+            # with SQLITE_BUSY instead of waiting when another writer committed in between.
+            _run_on_driver(connection, "BEGIN IMMEDIATE", ())
+        except BaseException:
+            self._end(driver)
+            raise
+
+    def _ending(self, method: Callable[[Any], None]) -> Callable[[Any], None]:
+        def ended(driver: Any) -> None:
+            try:
+                method(driver)
+            finally:
+                self._end(driver)
+
+        return ended
+
+    def _end(self, driver: Any) -> None:
+        # The dialect is handed the pool's proxy of a connection or the connection itself.
+        driver = getattr(driver, "dbapi_connection", driver)
+        if driver is not None and self._holder == id(driver):
+            self._holder = None
+            self._lock.release()
 
 
 def _sqlite_begin_deferred(connection: Connection) -> None:
