@@ -3,6 +3,8 @@ result, the archive of results, and the live stream of job events."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Annotated
 
@@ -32,9 +34,9 @@ from flow_memory.kit.deps import (
     ClockDep,
     Principal,
     ReadSessionDep,
-    SessionDep,
     on_session_end,
     require_scopes,
+    transaction,
 )
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES, ErrorEnvelope, Identifier
@@ -77,15 +79,30 @@ async def job_timer(request: Request) -> JobTimer:
     return timer
 
 
-async def job_session(
-    session: SessionDep, timer: Annotated[JobTimer, Depends(job_timer)]
-) -> Session:
-    """The request's session; once it commits, waiting streams and the timer wake."""
-    on_session_end(session, lambda committed: timer.signal.wake() if committed else None)
-    return session
+class JobWork:
+    """A write request's unit of work, run whole in the endpoint's thread: its transaction
+    commits before the endpoint returns, so SQLite's write lock is never held across the hops
+    back to the event loop that a request-scoped session's commit waits for. Once it commits,
+    waiting streams and the timer wake."""
+
+    def __init__(self, factory: Callable[[], Session], timer: JobTimer) -> None:
+        self._factory = factory
+        self._timer = timer
+
+    @contextmanager
+    def __call__(self) -> Iterator[Session]:
+        with transaction(self._factory) as session:
+            on_session_end(
+                session, lambda committed: self._timer.signal.wake() if committed else None
+            )
+            yield session
 
 
-JobSession = Annotated[Session, Depends(job_session)]
+async def job_work(request: Request, timer: Annotated[JobTimer, Depends(job_timer)]) -> JobWork:
+    return JobWork(request.app.state.session_factory, timer)
+
+
+JobWorkDep = Annotated[JobWork, Depends(job_work)]
 
 
 @router.post(
@@ -103,10 +120,12 @@ JobSession = Annotated[Session, Depends(job_session)]
     },
 )
 def post_job(
-    body: JobCreate, session: JobSession, clock: ClockDep, principal: Buyer
+    body: JobCreate, work: JobWorkDep, clock: ClockDep, principal: Buyer
 ) -> FlowJSONResponse:
-    job = service.post_job(session, principal=principal, body=body, now=clock.now())
-    return respond({"job": views.detail(session, principal, job)}, status_code=201)
+    with work() as session:
+        job = service.post_job(session, principal=principal, body=body, now=clock.now())
+        answer = respond({"job": views.detail(session, principal, job)}, status_code=201)
+    return answer
 
 
 @router.get(
@@ -205,15 +224,17 @@ def get_job(job_id: str, session: ReadSessionDep, principal: Reader) -> FlowJSON
     responses={200: {"model": BidResponse, "description": "The bidder's bid, revised"}},
 )
 def place_bid(
-    job_id: str, body: BidCreate, session: JobSession, clock: ClockDep, principal: Seller
+    job_id: str, body: BidCreate, work: JobWorkDep, clock: ClockDep, principal: Seller
 ) -> FlowJSONResponse:
-    placed = bidding.place_bid(
-        session, principal=principal, job_id=job_id, body=body, now=clock.now()
-    )
-    return respond(
-        {"bid": views.bid_read(placed.bid), "job": views.summary(session, placed.job)},
-        status_code=201 if placed.created else 200,
-    )
+    with work() as session:
+        placed = bidding.place_bid(
+            session, principal=principal, job_id=job_id, body=body, now=clock.now()
+        )
+        answer = respond(
+            {"bid": views.bid_read(placed.bid), "job": views.summary(session, placed.job)},
+            status_code=201 if placed.created else 200,
+        )
+    return answer
 
 
 @router.post(
@@ -223,12 +244,16 @@ def place_bid(
     summary="Withdraw your bid while the bid window is open",
 )
 def withdraw_bid(
-    job_id: str, bid_id: str, session: JobSession, clock: ClockDep, principal: Seller
+    job_id: str, bid_id: str, work: JobWorkDep, clock: ClockDep, principal: Seller
 ) -> FlowJSONResponse:
-    placed = bidding.withdraw_bid(
-        session, principal=principal, job_id=job_id, bid_id=bid_id, now=clock.now()
-    )
-    return respond({"bid": views.bid_read(placed.bid), "job": views.summary(session, placed.job)})
+    with work() as session:
+        placed = bidding.withdraw_bid(
+            session, principal=principal, job_id=job_id, bid_id=bid_id, now=clock.now()
+        )
+        answer = respond(
+            {"bid": views.bid_read(placed.bid), "job": views.summary(session, placed.job)}
+        )
+    return answer
 
 
 @router.post(
@@ -239,14 +264,18 @@ def withdraw_bid(
 )
 def award_job(
     job_id: str,
-    session: JobSession,
+    work: JobWorkDep,
     clock: ClockDep,
     principal: Buyer,
     body: JobAward | None = None,
 ) -> FlowJSONResponse:
-    bid_id = None if body is None else body.bid_id
-    service.award_early(session, principal=principal, job_id=job_id, bid_id=bid_id, now=clock.now())
-    return respond({"job": views.detail(session, principal, service.find(session, job_id))})
+    with work() as session:
+        bid_id = None if body is None else body.bid_id
+        service.award_early(
+            session, principal=principal, job_id=job_id, bid_id=bid_id, now=clock.now()
+        )
+        answer = respond({"job": views.detail(session, principal, service.find(session, job_id))})
+    return answer
 
 
 @router.post(
@@ -257,16 +286,18 @@ def award_job(
 )
 def cancel_job(
     job_id: str,
-    session: JobSession,
+    work: JobWorkDep,
     clock: ClockDep,
     principal: Buyer,
     body: JobCancel | None = None,
 ) -> FlowJSONResponse:
-    reason = "" if body is None else body.reason
-    job = service.cancel(
-        session, principal=principal, job_id=job_id, reason=reason, now=clock.now()
-    )
-    return respond({"job": views.detail(session, principal, job)})
+    with work() as session:
+        reason = "" if body is None else body.reason
+        job = service.cancel(
+            session, principal=principal, job_id=job_id, reason=reason, now=clock.now()
+        )
+        answer = respond({"job": views.detail(session, principal, job)})
+    return answer
 
 
 @router.get(
@@ -290,19 +321,21 @@ def get_assignment(job_id: str, session: ReadSessionDep, principal: Seller) -> F
     responses={200: {"model": ResultResponse, "description": "The same result again: a replay"}},
 )
 def submit_result(
-    job_id: str, body: ResultCreate, session: JobSession, clock: ClockDep, principal: Seller
+    job_id: str, body: ResultCreate, work: JobWorkDep, clock: ClockDep, principal: Seller
 ) -> FlowJSONResponse:
-    archived = archive.submit_result(
-        session, principal=principal, job_id=job_id, body=body, now=clock.now()
-    )
-    return respond(
-        {
-            "result": archive.result_read(archived.result),
-            "replayed": archived.replayed,
-            "job": views.summary(session, archived.job),
-        },
-        status_code=200 if archived.replayed else 201,
-    )
+    with work() as session:
+        archived = archive.submit_result(
+            session, principal=principal, job_id=job_id, body=body, now=clock.now()
+        )
+        answer = respond(
+            {
+                "result": archive.result_read(archived.result),
+                "replayed": archived.replayed,
+                "job": views.summary(session, archived.job),
+            },
+            status_code=200 if archived.replayed else 201,
+        )
+    return answer
 
 
 @router.get(
