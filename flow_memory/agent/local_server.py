@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from flow_memory.agent.local_model import embedding_model_path, packaged_model_path
     from flow_memory.agent.model_runtimes import EmbedderLoader, LlamaChat
+    from flow_memory.kit.server import KEEP_ALIVE_SECONDS
 
     loader = EmbedderLoader(embedding_model_path(), threads=args.threads)
     loader.start()
@@ -279,7 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         f"serving {CHAT_MODEL} and {EMBEDDING_MODEL} at http://{args.host}:{args.port}/v1",
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,  # the proxy's pool lets an idle one go first
+    )
     return 0
 
 

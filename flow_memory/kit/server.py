@@ -17,6 +17,12 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+# How long an idle keep-alive connection stays open. A server that closes an idle connection
+# while a client picks it for its next request loses that request ("disconnected without a
+# response"): clients' pools must give up on idle connections first. Theirs expire sooner
+# (5 s in common HTTP clients, 60 s in the proxy's own upstream pool), so 75 s here.
+KEEP_ALIVE_SECONDS = 75
+
 
 def run_server(app: Any, *, host: str, port: int, log_level: str) -> None:
     """Serve ``app`` until the process is stopped (Ctrl-C, SIGTERM)."""
@@ -37,6 +43,7 @@ def server_options(log_level: str) -> dict[str, Any]:
         "log_level": log_level,
         # Answers name no server software (uvicorn's default is "server: uvicorn").
         "server_header": False,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
     }
 
 

@@ -176,3 +176,18 @@ def test_a_held_answer_still_goes_out_when_the_client_closes_its_side() -> None:
             assert received.startswith(b"HTTP/1.1 204 No Content\r\n")
     finally:
         client_closed.set()
+
+
+def test_clients_let_an_idle_connection_go_before_the_server_closes_it() -> None:
+    """A server closing an idle keep-alive connection just as a client reuses it loses that
+    request: the server must keep idle connections longer than the clients' pools do (the
+    common client's and the proxy's own upstream pool)."""
+    import httpx
+
+    from flow_memory.proxy.wire import IDLE_SECONDS
+
+    keep_alive = server_options("warning")["timeout_keep_alive"]
+    client_expiry = httpx.Limits().keepalive_expiry
+    assert client_expiry is not None
+    assert keep_alive > client_expiry
+    assert keep_alive > IDLE_SECONDS
