@@ -81,12 +81,12 @@ def test_the_first_sdk_call_gets_a_real_answer(
         time.sleep(0.5)
     assert buyer and provider_id, out.read_text(errors="replace")
 
-    client = openai.OpenAI(base_url=f"{base}/v1", api_key=buyer, max_retries=0, timeout=120)
-    answer = client.chat.completions.create(
-        model=local_model.CHAT_MODEL,
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-        max_tokens=16,
-    )
+    with openai.OpenAI(base_url=f"{base}/v1", api_key=buyer, max_retries=0, timeout=120) as client:
+        answer = client.chat.completions.create(
+            model=local_model.CHAT_MODEL,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            max_tokens=16,
+        )
     assert answer.choices[0].message.content, answer
     assert answer.usage is not None and answer.usage.completion_tokens > 0
     metadata = (answer.model_extra or {})["flow_memory"]

@@ -28,18 +28,19 @@ def _get(market: LocalMarket, path: str) -> dict[str, Any]:
 
 
 def test_the_model_server_answers_the_sdk_directly(local_model_server: LocalModelServer) -> None:
-    client = openai.OpenAI(base_url=local_model_server.base_url, api_key="unused", max_retries=0)
-    names = [m.id for m in client.models.list()]
-    assert names == [local_model_server.model, local_model_server.embedding_model]
-    chat = client.chat.completions.create(
-        model=local_model_server.model,
-        messages=[{"role": "user", "content": "Name one colour."}],
-        max_tokens=8,
-    )
-    assert chat.usage is not None and chat.usage.prompt_tokens > 0
-    vectors = client.embeddings.create(
-        model=local_model_server.embedding_model, input=["flow", "memory"]
-    )
+    base_url = local_model_server.base_url
+    with openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0) as client:
+        names = [m.id for m in client.models.list()]
+        assert names == [local_model_server.model, local_model_server.embedding_model]
+        chat = client.chat.completions.create(
+            model=local_model_server.model,
+            messages=[{"role": "user", "content": "Name one colour."}],
+            max_tokens=8,
+        )
+        assert chat.usage is not None and chat.usage.prompt_tokens > 0
+        vectors = client.embeddings.create(
+            model=local_model_server.embedding_model, input=["flow", "memory"]
+        )
     assert len(vectors.data) == 2 and vectors.data[0].embedding
 
 
@@ -73,8 +74,9 @@ def test_embeddings_are_one_unit_vector_per_input_in_either_encoding(
     assert usage["prompt_tokens"] == usage["total_tokens"] > len(texts)
 
     # The SDK asks for base64 unless told otherwise, and decodes it to the same numbers.
-    client = openai.OpenAI(base_url=local_model_server.base_url, api_key="unused", max_retries=0)
-    answer = client.embeddings.create(model=local_model_server.embedding_model, input=texts)
+    base_url = local_model_server.base_url
+    with openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0) as client:
+        answer = client.embeddings.create(model=local_model_server.embedding_model, input=texts)
     assert [d.embedding for d in answer.data] == vectors
 
 

@@ -7,6 +7,7 @@ encoding through the proxy."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,10 +21,16 @@ from tests.e2e.conftest import CHAT_PRICE, LocalMarket
 pytestmark = pytest.mark.e2e
 
 
-def _sdk(market: LocalMarket) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=market.sdk_base_url, api_key=market.buyer.secret, max_retries=0, timeout=300
-    )
+@pytest.fixture
+def sdk(local_market: LocalMarket) -> Iterator[openai.OpenAI]:
+    """The SDK client at the proxy, closed after the test (its pooled sockets with it)."""
+    with openai.OpenAI(
+        base_url=local_market.sdk_base_url,
+        api_key=local_market.buyer.secret,
+        max_retries=0,
+        timeout=300,
+    ) as client:
+        yield client
 
 
 def _meta(answer: Any) -> dict[str, Any]:
@@ -33,10 +40,9 @@ def _meta(answer: Any) -> dict[str, Any]:
 
 
 def test_sdk_traffic_reaches_the_local_model_and_is_priced_in_analytics(
-    local_market: LocalMarket,
+    local_market: LocalMarket, sdk: openai.OpenAI
 ) -> None:
     market = local_market
-    sdk = _sdk(market)
     price = Decimal(CHAT_PRICE)
 
     assert {m.id for m in sdk.models.list()} == {market.model, market.embedding_model}
@@ -109,8 +115,9 @@ def test_sdk_traffic_reaches_the_local_model_and_is_priced_in_analytics(
     assert by_model[market.model]["actual_units"] > 0
 
 
-def test_a_greedy_answer_is_the_same_streamed_or_whole(local_market: LocalMarket) -> None:
-    sdk = _sdk(local_market)
+def test_a_greedy_answer_is_the_same_streamed_or_whole(
+    local_market: LocalMarket, sdk: openai.OpenAI
+) -> None:
     ask: dict[str, Any] = {
         "model": local_market.model,
         "messages": [{"role": "user", "content": "What is the capital of France?"}],
@@ -133,9 +140,8 @@ def test_a_greedy_answer_is_the_same_streamed_or_whole(local_market: LocalMarket
 
 
 def test_embeddings_through_the_proxy_are_one_vector_per_input(
-    local_market: LocalMarket,
+    local_market: LocalMarket, sdk: openai.OpenAI
 ) -> None:
-    sdk = _sdk(local_market)
     texts = ["flow", "memory", "an inference market"]
     as_numbers = sdk.embeddings.create(
         model=local_market.embedding_model, input=texts, encoding_format="float"
