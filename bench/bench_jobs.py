@@ -76,6 +76,7 @@ def _agent(base: str, key: str, model: str, ready: Any, bids: Any, stop: Any) ->
     with client.stream(
         "GET",
         f"{JOBS}/stream",
+        params={"kind": "job.posted", "model_hint": model},  # only what it bids on
         headers={"accept": "text/event-stream"},
         timeout=httpx.Timeout(30, read=None),
     ) as response:

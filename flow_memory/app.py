@@ -26,7 +26,9 @@ from flow_memory import __version__
 from flow_memory.credentials.api import router as credentials_router
 from flow_memory.identities.api import router as identities_router
 from flow_memory.jobs.api import router as jobs_router
+from flow_memory.jobs.feed import JobFeed
 from flow_memory.jobs.timer import JobTimer
+from flow_memory.jobs.writer import JobWriter
 from flow_memory.keys.service import KEY_CACHE
 from flow_memory.kit.broadcast import KEY_REVOKED, ROUTES, Listener
 from flow_memory.kit.clock import Clock, SystemClock
@@ -56,6 +58,9 @@ from flow_memory.proxy.paying import Enforcement
 from flow_memory.proxy.recorder import UsageRecorder
 from flow_memory.proxy.resolver import CredentialResolver
 from flow_memory.proxy.service import PlanCache
+from flow_memory.registry.api import router as registry_router
+from flow_memory.registry.discovery_api import router as registry_discovery_router
+from flow_memory.reputation.api import router as reputation_router
 from flow_memory.routing.api import router as routing_router
 from flow_memory.routing.facts import RouteFacts
 from flow_memory.scrape import MetricsListener
@@ -216,6 +221,9 @@ _API_ROUTERS = (
     identities_router,
     ledger_router,
     jobs_router,
+    registry_router,
+    registry_discovery_router,
+    reputation_router,
     proxy_router,
 )
 
@@ -300,6 +308,11 @@ def create_app(
         database_url=settings.database_url,
         idle_seconds=settings.job_timer_seconds,
     )
+    app.state.job_feed = JobFeed(app.state.read_session_factory, app.state.job_timer.signal)
+    app.state.job_writer = JobWriter.for_engine(
+        app.state.engine, app.state.session_factory, committed=app.state.job_timer.committed
+    )
+    app.state.job_timer.writer = app.state.job_writer
     app.router.routes.extend(_api_routes())
     app.state.usage_recorder = UsageRecorder(
         app.state.session_factory, charges=settings.ledger_charges

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from flow_memory import cli_agent, cli_ledger
+from flow_memory import cli_agent, cli_ledger, cli_registry
 from flow_memory.settings import DEMO_DATABASE, Settings
 
 
@@ -82,10 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     price_remove.add_argument("--unit-type", default="token")
 
     cli_agent.add_command(commands)
+    cli_registry.add_command(commands)
 
     args = parser.parse_args(argv)
     if args.command == "provider-agent":
         return cli_agent.run(args)
+    if args.command == "registry":
+        return cli_registry.run(args)
     try:
         settings = Settings.from_env()
     except ValueError as error:

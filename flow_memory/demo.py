@@ -28,7 +28,17 @@ from flow_memory.credentials.service import create_credential_ref
 from flow_memory.keys.service import create_key
 from flow_memory.kit.clock import SystemClock
 from flow_memory.kit.deps import Principal, transaction
-from flow_memory.kit.scopes import ALL_SCOPES, AUDIT, BUY, PLAN, PROXY, READ, SELL
+from flow_memory.kit.scopes import (
+    ALL_SCOPES,
+    AUDIT,
+    BUY,
+    PLAN,
+    PROXY,
+    PUBLISH,
+    READ,
+    SELL,
+    VALIDATE,
+)
 from flow_memory.market.gateway import Market
 from flow_memory.market.orders import PlaceOrder
 from flow_memory.market.schemas import OrderCreate
@@ -45,13 +55,14 @@ from flow_memory.providers.schemas import (
     ProviderHeartbeat,
     UnitType,
 )
+from flow_memory.registry.examples import seed_examples
 from flow_memory.settings import DEFAULT_DATA_DIR, DEMO_DATABASE, Settings
 
 log = logging.getLogger("flow_memory.demo")
 
 ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "operator": ("operator", tuple(sorted(ALL_SCOPES))),
-    "provider": ("provider-team-alpha", (READ, SELL)),
+    "provider": ("provider-team-alpha", (READ, SELL, PUBLISH, VALIDATE)),
     "buyer": ("agent-research-1", (READ, BUY, PLAN, PROXY)),
     "auditor": ("auditor", (READ, AUDIT)),
 }
@@ -140,6 +151,7 @@ def seed_demo_market(
     few fills bought from them, then their routes disabled (nothing answers behind them)."""
     with transaction(factory) as session:
         keys, seeded = _seed_providers(session, now=now)
+        seed_examples(session, publisher_id=DEMO_SELLER.owner_id, now=now)
     for provider_id, spec in seeded:
         publish_demo_capacity(market, provider_id, spec, now)
     seed_demo_history(market)

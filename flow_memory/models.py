@@ -22,6 +22,18 @@ from flow_memory.market.models import (
 from flow_memory.payments.models import PaymentChallengePreview
 from flow_memory.pricing.models import ListPrice
 from flow_memory.providers.models import CapacityEntry, CatalogEntry, PairingToken, Provider
+from flow_memory.registry.models import RegistryEntry, RegistryVersion
+from flow_memory.reputation.models import (
+    ReputationOutcome,
+    ReputationRecord,
+    ReputationSlash,
+    ReputationStake,
+    Validation,
+    ValidationDispute,
+    ValidationDraw,
+    ValidationVerdict,
+    Validator,
+)
 from flow_memory.routing.models import RouteRecord
 from flow_memory.usage.models import UsageRecord, UsageRollup
 
@@ -49,9 +61,20 @@ __all__ = [
     "PairingToken",
     "PaymentChallengePreview",
     "Provider",
+    "RegistryEntry",
+    "RegistryVersion",
+    "ReputationOutcome",
+    "ReputationRecord",
+    "ReputationSlash",
+    "ReputationStake",
     "Reservation",
     "ReservationHold",
     "RouteRecord",
     "UsageRecord",
     "UsageRollup",
+    "Validation",
+    "ValidationDispute",
+    "ValidationDraw",
+    "ValidationVerdict",
+    "Validator",
 ]

@@ -59,6 +59,18 @@ class Settings:
     # arrives, and looks again after at most this many seconds otherwise; 0 runs no timer
     # thread (tests tick it themselves).
     job_timer_seconds: float = 5.0
+    # Reputation (flow_memory.reputation): the half-life in days of an outcome's weight; the
+    # standing below which an identity may not bid (under the prior, 0.5, so a new identity
+    # may); the share of a bidder's stake a bad completion or a no-show pays the requester;
+    # the stake that covers each job an identity holds at once.
+    reputation_half_life_days: float = 30.0
+    reputation_exclusion_threshold: float = 0.2
+    stake_slash_share: float = 0.25
+    stake_per_job_slot: float = 1.0
+    # How long a result's judges have for their verdicts (a silent requester accepts), and how
+    # long a winner has to dispute a rejection.
+    validation_review_seconds: int = 3_600
+    dispute_window_seconds: int = 3_600
 
     # /metrics (``flow_memory.scrape``). On the API's port it needs a key with this scope
     # (inference:admin keys hold every scope). With a metrics port, it is served there instead,
@@ -74,6 +86,10 @@ class Settings:
             )
         if not 0 <= self.metrics_port <= 65_535:
             raise ValueError("FLOW_MEMORY_METRICS_PORT must be a port number (0: none)")
+        if not 0 <= self.reputation_exclusion_threshold < 0.5:
+            raise ValueError("FLOW_MEMORY_REPUTATION_EXCLUSION_THRESHOLD must be in [0, 0.5)")
+        if not 0 < self.stake_slash_share <= 1:
+            raise ValueError("FLOW_MEMORY_STAKE_SLASH_SHARE must be in (0, 1]")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,6 +19,7 @@ from flow_memory.agent.clients import FlowMemoryClient, FlowMemoryRefused, FlowM
 from flow_memory.agent.jobs_pricing import OpenJob
 
 STREAM_PATH = "/inference/jobs/stream"
+OPEN_JOBS_PAGE = 200  # the most GET /inference/jobs answers at a time
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,19 @@ class JobBoardClient(FlowMemoryClient):
         self._streaming: httpx.Response | None = None
         self._stream_lock = threading.Lock()
 
-    def open_jobs(self, *, limit: int = 100) -> list[dict[str, Any]]:
-        """Jobs open for bids now (the first page)."""
-        body = self._call("GET", "/inference/jobs", params={"status": "open", "limit": limit})
-        jobs: list[dict[str, Any]] = body["jobs"]
-        return jobs
+    def open_jobs(self, *, page: int = OPEN_JOBS_PAGE) -> list[dict[str, Any]]:
+        """Every job open for bids now, newest first, read ``page`` at a time."""
+        jobs: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"status": "open", "limit": page}
+        seen: set[str] = set()
+        while True:
+            body = self._call("GET", "/inference/jobs", params=params)
+            jobs += body["jobs"]
+            cursor = body.get("next_cursor")
+            if not cursor or cursor in seen:  # the last page (or a server repeating itself)
+                return jobs
+            seen.add(cursor)
+            params = {**params, "cursor": cursor}
 
     def job(self, job_id: str) -> dict[str, Any]:
         body = self._call("GET", f"/inference/jobs/{job_id}")
@@ -124,16 +133,24 @@ class JobBoardClient(FlowMemoryClient):
 
     @contextmanager
     def stream(
-        self, *, last_event_id: str | None, idle_seconds: float
+        self,
+        *,
+        last_event_id: str | None,
+        idle_seconds: float,
+        kinds: Collection[str] = (),
     ) -> Iterator[Iterator[StreamEvent]]:
         """Connect to the stream, resuming after ``last_event_id`` (from now when None), and
-        give its events until it ends, fails (``FlowMemoryUnavailable``) or ``interrupt`` is
-        called. A stream quiet for ``idle_seconds`` counts as dropped."""
+        give its events (of ``kinds`` only, if given) until it ends, fails
+        (``FlowMemoryUnavailable``) or ``interrupt`` is called. A stream quiet for
+        ``idle_seconds`` counts as dropped."""
         headers = {"accept": "text/event-stream"}
         if last_event_id is not None:
             headers["last-event-id"] = last_event_id
         timeout = httpx.Timeout(self._http.timeout.connect or 10.0, read=idle_seconds)
-        request = self._http.build_request("GET", STREAM_PATH, headers=headers, timeout=timeout)
+        params = {"kind": sorted(kinds)} if kinds else None
+        request = self._http.build_request(
+            "GET", STREAM_PATH, params=params, headers=headers, timeout=timeout
+        )
         try:
             response = self._http.send(request, stream=True)
         except httpx.TransportError as error:

@@ -1,9 +1,11 @@
 """Running a job the agent won: read the assignment (the full request), have the local model
-server answer it, and upload the result, retrying the Flow Memory calls while it cannot be
-reached and the job's deadline has not passed. Nothing here logs the prompt or the output."""
+server answer it (asking once more if it fails and the deadline leaves time), and upload the
+result, retrying the Flow Memory calls while it cannot be reached and the job's deadline has not
+passed. Nothing here logs the prompt or the output."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from flow_memory.agent.clients import (
+    ChatAnswer,
     FlowMemoryRefused,
     FlowMemoryUnavailable,
     ModelServerClient,
@@ -19,6 +22,10 @@ from flow_memory.agent.clients import (
 )
 from flow_memory.agent.jobs_client import JobBoardClient, messages_of
 from flow_memory.agent.runtime import Backoff
+
+log = logging.getLogger("flow_memory.agent.jobs")
+
+MODEL_RETRY_SECONDS = 1.0  # the pause before a failed answer is asked for once more
 
 
 class JobFailed(Exception):
@@ -59,12 +66,7 @@ def run_job(
         assignment = _retry(lambda: board.assignment(run.job_id), until, backoff, stop)
         request = assignment["request"]
         started = time.monotonic()
-        answer = model_server.complete_chat(
-            model=run.model,
-            messages=messages_of(request),
-            max_tokens=int(request["max_tokens"]),
-            timeout=max(1.0, until - started),
-        )
+        answer = _answer(run, request, model_server=model_server, until=until, stop=stop)
         took = time.monotonic() - started
         if not answer.text:
             raise JobFailed("the model wrote nothing; there is no result to upload")
@@ -89,6 +91,36 @@ def run_job(
         raise JobFailed(str(error)) from None
     except (KeyError, TypeError, ValueError):
         raise JobFailed("Flow Memory's answer was not understood") from None
+
+
+def _answer(
+    run: JobRun,
+    request: dict[str, Any],
+    *,
+    model_server: ModelServerClient,
+    until: float,
+    stop: threading.Event,
+) -> ChatAnswer:
+    """The model server's answer; a failure is tried once more (after ``MODEL_RETRY_SECONDS``)
+    when the deadline leaves time for it, then the job is given up."""
+
+    def ask() -> ChatAnswer:
+        return model_server.complete_chat(
+            model=run.model,
+            messages=messages_of(request),
+            max_tokens=int(request["max_tokens"]),
+            timeout=max(1.0, until - time.monotonic()),
+        )
+
+    try:
+        return ask()
+    except ModelServerUnavailable:
+        if until - time.monotonic() < 2 * MODEL_RETRY_SECONDS or stop.is_set():
+            raise
+        log.warning("the model server failed on a job; asking it once more")
+    if stop.wait(MODEL_RETRY_SECONDS):
+        raise ModelServerUnavailable("the agent is stopping")
+    return ask()
 
 
 def _retry(

@@ -54,6 +54,8 @@ MODEL_SERVER_UNAVAILABLE = "model_server_unavailable"
 ENDINGS = frozenset(
     {"job.completed", "job.cancelled", "job.expired_unawarded", "job.expired_no_show"}
 )
+# The events the worker acts on; the stream sends it only these (bids are others' business).
+HEARD = ENDINGS | {"job.posted", "job.awarded", "job.no_show"}
 SERVED_REFRESH_SECONDS = 30.0
 REMEMBERED = 4096  # job and bid ids remembered, so replayed events are not acted on twice
 DRAIN_SECONDS = 30.0  # how long stopping waits for jobs being run
@@ -179,7 +181,7 @@ class JobsWorker:
     def _follow(self) -> None:
         resumed = self.status.last_event_id
         with self.board.stream(
-            last_event_id=resumed, idle_seconds=self.terms.stream_idle_seconds
+            last_event_id=resumed, idle_seconds=self.terms.stream_idle_seconds, kinds=HEARD
         ) as events:
             self._note(connected=True, connections=self.status.connections + 1)
             if resumed is None:

@@ -11,6 +11,7 @@ from flow_memory.kit.actors import Actor
 from flow_memory.kit.money import Amount
 from flow_memory.kit.schemas import Identifier, Name, RequestModel, SafetyFields, Text
 from flow_memory.ledger.schemas import Credits
+from flow_memory.reputation.schemas import Score
 
 AgentKind = Literal["bound", "free"]
 AgentStatus = Literal["active", "suspended"]
@@ -21,6 +22,8 @@ Scope = Literal[
     "inference:plan",
     "inference:audit",
     "inference:proxy",
+    "inference:validate",
+    "inference:publish",
 ]
 MemoryRef = Annotated[
     str,
@@ -81,6 +84,19 @@ class ActivityRead(BaseModel):
     active_keys: int
 
 
+class StandingRead(BaseModel):
+    """The agent's standing as its recorded outcomes make it (GET /inference/reputation/{id}
+    shows the components and history)."""
+
+    bidder: Score = Field(
+        description="What the job board reads: (good + 1) / (good + bad + 2) of its record, a "
+        "bound agent's no higher than its operator's; 0.5 for a new identity"
+    )
+    validator: Score = Field(
+        description="Its standing as a validator, read the same way; 0.5 for a new identity"
+    )
+
+
 class AgentRead(BaseModel):
     agent_id: str
     kind: AgentKind
@@ -101,6 +117,7 @@ class AgentRead(BaseModel):
     created_at: datetime
     suspended_at: datetime | None
     activity: ActivityRead
+    standing: StandingRead
 
 
 class IssuedAgentKey(BaseModel):

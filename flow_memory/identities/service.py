@@ -30,6 +30,8 @@ from flow_memory.kit.errors import Conflict, Forbidden, Invalid, NotFound
 from flow_memory.kit.ids import new_id
 from flow_memory.kit.scopes import ADMIN, AUDIT
 from flow_memory.ledger import service as ledger
+from flow_memory.reputation import service as reputation
+from flow_memory.reputation.domain import BIDDER, VALIDATOR
 
 
 def _operated(session: Session, *, owner_id: str, key_id: str) -> Iterable[str]:
@@ -190,6 +192,10 @@ def agent_read(session: Session, principal: Principal, agent: AgentIdentity) -> 
             "usage_records": records,
             "units_consumed": units,
             "active_keys": len(repository.active_keys(session, agent.agent_id)),
+        },
+        "standing": {
+            role: reputation.standings(session, [agent.agent_id], role)[agent.agent_id]
+            for role in (BIDDER, VALIDATOR)
         },
     }
 

@@ -3,10 +3,9 @@ result, the archive of results, and the live stream of job events."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -29,6 +28,7 @@ from flow_memory.jobs.schemas import (
     ResultResponse,
 )
 from flow_memory.jobs.timer import JobTimer
+from flow_memory.jobs.writer import JobWriter
 from flow_memory.kit.cursors import CURSOR_PATTERN
 from flow_memory.kit.deps import (
     ClockDep,
@@ -41,6 +41,8 @@ from flow_memory.kit.deps import (
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES, ErrorEnvelope, Identifier
 from flow_memory.kit.scopes import BUY, READ, SELL
+
+T = TypeVar("T")
 
 router = APIRouter(
     route_class=ExactJSONRoute,
@@ -80,26 +82,31 @@ async def job_timer(request: Request) -> JobTimer:
 
 
 class JobWork:
-    """A write request's unit of work, run whole in the endpoint's thread: its transaction
-    commits before the endpoint returns, so SQLite's write lock is never held across the hops
-    back to the event loop that a request-scoped session's commit waits for. Once it commits,
-    waiting streams and the timer wake."""
+    """A write request's unit of work (a command: the use case and its answer). On SQLite the
+    job writer applies it in its next batch (``writer.JobWriter``); elsewhere it runs whole in
+    the endpoint's thread, in a transaction of its own. Either way it has committed when
+    ``run`` returns, and the streams (and the timer, when a job falls due sooner) are woken."""
 
-    def __init__(self, factory: Callable[[], Session], timer: JobTimer) -> None:
+    def __init__(
+        self, factory: Callable[[], Session], timer: JobTimer, writer: JobWriter | None
+    ) -> None:
         self._factory = factory
         self._timer = timer
+        self._writer = writer
 
-    @contextmanager
-    def __call__(self) -> Iterator[Session]:
+    def run(self, command: Callable[[Session], T]) -> T:
+        if self._writer is not None:
+            return self._writer.run(command)
         with transaction(self._factory) as session:
             on_session_end(
-                session, lambda committed: self._timer.signal.wake() if committed else None
+                session, lambda committed: self._timer.committed(session) if committed else None
             )
-            yield session
+            return command(session)
 
 
 async def job_work(request: Request, timer: Annotated[JobTimer, Depends(job_timer)]) -> JobWork:
-    return JobWork(request.app.state.session_factory, timer)
+    state = request.app.state
+    return JobWork(state.session_factory, timer, state.job_writer)
 
 
 JobWorkDep = Annotated[JobWork, Depends(job_work)]
@@ -122,10 +129,11 @@ JobWorkDep = Annotated[JobWork, Depends(job_work)]
 def post_job(
     body: JobCreate, work: JobWorkDep, clock: ClockDep, principal: Buyer
 ) -> FlowJSONResponse:
-    with work() as session:
+    def command(session: Session) -> FlowJSONResponse:
         job = service.post_job(session, principal=principal, body=body, now=clock.now())
-        answer = respond({"job": views.detail(session, principal, job)}, status_code=201)
-    return answer
+        return respond({"job": views.detail(session, principal, job)}, status_code=201)
+
+    return work.run(command)
 
 
 @router.get(
@@ -179,7 +187,6 @@ def job_stream(
     request: Request,
     session: ReadSessionDep,
     _principal: Reader,
-    timer: Annotated[JobTimer, Depends(job_timer)],
     last_event_id: Annotated[
         str | None,
         Header(description="The id of the last event received: the stream resumes after it"),
@@ -192,11 +199,31 @@ def job_stream(
         bool,
         Query(description="false: send the events there are now, then end"),
     ] = True,
+    kind: Annotated[
+        list[str] | None,
+        Query(
+            max_length=32,
+            description="Send only events of these kinds (repeat the parameter for several: "
+            "job.posted, job.awarded, ...); resuming skips the others the same way",
+        ),
+    ] = None,
+    model_hint: Annotated[
+        list[Identifier] | None,
+        Query(
+            max_length=64,
+            description="Send only events of jobs with one of these model hints (repeat the "
+            "parameter for several)",
+        ),
+    ] = None,
 ) -> StreamingResponse:
     position = stream.start_position(session, last_event_id=last_event_id, after=after)
     return StreamingResponse(
         stream.job_events(
-            request.app.state.read_session_factory, timer.signal, position, follow=follow
+            request.app.state.job_feed,
+            request.app.state.read_session_factory,
+            position,
+            follow=follow,
+            accepts=stream.filter_of(stream.known_kinds(kind), model_hint),
         ),
         media_type="text/event-stream",
         headers=stream.HEADERS,
@@ -226,15 +253,16 @@ def get_job(job_id: str, session: ReadSessionDep, principal: Reader) -> FlowJSON
 def place_bid(
     job_id: str, body: BidCreate, work: JobWorkDep, clock: ClockDep, principal: Seller
 ) -> FlowJSONResponse:
-    with work() as session:
+    def command(session: Session) -> FlowJSONResponse:
         placed = bidding.place_bid(
             session, principal=principal, job_id=job_id, body=body, now=clock.now()
         )
-        answer = respond(
+        return respond(
             {"bid": views.bid_read(placed.bid), "job": views.summary(session, placed.job)},
             status_code=201 if placed.created else 200,
         )
-    return answer
+
+    return work.run(command)
 
 
 @router.post(
@@ -246,14 +274,15 @@ def place_bid(
 def withdraw_bid(
     job_id: str, bid_id: str, work: JobWorkDep, clock: ClockDep, principal: Seller
 ) -> FlowJSONResponse:
-    with work() as session:
+    def command(session: Session) -> FlowJSONResponse:
         placed = bidding.withdraw_bid(
             session, principal=principal, job_id=job_id, bid_id=bid_id, now=clock.now()
         )
-        answer = respond(
+        return respond(
             {"bid": views.bid_read(placed.bid), "job": views.summary(session, placed.job)}
         )
-    return answer
+
+    return work.run(command)
 
 
 @router.post(
@@ -269,13 +298,15 @@ def award_job(
     principal: Buyer,
     body: JobAward | None = None,
 ) -> FlowJSONResponse:
-    with work() as session:
-        bid_id = None if body is None else body.bid_id
+    bid_id = None if body is None else body.bid_id
+
+    def command(session: Session) -> FlowJSONResponse:
         service.award_early(
             session, principal=principal, job_id=job_id, bid_id=bid_id, now=clock.now()
         )
-        answer = respond({"job": views.detail(session, principal, service.find(session, job_id))})
-    return answer
+        return respond({"job": views.detail(session, principal, service.find(session, job_id))})
+
+    return work.run(command)
 
 
 @router.post(
@@ -291,13 +322,15 @@ def cancel_job(
     principal: Buyer,
     body: JobCancel | None = None,
 ) -> FlowJSONResponse:
-    with work() as session:
-        reason = "" if body is None else body.reason
+    reason = "" if body is None else body.reason
+
+    def command(session: Session) -> FlowJSONResponse:
         job = service.cancel(
             session, principal=principal, job_id=job_id, reason=reason, now=clock.now()
         )
-        answer = respond({"job": views.detail(session, principal, job)})
-    return answer
+        return respond({"job": views.detail(session, principal, job)})
+
+    return work.run(command)
 
 
 @router.get(
@@ -323,11 +356,11 @@ def get_assignment(job_id: str, session: ReadSessionDep, principal: Seller) -> F
 def submit_result(
     job_id: str, body: ResultCreate, work: JobWorkDep, clock: ClockDep, principal: Seller
 ) -> FlowJSONResponse:
-    with work() as session:
+    def command(session: Session) -> FlowJSONResponse:
         archived = archive.submit_result(
             session, principal=principal, job_id=job_id, body=body, now=clock.now()
         )
-        answer = respond(
+        return respond(
             {
                 "result": archive.result_read(archived.result),
                 "replayed": archived.replayed,
@@ -335,7 +368,8 @@ def submit_result(
             },
             status_code=200 if archived.replayed else 201,
         )
-    return answer
+
+    return work.run(command)
 
 
 @router.get(

@@ -23,6 +23,7 @@ from flow_memory.kit.money import plain
 from flow_memory.market.models import FeedEvent
 
 JOBS_CHANNEL = "flow_memory_jobs"
+DUE_KEY = "jobs_due"  # session.info: the earliest due moment of the transaction's jobs
 JOBS_TOPIC = "job"
 
 POSTED = "job.posted"
@@ -70,6 +71,22 @@ def record(
     )
     session.flush()
     announce(session, JOBS_TOPIC, job.job_id, channel=JOBS_CHANNEL)
+    due = job.bids_close_at if kind == POSTED else job.result_due_at if kind == AWARDED else None
+    if due is not None:
+        _note_due(session, due)
+
+
+def _note_due(session: Session, moment: datetime) -> None:
+    """Remember the earliest moment a job of this transaction falls due, for the timer."""
+    earlier = session.info.get(DUE_KEY)
+    if earlier is None or moment < earlier:
+        session.info[DUE_KEY] = moment
+
+
+def due_of(session: Session) -> datetime | None:
+    """The earliest moment a job the session's transaction posted or awarded falls due."""
+    due: datetime | None = session.info.get(DUE_KEY)
+    return due
 
 
 def event_read(event: JobEvent) -> dict[str, Any]:

@@ -179,21 +179,23 @@ def events_of_job(session: Session, job_id: str, *, limit: int) -> list[JobEvent
 
 def events_after(
     session: Session, position: Position, *, limit: int
-) -> tuple[list[JobEvent], bool]:
-    """Settled events after ``position`` in delivery order, and whether an unsettled one
-    follows them (committed, but a transaction older than its own is still running: a reader
-    looks again soon, as no announcement may come when that transaction ends)."""
+) -> tuple[list[tuple[JobEvent, str | None]], bool]:
+    """Settled events after ``position`` in delivery order, each with its job's model hint
+    (None for an event whose job is gone), and whether an unsettled one follows them
+    (committed, but a transaction older than its own is still running: a reader looks again
+    soon, as no announcement may come when that transaction ends)."""
     query = (
-        select(JobEvent, _settled(session))
+        select(JobEvent, Job.model_hint, _settled(session))
+        .outerjoin(Job, Job.job_id == JobEvent.job_id)
         .where(tuple_(JobEvent.tx, JobEvent.event_id) > tuple_(*position))
         .order_by(JobEvent.tx, JobEvent.event_id)
         .limit(limit)
     )
-    events: list[JobEvent] = []
-    for event, settled in session.execute(query):
+    events: list[tuple[JobEvent, str | None]] = []
+    for event, model_hint, settled in session.execute(query):
         if not settled:
             return events, True
-        events.append(event)
+        events.append((event, model_hint))
     return events, False
 
 

@@ -1,8 +1,11 @@
 """Bidders' standing, as the award reads it: from the sources registered here.
 
-No source is registered until reputation is recorded: every bidder then has no standing, is
-scored as neutral (``domain.NEUTRAL_STANDING``) and is below no reputation floor. The domain
-that records reputation registers its source with ``register_standing_source``."""
+``flow_memory.reputation.service`` registers the real one when it is imported (every app
+imports it with its routes): each bidder's standing from its recorded outcomes, a new one at
+the prior, 0.5, and a bound agent's no higher than its operator's. With no source registered
+(a process that never imports reputation) every bidder has no standing, is scored as neutral
+(``domain.NEUTRAL_STANDING``) and is below no reputation floor. Tests may register a double
+after it: the last registered source wins for the bidders it knows."""
 
 from __future__ import annotations
 

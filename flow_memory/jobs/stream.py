@@ -3,33 +3,30 @@
 Each event's ``id`` is its ``event_id``; a client that reconnects with ``Last-Event-ID`` (or
 ``?after=``) gets every event after that one, none twice and none skipped, across servers: the
 stream delivers only settled events (``repository.events_after``) in (transaction, event id)
-order. It waits on the job signal, woken when this server commits a job change and, on
-PostgreSQL, when another server's is announced; it looks again soon while an event waits to
-settle, and sends a comment line every ``KEEPALIVE_SECONDS`` while nothing happens."""
+order. A stream that follows takes its events from the server's one reader (``feed.JobFeed``),
+woken when this server commits a job change and, on PostgreSQL, when another server's is
+announced; it sends a comment line every ``KEEPALIVE_SECONDS`` while nothing happens. A stream
+may ask for some kinds of events only, or the events of jobs with some model hints only."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from flow_memory.jobs import events, repository
-from flow_memory.jobs.models import JobEvent
+from flow_memory.jobs.feed import PAGE, SETTLE_SECONDS, FedEvent, JobFeed, read_page
 from flow_memory.jobs.repository import BEFORE_EVERYTHING, Position
-from flow_memory.jobs.signal import JobSignal
 from flow_memory.kit import jsonenc
-from flow_memory.kit.deps import read_session
 from flow_memory.kit.errors import FlowMemoryError, Invalid
-from flow_memory.kit.http import error_body, success_body
+from flow_memory.kit.http import error_body
 
 log = logging.getLogger("flow_memory.jobs.stream")
 
 KEEPALIVE_SECONDS = 15.0
-SETTLE_SECONDS = 0.05  # how soon to look again while an event waits to settle
-PAGE = 200
 RETRY_MILLISECONDS = 2000
 HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
 
@@ -65,52 +62,86 @@ def _position(session: Session, event_id: int, *, field: str) -> Position:
     return found
 
 
-def server_sent(event: JobEvent) -> bytes:
-    data = jsonenc.render(success_body(events.event_read(event)))
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.event_id, event.kind.encode(), data)
+def known_kinds(kinds: list[str] | None) -> list[str] | None:
+    """The kinds a stream asks for, each one a kind of job event (422 otherwise)."""
+    for kind in kinds or ():
+        if kind not in events.KINDS:
+            raise Invalid(
+                "kind is not a kind of job event",
+                field="kind",
+                code="unknown_event_kind",
+                hint="one of " + ", ".join(events.KINDS),
+            )
+    return kinds
 
 
-def _read(
-    factory: Callable[[], Session], position: Position
-) -> tuple[list[tuple[Position, bytes]], bool]:
-    """The next page of settled events, rendered (in the session: its rows expire with it)."""
-    with read_session(factory) as session:
-        found, pending = repository.events_after(session, position, limit=PAGE)
-        return [((e.tx, e.event_id), server_sent(e)) for e in found], pending
+def filter_of(
+    kinds: Collection[str] | None, model_hints: Collection[str] | None
+) -> Callable[[FedEvent], bool]:
+    """Which events a stream sends: of the kinds asked and of jobs with the model hints asked
+    (either left out: any)."""
+    kind_set = frozenset(kinds or ())
+    hint_set = frozenset(model_hints or ())
+
+    def accepts(event: FedEvent) -> bool:
+        return (not kind_set or event.kind in kind_set) and (
+            not hint_set or event.model_hint in hint_set
+        )
+
+    return accepts
 
 
 async def job_events(
-    factory: Callable[[], Session], signal: JobSignal, position: Position, *, follow: bool
+    feed: JobFeed,
+    factory: Callable[[], Session],
+    position: Position,
+    *,
+    follow: bool,
+    accepts: Callable[[FedEvent], bool],
 ) -> AsyncIterator[bytes]:
     """The stream's bytes from ``position`` on; without ``follow`` it ends once it has sent
-    what is settled now."""
-    wake = signal.subscribe()
+    what is settled now. A follower takes events from the server's feed, and reads the
+    database itself only while it is further back than the feed keeps."""
+    follower = feed.join() if follow else None
     try:
         yield b"retry: %d\n\n" % RETRY_MILLISECONDS
         while True:
-            wake.clear()
-            try:
-                found, pending = await run_in_threadpool(_read, factory, position)
-            except Exception as error:
-                yield _error_event(error)
-                return
-            for _, data in found:
-                yield data
+            if follower is not None:
+                follower.woken.clear()
+            kept = None if follower is None else feed.after(position)
+            pending = False
+            if kept is None:
+                try:
+                    found, pending = await run_in_threadpool(read_page, factory, position)
+                except Exception as error:
+                    yield _error_event(error)
+                    return
+            else:
+                found = kept
+            for event in found:
+                if accepts(event):
+                    yield event.data
             if found:
-                position = found[-1][0]
-            if len(found) == PAGE:
+                position = found[-1].position
+            if kept is None and len(found) == PAGE:
                 continue
-            if not follow:
+            if follower is None:
                 return
+            if follower.failure is not None:
+                yield _error_event(follower.failure)
+                return
+            if kept:
+                continue  # the feed may have more by now
             try:
                 await asyncio.wait_for(
-                    wake.wait(), SETTLE_SECONDS if pending else KEEPALIVE_SECONDS
+                    follower.woken.wait(), SETTLE_SECONDS if pending else KEEPALIVE_SECONDS
                 )
             except TimeoutError:
                 if not pending:
                     yield b": keep-alive\n\n"
     finally:
-        signal.unsubscribe(wake)
+        if follower is not None:
+            feed.leave(follower)
 
 
 def _error_event(error: Exception) -> bytes:

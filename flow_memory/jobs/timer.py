@@ -6,21 +6,24 @@ Each due job is claimed in a transaction of its own (``repository.claim``: a row
 with ``SKIP LOCKED`` on PostgreSQL, the write lock on SQLite) that checks it is still due, so
 several servers on one database never act on a job twice: the first to claim it acts, the
 others find it locked or no longer due. Time is the app's clock; the thread sleeps until the
-next job falls due, a job event wakes it (this server's, or another's heard on PostgreSQL), or
-``job_timer_seconds`` pass. Tests call ``tick`` themselves."""
+next job falls due, until a change of this server's makes a job due sooner than that, until
+another server's job event is heard (PostgreSQL), or until ``job_timer_seconds`` pass. Tests
+call ``tick`` themselves."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.jobs import awards, domain, events, repository
 from flow_memory.jobs.signal import JobSignal
+from flow_memory.jobs.writer import JobWriter
 from flow_memory.kit.broadcast import Listener
 from flow_memory.kit.clock import Clock
 from flow_memory.kit.deps import on_session_end, read_session, transaction
@@ -70,6 +73,8 @@ class JobTimer:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._listener: Listener | None = None
+        # On SQLite, the job writer: due jobs are then acted on in its batches.
+        self.writer: JobWriter | None = None
 
     def start(self) -> None:
         """Hear other servers' job events (PostgreSQL) and, unless ``job_timer_seconds`` is 0,
@@ -107,30 +112,56 @@ class JobTimer:
             with read_session(self._read_factory) as session:
                 due = repository.due_jobs(session, now, limit=BATCH)
             acted = report.acted
-            for job_id, status in due:
-                self._act(job_id, status, now, report)
+            # Every due job is handed over before any answer is awaited: with the job writer
+            # they are claimed and acted on in one batch (one commit).
+            pending = [(job_id, self._submit(job_id, status, now)) for job_id, status in due]
+            for job_id, outcome in pending:
+                self._count(job_id, outcome, report)
             # A full batch may hide more due jobs; a batch others hold (or that fails) is left
             # to the next tick rather than read again at once.
             if len(due) < BATCH or report.acted == acted:
                 return report
 
-    def _act(self, job_id: str, status: str, now: datetime, report: TickReport) -> None:
+    def _submit(self, job_id: str, status: str, now: datetime) -> Future[str | None]:
+        """Act on the job in a transaction of its own, or in the job writer's next batch."""
+
+        def command(session: Session) -> str | None:
+            return self._act(session, job_id, status, now)
+
+        if self.writer is not None:
+            return self.writer.submit(command)
+        outcome: Future[str | None] = Future()
         try:
             with transaction(self._factory) as session:
-                job = repository.claim(session, job_id, status=status, now=now)
-                if job is None:
-                    report.skipped += 1
-                    return
-                if status == domain.OPEN:
-                    if awards.close_window(session, job, now=now) == domain.AWARDED:
-                        report.awarded += 1
-                    else:
-                        report.expired_unawarded += 1
-                elif awards.no_show(session, job, now=now) == domain.AWARDED:
-                    report.reawarded += 1
-                else:
-                    report.expired_no_show += 1
                 on_session_end(session, self._wake_if_committed)
+                acted = command(session)
+        except DatabaseUnavailable:
+            raise  # the jobs after it would meet the outage too: the next tick tries them
+        except Exception as error:
+            outcome.set_exception(error)
+        else:
+            outcome.set_result(acted)
+        return outcome
+
+    @staticmethod
+    def _act(session: Session, job_id: str, status: str, now: datetime) -> str | None:
+        """Claim the job and act on it: what became of it (a ``TickReport`` count's name), or
+        None when it was claimed elsewhere or is no longer due."""
+        job = repository.claim(session, job_id, status=status, now=now)
+        if job is None:
+            return None
+        if status == domain.OPEN:
+            if awards.close_window(session, job, now=now) == domain.AWARDED:
+                return "awarded"
+            return "expired_unawarded"
+        if awards.no_show(session, job, now=now) == domain.AWARDED:
+            return "reawarded"
+        return "expired_no_show"
+
+    @staticmethod
+    def _count(job_id: str, outcome: Future[str | None], report: TickReport) -> None:
+        try:
+            acted = outcome.result()
         except DatabaseUnavailable:
             raise
         except Exception:
@@ -138,14 +169,28 @@ class JobTimer:
             # next tick, and logged each time (without its contents).
             log.exception("the timer could not act on job %s", job_id)
             report.failed.append(job_id)
+            return
+        if acted is None:
+            report.skipped += 1
+        else:
+            setattr(report, acted, getattr(report, acted) + 1)
+
+    def committed(self, session: Session) -> None:
+        """A transaction of job changes committed: the streams wake, and the timer if a job of
+        it now falls due before the timer meant to look."""
+        self.signal.wake_streams()
+        due = events.due_of(session)
+        if due is not None:
+            self.signal.due(due)
 
     def _wake_if_committed(self, committed: bool) -> None:
         if committed:
-            self.signal.wake()
+            self.signal.wake_streams()  # the timer itself looks for the next due job next
 
     def _run(self) -> None:
         failing = False
         while not self._stopping.is_set():
+            self.signal.timer_plan = None  # while it looks, any job falling due wakes it again
             self.signal.timer.clear()
             try:
                 report = self.tick()
@@ -160,6 +205,7 @@ class JobTimer:
                     log.error("the job timer cannot run: %s", type(error).__name__)
                     failing = True
                 wait = RETRY_SECONDS
+            self.signal.timer_plan = self._clock.now() + timedelta(seconds=wait)
             self.signal.timer.wait(wait)
 
     def _until_next_due(self) -> float:

@@ -9,6 +9,12 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def _include_name(name: str | None, type_: str, _parents: object) -> bool:
+    """What autogenerate compares: not the registry's full-text objects, which the registry
+    migration builds by hand for each database (SQLite's FTS5 table and its shadow tables)."""
+    return not (type_ == "table" and name is not None and name.startswith("registry_fts"))
+
+
 def run_migrations_online() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.connect() as connection:
@@ -16,6 +22,7 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
+            include_name=_include_name,
         )
         with context.begin_transaction():
             context.run_migrations()

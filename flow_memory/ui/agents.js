@@ -1,9 +1,11 @@
 // Agent identities and the dry-run credit ledger: the agents listed (cursor-paged), one agent's
-// public profile, its account's balance and entries, its metabolism (earned, spent and net a
-// day, runway), a form to register an agent, and a ledger lookup for admins and auditors.
+// public profile with its standing, its account's balance and entries, its metabolism (earned,
+// spent and net a day, runway), its reputation (components, earned capacity, history), a form
+// to register an agent, and a ledger lookup for admins and auditors.
 
 import { request } from "./api.js";
 import { usageChart } from "./charts.js";
+import { showReputation } from "./reputation.js";
 import {
   badge,
   code,
@@ -81,6 +83,7 @@ function agentsTable(agents) {
       { label: "Id", cell: (a) => code(a.agent_id) },
       { label: "Operator", cell: (a) => value(a.operator_id) },
       { label: "Account", cell: (a) => value(a.account_id) },
+      { label: "Standing", num: true, cell: (a) => value(a.standing.bidder) },
       { label: "Created", cell: (a) => time(a.created_at) },
     ],
     agents,
@@ -129,6 +132,8 @@ function profileView(agent) {
     ["Usage records", units(activity.usage_records)],
     ["Units consumed", units(activity.units_consumed)],
     ["Active keys", units(activity.active_keys)],
+    ["Bidder standing", h("span", { "data-testid": "agent-bidder-standing" }, value(agent.standing.bidder))],
+    ["Validator standing", h("span", { "data-testid": "agent-validator-standing" }, value(agent.standing.validator))],
     ["Created", time(agent.created_at)],
     ["Suspended", time(agent.suspended_at)],
   ]);
@@ -263,10 +268,12 @@ async function showAgent(agentId, button) {
   const account = $("agent-account-result");
   const entries = $("agent-entries-result");
   const metabolism = $("agent-metabolism-result");
+  const reputation = $("agent-reputation-result");
   if (!profile.ok) {
-    for (const target of [account, entries, metabolism]) target.replaceChildren();
+    for (const target of [account, entries, metabolism, reputation]) target.replaceChildren();
     return;
   }
+  showReputation(reputation, agentId);
   const accountId = profile.data.agent.account_id;
   if (accountId) {
     show(account, () => request("GET", ROUTES.ledgerAccount, { params: { account_id: accountId } }), (data) => accountView(data.account));

@@ -12,6 +12,8 @@ export const ALL_SCOPES = [
   "inference:audit",
   "inference:admin",
   "inference:proxy",
+  "inference:validate",
+  "inference:publish",
 ];
 
 export const SAFETY_FIELDS = [

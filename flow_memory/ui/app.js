@@ -8,6 +8,8 @@ import * as jobs from "./jobs.js";
 import * as markets from "./markets.js";
 import * as providers from "./providers.js";
 import * as proxy from "./proxy.js";
+import * as registry from "./registry.js";
+import * as reputation from "./reputation.js";
 import * as routing from "./routing.js";
 import * as trading from "./trading.js";
 import { emptyState, h, replace } from "./views.js";
@@ -27,6 +29,8 @@ const SECTIONS = {
   agents: agents.refresh,
   ledger: agents.refreshLedger,
   jobs: jobs.refresh,
+  validators: reputation.refresh,
+  registry: registry.refresh,
 };
 
 function keyState() {
@@ -107,6 +111,8 @@ function init() {
   proxy.init();
   agents.init();
   jobs.init();
+  reputation.init();
+  registry.init();
 
   keyState();
   togglePanel(!session.key());

@@ -249,3 +249,75 @@ export function usageChart(byDay, metric, label) {
   });
   return svg;
 }
+
+/**
+ * An identity's outcomes oldest first, one slot each: what it added to good above the axis,
+ * to bad below it (the undecayed weights the API answered). Each bar's title is exact.
+ */
+export function outcomeChart(history) {
+  const compact = compactScreen();
+  const width = compact ? 360 : 720;
+  const height = compact ? 220 : 240;
+  const rows = [...history].reverse();
+  const heaviest = (side) =>
+    rows.reduce((top, row) => (top === null || approx(row[side]) > approx(top) ? row[side] : top), null);
+  const topGood = heaviest("good");
+  const topBad = heaviest("bad");
+  const goodLabel = topGood === null ? "" : numberText(topGood);
+  const badLabel = topBad === null ? "" : `-${numberText(topBad)}`;
+  const pad = {
+    left: Math.max(compact ? 44 : 56, labelWidth(goodLabel) + 14, labelWidth(badLabel) + 14),
+    right: 12,
+    top: 14,
+    bottom: 14,
+  };
+  const plotW = width - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const title = "Outcomes, oldest first: good above the line, bad below";
+  const svg = s("svg", {
+    class: "chart",
+    viewBox: `0 0 ${width} ${height}`,
+    role: "img",
+    "aria-label": `${title}: ${rows
+      .map((row) => `${row.kind} good ${numberText(row.good)} bad ${numberText(row.bad)}`)
+      .join("; ")}`,
+    "data-testid": "outcome-chart",
+  });
+  svg.append(s("title", {}, title));
+  const span = Math.max(topGood === null ? 0 : approx(topGood), topBad === null ? 0 : approx(topBad)) || 1;
+  const half = plotH / 2;
+  const axis = pad.top + half;
+  const scale = (half * 0.92) / span;
+  svg.append(
+    s("line", { class: "axis", x1: pad.left, x2: width - pad.right, y1: axis, y2: axis }),
+    s("text", { x: pad.left - 8, y: axis + 4, "text-anchor": "end" }, "0"),
+  );
+  if (!rows.length) {
+    svg.append(s("text", { x: width / 2, y: axis - 12, "text-anchor": "middle" }, "No outcomes yet"));
+    return svg;
+  }
+  if (goodLabel && approx(topGood) > 0) {
+    svg.append(s("text", { x: pad.left - 8, y: axis - approx(topGood) * scale + 4, "text-anchor": "end" }, goodLabel));
+  }
+  if (badLabel && approx(topBad) > 0) {
+    svg.append(s("text", { x: pad.left - 8, y: axis + approx(topBad) * scale + 4, "text-anchor": "end" }, badLabel));
+  }
+  const slot = plotW / rows.length;
+  const barW = Math.max(2, Math.min(40, slot * 0.7));
+  rows.forEach((row, index) => {
+    const bx = pad.left + slot * index + (slot - barW) / 2;
+    const good = approx(row.good) * scale;
+    const bad = approx(row.bad) * scale;
+    const label = `${row.recorded_at} ${row.kind}${row.job_id ? ` (${row.job_id})` : ""}: good ${numberText(row.good)}, bad ${numberText(row.bad)}`;
+    svg.append(
+      s(
+        "g",
+        { "data-outcome": row.outcome_id, "data-kind": row.kind, "data-good": numberText(row.good), "data-bad": numberText(row.bad) },
+        s("title", {}, label),
+        good > 0 ? s("rect", { class: "bar", x: bx, y: axis - good, width: barW, height: good }) : null,
+        bad > 0 ? s("rect", { class: "bar bad-weight", x: bx, y: axis, width: barW, height: bad }) : null,
+      ),
+    );
+  });
+  return svg;
+}

@@ -1,9 +1,12 @@
 // The job board: post a whole inference job, the jobs listed (newest first, cursor-paged), and
 // one job with its terms, escrow and award, the bids the caller may see (every bid with its
 // reason once awarded), its timeline, the requester's early award and cancel while it is open,
-// and its archived result. Outputs and prompts are text, never markup.
+// and its archived result; once awarded, the verdict and dispute forms and the verdicts and
+// disputes the job has. Outputs and prompts are text, never markup.
 
 import { decimalField, integerField, numberText, request } from "./api.js";
+import { refreshStakes } from "./reputation.js";
+import { isJudgingEvent, judgingView } from "./verdicts.js";
 import {
   badge,
   code,
@@ -174,6 +177,7 @@ function fieldsView(job) {
     ["Escrow", h("span", { "data-testid": "job-escrow" }, money(e.escrow))],
     ["Paid", h("span", { "data-testid": "job-paid" }, money(e.paid))],
     ["Validation", `${job.validation.mode} · ${textOf(job.validation.validators)} validators · fee ${numberText(job.validation.validator_fee)}`],
+    ["Min reputation", h("span", { "data-testid": "job-min-reputation" }, value(job.min_reputation))],
     ["Bid window (s)", units(job.bid_window_seconds)],
     ["Deadline after award (s)", units(job.deadline_seconds)],
     ["Bids close", time(job.bids_close_at)],
@@ -238,7 +242,7 @@ function timelineTable(events) {
     table(
       [
         { label: "When", cell: (e) => time(e.created_at) },
-        { label: "Event", cell: (e) => badge(e.kind) },
+        { label: "Event", cell: (e) => badge(e.kind, isJudgingEvent(e) ? "warn" : undefined) },
         { label: "Status after", cell: (e) => (e.payload && e.payload.status ? jobStatus(e.payload.status) : "—") },
         { label: "Details", cell: (e) => eventDetails(e.payload) },
         { label: "Event id", num: true, cell: (e) => textOf(e.event_id) },
@@ -289,6 +293,7 @@ function jobView(job) {
       bidsTable(job),
     ),
     h("div", { class: "wide" }, h("h3", {}, "Timeline, oldest first"), timelineTable(job.events)),
+    judgingView(job, $("job-action-result"), () => showJob(job.job_id)),
   );
 }
 
@@ -396,4 +401,5 @@ export function init() {
 /** Called when the Jobs section is shown with a key: the list loads by itself. */
 export function refresh() {
   if (!$("jobs-list-result").childElementCount) loadJobs(false);
+  refreshStakes();
 }

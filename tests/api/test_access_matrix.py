@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -25,9 +26,12 @@ from flow_memory import demo
 from flow_memory.app import create_app
 from flow_memory.kit.actors import ACTOR_EXTENSION
 from flow_memory.kit.clock import FrozenClock
-from flow_memory.kit.scopes import ADMIN, AUDIT, BUY, PLAN, PROXY, READ, SELL
+from flow_memory.kit.deps import Principal
+from flow_memory.kit.scopes import ADMIN, AUDIT, BUY, PLAN, PROXY, PUBLISH, READ, SELL, VALIDATE
+from flow_memory.reputation import verdicts
 from flow_memory.settings import Settings
 from tests.api.test_proxy import ScriptedUpstream, public_resolver
+from tests.api.test_registry import agent_body, model_body, published
 from tests.conftest import clear_tables
 from tests.factories import (
     BUYER,
@@ -304,8 +308,117 @@ BUYERS_BOOKS = {
 JOB_RESULT = {**BUYERS_BOOKS, "provider": OK}
 
 
+REG = "/inference/registry"
+# Publishing: the first provider owner under its own namespace, or an admin acting as it (the
+# one actor rule); no other key writes under it.
+NOT_YOUR_NAMESPACE = Outcome(403, "namespace_not_yours", "slug")
+PUBLISHING = access([PUBLISH], owner="provider", others=NOT_YOUR_NAMESPACE)
+
+
+def _registered(world: World, kind: str) -> str:
+    """A new entry of ``kind`` (models, agents, solutions) of the first provider owner."""
+    slug = f"{SELLER}/{world.fresh(kind[:1])}"
+    return published(world.client, world.keys["provider"], kind, slug)
+
+
+def _solution_body(world: World) -> dict[str, Any]:
+    model = published(
+        world.client, world.keys["provider"], "models", f"{SELLER}/{world.fresh('m')}"
+    )
+    agent = published(
+        world.client, world.keys["provider"], "agents", f"{SELLER}/{world.fresh('a')}"
+    )
+    return {
+        "slug": f"{SELLER}/{world.fresh('s')}",
+        "display_name": "Kit",
+        "license": "mit",
+        "solution": {
+            "agent": {"slug": agent, "version": "1.0.0"},
+            "model": {"slug": model, "version": "1.0.0"},
+        },
+    }
+
+
+def _version_body(world: World, kind: str) -> dict[str, Any]:
+    if kind == "solutions":
+        return {"version": "2.0.0", "solution": _solution_body(world)["solution"]}
+    body = model_body() if kind == "models" else agent_body()
+    for name in ("slug", "display_name", "description", "tags", "license"):
+        del body[name]
+    return {**body, "version": "2.0.0"}
+
+
 def _on_provider(world: World, suffix: str) -> str:
     return f"/inference/providers/{world.provider_id}/{suffix}"
+
+
+def _stake_of_first_seller(world: World) -> Call:
+    """A new bid stake of the first provider owner, and the call that withdraws it."""
+    answer = world.client.post(
+        "/inference/stakes", json={"amount": 1}, headers=world.keys["provider"]
+    )
+    assert answer.status_code == 201, answer.text
+    return Call(f"/inference/stakes/{answer.json()['stake']['stake_id']}")
+
+
+def _validator_of_first_seller(world: World) -> Call:
+    """The first provider owner as a validator (joined unless it is), and the call that
+    withdraws it."""
+    answer = world.client.post(
+        "/inference/validators", json={"stake": 1}, headers=world.keys["provider"]
+    )
+    assert answer.status_code in (201, 409), answer.text
+    return Call(f"/inference/validators/{SELLER}/withdraw")
+
+
+def _judged_job(world: World, *, rejected: bool) -> str:
+    """A job of the first buyer won by the first provider owner whose result is being judged
+    by its requester (as the job board opens it), rejected by it if ``rejected``."""
+    job_id = world.fresh("job_judged")
+    now = world.app.state.clock.now()
+    with world.app.state.session_factory.begin() as session:
+        verdicts.open_validation(
+            session,
+            job_id=job_id,
+            mode="requester",
+            requester_id=BUYER,
+            winner_id=SELLER,
+            value=Decimal(1),
+            validators_wanted=0,
+            fee=Decimal(0),
+            now=now,
+            review_seconds=600,
+            exclusion_threshold=0.2,
+        )
+        if rejected:
+            verdicts.record_verdict(
+                session,
+                principal=Principal(key_id="matrix", owner_id=BUYER, scopes=frozenset({BUY})),
+                job_id=job_id,
+                judge_id=None,
+                accept=False,
+                score=Decimal(0),
+                reason="wrong",
+                now=now,
+                half_life_days=30,
+                dispute_seconds=600,
+            )
+    return job_id
+
+
+def _verdict_call(world: World) -> Call:
+    body = {"decision": "accept", "score": 1, "reason": "fine", "judge_id": BUYER}
+    return Call(f"{JOBS}/{_judged_job(world, rejected=False)}/verdicts", body)
+
+
+def _dispute_call(world: World) -> Call:
+    """A rejected result of the first provider owner, with a validator to draw (the operator,
+    who is neither party), and the call that disputes it."""
+    answer = world.client.post(
+        "/inference/validators", json={"stake": 1}, headers=world.keys["operator"]
+    )
+    assert answer.status_code in (201, 409), answer.text
+    return Call(f"{JOBS}/{_judged_job(world, rejected=True)}/disputes", {"reason": "it is right"})
 
 
 ROWS = [
@@ -667,6 +780,153 @@ ROWS = [
         lambda w: Call(f"/inference/results/{w.result_hash()}"),
         JOB_RESULT,
         "the result of the first buyer's job, won by the first provider owner",
+    ),
+    # -- reputation, stakes and validators
+    Row(
+        "GET",
+        "/inference/reputation/{identity_id}",
+        lambda w: Call(f"/inference/reputation/{SELLER}"),
+        access([READ]),
+        "public: every bidder's record is published",
+    ),
+    Row(
+        "POST",
+        "/inference/stakes",
+        lambda w: Call("/inference/stakes", {"amount": 1, "identity_id": SELLER}),
+        access([SELL], owner="provider", others=not_yours("identity_id")),
+        "identity_id names the first provider owner",
+    ),
+    Row(
+        "POST",
+        "/inference/stakes",
+        lambda w: Call("/inference/stakes", {"amount": 1}),
+        access([SELL]),
+        "no identity_id",
+    ),
+    Row("GET", "/inference/stakes", lambda w: Call("/inference/stakes"), access([READ])),
+    Row(
+        "DELETE",
+        "/inference/stakes/{stake_id}",
+        _stake_of_first_seller,
+        access([SELL], owner="provider", others=NOT_FOUND),
+        "the first provider owner's stake",
+    ),
+    Row(
+        "POST",
+        "/inference/validators",
+        lambda w: Call("/inference/validators", {"stake": 1, "identity_id": w.agent("bound")}),
+        access([VALIDATE], owner="buyer", others=not_yours("identity_id")),
+        "identity_id names a bound agent of the first buyer",
+    ),
+    Row(
+        "POST",
+        "/inference/validators",
+        lambda w: Call("/inference/validators", {"stake": 1}),
+        access([VALIDATE]),
+        "no identity_id: each caller joins as itself",
+    ),
+    Row("GET", "/inference/validators", lambda w: Call("/inference/validators"), access([READ])),
+    Row(
+        "POST",
+        "/inference/validators/{identity_id}/withdraw",
+        _validator_of_first_seller,
+        access([VALIDATE], owner="provider", others=NOT_FOUND),
+        "the first provider owner's validator",
+    ),
+    Row(
+        "POST",
+        f"{JOBS}/{{job_id}}/verdicts",
+        _verdict_call,
+        access([BUY, VALIDATE], owner="buyer", others=not_yours("judge_id")),
+        "judge_id names the first buyer, the requester",
+    ),
+    Row(
+        "POST",
+        f"{JOBS}/{{job_id}}/disputes",
+        _dispute_call,
+        access([SELL], owner="provider", others=NOT_FOUND),
+        "a rejected result of the first provider owner",
+    ),
+    # -- the registry: the first provider owner publishes under its own namespace
+    Row(
+        "POST",
+        REG + "/models",
+        lambda w: Call(f"{REG}/models", model_body(f"{SELLER}/{w.fresh('m')}")),
+        PUBLISHING,
+        "a slug under the first provider owner's namespace",
+    ),
+    Row(
+        "POST",
+        REG + "/agents",
+        lambda w: Call(f"{REG}/agents", agent_body(f"{SELLER}/{w.fresh('a')}")),
+        PUBLISHING,
+        "a slug under the first provider owner's namespace",
+    ),
+    Row(
+        "POST",
+        REG + "/solutions",
+        lambda w: Call(f"{REG}/solutions", _solution_body(w)),
+        PUBLISHING,
+        "a slug under the first provider owner's namespace",
+    ),
+    *(
+        Row(
+            "POST",
+            f"{REG}/{kind}/{{publisher_id}}/{{name}}/versions",
+            lambda w, kind=kind: Call(
+                f"{REG}/{kind}/{_registered(w, kind)}/versions", _version_body(w, kind)
+            ),
+            PUBLISHING,
+            "an entry of the first provider owner",
+        )
+        for kind in ("models", "agents", "solutions")
+    ),
+    *(
+        Row(
+            "POST",
+            f"{REG}/{kind}/{{publisher_id}}/{{name}}/versions/{{version}}/status",
+            lambda w, kind=kind: Call(
+                f"{REG}/{kind}/{_registered(w, kind)}/versions/1.0.0/status",
+                {"status": "deprecated", "reason": "matrix"},
+            ),
+            PUBLISHING,
+            "an entry of the first provider owner",
+        )
+        for kind in ("models", "agents", "solutions")
+    ),
+    *(
+        Row(
+            "GET",
+            f"{REG}/{kind}/{{publisher_id}}/{{name}}",
+            lambda w, kind=kind: Call(f"{REG}/{kind}/{_registered(w, kind)}"),
+            access([READ]),
+        )
+        for kind in ("models", "agents", "solutions")
+    ),
+    Row(
+        "GET",
+        REG + "/agents/{publisher_id}/{name}/compatible-models",
+        lambda w: Call(f"{REG}/agents/{_registered(w, 'agents')}/compatible-models"),
+        access([READ]),
+    ),
+    Row(
+        "GET",
+        REG + "/models/{publisher_id}/{name}/compatible-agents",
+        lambda w: Call(f"{REG}/models/{_registered(w, 'models')}/compatible-agents"),
+        access([READ]),
+    ),
+    Row("GET", REG + "/solutions", lambda w: Call(f"{REG}/solutions"), access([READ])),
+    Row(
+        "GET",
+        REG + "/search",
+        lambda w: Call(f"{REG}/search", params={"q": "chat"}),
+        access([READ]),
+    ),
+    Row(
+        "GET",
+        "/inference/publishers/{publisher_id}",
+        lambda w: Call(f"/inference/publishers/{SELLER}"),
+        access([READ]),
     ),
     # -- the SDK-compatible proxy
     Row("GET", "/v1/models", lambda w: Call("/v1/models"), access([PROXY])),

@@ -5,6 +5,7 @@ the named identity changes. (Every route's callers are in tests/api/test_access_
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from flow_memory.market.models import MarketOrder, Reservation
+from flow_memory.reputation import service as reputation
 from flow_memory.routing.models import RouteRecord
 from tests.api.test_market_orders import ORDERS, bid_body, cancel, depth, levels
 from tests.assertions import error, ok
@@ -313,3 +315,66 @@ class TestRegisteredAgentIdentities:
             ),
             201,
         )
+
+
+def record_outcome(app: FastAPI, identity_id: str, kind: str, job_id: str) -> None:
+    """Record an outcome as the job board does, on a job worth one credit."""
+    with app.state.session_factory.begin() as session:
+        reputation.record_outcome(
+            session,
+            identity_id=identity_id,
+            kind=kind,
+            value=Decimal(1),
+            now=app.state.clock.now(),
+            half_life_days=Decimal(30),
+            job_id=job_id,
+        )
+
+
+class TestStandingOnTheProfile:
+    """An agent's public profile shows its standing as bidder and as validator, the figures
+    ``GET /inference/reputation/{identity_id}`` answers."""
+
+    def standing(self, client: TestClient, headers: Headers, agent_id: str) -> dict[str, Any]:
+        profile = ok(client.get(f"/inference/agents/{agent_id}", headers=headers))["agent"]
+        page = ok(client.get(f"/inference/reputation/{agent_id}", headers=headers))["reputation"]
+        assert profile["standing"] == {
+            "bidder": page["bidder"]["standing"],
+            "validator": page["validator"]["score"],
+        }
+        return dict(profile["standing"])
+
+    def test_a_new_agent_stands_at_the_prior_in_both_roles(
+        self, app: FastAPI, client: TestClient
+    ) -> None:
+        mine = planner_headers(app, BUYER)
+        agent_id = register_agent(client, mine, "free")
+        assert self.standing(client, mine, agent_id) == {"bidder": 0.5, "validator": 0.5}
+        listed = ok(client.get("/inference/agents", headers=mine))["agents"]
+        assert [a["standing"] for a in listed if a["agent_id"] == agent_id] == [
+            {"bidder": 0.5, "validator": 0.5}
+        ]
+
+    def test_outcomes_move_each_role_apart(self, app: FastAPI, client: TestClient) -> None:
+        mine = planner_headers(app, BUYER)
+        agent_id = register_agent(client, mine, "free")
+        record_outcome(app, agent_id, "completion_good", "job_a")
+        record_outcome(app, agent_id, "completion_good", "job_b")
+        record_outcome(app, agent_id, "validator_disagreed", "job_c")
+        reader = key_headers(app, OTHER, "inference:read")  # a profile's standing is public
+        # bidder: (2 + 1) / (2 + 0 + 2); validator: (0 + 1) / (0 + 1 + 2)
+        assert self.standing(client, reader, agent_id) == {
+            "bidder": 0.75,
+            "validator": 0.333333,
+        }
+
+    def test_a_bound_agent_stands_no_higher_than_its_operator(
+        self, app: FastAPI, client: TestClient
+    ) -> None:
+        mine = planner_headers(app, BUYER)
+        failing = register_agent(client, mine, "bound")
+        fresh = register_agent(client, mine, "bound")
+        record_outcome(app, failing, "no_show", "job_a")
+        # The operator's record holds the no-show too: (0 + 1) / (0 + 1 + 2) gates both.
+        assert self.standing(client, mine, failing)["bidder"] == 0.333333
+        assert self.standing(client, mine, fresh) == {"bidder": 0.333333, "validator": 0.5}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -63,13 +63,15 @@ class GatedBoard(JobBoardClient):
 
     @contextmanager
     def stream(
-        self, *, last_event_id: str | None, idle_seconds: float
+        self, *, last_event_id: str | None, idle_seconds: float, kinds: Collection[str] = ()
     ) -> Iterator[Iterator[StreamEvent]]:
         self.resumed_from.append(last_event_id)
         if len(self.resumed_from) > 1:
             self.reconnecting.set()
             assert self.gate.wait(WAIT_SECONDS)
-        with super().stream(last_event_id=last_event_id, idle_seconds=idle_seconds) as events:
+        with super().stream(
+            last_event_id=last_event_id, idle_seconds=idle_seconds, kinds=kinds
+        ) as events:
             yield events
 
 

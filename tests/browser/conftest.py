@@ -22,7 +22,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 ALL_SCOPES = (
     "inference:read,inference:sell,inference:buy,inference:plan,"
-    "inference:audit,inference:admin,inference:proxy"
+    "inference:audit,inference:admin,inference:proxy,inference:validate,inference:publish"
 )
 UPSTREAM_SECRET = "planted-dashboard-upstream-secret-5e1f"
 UPSTREAM_MODEL = "dashboard-chat"

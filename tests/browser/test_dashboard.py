@@ -39,6 +39,8 @@ SECTIONS = (
     "agents",
     "ledger",
     "jobs",
+    "validators",
+    "registry",
 )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from flow_memory.agent import jobs_runner
 from flow_memory.agent.clients import DiscoveredModel, ModelServerClient
 from flow_memory.agent.config import (
     API_KEY_ENV,
@@ -55,6 +57,7 @@ from flow_memory.agent.jobs_pricing import (
     served_models,
 )
 from flow_memory.agent.jobs_worker import JobsWorker
+from flow_memory.agent.runtime import Backoff
 
 CHAT = "local-chat"
 CODER = "local-coder"
@@ -491,3 +494,77 @@ def make_worker(board: FakeBoard, *, max_concurrent: int) -> JobsWorker:
         ),
         provider_id=lambda: "prov_1",
     )
+
+
+class TestOpenJobs:
+    def test_every_open_job_is_read_page_by_page(self) -> None:
+        pages = {
+            None: (["job_1", "job_2"], "c1"),
+            "c1": (["job_3", "job_4"], "c2"),
+            "c2": (["job_5"], None),
+        }
+        asked: list[dict[str, str]] = []
+
+        def listing(request: httpx.Request) -> httpx.Response:
+            params = dict(request.url.params)
+            asked.append(params)
+            ids, cursor = pages[params.get("cursor")]
+            jobs = [{"job_id": job_id} for job_id in ids]
+            body = {"ok": True, "jobs": jobs, "count": len(jobs), "next_cursor": cursor}
+            return httpx.Response(200, json=body)
+
+        board = JobBoardClient(
+            "http://flow-memory.test", "fm_x", transport=httpx.MockTransport(listing)
+        )
+        found = board.open_jobs(page=2)
+        assert [j["job_id"] for j in found] == ["job_1", "job_2", "job_3", "job_4", "job_5"]
+        assert [a.get("cursor") for a in asked] == [None, "c1", "c2"]
+        assert {a["status"] for a in asked} == {"open"} and {a["limit"] for a in asked} == {"2"}
+
+
+class FailingModelServer:
+    """A model server test double that fails its first ``failures`` answers with HTTP 503."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.asked = 0
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.asked += 1
+        if self.asked <= self.failures:
+            return httpx.Response(503, json={"error": "busy"})
+        return model_server(request)
+
+
+class TestModelServerFailure:
+    @pytest.fixture(autouse=True)
+    def no_pause(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(jobs_runner, "MODEL_RETRY_SECONDS", 0.0)
+
+    def run(self, server: FailingModelServer, board: FakeBoard) -> Any:
+        return jobs_runner.run_job(
+            jobs_runner.JobRun(job_id="job_r", model=CHAT, deadline_seconds=300),
+            board=JobBoardClient(
+                "http://flow-memory.test", "fm_x", transport=httpx.MockTransport(board.handle)
+            ),
+            model_server=ModelServerClient(
+                "http://model-server.test/v1", transport=httpx.MockTransport(server.handle)
+            ),
+            backoff=Backoff(0.01, 0.01),
+            stop=threading.Event(),
+        )
+
+    def test_one_failure_is_tried_again_and_the_result_uploaded(self) -> None:
+        server, board = FailingModelServer(failures=1), FakeBoard(wins=True)
+        answered = self.run(server, board)
+        assert server.asked == 2
+        assert answered.result_hash == "sha256:" + "ab" * 32
+        (upload,) = board.results
+        assert upload["output"] == "Hello."
+
+    def test_a_second_failure_gives_the_job_up(self) -> None:
+        server, board = FailingModelServer(failures=2), FakeBoard(wins=True)
+        with pytest.raises(jobs_runner.JobFailed, match="HTTP 503"):
+            self.run(server, board)
+        assert server.asked == 2
+        assert board.results == []

@@ -1,0 +1,1 @@
+"""The registry of models, agents and solutions (issue 24)."""

@@ -1,0 +1,113 @@
+"""Registry tables: entries (models, agents, solutions) and their immutable versions.
+
+An entry's row also carries the facts of its latest active version (price, APIs, context
+window, …): search and compatibility filter on them without reading versions. They are copied
+whenever a version is published or changes status, and nowhere else.
+
+Full-text search lives beside these tables in each backend's own engine, built by migration
+0012: on SQLite an FTS5 table ``registry_fts`` whose rowid is the entry's ``doc_id``, kept by
+triggers; on PostgreSQL the weighted ``tsvector`` column ``search_vector``, set by a trigger and
+indexed with GIN (``flow_memory.registry.search``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Mapped, mapped_column
+
+from flow_memory.kit.db import Base, JSONDocument, Money, UTCDateTime
+
+
+class RegistryEntry(Base):
+    """A model, agent or solution under its publisher's namespace (``publisher/name``)."""
+
+    __tablename__ = "registry_entries"
+    __table_args__ = (
+        Index("ix_registry_entries_publisher", "publisher_id", "kind", "slug"),
+        Index("ix_registry_entries_kind", "kind", "listed", "context_window"),
+        # A search joins each full-text hit by doc_id and counts facets from this index alone.
+        Index(
+            "ix_registry_entries_doc",
+            "doc_id",
+            "listed",
+            "kind",
+            "license",
+            "pricing_model",
+            "modality",
+            "tool_calling",
+            "publisher_id",
+        ),
+    )
+
+    entry_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # A random 62-bit integer: the entry's rowid in SQLite's FTS5 table (an integer key joins
+    # a hit in one index seek, where reading each hit's entry_id from the FTS table cost more
+    # than the search).
+    doc_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(8))  # model | agent | solution
+    slug: Mapped[str] = mapped_column(String(160), unique=True)
+    publisher_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(2000))
+    tags: Mapped[list[str]] = mapped_column(JSONDocument())
+    # The tags as words, for the full-text engines.
+    tag_text: Mapped[str] = mapped_column(String(1200))
+    license: Mapped[str] = mapped_column(String(64))
+    published_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The latest active version's facts; ``listed`` is false while no version is active.
+    listed: Mapped[bool] = mapped_column()
+    latest_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    modality: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    family: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Space-delimited with a space at each end (" chat_completions responses "), so one API
+    # is matched with LIKE on both backends.
+    api_text: Mapped[str] = mapped_column(String(600))
+    context_window: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tool_calling: Mapped[bool | None] = mapped_column(nullable=True)
+    pricing_model: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    price: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    royalty_bps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # PostgreSQL: the weighted document the GIN index searches, set by a trigger (never by
+    # this code). SQLite: always null (its FTS5 table holds the words).
+    search_vector: Mapped[str | None] = mapped_column(
+        Text().with_variant(postgresql.TSVECTOR(), "postgresql"), nullable=True, deferred=True
+    )
+
+
+class RegistryVersion(Base):
+    """One published version: its terms (pricing, royalty) and its specification never change
+    once written; only its status does (active, deprecated, yanked, with a reason)."""
+
+    __tablename__ = "registry_versions"
+    __table_args__ = (
+        UniqueConstraint("entry_id", "version"),
+        Index("ix_registry_versions_order", "entry_id", "major", "minor", "patch"),
+    )
+
+    version_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    entry_id: Mapped[str] = mapped_column(ForeignKey("registry_entries.entry_id"))
+    version: Mapped[str] = mapped_column(String(64))
+    major: Mapped[int] = mapped_column(Integer)
+    minor: Mapped[int] = mapped_column(Integer)
+    patch: Mapped[int] = mapped_column(Integer)
+    prerelease: Mapped[str] = mapped_column(String(48))  # "" for a release
+    # Model: modality, APIs, context window, tool calling, family, lineage. Agent: its
+    # requirements and configuration template. Solution: the agent and model versions and the
+    # configuration.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONDocument())
+    pricing_model: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    price: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    royalty_bps: Mapped[int] = mapped_column(Integer)
+    changelog: Mapped[str] = mapped_column(String(2000))
+    status: Mapped[str] = mapped_column(String(12))  # active | deprecated | yanked
+    status_reason: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    published_by: Mapped[str] = mapped_column(String(128))
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,1 @@
+"""Reputation, validators, stakes and earned capacity (issue 23)."""

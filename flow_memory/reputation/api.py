@@ -1,0 +1,294 @@
+"""Routes of reputation: an identity's page (score, components, earned capacity, history),
+bidders' stakes, validators who opt in with a stake, and the verdicts and disputes that judge
+a job's result."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from flow_memory.kit.cursors import CURSOR_PATTERN
+from flow_memory.kit.deps import (
+    ClockDep,
+    Principal,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+    require_scopes,
+)
+from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
+from flow_memory.kit.schemas import ERROR_RESPONSES, ErrorEnvelope, Identifier
+from flow_memory.kit.scopes import BUY, READ, SELL, VALIDATE
+from flow_memory.reputation import disputes, repository, service, stakes, validators, verdicts
+from flow_memory.reputation.schemas import (
+    DisputeCreate,
+    DisputeResponse,
+    ReputationResponse,
+    StakeCreate,
+    StakeListResponse,
+    StakeResponse,
+    ValidatorCreate,
+    ValidatorListResponse,
+    ValidatorResponse,
+    VerdictCreate,
+    VerdictResponse,
+)
+
+router = APIRouter(
+    route_class=ExactJSONRoute,
+    prefix="/inference",
+    tags=["reputation"],
+    responses=ERROR_RESPONSES,
+)
+
+Reader = Annotated[Principal, Depends(require_scopes(READ))]
+Seller = Annotated[Principal, Depends(require_scopes(SELL))]
+Judge = Annotated[Principal, Depends(require_scopes(VALIDATE))]
+VerdictJudge = Annotated[Principal, Depends(require_scopes(BUY, VALIDATE))]
+INSUFFICIENT: dict[int | str, dict[str, Any]] = {
+    402: {
+        "model": ErrorEnvelope,
+        "description": "The paying account is enforced and cannot cover the stake "
+        "(insufficient_credit)",
+    }
+}
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        description="next_cursor of the previous page, unchanged; any other is refused (422 "
+        "invalid_cursor)",
+        json_schema_extra={"pattern": CURSOR_PATTERN},
+    ),
+]
+
+
+@router.get(
+    "/reputation/{identity_id}",
+    response_model=ReputationResponse,
+    name="reputation",
+    summary="An identity's reputation: score and components as bidder and as validator, the "
+    "jobs it has earned to hold at once, and its outcomes newest first (public: every bidder's "
+    "record is published)",
+)
+def get_reputation(
+    identity_id: Identifier,
+    session: ReadSessionDep,
+    settings: SettingsDep,
+    _principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Cursor = None,
+) -> FlowJSONResponse:
+    read = service.reputation_read(
+        session,
+        identity_id=identity_id,
+        stake_per_slot=settings.stake_per_job_slot,
+        half_life_days=settings.reputation_half_life_days,
+        limit=limit,
+        cursor=cursor,
+    )
+    return respond({"reputation": read})
+
+
+# -- stakes -----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/stakes",
+    status_code=201,
+    response_model=StakeResponse,
+    name="stakes",
+    summary="Stake credits to bid: a ledger hold on the identity's paying account (each job "
+    "held at once needs its share); slashed to the requester after a bad completion or a no-show",
+    responses=INSUFFICIENT,
+)
+def place_stake(
+    body: StakeCreate, session: SessionDep, clock: ClockDep, principal: Seller
+) -> FlowJSONResponse:
+    stake = stakes.place_stake(
+        session,
+        principal=principal,
+        identity_id=body.identity_id,
+        amount=body.amount,
+        purpose=stakes.BID,
+        now=clock.now(),
+    )
+    return respond({"stake": stakes.stake_read(stake)}, status_code=201)
+
+
+@router.get(
+    "/stakes",
+    response_model=StakeListResponse,
+    name="stakes",
+    summary="The stakes of an identity you act as (auditors: anyone's), newest first",
+)
+def list_stakes(
+    session: ReadSessionDep,
+    principal: Reader,
+    identity_id: Annotated[
+        Identifier | None, Query(description="Whose stakes (default: the key's owner)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> FlowJSONResponse:
+    rows = stakes.stakes_page(session, principal=principal, identity_id=identity_id, limit=limit)
+    return respond({"stakes": [stakes.stake_read(s) for s in rows], "count": len(rows)})
+
+
+@router.delete(
+    "/stakes/{stake_id}",
+    response_model=StakeResponse,
+    name="stake",
+    summary="Withdraw a bid stake: its hold is released (refused while the jobs held need it)",
+)
+def withdraw_stake(
+    stake_id: Identifier,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    principal: Seller,
+) -> FlowJSONResponse:
+    stake = stakes.withdraw_stake(
+        session,
+        principal=principal,
+        stake_id=stake_id,
+        stake_per_slot=settings.stake_per_job_slot,
+        now=clock.now(),
+    )
+    return respond({"stake": stakes.stake_read(stake)})
+
+
+# -- validators -------------------------------------------------------------------------------
+
+
+@router.post(
+    "/validators",
+    status_code=201,
+    response_model=ValidatorResponse,
+    name="validators",
+    summary="Opt in as a validator with a stake (a ledger hold on the identity's paying "
+    "account): drawn at random, weighted by validator standing and stake, to judge results",
+    responses=INSUFFICIENT,
+)
+def join_validators(
+    body: ValidatorCreate,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    principal: Judge,
+) -> FlowJSONResponse:
+    joined = validators.join(
+        session,
+        principal=principal,
+        identity_id=body.identity_id,
+        stake=body.stake,
+        exclusion_threshold=settings.reputation_exclusion_threshold,
+        now=clock.now(),
+    )
+    read = validators.validator_reads(session, [joined])[0]
+    return respond({"validator": read}, status_code=201)
+
+
+@router.get(
+    "/validators",
+    response_model=ValidatorListResponse,
+    name="validators",
+    summary="Validators who opted in, with their standing and stake (public)",
+)
+def list_validators(
+    session: ReadSessionDep,
+    _principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> FlowJSONResponse:
+    rows = repository.active_validators(session, limit=limit)
+    reads = validators.validator_reads(session, rows)
+    return respond({"validators": reads, "count": len(reads)})
+
+
+@router.post(
+    "/validators/{identity_id}/withdraw",
+    response_model=ValidatorResponse,
+    name="validatorWithdraw",
+    summary="Stop validating: the validator's stake is released",
+)
+def withdraw_validator(
+    identity_id: Identifier, session: SessionDep, clock: ClockDep, principal: Judge
+) -> FlowJSONResponse:
+    found = validators.withdraw(
+        session, principal=principal, identity_id=identity_id, now=clock.now()
+    )
+    return respond({"validator": validators.validator_reads(session, [found])[0]})
+
+
+# -- verdicts and disputes --------------------------------------------------------------------
+
+
+@router.post(
+    "/jobs/{job_id}/verdicts",
+    status_code=201,
+    response_model=VerdictResponse,
+    name="jobVerdicts",
+    summary="Judge a job's result: accept or reject, a score from 0 to 1 and a reason (the "
+    "requester in requester mode, otherwise a validator drawn for the job, before the due time)",
+)
+def post_verdict(
+    job_id: Identifier,
+    body: VerdictCreate,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    principal: VerdictJudge,
+) -> FlowJSONResponse:
+    recorded = verdicts.record_verdict(
+        session,
+        principal=principal,
+        job_id=job_id,
+        judge_id=body.judge_id,
+        accept=body.decision == "accept",
+        score=body.score,
+        reason=body.reason,
+        now=clock.now(),
+        half_life_days=settings.reputation_half_life_days,
+        dispute_seconds=settings.dispute_window_seconds,
+    )
+    return respond(
+        {
+            "verdict": verdicts.verdict_read(recorded.verdict),
+            "validation": verdicts.validation_read(session, recorded.validation),
+        },
+        status_code=201,
+    )
+
+
+@router.post(
+    "/jobs/{job_id}/disputes",
+    status_code=201,
+    response_model=DisputeResponse,
+    name="jobDisputes",
+    summary="Dispute the rejection of your result within the dispute window: fresh validators "
+    "decide by consensus, and the side that loses bears their fees",
+)
+def post_dispute(
+    job_id: Identifier,
+    body: DisputeCreate,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    principal: Seller,
+) -> FlowJSONResponse:
+    dispute, record = disputes.open_dispute(
+        session,
+        principal=principal,
+        job_id=job_id,
+        reason=body.reason,
+        now=clock.now(),
+        review_seconds=settings.validation_review_seconds,
+        exclusion_threshold=settings.reputation_exclusion_threshold,
+    )
+    return respond(
+        {
+            "dispute": verdicts.dispute_read(dispute),
+            "validation": verdicts.validation_read(session, record),
+        },
+        status_code=201,
+    )

@@ -1,0 +1,307 @@
+"""Finding registry entries: ranked full-text search with filters and facets, compatibility
+both ways with reasons, and solutions checked compatible when published."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.api.test_registry import (
+    REGISTRY,
+    agent_body,
+    assert_error,
+    model_body,
+    publish,
+    publisher_headers,
+)
+from tests.factories import Headers
+
+
+def _model(slug: str, **spec: Any) -> dict[str, Any]:
+    body = model_body(slug, display_name=slug.split("/")[1].replace("-", " ").title())
+    body["model"] = {**body["model"], **spec}
+    return body
+
+
+@pytest.fixture
+def shelf(app: FastAPI, client: TestClient) -> Headers:
+    """Three models and two agents from two publishers."""
+    acme = publisher_headers(app)
+    globex = publisher_headers(app, "globex")
+    publish(client, acme, "models", model_body())  # chat, 32k, tools, swift
+    publish(
+        client,
+        acme,
+        "models",
+        _model(
+            "acme/tiny-embed",
+            modality="embedding",
+            compatible_api=["embeddings"],
+            context_window=512,
+            tool_calling=False,
+            family="tiny",
+        )
+        | {"description": "Small embedding model for search", "tags": ["embedding"]},
+    )
+    publish(
+        client,
+        globex,
+        "models",
+        _model("globex/long-coder", context_window=200000, family="coder")
+        | {
+            "description": "Long context coding model",
+            "license": "mit",
+            "pricing": {"model": "per_token", "price": 0.000002},
+        },
+    )
+    publish(client, acme, "agents", agent_body())
+    publish(
+        client,
+        globex,
+        "agents",
+        agent_body(
+            "globex/summariser",
+            display_name="Summariser",
+            description="Summarises long documents",
+            tags=["summary"],
+        )
+        | {
+            "agent": {
+                "requirements": {"min_context_window": 100000, "families": ["coder", "swift"]}
+            }
+        },
+    )
+    return acme
+
+
+def _search(client: TestClient, headers: Headers, **params: Any) -> Any:
+    answer = client.get(f"{REGISTRY}/search", params=params, headers=headers)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _slugs(result: Any) -> list[str]:
+    return [hit["entry"]["slug"] for hit in result["results"]]
+
+
+class TestSearch:
+    def test_words_in_names_rank_above_words_in_descriptions(
+        self, client: TestClient, shelf: Headers
+    ) -> None:
+        result = _search(client, shelf, q="coder")
+        # "coder" is in globex/long-coder's name; the others only say "coding".
+        assert _slugs(result)[0] == "globex/long-coder"
+        ranks = [hit["rank"] for hit in result["results"]]
+        assert ranks == sorted(ranks, reverse=True)
+
+    def test_tags_and_descriptions_are_searched(self, client: TestClient, shelf: Headers) -> None:
+        assert _slugs(_search(client, shelf, q="review")) == ["acme/reviewer"]
+        assert _slugs(_search(client, shelf, q="documents")) == ["globex/summariser"]
+        assert _slugs(_search(client, shelf, q="nothing-like-this")) == []
+
+    def test_the_last_word_is_a_prefix(self, client: TestClient, shelf: Headers) -> None:
+        assert _slugs(_search(client, shelf, q="summar")) == ["globex/summariser"]
+
+    def test_filters_narrow_the_hits(self, client: TestClient, shelf: Headers) -> None:
+        assert set(_slugs(_search(client, shelf, kind="agent"))) == {
+            "acme/reviewer",
+            "globex/summariser",
+        }
+        assert _slugs(_search(client, shelf, capability="embedding")) == ["acme/tiny-embed"]
+        assert _slugs(_search(client, shelf, api="embeddings")) == ["acme/tiny-embed"]
+        models = _search(client, shelf, kind="model", min_context_window=100000)
+        assert _slugs(models) == ["globex/long-coder"]
+        cheap = _search(client, shelf, kind="model", max_price="0.000001")
+        assert set(_slugs(cheap)) == {"acme/swift-7b", "acme/tiny-embed"}
+        assert set(_slugs(_search(client, shelf, license="mit"))) == {
+            "acme/reviewer",
+            "globex/long-coder",
+            "globex/summariser",
+        }
+        assert set(_slugs(_search(client, shelf, publisher="globex", kind="model"))) == {
+            "globex/long-coder"
+        }
+        tools = _search(client, shelf, kind="model", capability="tool_calling")
+        assert set(_slugs(tools)) == {"acme/swift-7b", "globex/long-coder"}
+
+    def test_facets_count_every_hit(self, client: TestClient, shelf: Headers) -> None:
+        result = _search(client, shelf, limit=1)
+        assert result["total"] == 5
+        assert len(result["results"]) == 1
+        facets = result["facets"]
+        assert {f["value"]: f["count"] for f in facets["kind"]} == {"model": 3, "agent": 2}
+        assert {f["value"]: f["count"] for f in facets["publisher"]} == {"acme": 3, "globex": 2}
+        assert {f["value"]: f["count"] for f in facets["license"]} == {"apache-2.0": 2, "mit": 3}
+
+    def test_an_entry_without_an_active_version_is_not_found(
+        self, client: TestClient, shelf: Headers
+    ) -> None:
+        answer = client.post(
+            f"{REGISTRY}/models/acme/swift-7b/versions/1.0.0/status",
+            json={"status": "deprecated", "reason": "retired"},
+            headers=shelf,
+        )
+        assert answer.status_code == 200, answer.text
+        assert "acme/swift-7b" not in _slugs(_search(client, shelf, q="swift"))
+
+    def test_query_syntax_is_only_words(self, client: TestClient, shelf: Headers) -> None:
+        for q in ('"', "swift OR", "NEAR(a b)", "a:*", "*", "'); drop", "-swift"):
+            _search(client, shelf, q=q)
+
+    def test_bad_filters_are_refused(self, client: TestClient, shelf: Headers) -> None:
+        for params, field in (
+            ({"kind": "dataset"}, "kind"),
+            ({"capability": "flying"}, "capability"),
+            ({"max_price": "-1"}, "max_price"),
+            ({"limit": "0"}, "limit"),
+            ({"q": "x" * 201}, "q"),
+        ):
+            answer = client.get(f"{REGISTRY}/search", params=params, headers=shelf)
+            assert_error(answer, 422, "invalid_request", f"query.{field}")
+
+
+class TestCompatibility:
+    def test_an_agent_lists_the_models_that_fit_it(
+        self, client: TestClient, shelf: Headers
+    ) -> None:
+        answer = client.get(f"{REGISTRY}/agents/acme/reviewer/compatible-models", headers=shelf)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["subject"] == {"slug": "acme/reviewer", "version": "1.0.0"}
+        assert [c["slug"] for c in body["compatible"]] == ["acme/swift-7b", "globex/long-coder"]
+
+    def test_each_incompatible_candidate_says_why(self, client: TestClient, shelf: Headers) -> None:
+        answer = client.get(
+            f"{REGISTRY}/agents/acme/reviewer/compatible-models",
+            params={"candidate": ["acme/tiny-embed", "acme/swift-7b@1.0.0", "acme/none"]},
+            headers=shelf,
+        )
+        checked = {c["slug"]: c for c in answer.json()["checked"]}
+        tiny = checked["acme/tiny-embed"]
+        assert tiny["compatible"] is False
+        assert [r["requirement"] for r in tiny["reasons"]] == [
+            "apis",
+            "min_context_window",
+            "tool_calling",
+        ]
+        assert checked["acme/swift-7b"]["compatible"] is True
+        assert checked["acme/none"]["reasons"][0]["requirement"] == "exists"
+
+    def test_a_model_lists_the_agents_it_fits(self, client: TestClient, shelf: Headers) -> None:
+        answer = client.get(
+            f"{REGISTRY}/models/globex/long-coder/compatible-agents",
+            params={"candidate": "globex/summariser"},
+            headers=shelf,
+        )
+        body = answer.json()
+        assert [c["slug"] for c in body["compatible"]] == ["acme/reviewer", "globex/summariser"]
+        answer = client.get(
+            f"{REGISTRY}/models/acme/swift-7b/compatible-agents",
+            params={"candidate": "globex/summariser"},
+            headers=shelf,
+        )
+        body = answer.json()
+        assert [c["slug"] for c in body["compatible"]] == ["acme/reviewer"]
+        reasons = body["checked"][0]["reasons"]
+        assert [r["requirement"] for r in reasons] == ["min_context_window"]
+
+    def test_unknown_subjects_are_404(self, client: TestClient, shelf: Headers) -> None:
+        answer = client.get(f"{REGISTRY}/agents/acme/none/compatible-models", headers=shelf)
+        assert_error(answer, 404, "not_found", "slug")
+        answer = client.get(f"{REGISTRY}/agents/acme/swift-7b/compatible-models", headers=shelf)
+        assert_error(answer, 404, "not_found", "slug")
+
+
+def _solution(agent: str, model: str, slug: str = "acme/review-kit") -> dict[str, Any]:
+    return {
+        "slug": slug,
+        "display_name": "Review kit",
+        "description": "The reviewer agent on the Swift model, ready to deploy",
+        "tags": ["coding"],
+        "license": "mit",
+        "royalty_bps": 100,
+        "solution": {
+            "agent": {"slug": agent, "version": "1.0.0"},
+            "model": {"slug": model, "version": "1.0.0"},
+            "configuration": {"system_prompt": "Review strictly."},
+        },
+    }
+
+
+class TestSolutions:
+    def test_a_compatible_pair_is_published_listed_and_searchable(
+        self, client: TestClient, shelf: Headers
+    ) -> None:
+        body = publish(client, shelf, "solutions", _solution("acme/reviewer", "acme/swift-7b"))
+        spec = body["version"]["spec"]
+        assert spec["agent"]["slug"] == "acme/reviewer"
+        assert spec["model"]["version"] == "1.0.0"
+        listed = client.get(f"{REGISTRY}/solutions", headers=shelf).json()
+        assert _slugs(listed) == ["acme/review-kit"]
+        assert _slugs(_search(client, shelf, q="deploy")) == ["acme/review-kit"]
+        page = client.get(f"{REGISTRY}/solutions/acme/review-kit", headers=shelf)
+        assert page.json()["version"]["royalty_bps"] == 100
+
+    def test_an_incompatible_pair_is_refused_with_every_reason(
+        self, client: TestClient, shelf: Headers
+    ) -> None:
+        answer = client.post(
+            f"{REGISTRY}/solutions",
+            json=_solution("acme/reviewer", "acme/tiny-embed"),
+            headers=shelf,
+        )
+        assert_error(answer, 422, "solution_incompatible", "solution.model")
+        codes = [p["code"] for p in answer.json()["error"]["problems"]]
+        assert codes == [
+            "requirement_apis",
+            "requirement_min_context_window",
+            "requirement_tool_calling",
+        ]
+
+    def test_pins_must_exist_and_not_be_yanked(self, client: TestClient, shelf: Headers) -> None:
+        answer = client.post(
+            f"{REGISTRY}/solutions", json=_solution("acme/nobody", "acme/swift-7b"), headers=shelf
+        )
+        assert_error(answer, 422, "pin_unknown", "solution.agent")
+        answer = client.post(
+            f"{REGISTRY}/solutions", json=_solution("acme/swift-7b", "acme/swift-7b"), headers=shelf
+        )
+        assert_error(answer, 422, "pin_unknown", "solution.agent")
+        client.post(
+            f"{REGISTRY}/models/acme/swift-7b/versions/1.0.0/status",
+            json={"status": "yanked", "reason": "broken"},
+            headers=shelf,
+        )
+        answer = client.post(
+            f"{REGISTRY}/solutions", json=_solution("acme/reviewer", "acme/swift-7b"), headers=shelf
+        )
+        assert_error(answer, 422, "pin_yanked", "solution.model")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "coding"},
+        {"q": "model", "kind": "model"},
+        {"q": "cod", "limit": 2, "offset": 1},
+        {"q": "long", "max_price": "0.000003", "publisher": "globex"},
+    ],
+)
+def test_large_searches_answer_as_small_ones_do(
+    client: TestClient, shelf: Headers, monkeypatch: pytest.MonkeyPatch, params: dict[str, Any]
+) -> None:
+    """Up to ONE_PASS_HITS hits a search ranks and counts in Python; beyond, in the database:
+    the same page, total and facets either way."""
+    from flow_memory.registry import search
+
+    one_pass = _search(client, shelf, **params)
+    assert one_pass["total"] > 0
+    monkeypatch.setattr(search, "ONE_PASS_HITS", 0)
+    in_the_database = _search(client, shelf, **params)
+    for answer in (one_pass, in_the_database):
+        for hit in answer["results"]:
+            hit["rank"] = round(hit["rank"], 9)
+    assert in_the_database == one_pass
