@@ -27,6 +27,7 @@ from flow_memory.credentials.api import router as credentials_router
 from flow_memory.identities.api import router as identities_router
 from flow_memory.jobs.api import router as jobs_router
 from flow_memory.jobs.feed import JobFeed
+from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.timer import JobTimer
 from flow_memory.jobs.writer import JobWriter
 from flow_memory.keys.service import KEY_CACHE
@@ -307,6 +308,7 @@ def create_app(
         app.state.clock,
         database_url=settings.database_url,
         idle_seconds=settings.job_timer_seconds,
+        rules=JobRules.of(settings),
     )
     app.state.job_feed = JobFeed(app.state.read_session_factory, app.state.job_timer.signal)
     app.state.job_writer = JobWriter.for_engine(

@@ -3,9 +3,8 @@ result, the archive of results, and the live stream of job events."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -27,22 +26,17 @@ from flow_memory.jobs.schemas import (
     ResultCreate,
     ResultResponse,
 )
-from flow_memory.jobs.timer import JobTimer
-from flow_memory.jobs.writer import JobWriter
+from flow_memory.jobs.work import JobRulesDep, JobWorkDep
 from flow_memory.kit.cursors import CURSOR_PATTERN
 from flow_memory.kit.deps import (
     ClockDep,
     Principal,
     ReadSessionDep,
-    on_session_end,
     require_scopes,
-    transaction,
 )
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES, ErrorEnvelope, Identifier
 from flow_memory.kit.scopes import BUY, READ, SELL
-
-T = TypeVar("T")
 
 router = APIRouter(
     route_class=ExactJSONRoute,
@@ -74,42 +68,6 @@ QueryPrice = Annotated[
     Decimal | None,
     Query(ge=0, le=10**12, max_digits=38, decimal_places=18, allow_inf_nan=False),
 ]
-
-
-async def job_timer(request: Request) -> JobTimer:
-    timer: JobTimer = request.app.state.job_timer
-    return timer
-
-
-class JobWork:
-    """A write request's unit of work (a command: the use case and its answer). On SQLite the
-    job writer applies it in its next batch (``writer.JobWriter``); elsewhere it runs whole in
-    the endpoint's thread, in a transaction of its own. Either way it has committed when
-    ``run`` returns, and the streams (and the timer, when a job falls due sooner) are woken."""
-
-    def __init__(
-        self, factory: Callable[[], Session], timer: JobTimer, writer: JobWriter | None
-    ) -> None:
-        self._factory = factory
-        self._timer = timer
-        self._writer = writer
-
-    def run(self, command: Callable[[Session], T]) -> T:
-        if self._writer is not None:
-            return self._writer.run(command)
-        with transaction(self._factory) as session:
-            on_session_end(
-                session, lambda committed: self._timer.committed(session) if committed else None
-            )
-            return command(session)
-
-
-async def job_work(request: Request, timer: Annotated[JobTimer, Depends(job_timer)]) -> JobWork:
-    state = request.app.state
-    return JobWork(state.session_factory, timer, state.job_writer)
-
-
-JobWorkDep = Annotated[JobWork, Depends(job_work)]
 
 
 @router.post(
@@ -251,11 +209,16 @@ def get_job(job_id: str, session: ReadSessionDep, principal: Reader) -> FlowJSON
     responses={200: {"model": BidResponse, "description": "The bidder's bid, revised"}},
 )
 def place_bid(
-    job_id: str, body: BidCreate, work: JobWorkDep, clock: ClockDep, principal: Seller
+    job_id: str,
+    body: BidCreate,
+    work: JobWorkDep,
+    clock: ClockDep,
+    principal: Seller,
+    rules: JobRulesDep,
 ) -> FlowJSONResponse:
     def command(session: Session) -> FlowJSONResponse:
         placed = bidding.place_bid(
-            session, principal=principal, job_id=job_id, body=body, now=clock.now()
+            session, principal=principal, job_id=job_id, body=body, now=clock.now(), rules=rules
         )
         return respond(
             {"bid": views.bid_read(placed.bid), "job": views.summary(session, placed.job)},
@@ -296,13 +259,19 @@ def award_job(
     work: JobWorkDep,
     clock: ClockDep,
     principal: Buyer,
+    rules: JobRulesDep,
     body: JobAward | None = None,
 ) -> FlowJSONResponse:
     bid_id = None if body is None else body.bid_id
 
     def command(session: Session) -> FlowJSONResponse:
         service.award_early(
-            session, principal=principal, job_id=job_id, bid_id=bid_id, now=clock.now()
+            session,
+            principal=principal,
+            job_id=job_id,
+            bid_id=bid_id,
+            now=clock.now(),
+            rules=rules,
         )
         return respond({"job": views.detail(session, principal, service.find(session, job_id))})
 
@@ -320,13 +289,19 @@ def cancel_job(
     work: JobWorkDep,
     clock: ClockDep,
     principal: Buyer,
+    rules: JobRulesDep,
     body: JobCancel | None = None,
 ) -> FlowJSONResponse:
     reason = "" if body is None else body.reason
 
     def command(session: Session) -> FlowJSONResponse:
         job = service.cancel(
-            session, principal=principal, job_id=job_id, reason=reason, now=clock.now()
+            session,
+            principal=principal,
+            job_id=job_id,
+            reason=reason,
+            now=clock.now(),
+            rules=rules,
         )
         return respond({"job": views.detail(session, principal, job)})
 
@@ -354,11 +329,16 @@ def get_assignment(job_id: str, session: ReadSessionDep, principal: Seller) -> F
     responses={200: {"model": ResultResponse, "description": "The same result again: a replay"}},
 )
 def submit_result(
-    job_id: str, body: ResultCreate, work: JobWorkDep, clock: ClockDep, principal: Seller
+    job_id: str,
+    body: ResultCreate,
+    work: JobWorkDep,
+    clock: ClockDep,
+    principal: Seller,
+    rules: JobRulesDep,
 ) -> FlowJSONResponse:
     def command(session: Session) -> FlowJSONResponse:
         archived = archive.submit_result(
-            session, principal=principal, job_id=job_id, body=body, now=clock.now()
+            session, principal=principal, job_id=job_id, body=body, now=clock.now(), rules=rules
         )
         return respond(
             {

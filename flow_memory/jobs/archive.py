@@ -2,7 +2,8 @@
 archived under the SHA-256 of its canonical encoding (``digest``), never changed after.
 
 Uploading completes the job (until validation lands, a submitted result is accepted at once):
-the winner's price is paid out of the escrow and the rest released, in the same transaction.
+the winner's price is paid out of the escrow and the rest released, and its bidder is recorded
+with a good completion (and ``late`` past the time its bid promised), in the same transaction.
 Results never enter logs, events or usage exports: events carry only their hash."""
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from flow_memory.jobs import digest, domain, escrow, events, repository, service, views
+from flow_memory.jobs import digest, domain, escrow, events, outcomes, repository, service, views
 from flow_memory.jobs.models import Job, JobBid, JobResult
+from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.schemas import ResultCreate
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Conflict, NotFound
@@ -72,7 +74,13 @@ def assignment_read(job: Job, winner: JobBid) -> dict[str, Any]:
 
 
 def submit_result(
-    session: Session, *, principal: Principal, job_id: str, body: ResultCreate, now: datetime
+    session: Session,
+    *,
+    principal: Principal,
+    job_id: str,
+    body: ResultCreate,
+    now: datetime,
+    rules: JobRules,
 ) -> Archived:
     """Archive the winner's result and complete the job. The same content again is answered
     as it was (a replay); other content for a job that has a result is 409."""
@@ -126,12 +134,15 @@ def submit_result(
         now=now,
     )
     if domain.after_submission(job.validation["mode"]) == domain.COMPLETED:
-        complete(session, job, winner, now=now)
+        complete(session, job, winner, now=now, rules=rules)
+    # After the escrow's ledger rows: records are locked after ledger rows everywhere.
+    outcomes.delivered(session, job, winner, now=now, rules=rules)
     return Archived(result, job, replayed=False)
 
 
-def complete(session: Session, job: Job, winner: JobBid, *, now: datetime) -> None:
-    """Pay the winner its price out of the escrow, release the rest, end the job."""
+def complete(session: Session, job: Job, winner: JobBid, *, now: datetime, rules: JobRules) -> None:
+    """Pay the winner its price out of the escrow, release the rest, end the job, and record
+    the winner's good completion."""
     domain.check_transition(job.status, domain.COMPLETED)
     escrow.pay(session, job, bidder_id=winner.bidder_id, price=winner.price, now=now)
     job.status = domain.COMPLETED
@@ -145,6 +156,7 @@ def complete(session: Session, job: Job, winner: JobBid, *, now: datetime) -> No
         {"bid_id": winner.bid_id, "bidder_id": winner.bidder_id, "price": winner.price},
         now=now,
     )
+    outcomes.completed(session, job, winner, now=now, rules=rules)
 
 
 def result_document(job_id: str, body: ResultCreate) -> dict[str, Any]:

@@ -11,13 +11,16 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from flow_memory.jobs import domain, escrow, events, repository, standing
+from flow_memory.jobs import domain, escrow, events, outcomes, repository, standing
 from flow_memory.jobs.domain import Decision, Offer, Terms
 from flow_memory.jobs.models import Job, JobBid
+from flow_memory.jobs.outcomes import JobRules
 
 
-def terms_of(job: Job) -> Terms:
-    return Terms(job.max_price, job.deadline_seconds, job.min_reputation)
+def terms_of(job: Job, rules: JobRules) -> Terms:
+    """What a bid on ``job`` must meet; its reputation floor is never under the exclusion
+    threshold."""
+    return Terms(job.max_price, job.deadline_seconds, outcomes.floor(job, rules))
 
 
 def offers_of(session: Session, bids: Sequence[JobBid]) -> list[Offer]:
@@ -29,38 +32,46 @@ def offers_of(session: Session, bids: Sequence[JobBid]) -> list[Offer]:
     ]
 
 
-def reason_against(session: Session, job: Job, bid: JobBid) -> str | None:
+def reason_against(session: Session, job: Job, bid: JobBid, *, rules: JobRules) -> str | None:
     """Why ``bid`` may not win ``job`` now, or None when it is eligible."""
-    return domain.ineligibility(terms_of(job), offers_of(session, [bid])[0])
+    return domain.ineligibility(terms_of(job, rules), offers_of(session, [bid])[0])
 
 
-def award(session: Session, job: Job, *, now: datetime, chosen: str | None = None) -> JobBid | None:
+def award(
+    session: Session, job: Job, *, now: datetime, rules: JobRules, chosen: str | None = None
+) -> JobBid | None:
     """Award the job to ``chosen`` or its best-ranked live bid; every other live bid loses
     with its reason. None, and nothing changes, when no live bid is eligible."""
     live = [b for b in repository.bids_of(session, job.job_id) if b.status == domain.LIVE]
-    decision = domain.decide(terms_of(job), offers_of(session, live), chosen=chosen)
+    decision = domain.decide(terms_of(job, rules), offers_of(session, live), chosen=chosen)
     if decision.winner is None:
         return None
     return _give(session, job, live, decision, now=now, reaward=False)
 
 
-def close_window(session: Session, job: Job, *, now: datetime) -> str:
+def close_window(session: Session, job: Job, *, now: datetime, rules: JobRules) -> str:
     """The bid window closed: award by score, or expire the job when no bid is eligible."""
-    if award(session, job, now=now) is not None:
+    if award(session, job, now=now, rules=rules) is not None:
         return domain.AWARDED
-    end_unawarded(session, job, status=domain.EXPIRED_UNAWARDED, now=now)
+    end_unawarded(session, job, status=domain.EXPIRED_UNAWARDED, now=now, rules=rules)
     return domain.EXPIRED_UNAWARDED
 
 
 def end_unawarded(
-    session: Session, job: Job, *, status: str, now: datetime, reason: str | None = None
+    session: Session,
+    job: Job,
+    *,
+    status: str,
+    now: datetime,
+    rules: JobRules,
+    reason: str | None = None,
 ) -> None:
     """End an open job without an award (``cancelled`` or ``expired_unawarded``): each live
     bid loses, for the reason it was not eligible or because the window closed, and the
     escrow is released whole."""
     domain.check_transition(job.status, status)
     live = [b for b in repository.bids_of(session, job.job_id) if b.status == domain.LIVE]
-    terms = terms_of(job)
+    terms = terms_of(job, rules)
     for bid, offer in zip(live, offers_of(session, live), strict=True):
         _lose(bid, domain.ineligibility(terms, offer) or domain.WINDOW_CLOSED, now=now)
     escrow.release(session, job, memo=f"the job was {status.replace('_', ' ')}", now=now)
@@ -73,8 +84,9 @@ def end_unawarded(
     events.record(session, job, kind, payload, now=now)
 
 
-def no_show(session: Session, job: Job, *, now: datetime) -> str:
-    """The winner sent no result by the deadline: its bid is marked ``no_show``, then the
+def no_show(session: Session, job: Job, *, now: datetime, rules: JobRules) -> str:
+    """The winner sent no result by the deadline: its bid is marked ``no_show`` (recorded
+    against its bidder, whose stake's share is slashed to the payer), then the
     runner-up is awarded with a fresh deadline if the job asks for it (and has awards left),
     else the job ends ``expired_no_show`` and its escrow is released whole."""
     bids = repository.bids_of(session, job.job_id)
@@ -90,9 +102,10 @@ def no_show(session: Session, job: Job, *, now: datetime) -> str:
     )
     if job.reaward_on_no_show and job.award_count < domain.MAX_AWARDS:
         runners_up = [b for b in bids if b.status == domain.LOST and b.reason == domain.OUTBID]
-        decision = domain.decide(terms_of(job), offers_of(session, runners_up))
+        decision = domain.decide(terms_of(job, rules), offers_of(session, runners_up))
         if decision.winner is not None:
             _give(session, job, runners_up, decision, now=now, reaward=True)
+            outcomes.no_show(session, job, missing, now=now, rules=rules)
             return domain.AWARDED
     domain.check_transition(job.status, domain.EXPIRED_NO_SHOW)
     escrow.release(session, job, memo="the winner sent no result by the deadline", now=now)
@@ -100,6 +113,8 @@ def no_show(session: Session, job: Job, *, now: datetime) -> str:
     job.ended_at = job.updated_at = now
     session.flush()
     events.record(session, job, events.EXPIRED_NO_SHOW, {"bid_id": missing.bid_id}, now=now)
+    # Last, after the escrow's ledger rows: records are locked after ledger rows everywhere.
+    outcomes.no_show(session, job, missing, now=now, rules=rules)
     return domain.EXPIRED_NO_SHOW
 
 

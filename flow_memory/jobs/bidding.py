@@ -8,8 +8,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from flow_memory.jobs import awards, domain, escrow, events, repository, service
+from flow_memory.jobs import awards, domain, escrow, events, outcomes, repository, service
 from flow_memory.jobs.models import Job, JobBid
+from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.schemas import BidCreate
 from flow_memory.kit.actors import ensure_may_act_as
 from flow_memory.kit.deps import Principal
@@ -26,9 +27,16 @@ class Placed:
 
 
 def place_bid(
-    session: Session, *, principal: Principal, job_id: str, body: BidCreate, now: datetime
+    session: Session,
+    *,
+    principal: Principal,
+    job_id: str,
+    body: BidCreate,
+    now: datetime,
+    rules: JobRules,
 ) -> Placed:
-    """Place the bidder's bid on the job, or revise the one it has (withdrawn included)."""
+    """Place the bidder's bid on the job, or revise the one it has (withdrawn included).
+    A bidder below the job's reputation floor is refused (409 ``below_reputation_floor``)."""
     ensure_may_act_as(principal, body.bidder_id, field="bidder_id")
     bidder = body.bidder_id or principal.owner_id
     job = service.find(session, job_id, for_update=True)
@@ -48,6 +56,7 @@ def place_bid(
             field="bidder_id",
             hint="bid as an identity that does not pay for the job",
         )
+    outcomes.ensure_may_bid(session, job, bidder_id=bidder, rules=rules)
     bid = repository.bid_of_bidder(session, job.job_id, bidder)
     created = bid is None
     if bid is None:
@@ -82,8 +91,11 @@ def place_bid(
         {"bid_id": bid.bid_id, "bidder_id": bid.bidder_id, "revision": bid.revision},
         now=now,
     )
-    if job.payment_mode == "fixed" and awards.reason_against(session, job, bid) is None:
-        awards.award(session, job, now=now, chosen=bid.bid_id)
+    if (
+        job.payment_mode == "fixed"
+        and awards.reason_against(session, job, bid, rules=rules) is None
+    ):
+        awards.award(session, job, now=now, rules=rules, chosen=bid.bid_id)
     return Placed(bid, job, created)
 
 

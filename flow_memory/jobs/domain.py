@@ -145,8 +145,10 @@ class Decision:
 
 
 def ineligibility(terms: Terms, offer: Offer) -> str | None:
-    """Why ``offer`` may not win, or None. A reputation floor applies only to a bidder with a
-    standing: until reputation is recorded, no one is below it."""
+    """Why ``offer`` may not win, or None. ``terms.min_reputation`` is the job's reputation
+    floor (the award passes the higher of the job's and the exclusion threshold); it applies
+    only to a bidder with a standing, so with no standing source registered no one is below
+    it."""
     if offer.price > terms.max_price:
         return OVER_MAX_PRICE
     if offer.estimated_time_s > terms.deadline_seconds:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from flow_memory.jobs import awards, domain, escrow, events, repository, views
 from flow_memory.jobs.models import Job, JobBid
+from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.schemas import JobCreate
 from flow_memory.kit.actors import ensure_may_act_as
 from flow_memory.kit.cursors import decode_cursor, encode_cursor
@@ -149,17 +150,31 @@ def ensure_open(job: Job, *, now: datetime) -> None:
 
 
 def cancel(
-    session: Session, *, principal: Principal, job_id: str, reason: str, now: datetime
+    session: Session,
+    *,
+    principal: Principal,
+    job_id: str,
+    reason: str,
+    now: datetime,
+    rules: JobRules,
 ) -> Job:
     """The requester withdraws an open job: every live bid loses, the escrow is released."""
     job = requesters_job(session, principal, job_id)
     ensure_open(job, now=now)
-    awards.end_unawarded(session, job, status=domain.CANCELLED, now=now, reason=reason or None)
+    awards.end_unawarded(
+        session, job, status=domain.CANCELLED, now=now, rules=rules, reason=reason or None
+    )
     return job
 
 
 def award_early(
-    session: Session, *, principal: Principal, job_id: str, bid_id: str | None, now: datetime
+    session: Session,
+    *,
+    principal: Principal,
+    job_id: str,
+    bid_id: str | None,
+    now: datetime,
+    rules: JobRules,
 ) -> JobBid:
     """The requester awards before the window closes: the bid it names, or the best score."""
     job = requesters_job(session, principal, job_id)
@@ -170,7 +185,7 @@ def award_early(
             raise NotFound("bid not found on this job", field="bid_id")
         if chosen.status != domain.LIVE:
             raise Conflict(f"the bid is {chosen.status}", code="bid_not_live", field="bid_id")
-        why = awards.reason_against(session, job, chosen)
+        why = awards.reason_against(session, job, chosen, rules=rules)
         if why is not None:
             raise Conflict(
                 f"the bid is not eligible: {why.replace('_', ' ')}",
@@ -178,7 +193,7 @@ def award_early(
                 field="bid_id",
                 hint="award an eligible bid, or leave bid_id out to award the best score",
             )
-    winner = awards.award(session, job, now=now, chosen=bid_id)
+    winner = awards.award(session, job, now=now, rules=rules, chosen=bid_id)
     if winner is None:
         raise Conflict(
             "no live bid is eligible for this job",

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from flow_memory.jobs import awards, domain, events, repository
+from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.signal import JobSignal
 from flow_memory.jobs.writer import JobWriter
 from flow_memory.kit.broadcast import Listener
@@ -63,12 +64,14 @@ class JobTimer:
         *,
         database_url: str,
         idle_seconds: float,
+        rules: JobRules,
     ) -> None:
         self._factory = factory
         self._read_factory = read_factory
         self._clock = clock
         self._database_url = database_url
         self._idle_seconds = idle_seconds
+        self._rules = rules
         self.signal = JobSignal()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -126,7 +129,7 @@ class JobTimer:
         """Act on the job in a transaction of its own, or in the job writer's next batch."""
 
         def command(session: Session) -> str | None:
-            return self._act(session, job_id, status, now)
+            return self._act(session, job_id, status, now, self._rules)
 
         if self.writer is not None:
             return self.writer.submit(command)
@@ -144,17 +147,19 @@ class JobTimer:
         return outcome
 
     @staticmethod
-    def _act(session: Session, job_id: str, status: str, now: datetime) -> str | None:
+    def _act(
+        session: Session, job_id: str, status: str, now: datetime, rules: JobRules
+    ) -> str | None:
         """Claim the job and act on it: what became of it (a ``TickReport`` count's name), or
         None when it was claimed elsewhere or is no longer due."""
         job = repository.claim(session, job_id, status=status, now=now)
         if job is None:
             return None
         if status == domain.OPEN:
-            if awards.close_window(session, job, now=now) == domain.AWARDED:
+            if awards.close_window(session, job, now=now, rules=rules) == domain.AWARDED:
                 return "awarded"
             return "expired_unawarded"
-        if awards.no_show(session, job, now=now) == domain.AWARDED:
+        if awards.no_show(session, job, now=now, rules=rules) == domain.AWARDED:
             return "reawarded"
         return "expired_no_show"
 

@@ -124,7 +124,10 @@ def _search(
         {
             "results": results,
             "total": page.total,
+            "total_exact": page.total_exact,
             "facets": page.facets,
+            "facets_over": page.facets_over,
+            "facets_exact": page.facets_exact,
             "limit": limit,
             "offset": offset,
         }

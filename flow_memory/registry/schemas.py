@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from flow_memory.kit.money import UnitPrice
+from flow_memory.kit.money import Amount, UnitPrice
 from flow_memory.kit.schemas import Name, RequestModel, SafetyFields
 from flow_memory.providers.schemas import CompatibleApi
 from flow_memory.registry.domain import NAME_PATTERN, SEMVER_PATTERN, SLUG_PATTERN
@@ -176,7 +175,7 @@ class VersionStatusChange(RequestModel):
 
 class PricingRead(BaseModel):
     model: PricingModel
-    price: Decimal
+    price: Amount
     currency: Literal["USD_CREDIT"] = "USD_CREDIT"
 
 
@@ -249,8 +248,18 @@ class FacetCount(BaseModel):
 class SearchResponse(SafetyFields):
     ok: Literal[True] = True
     results: list[SearchHit]
-    total: int
-    facets: dict[str, list[FacetCount]]
+    total: int = Field(description="The number of hits; a lower bound when total_exact is false")
+    total_exact: bool = Field(
+        description="False when a text search has more hits than facets_over on PostgreSQL: "
+        "total is then a lower bound"
+    )
+    facets: dict[str, list[FacetCount]] = Field(
+        description="Counts by value over the best facets_over hits (the ten busiest publishers)"
+    )
+    facets_over: int = Field(
+        description="How many hits the facets count: every hit, or the best 1,000 of them"
+    )
+    facets_exact: bool = Field(description="True when the facets count every hit")
     limit: int
     offset: int
 

@@ -3,15 +3,22 @@
 Each backend answers with its own engine: SQLite with the FTS5 table ``registry_fts`` (BM25,
 names weighing most), whose rowid is the entry's ``doc_id``; PostgreSQL with the GIN-indexed
 ``tsvector`` column ``search_vector`` (``ts_rank_cd`` over its weights). Both are built by
-migration 0012. Only listed entries (an active version) are found. A search of a few thousand
-hits at most reads every hit's key, rank and facets in one statement; a larger one takes three:
-the ranked page, one grouped count that every facet but the publisher (and the number of hits)
-is read from, and the busiest publishers."""
+migration 0012. Only listed entries (an active version) are found.
+
+One statement reads the best ``FACETS_OVER`` hits (or more, to reach a deep page) that pass
+the filters, ranked exactly by the engine over every hit, with each hit's facets; the page is
+cut from them (its rows read whole by a second) and the facets are counted over them: over
+every hit when there are no more, else over the best ``FACETS_OVER`` only (``facets_exact``
+false). The number of hits is then counted exactly on SQLite (joining each FTS5 hit costs a
+fifth of ranking it) and left as a lower bound on PostgreSQL, where counting costs 40 % of
+ranking (``total_exact``). Ranking is the cost that grows with the hits: see the registry
+search section of docs/BENCHMARKS.md."""
 
 from __future__ import annotations
 
-import heapq
 import re
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -29,7 +36,7 @@ from sqlalchemy import (
     select,
     table,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from flow_memory.registry.models import RegistryEntry
 
@@ -38,8 +45,8 @@ SQLITE_RANK = "bm25(registry_fts, 10.0, 8.0, 4.0, 1.0)"
 MAX_TERMS = 8
 FACETS = ("kind", "license", "pricing_model", "modality", "tool_calling")
 TOP_PUBLISHERS = 10
-# Up to this many hits, a search is one statement whose hits are ranked and counted in Python.
-ONE_PASS_HITS = 1000
+# Facet counts cover at most the best this many hits of a search.
+FACETS_OVER = 1000
 _WORD = re.compile(r"[^\W_]+")  # letters and digits: what both engines index as words
 _FTS = table("registry_fts", column("rowid"))
 
@@ -60,7 +67,12 @@ class SearchFilters:
 class SearchPage:
     hits: list[tuple[RegistryEntry, float]]
     total: int
+    # False when ``total`` is a lower bound (PostgreSQL, more than FACETS_OVER hits).
+    total_exact: bool
     facets: dict[str, list[dict[str, Any]]]
+    # How many hits the facets count: every hit, or the best FACETS_OVER of them.
+    facets_over: int
+    facets_exact: bool
 
 
 def terms(query: str) -> list[str]:
@@ -129,128 +141,64 @@ def _matching(
 def search(
     session: Session, *, query: str, filters: SearchFilters, limit: int, offset: int
 ) -> SearchPage:
-    """Ranked hits (best first), the number of all hits, and facet counts over them."""
+    """Ranked hits (best first), the number of hits, and facet counts over the best of them."""
     e = RegistryEntry
     dialect = session.get_bind().dialect.name
     conditions = _conditions(filters, dialect)
     words = terms(query)
     base, rank = _matching(words, dialect, conditions)
-    if words:
-        found = _in_one_pass(session, base, rank, conditions, limit=limit, offset=offset)
-        if found is not None:
-            return found
-        # The page's keys are ranked first and only its rows are read whole: sorting every hit
-        # with its description would cost more than finding them.
-        page = (
-            base.with_only_columns(e.doc_id, rank.label("rank"))
-            .where(*conditions)
-            .order_by(rank.desc(), e.doc_id)
-            .limit(limit)
-            .offset(offset)
-            .subquery("page")
-        )
-        shown = aliased(RegistryEntry, name="shown")
-        statement = (
-            select(shown, page.c.rank)
-            .join(page, shown.doc_id == page.c.doc_id)
-            .order_by(page.c.rank.desc(), shown.doc_id)
-        )
-    else:
-        statement = (
-            select(e, rank.label("rank"))
-            .where(*conditions)
-            .order_by(e.updated_at.desc(), e.slug)
-            .limit(limit)
-            .offset(offset)
-        )
-    hits = [(row[0], float(row[1] or 0.0)) for row in session.execute(statement)]
-    facets, total = _facets(session, base, conditions)
-    return SearchPage(hits, total, facets)
-
-
-def _in_one_pass(
-    session: Session,
-    base: Select[Any],
-    rank: ColumnElement[Any],
-    conditions: list[ColumnElement[bool]],
-    *,
-    limit: int,
-    offset: int,
-) -> SearchPage | None:
-    """A search of at most ``ONE_PASS_HITS`` hits from one statement: every hit's key, rank
-    and facets, ranked and counted here, then the page's rows. None when there are more (then
-    three statements that rank and count in the database cost less than carrying every hit
-    here: measured, one statement halved searches of a thousand hits and doubled those of
-    tens of thousands)."""
-    e = RegistryEntry
+    # Without words the order is the newest first, and the rank 0.
+    order = [rank.desc(), e.doc_id] if words else [e.updated_at.desc(), e.slug]
+    bound = max(FACETS_OVER, offset + limit)
     columns = [getattr(e, name) for name in (*FACETS, "publisher_id")]
-    statement = (
-        base.with_only_columns(e.doc_id, rank, *columns).where(*conditions).limit(ONE_PASS_HITS + 1)
+    best = (
+        base.with_only_columns(e.doc_id, rank, *columns)
+        .where(*conditions)
+        .order_by(*order)
+        .limit(bound + 1)
     )
-    rows = session.connection().execute(statement).all()
-    if len(rows) > ONE_PASS_HITS:
-        return None
-    best = heapq.nsmallest(offset + limit, rows, key=lambda row: (-(row[1] or 0.0), row[0]))
-    page = best[offset:]
+    rows = session.connection().execute(best).all()  # plain rows: no ORM layer for counts
+    more = len(rows) > bound
+    rows = rows[:bound]
+    page = rows[offset : offset + limit]
     loaded = {
         entry.doc_id: entry
         for entry in session.scalars(select(e).where(e.doc_id.in_([row[0] for row in page])))
     }
     hits = [(loaded[row[0]], float(row[1] or 0.0)) for row in page if row[0] in loaded]
-    counts: dict[str, dict[str, int]] = {name: {} for name in (*FACETS, "publisher")}
-    for row in rows:
-        for name, value in zip((*FACETS, "publisher"), row[2:], strict=True):
-            _count(counts[name], value, 1)
-    facets = _ordered(counts)
-    facets["publisher"] = facets["publisher"][:TOP_PUBLISHERS]
-    return SearchPage(hits, len(rows), facets)
-
-
-def _count(counts: dict[str, int], value: Any, number: int) -> None:
-    if value is None:
-        return
-    key = str(value).lower() if isinstance(value, bool) else str(value)
-    counts[key] = counts.get(key, 0) + number
-
-
-def _ordered(counts: dict[str, dict[str, int]]) -> dict[str, list[dict[str, Any]]]:
-    """Each facet's values, the most frequent first (ties by value)."""
-    return {
-        name: [
-            {"value": value, "count": number}
-            for value, number in sorted(values.items(), key=lambda item: (-item[1], item[0]))
-        ]
-        for name, values in counts.items()
-    }
-
-
-def _facets(
-    session: Session, base: Select[Any], conditions: list[ColumnElement[bool]]
-) -> tuple[dict[str, list[dict[str, Any]]], int]:
-    """Every facet's counts over every hit, from one grouped count (the number of hits is
-    their sum), and the busiest publishers from another."""
-    e = RegistryEntry
-    columns = [getattr(e, name) for name in FACETS]
-    grouped = base.with_only_columns(*columns, func.count()).where(*conditions).group_by(*columns)
-    counts: dict[str, dict[str, int]] = {name: {} for name in FACETS}
-    total = 0
-    connection = session.connection()  # plain rows: no ORM layer for counts
-    for row in connection.execute(grouped):
-        number = int(row[-1])
-        total += number
-        for name, value in zip(FACETS, row[:-1], strict=True):
-            _count(counts[name], value, number)
-    facets = _ordered(counts)
-    count = func.count()
-    publishers = (
-        base.with_only_columns(e.publisher_id, count)
-        .where(*conditions)
-        .group_by(e.publisher_id)
-        .order_by(count.desc(), e.publisher_id)
-        .limit(TOP_PUBLISHERS)
+    counted = rows[:FACETS_OVER]
+    total, total_exact = len(rows), True
+    if more and (dialect == "sqlite" or not words):
+        counting = base.with_only_columns(func.count()).where(*conditions)
+        total = int(session.connection().execute(counting).scalar_one())
+    elif more:
+        total, total_exact = bound + 1, False
+    return SearchPage(
+        hits,
+        total,
+        total_exact,
+        _facets(counted),
+        facets_over=len(counted),
+        facets_exact=len(counted) == total and total_exact,
     )
-    facets["publisher"] = [
-        {"value": publisher, "count": int(number)}
-        for publisher, number in connection.execute(publishers)
-    ]
-    return facets, total
+
+
+def _facets(rows: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each facet's values over the rows, the most frequent first (ties by value); the
+    busiest publishers only."""
+    names = (*FACETS, "publisher")
+    columns = list(zip(*rows, strict=True))[2:] if rows else [() for _ in names]
+    facets: dict[str, list[dict[str, Any]]] = {}
+    for name, values in zip(names, columns, strict=True):
+        counts = Counter(values)
+        counts.pop(None, None)
+        ordered = sorted(
+            (
+                (str(value).lower() if isinstance(value, bool) else str(value), number)
+                for value, number in counts.items()
+            ),
+            key=lambda item: (-item[1], item[0]),
+        )
+        facets[name] = [{"value": value, "count": number} for value, number in ordered]
+    facets["publisher"] = facets["publisher"][:TOP_PUBLISHERS]
+    return facets

@@ -141,6 +141,11 @@ function narrow(field, chosen) {
   runSearch();
 }
 
+// A total past the hits ranked is a lower bound on PostgreSQL: "1001+ found".
+function foundText(data) {
+  return `${data.total}${data.total_exact ? "" : "+"} found`;
+}
+
 function runSearch(button) {
   return show(
     $("registry-search-result"),
@@ -149,9 +154,16 @@ function runSearch(button) {
       h(
         "div",
         { class: "stack" },
-        h("p", { class: "hint wide", "data-testid": "registry-total" }, `${data.total} found`),
+        h("p", { class: "hint wide", "data-testid": "registry-total" }, foundText(data)),
         h("div", { class: "wide" }, hitsTable(data.results)),
         h("div", { class: "wide" }, facetsView(data.facets)),
+        data.facets_exact
+          ? null
+          : h(
+              "p",
+              { class: "hint wide", "data-testid": "registry-facets-over" },
+              `Counts cover the best ${units(data.facets_over)} matches.`,
+            ),
       ),
     { button },
   );

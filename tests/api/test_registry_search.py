@@ -287,21 +287,49 @@ class TestSolutions:
         {"q": "coding"},
         {"q": "model", "kind": "model"},
         {"q": "cod", "limit": 2, "offset": 1},
-        {"q": "long", "max_price": "0.000003", "publisher": "globex"},
+        {"q": "model", "max_price": "0.000003", "license": "apache-2.0"},
+        {"kind": "model"},
     ],
 )
-def test_large_searches_answer_as_small_ones_do(
+def test_facets_over_the_best_hits_count_those_hits_and_say_so(
     client: TestClient, shelf: Headers, monkeypatch: pytest.MonkeyPatch, params: dict[str, Any]
 ) -> None:
-    """Up to ONE_PASS_HITS hits a search ranks and counts in Python; beyond, in the database:
-    the same page, total and facets either way."""
+    """Up to FACETS_OVER hits the facets count every hit; beyond, the best FACETS_OVER only.
+    The page is the same either way: ranked over every hit."""
     from flow_memory.registry import search
 
-    one_pass = _search(client, shelf, **params)
-    assert one_pass["total"] > 0
-    monkeypatch.setattr(search, "ONE_PASS_HITS", 0)
-    in_the_database = _search(client, shelf, **params)
-    for answer in (one_pass, in_the_database):
-        for hit in answer["results"]:
-            hit["rank"] = round(hit["rank"], 9)
-    assert in_the_database == one_pass
+    every = _search(client, shelf, **params)
+    assert every["total"] > 1
+    assert every["total_exact"] is True
+    assert (every["facets_exact"], every["facets_over"]) == (True, every["total"])
+    ranked = _search(client, shelf, **{**params, "limit": 100, "offset": 0})
+    monkeypatch.setattr(search, "FACETS_OVER", 1)
+    best = _search(client, shelf, **params)
+    assert best["results"] == every["results"]
+    assert (best["facets_exact"], best["facets_over"]) == (False, 1)
+    first = ranked["results"][0]
+    assert best["facets"]["kind"] == [{"value": first["entry"]["kind"], "count": 1}]
+    assert best["facets"]["publisher"] == [{"value": first["entry"]["publisher_id"], "count": 1}]
+    if best["total_exact"]:
+        assert best["total"] == every["total"]
+    else:  # PostgreSQL: a lower bound, past the hits ranked
+        assert every["total"] >= best["total"] >= params.get("offset", 0) + len(best["results"])
+
+
+def test_past_the_best_hits_the_total_is_counted_or_marked_a_lower_bound(
+    app: FastAPI, client: TestClient, shelf: Headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite counts every hit (a fifth of the cost of ranking them); PostgreSQL, whose count
+    costs 40 % of a ranking, says there is at least one more than the hits it ranked."""
+    from flow_memory.registry import search
+
+    every = _search(client, shelf, q="model")["total"]
+    assert every > 2
+    monkeypatch.setattr(search, "FACETS_OVER", 1)
+    answer = _search(client, shelf, q="model", limit=1)
+    assert len(answer["results"]) == 1
+    assert (answer["facets_exact"], answer["facets_over"]) == (False, 1)
+    if app.state.engine.dialect.name == "sqlite":
+        assert (answer["total"], answer["total_exact"]) == (every, True)
+    else:
+        assert (answer["total"], answer["total_exact"]) == (2, False)

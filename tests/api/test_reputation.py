@@ -213,11 +213,12 @@ class TestTheBoard:
         cheap, trusted, newcomer = (
             bidder(client, app, n) for n in ("s-cheap", "s-trusted", "s-new")
         )
+        for who, price in ((cheap, 0.1), (trusted, 0.3), (newcomer, 0.25)):
+            placed(client, who.headers, job_id, who.provider_id, price=price)
+        # Recorded after the bids (a bid below the floor is refused): the award reads them.
         for job in range(3):
             record(app, "s-cheap", "no_show", job_id=f"old_{job}")
             record(app, "s-trusted", "completion_good", value="5", job_id=f"old_{job}")
-        for who, price in ((cheap, 0.1), (trusted, 0.3), (newcomer, 0.25)):
-            placed(client, who.headers, job_id, who.provider_id, price=price)
         app.state.clock.advance(60)
         assert tick(app).awarded == 1
         job = get_job(client, buyer, job_id)

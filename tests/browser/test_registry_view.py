@@ -49,6 +49,8 @@ def test_search_narrows_by_facet_and_an_agent_page_shows_versions_and_models(
     kinds = found.locator("[data-facet=kind] li")
     expect(kinds).to_have_count(2)
     expect(found.locator("[data-facet=publisher]")).to_contain_text("2")
+    # Two hits: the facets count both, so no note says they cover only the best.
+    expect(found.locator("[data-testid=registry-facets-over]")).to_have_count(0)
 
     found.locator("[data-facet=kind] button[data-value=agent]").click()
     narrowed = answer(page, "registry-search-result")

@@ -1,0 +1,100 @@
+"""What the job board tells reputation (``flow_memory.reputation``), in the caller's
+transaction: a bid refused below the reputation floor, a good completion, a late delivery, a
+no-show and its stake slashed to the requester. ``JobRules`` carries the settings these read,
+from the app's settings to the routes and the timer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from flow_memory.jobs.models import Job, JobBid
+from flow_memory.reputation import domain as reputation
+from flow_memory.reputation import service, stakes
+from flow_memory.settings import Settings
+
+
+@dataclass(frozen=True)
+class JobRules:
+    """The reputation settings the job board applies."""
+
+    exclusion_threshold: Decimal
+    half_life_days: Decimal
+    slash_share: Decimal
+    stake_per_slot: Decimal
+
+    @classmethod
+    def of(cls, settings: Settings) -> JobRules:
+        return cls(
+            exclusion_threshold=service.as_decimal(settings.reputation_exclusion_threshold),
+            half_life_days=service.as_decimal(settings.reputation_half_life_days),
+            slash_share=service.as_decimal(settings.stake_slash_share),
+            stake_per_slot=service.as_decimal(settings.stake_per_job_slot),
+        )
+
+
+def floor(job: Job, rules: JobRules) -> Decimal:
+    """The least standing a bid on ``job`` needs: the exclusion threshold or the job's floor."""
+    return reputation.required_standing(job.min_reputation, rules.exclusion_threshold)
+
+
+def ensure_may_bid(session: Session, job: Job, *, bidder_id: str, rules: JobRules) -> None:
+    """Refuse a bid from a bidder below the floor (409 ``below_reputation_floor``)."""
+    service.ensure_above_floor(
+        session,
+        bidder_id=bidder_id,
+        min_reputation=job.min_reputation,
+        exclusion_threshold=rules.exclusion_threshold,
+    )
+
+
+def completed(
+    session: Session, job: Job, winner: JobBid, *, now: datetime, rules: JobRules
+) -> None:
+    """The winner's result was accepted: a good completion, worth its price."""
+    _record(session, job, winner, reputation.COMPLETION_GOOD, now=now, rules=rules)
+
+
+def delivered(
+    session: Session, job: Job, winner: JobBid, *, now: datetime, rules: JobRules
+) -> bool:
+    """A result arrived: recorded ``late`` when after the time the winning bid promised
+    (the deadline itself refuses a result). Whether it was late."""
+    assert job.awarded_at is not None
+    if now <= job.awarded_at + timedelta(seconds=winner.estimated_time_s):
+        return False
+    _record(session, job, winner, reputation.LATE, now=now, rules=rules)
+    return True
+
+
+def no_show(session: Session, job: Job, missing: JobBid, *, now: datetime, rules: JobRules) -> None:
+    """The winner sent no result: a no-show, and its stake's share slashed to the payer."""
+    # Ledger rows before reputation records, as a completion locks them: no two transactions
+    # wait on each other's.
+    stakes.slash(
+        session,
+        bidder_id=missing.bidder_id,
+        job_id=job.job_id,
+        payee_id=job.payer_id,
+        reason=reputation.NO_SHOW,
+        share=rules.slash_share,
+        now=now,
+    )
+    _record(session, job, missing, reputation.NO_SHOW, now=now, rules=rules)
+
+
+def _record(
+    session: Session, job: Job, bid: JobBid, kind: str, *, now: datetime, rules: JobRules
+) -> None:
+    service.record_outcome(
+        session,
+        identity_id=bid.bidder_id,
+        kind=kind,
+        value=bid.price,
+        job_id=job.job_id,
+        now=now,
+        half_life_days=rules.half_life_days,
+    )
