@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -24,9 +25,16 @@ def assert_safety(body: dict[str, Any]) -> None:
 
 
 def assert_plain_numbers(response: Response) -> None:
-    """Prices are JSON numbers in fixed-point notation: never strings, never exponents."""
+    """Prices are JSON numbers in fixed-point notation: never strings, never exponents. The
+    number literals are read by the JSON parser itself, so text inside a string (a result's
+    hash such as ``"sha256:092e9…"``) is never taken for a number."""
     text = response.text
-    assert not re.search(r"[:,\[]-?\d+(?:\.\d+)?[eE][-+]?\d", text), text
+
+    def fixed_point(literal: str) -> float:
+        assert "e" not in literal.lower(), f"{literal} in {text}"
+        return float(literal)
+
+    json.loads(text, parse_float=fixed_point)
     assert not re.search(r'"(unit_price|limit_unit_price|ask_unit_price|best_\w+)":"', text), text
 
 
