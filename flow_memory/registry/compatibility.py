@@ -6,6 +6,7 @@ and each incompatible one says which requirements failed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -61,10 +62,9 @@ def _checked(
 ) -> list[dict[str, Any]]:
     """Each named candidate judged by ``judge(version)``; an unknown one says so."""
     found: list[dict[str, Any]] = []
-    entries = repository.entries_by_slug(
-        session, [slug for slug, _ in parse_candidates(candidates)]
-    )
-    for slug, wanted in parse_candidates(candidates):
+    named = parse_candidates(candidates)
+    entries = repository.entries_by_slug(session, [slug for slug, _ in named])
+    for slug, wanted in named:
         entry = entries.get(slug)
         version = None
         if entry is not None and entry.kind == kind:
@@ -90,30 +90,45 @@ def _checked(
     return found
 
 
+def _listed_fits(
+    session: Session,
+    *,
+    kind: str,
+    filters: dict[str, Any],
+    fitting: Callable[[list[RegistryEntry]], list[RegistryEntry]],
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Listed entries of ``kind`` (slug order, narrowed by ``filters``) that ``fitting`` keeps
+    from each batch, until ``limit`` are found or ``SCAN_LIMIT`` entries were read."""
+    fits: list[dict[str, Any]] = []
+    after, scanned = "", 0
+    while len(fits) < limit and scanned < SCAN_LIMIT:
+        batch = repository.listed_of_kind(
+            session, kind=kind, after_slug=after, limit=BATCH, **filters
+        )
+        for entry in fitting(batch)[: limit - len(fits)]:
+            fits.append(_counterpart(entry, entry.latest_version or "", []))
+        if len(batch) < BATCH:
+            break
+        after, scanned = batch[-1].slug, scanned + len(batch)
+    return fits
+
+
 def compatible_models(
     session: Session, *, agent: RegistryVersion, candidates: list[str], limit: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Listed models that fit the agent version (slug order), and the named candidates."""
     needs = service.needs_of(agent)
-    fits: list[dict[str, Any]] = []
-    after, scanned = "", 0
-    while len(fits) < limit and scanned < SCAN_LIMIT:
-        batch = repository.listed_of_kind(
-            session,
-            kind="model",
-            min_context_window=needs.min_context_window,
-            tool_calling=True if needs.tool_calling else None,
-            after_slug=after,
-            limit=BATCH,
-        )
-        for entry in batch:
-            if not mismatches(needs, _entry_facts(entry)):
-                fits.append(_counterpart(entry, entry.latest_version or "", []))
-                if len(fits) == limit:
-                    break
-        if len(batch) < BATCH:
-            break
-        after, scanned = batch[-1].slug, scanned + len(batch)
+    fits = _listed_fits(
+        session,
+        kind="model",
+        filters={
+            "min_context_window": needs.min_context_window,
+            "tool_calling": True if needs.tool_calling else None,
+        },
+        fitting=lambda batch: [e for e in batch if not mismatches(needs, _entry_facts(e))],
+        limit=limit,
+    )
     checked = _checked(
         session,
         kind="model",
@@ -128,27 +143,26 @@ def compatible_agents(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Listed agents the model version fits (slug order), and the named candidates."""
     facts = service.facts_of(model)
-    fits: list[dict[str, Any]] = []
-    after, scanned = "", 0
-    while len(fits) < limit and scanned < SCAN_LIMIT:
-        batch = repository.listed_of_kind(
-            session,
-            kind="agent",
-            max_context_window=facts.context_window,
-            tool_calling=False if not facts.tool_calling else None,
-            after_slug=after,
-            limit=BATCH,
-        )
+
+    def fitting(batch: list[RegistryEntry]) -> list[RegistryEntry]:
         listed = repository.latest_versions(session, batch)
-        for entry in batch:
-            version = listed.get(entry.entry_id)
-            if version is not None and not mismatches(service.needs_of(version), facts):
-                fits.append(_counterpart(entry, entry.latest_version or "", []))
-                if len(fits) == limit:
-                    break
-        if len(batch) < BATCH:
-            break
-        after, scanned = batch[-1].slug, scanned + len(batch)
+        return [
+            entry
+            for entry in batch
+            if (version := listed.get(entry.entry_id)) is not None
+            and not mismatches(service.needs_of(version), facts)
+        ]
+
+    fits = _listed_fits(
+        session,
+        kind="agent",
+        filters={
+            "max_context_window": facts.context_window,
+            "tool_calling": False if not facts.tool_calling else None,
+        },
+        fitting=fitting,
+        limit=limit,
+    )
     checked = _checked(
         session,
         kind="agent",
