@@ -56,9 +56,9 @@ from flow_memory.proxy.api import router as proxy_router
 from flow_memory.proxy.client import HostResolver, UpstreamClient
 from flow_memory.proxy.edge import ProxyEdge
 from flow_memory.proxy.paying import Enforcement
+from flow_memory.proxy.plans import PlanCache
 from flow_memory.proxy.recorder import UsageRecorder
 from flow_memory.proxy.resolver import CredentialResolver
-from flow_memory.proxy.service import PlanCache
 from flow_memory.registry.api import router as registry_router
 from flow_memory.registry.discovery_api import router as registry_discovery_router
 from flow_memory.reputation.api import router as reputation_router

@@ -11,20 +11,26 @@ so before such a payer's call is sent anywhere its estimated cost is held: the c
 units at the highest unit price among its route's providers. An account that cannot cover the
 estimate is answered 402 ``insufficient_credit``, and no provider is called. Whether an account
 is enforced is read at most once a second per payer (``ENFORCEMENT_SECONDS``): an admin's change
-applies to calls within that.
+applies to calls within that, and a second more for a payer that was not enforced. Such a
+payer's calls never wait for the read: the first call past the second starts one read in the
+background and every call goes on as before until it lands. Calls that must wait share one
+read, so steady traffic sends no burst of calls to the thread pool each second (a burst starts
+threads, and starting one blocks the event loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from flow_memory.identities.models import AgentIdentity
 from flow_memory.kit.deps import transaction
@@ -78,29 +84,64 @@ class _Known:
 class Enforcement:
     """Whether payers' accounts are enforced, read at most once a second per payer."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
         self._known: dict[str, _Known] = {}
         self._lock = threading.Lock()
+        self._reading: dict[str, asyncio.Task[_Known]] = {}
 
-    def cached(self, payer: str) -> _Known | None:
-        """What was read of the payer's account less than a second ago, if anything."""
+    def cached(self, payer: str, *, within: float = ENFORCEMENT_SECONDS) -> _Known | None:
+        """What was read of the payer's account less than ``within`` seconds ago, if anything."""
         known = self._known.get(payer)  # a dict read: atomic, no lock needed
-        if known is not None and time.monotonic() - known.read_at < ENFORCEMENT_SECONDS:
+        if known is not None and self._monotonic() - known.read_at < within:
             return known
         return None
+
+    async def known(self, payer: str, read: Callable[[str], _Known]) -> _Known:
+        """What is known of the payer's account, read (``read(payer)``, which stores what it
+        reads, on the thread pool) if it is more than a second old. Calls that need the same
+        payer read together share one read; a payer read unenforced one to two seconds ago is
+        answered at once while that read runs."""
+        fresh = self.cached(payer)
+        if fresh is not None:
+            return fresh
+        loop = asyncio.get_running_loop()
+        reading = self._reading.get(payer)
+        if reading is None or reading.get_loop() is not loop:
+            reading = loop.create_task(run_in_threadpool(read, payer))
+            self._reading[payer] = reading
+            reading.add_done_callback(lambda done: self._read_done(payer, done))
+        recent = self.cached(payer, within=2 * ENFORCEMENT_SECONDS)
+        if recent is not None and not recent.enforced:
+            return recent
+        # Shielded: a caller that goes away does not cancel the read the others wait for.
+        return await asyncio.shield(reading)
+
+    def _read_done(self, payer: str, done: asyncio.Task[_Known]) -> None:
+        if self._reading.get(payer) is done:
+            del self._reading[payer]
+        if not done.cancelled():
+            done.exception()  # retrieved: a failed read nobody awaited is not logged as lost
 
     def of(self, session: Session, payer: str) -> _Known:
         """``payer`` is the identity the call is recorded for; its paying account is read."""
         known = self.cached(payer)
         if known is not None:
             return known
-        now = time.monotonic()
+        now = self._monotonic()
         account = account_of(session, payers(session, [payer])[payer])
-        known = _Known(
+        return self.remember(
+            payer,
             account_id=None if account is None else account.account_id,
             enforced=account is not None and account.enforcement != "off",
             read_at=now,
         )
+
+    def remember(
+        self, payer: str, *, account_id: str | None, enforced: bool, read_at: float
+    ) -> _Known:
+        """Store what was read of the payer's account at ``read_at``."""
+        known = _Known(account_id=account_id, enforced=enforced, read_at=read_at)
         with self._lock:
             if len(self._known) > 100_000:
                 self._known.clear()
@@ -108,11 +149,18 @@ class Enforcement:
         return known
 
 
-def needs_hold(enforcement: Enforcement, plan: Plan) -> bool:
-    """Whether the call must go to ``hold_estimate`` (the payer is enforced, or not known to be
-    unenforced this second): most calls' payers are not, and skip it without a thread hop."""
-    known = enforcement.cached(identity_of(plan))
-    return known is None or known.enforced
+async def needs_hold(
+    enforcement: Enforcement, plan: Plan, read_factory: sessionmaker[Session]
+) -> bool:
+    """Whether the call must go to ``hold_estimate`` (its payer is enforced): most calls' payers
+    are not, and skip it without a thread hop of their own."""
+
+    def read(payer: str) -> _Known:
+        with transaction(read_factory) as session:
+            return enforcement.of(session, payer)
+
+    known = await enforcement.known(identity_of(plan), read)
+    return known.enforced
 
 
 def hold_estimate(

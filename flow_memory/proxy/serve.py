@@ -23,6 +23,7 @@ from flow_memory.proxy.bodies import read_call
 from flow_memory.proxy.client import UpstreamClient, UpstreamUnavailable
 from flow_memory.proxy.metrics import call_ended
 from flow_memory.proxy.paying import hold_estimate, needs_hold
+from flow_memory.proxy.plans import PlanCache
 from flow_memory.proxy.recorder import UsageRecorder
 from flow_memory.proxy.relay import Call
 from flow_memory.proxy.schemas import (
@@ -35,7 +36,6 @@ from flow_memory.proxy.schemas import (
 from flow_memory.proxy.service import (
     Kind,
     Plan,
-    PlanCache,
     Target,
     for_this_call,
     plan_for_route,
@@ -190,7 +190,9 @@ async def serve_call(
     model: str = body["model"]
     stream = body.get("stream") is True and kind != "embeddings"
     plan = for_this_call(await _plan(state, caller, kind, model, options), kind, body, options)
-    if state.settings.ledger_charges and needs_hold(state.proxy_enforcement, plan):
+    if state.settings.ledger_charges and await needs_hold(
+        state.proxy_enforcement, plan, state.read_session_factory
+    ):
         # An enforced payer's estimate is held (or refused, 402) before any provider is called.
         hold_id = await run_in_threadpool(
             hold_estimate,

@@ -7,7 +7,8 @@ import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from flow_memory.proxy.service import Plan, PlanCache
+from flow_memory.proxy.plans import PlanCache
+from flow_memory.proxy.service import Plan
 
 NOW = datetime(2026, 6, 17, tzinfo=UTC)
 KEY = ("owner", "chat", "model", "{}")
@@ -47,15 +48,21 @@ class Clock:
         return self.now
 
 
-def test_a_plan_is_used_until_its_seconds_or_its_route_expiry() -> None:
+def test_a_plan_is_used_while_fresh_then_while_refreshed_until_its_stale_limit() -> None:
     clock = Clock()
     cache = PlanCache(10, monotonic=clock, share=eight_tenths)
     cache.put(KEY, plan("route_a"), generation=cache.generation)
     assert cache.lookup(KEY, NOW) == (plan("route_a"), False)
     clock.now += 8.5
     assert cache.lookup(KEY, NOW) == (plan("route_a"), True)  # due for a refresh
-    clock.now += 2
+    clock.now += 2  # past its seconds (the client paused): still used while it is refreshed
+    assert cache.lookup(KEY, NOW) == (plan("route_a"), True)
+    clock.now = 100.0 + 10 * PlanCache.STALE_LIMIT + 0.1
     assert cache.lookup(KEY, NOW) == (None, False)
+
+
+def test_a_plan_is_never_used_past_its_route_expiry() -> None:
+    cache = PlanCache(10, monotonic=Clock(), share=eight_tenths)
     short = replace(plan("route_b"), expires_at=NOW + timedelta(seconds=1))
     cache.put(KEY, short, generation=cache.generation)
     assert cache.get(KEY, NOW + timedelta(seconds=1)) is None
@@ -143,5 +150,39 @@ def test_a_selection_begun_before_a_clear_is_not_kept() -> None:
         for _ in range(5):
             await asyncio.sleep(0)
         assert cache.get(KEY, NOW) is None
+
+    asyncio.run(test())
+
+
+def test_background_refreshes_run_a_few_at_a_time() -> None:
+    async def test() -> None:
+        clock = Clock()
+        cache = PlanCache(10, monotonic=clock, share=eight_tenths)
+        keys = [("owner", "chat", f"model-{n}", "{}") for n in range(12)]
+        for key in keys:
+            cache.put(key, plan("route_a"), generation=cache.generation)
+        clock.now += 9
+        release = asyncio.Event()
+        running = 0
+        most = 0
+
+        async def select() -> Plan:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await release.wait()
+            running -= 1
+            return plan("route_b")
+
+        for key in keys:
+            assert cache.lookup(key, NOW)[1]
+            cache.refresh(key, select)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert most == PlanCache.REFRESHES_AT_ONCE
+        release.set()
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert all(cache.lookup(key, NOW) == (plan("route_b"), False) for key in keys)
 
     asyncio.run(test())
