@@ -53,6 +53,7 @@ from flow_memory.providers.schemas import (
     ProviderCatalog,
     ProviderEnroll,
     ProviderHeartbeat,
+    RegistryModelRef,
     UnitType,
 )
 from flow_memory.registry.examples import seed_examples
@@ -144,14 +145,19 @@ DEMO_FILLS: tuple[tuple[str, UnitType, int, Decimal], ...] = (
 )
 
 
+# Demo market models that serve a registry example model (``flow_memory.registry.examples``).
+REGISTRY_MODELS = {"flow-memory-orchestrator": "orchestrator-8b"}
+
+
 def seed_demo_market(
     factory: sessionmaker[Session], market: Market, *, now: datetime
 ) -> dict[str, str]:
     """Create keys for each role and the demo listings: enrolled, paired and published, with a
     few fills bought from them, then their routes disabled (nothing answers behind them)."""
     with transaction(factory) as session:
-        keys, seeded = _seed_providers(session, now=now)
+        # The registry's examples first: the listings' catalogs name its model.
         seed_examples(session, publisher_id=DEMO_SELLER.owner_id, now=now)
+        keys, seeded = _seed_providers(session, now=now)
     for provider_id, spec in seeded:
         publish_demo_capacity(market, provider_id, spec, now)
     seed_demo_history(market)
@@ -251,6 +257,7 @@ def _seed_providers(
                         context_window=m.context_window,
                         tool_calling="metadata_only",
                         reference_unit_prices=REFERENCE_PRICES.get(m.model, {}),
+                        registry_model=_registry_model(m.model),
                     )
                     for m in spec.models
                 ],
@@ -258,6 +265,14 @@ def _seed_providers(
         )
         seeded.append((provider.provider_id, spec))
     return keys, seeded
+
+
+def _registry_model(model: str) -> RegistryModelRef | None:
+    """The registry example a demo listing serves (its model page then lists the listing)."""
+    name = REGISTRY_MODELS.get(model)
+    if name is None:
+        return None
+    return RegistryModelRef(slug=f"{DEMO_SELLER.owner_id}/{name}", version="1.0.0")
 
 
 def publish_demo_capacity(

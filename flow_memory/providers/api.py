@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 from sqlalchemy.orm import Session
@@ -23,6 +23,7 @@ from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import READ, SELL
 from flow_memory.market.snapshots import PublishCapacity
 from flow_memory.providers import service
+from flow_memory.providers.models import CatalogEntry
 from flow_memory.providers.schemas import (
     CapacityResponse,
     CatalogResponse,
@@ -189,22 +190,26 @@ def publish_catalog(
         {
             "provider_id": provider.provider_id,
             "catalog_version": provider.catalog_version,
-            "models": [
-                {
-                    "model": e.model,
-                    "compatible_api": e.compatible_api,
-                    "unit_types": e.unit_types,
-                    "context_window": e.context_window,
-                    "tool_calling": e.tool_calling,
-                    "reference_unit_prices": {
-                        k: Decimal(v) for k, v in e.reference_unit_prices.items()
-                    },
-                }
-                for e in entries
-            ],
+            "models": [_catalog_item(e) for e in entries],
             "model_count": len(entries),
         }
     )
+
+
+def _catalog_item(entry: CatalogEntry) -> dict[str, Any]:
+    """A catalog entry as answered: ``registry_model`` only when the entry names one, so a
+    catalog that names none is answered exactly as the contract shows it."""
+    item: dict[str, Any] = {
+        "model": entry.model,
+        "compatible_api": entry.compatible_api,
+        "unit_types": entry.unit_types,
+        "context_window": entry.context_window,
+        "tool_calling": entry.tool_calling,
+        "reference_unit_prices": {k: Decimal(v) for k, v in entry.reference_unit_prices.items()},
+    }
+    if entry.registry_slug is not None:
+        item["registry_model"] = {"slug": entry.registry_slug, "version": entry.registry_version}
+    return item
 
 
 @router.post(

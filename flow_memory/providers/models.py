@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flow_memory.kit.db import Base, JSONDocument, Money, UTCDateTime
@@ -54,6 +54,7 @@ class PairingToken(Base):
 
 class CatalogEntry(Base):
     __tablename__ = "provider_catalog_entries"
+    __table_args__ = (Index("ix_provider_catalog_registry", "registry_version_id"),)
 
     provider_id: Mapped[str] = mapped_column(ForeignKey("providers.provider_id"), primary_key=True)
     model: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
@@ -62,6 +63,11 @@ class CatalogEntry(Base):
     context_window: Mapped[int] = mapped_column(BigInteger)
     tool_calling: Mapped[str] = mapped_column(String(32))
     reference_unit_prices: Mapped[dict[str, str]] = mapped_column(JSONDocument())
+    # The registry model version the provider says it serves under this name, if it names one
+    # (its slug and version as given, and the version's id the model's registry page joins).
+    registry_slug: Mapped[str | None] = mapped_column(String(129), nullable=True)
+    registry_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    registry_version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class CapacityEntry(Base):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, Field, UrlConstraints
+from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, UrlConstraints
 
 from flow_memory.kit.actors import Actor
 from flow_memory.kit.money import Amount, UnitPrice
@@ -16,6 +16,7 @@ from flow_memory.kit.schemas import (
     RequestModel,
     SafetyFields,
 )
+from flow_memory.registry.domain import SEMVER_PATTERN, SLUG_PATTERN
 
 UnitType = Literal["token", "request", "second", "image"]
 CompatibleApi = Literal["chat_responses", "chat_completions", "responses", "messages", "embeddings"]
@@ -46,6 +47,18 @@ class ProviderHeartbeat(RequestModel):
     metadata: Metadata = Field(default_factory=dict)
 
 
+class RegistryModelRef(RequestModel):
+    """A model version in Flow Memory's registry (``GET /inference/registry/models/{slug}``)."""
+
+    slug: Annotated[str, StringConstraints(max_length=129, pattern=SLUG_PATTERN)]
+    version: Annotated[str, StringConstraints(max_length=64, pattern=SEMVER_PATTERN)]
+
+
+class RegistryModelRead(BaseModel):
+    slug: str
+    version: str
+
+
 class CatalogModel(RequestModel):
     model: Identifier = Field(description="Each model at most once in a catalog")
     compatible_api: CompatibleApi
@@ -58,6 +71,11 @@ class CatalogModel(RequestModel):
     context_window: Annotated[int, Field(ge=1, le=100_000_000)]
     tool_calling: ToolCalling = "none"
     reference_unit_prices: dict[UnitType, UnitPrice] = Field(default_factory=dict)
+    registry_model: RegistryModelRef | None = Field(
+        default=None,
+        description="The registry model version served under this name, if any: its registry "
+        "page then lists this provider (422 registry_model_not_found, registry_version_yanked)",
+    )
 
 
 class ProviderCatalog(RequestModel):
@@ -150,6 +168,9 @@ class CatalogModelRead(BaseModel):
     context_window: int
     tool_calling: str
     reference_unit_prices: dict[str, Amount]
+    registry_model: RegistryModelRead | None = Field(
+        default=None, description="Present only when the entry names a registry model version"
+    )
 
 
 class CatalogResponse(SafetyFields):

@@ -30,8 +30,10 @@ from flow_memory.providers.schemas import (
     ProviderCatalog,
     ProviderEnroll,
     ProviderHeartbeat,
+    RegistryModelRef,
 )
 from flow_memory.providers.upstream import UpstreamPolicy, UpstreamRefused, check_base_url
+from flow_memory.registry import repository as registry_repository
 from flow_memory.settings import Settings
 
 PAIRING_HEADER = "x-flow-memory-pairing-token"
@@ -246,6 +248,8 @@ def publish_catalog(
                 code="unit_type_not_supported",
                 hint="re-enroll with these units in supported_units",
             )
+        named = item.registry_model
+        version_id = None if named is None else _registry_version_id(session, named, index)
         entries.append(
             CatalogEntry(
                 provider_id=provider.provider_id,
@@ -257,6 +261,9 @@ def publish_catalog(
                 reference_unit_prices={
                     k: format(v, "f") for k, v in item.reference_unit_prices.items()
                 },
+                registry_slug=None if named is None else named.slug,
+                registry_version=None if named is None else named.version,
+                registry_version_id=version_id,
             )
         )
     repository.replace_catalog(session, provider.provider_id, entries)
@@ -265,6 +272,32 @@ def publish_catalog(
     provider.updated_at = now
     session.flush()
     return provider, entries
+
+
+def _registry_version_id(session: Session, named: RegistryModelRef, index: int) -> str:
+    """The id of the registry model version a catalog entry names; 422 when the registry has
+    no such model version, or the version was yanked (deprecated versions may still be
+    served)."""
+    field = f"models[{index}].registry_model"
+    entry = registry_repository.entry_by_slug(session, named.slug, kind="model")
+    version = None
+    if entry is not None:
+        version = registry_repository.version(session, entry.entry_id, named.version)
+    if version is None:
+        raise Invalid(
+            f"the registry has no model {named.slug} version {named.version}",
+            field=field,
+            code="registry_model_not_found",
+            hint="name a model version published with POST /inference/registry/models",
+        )
+    if version.status == "yanked":
+        raise Invalid(
+            f"{named.slug} {named.version} was yanked from the registry",
+            field=field,
+            code="registry_version_yanked",
+            hint="name an active or deprecated version",
+        )
+    return version.version_id
 
 
 def publish_capacity(

@@ -8,7 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from sqlalchemy.orm import Session
 
-from flow_memory.kit.deps import ClockDep, Principal, ReadSessionDep, SessionDep, require_scopes
+from flow_memory.kit.deps import (
+    ClockDep,
+    Principal,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+    require_scopes,
+)
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES
 from flow_memory.kit.scopes import PUBLISH, READ
@@ -20,12 +27,14 @@ from flow_memory.registry.schemas import (
     AgentVersionCreate,
     EntryResponse,
     ModelCreate,
+    ModelEntryResponse,
     ModelVersionCreate,
     SolutionCreate,
     SolutionVersionCreate,
     VersionResponse,
     VersionStatusChange,
 )
+from flow_memory.registry.serving import page_part
 
 router = APIRouter(
     route_class=ExactJSONRoute, prefix="/inference", tags=["registry"], responses=ERROR_RESPONSES
@@ -105,18 +114,25 @@ def publish_model(
 
 @router.get(
     f"{REGISTRY}/models/{{publisher_id}}/{{name}}",
-    response_model=EntryResponse,
+    response_model=ModelEntryResponse,
     name="registryModel",
-    summary="A model: its latest active version (or the one pinned) and every version",
+    summary="A model: its latest active version (or the one pinned), every version, and the "
+    "providers serving it now with their asks and depth",
 )
 def get_model(
     publisher_id: PublisherPath,
     name: NamePath,
     session: ReadSessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
     _principal: Reader,
     version: PinQuery = None,
 ) -> FlowJSONResponse:
-    return _entry_page(session, "model", publisher_id, name, version)
+    entry = service.find_entry(session, f"{publisher_id}/{name}", kind="model")
+    pinned = service.find_version(session, entry, version)
+    versions = views.version_summaries(repository.versions_of(session, entry.entry_id))
+    serving = page_part(session, entry, settings=settings, now=clock.now())
+    return respond({**_published(entry, pinned), "versions": versions, **serving})
 
 
 @router.post(

@@ -223,6 +223,33 @@ class EntryResponse(SafetyFields):
     versions: list[VersionSummary]
 
 
+class ServingRead(BaseModel):
+    provider_id: str
+    provider_name: str
+    model: str = Field(description="The name the provider lists it under in its catalog")
+    version: str = Field(description="The registry version its catalog entry names")
+    unit_type: str
+    route_gate: str = Field(description="eligible, pending, stale or blocked, as routing judges")
+    ask_unit_price: Amount | None = Field(description="Its published capacity's ask, if live")
+    available_units: int
+    serving_now: bool = Field(description="Eligible for routing, with live capacity left")
+
+
+class DepthRead(BaseModel):
+    unit_type: str
+    providers: int
+    available_units: int = Field(description="The sum over the providers serving now")
+    best_ask_unit_price: Amount | None
+
+
+class ModelEntryResponse(EntryResponse):
+    served_by: list[ServingRead] = Field(
+        description="Providers whose catalog names a version of this model; serving now first"
+    )
+    served_by_count: int = Field(description="Every such provider and unit type (100 listed)")
+    depth: list[DepthRead]
+
+
 class VersionResponse(SafetyFields):
     ok: Literal[True] = True
     entry: EntryRead

@@ -219,6 +219,38 @@ function versionsTable(versions) {
   );
 }
 
+function servingView(data) {
+  return h(
+    "div",
+    { class: "wide", "data-testid": "registry-serving" },
+    h("h3", {}, `Served now by providers (${data.served_by_count} naming it)`),
+    h("p", { class: "hint" }, "Providers whose catalog names a version of this model: serving now when routing would send them calls and their published capacity has units left. Depth sums those providers' units and takes their best ask."),
+    table(
+      [
+        { label: "Unit", cell: (d) => d.unit_type },
+        { label: "Providers", num: true, cell: (d) => String(d.providers) },
+        { label: "Units on offer", num: true, cell: (d) => units(d.available_units) },
+        { label: "Best ask", num: true, cell: (d) => (d.best_ask_unit_price === null ? "—" : numberText(d.best_ask_unit_price)) },
+      ],
+      data.depth,
+      { empty: "No provider serves it now." },
+    ),
+    table(
+      [
+        { label: "Provider", cell: (s) => h("span", { title: s.provider_id }, s.provider_name) },
+        { label: "Listed as", cell: (s) => code(s.model) },
+        { label: "Version", cell: (s) => code(s.version) },
+        { label: "Unit", cell: (s) => s.unit_type },
+        { label: "Now", cell: (s) => (s.serving_now ? badge("serving", "good") : badge(s.route_gate, "warn")) },
+        { label: "Ask", num: true, cell: (s) => (s.ask_unit_price === null ? "—" : numberText(s.ask_unit_price)) },
+        { label: "Units", num: true, cell: (s) => units(s.available_units) },
+      ],
+      data.served_by,
+      { empty: "No provider's catalog names this model yet." },
+    ),
+  );
+}
+
 function entryView(data) {
   const e = data.entry;
   const v = data.version;
@@ -245,6 +277,7 @@ function entryView(data) {
       ]),
     ),
     h("div", { class: "wide" }, h("h3", {}, "This version"), specView(e.kind, v.spec)),
+    e.kind === "model" && data.served_by ? servingView(data) : null,
     h(
       "div",
       { class: "wide" },

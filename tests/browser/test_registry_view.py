@@ -13,6 +13,7 @@ import pytest
 from tests.api.test_registry import agent_body, model_body
 from tests.browser.conftest import Running
 from tests.browser.dashboard import answer, assert_safe, expect, go, ok, open_dashboard, shot
+from tests.factories import catalog_body, eligible_provider
 
 pytestmark = pytest.mark.browser
 
@@ -35,6 +36,18 @@ def publisher(running: Running) -> Any:
         newer["pricing"] = {"model": "per_request", "price": "0.02"}
         path = f"/inference/registry/agents/{PUBLISHER}/reviewer/versions"
         ok(client.post(path, json=newer, headers=key.headers), 201)
+        # A provider serving the model now: its catalog names the registry version.
+        seller = running.deployment.create_key("dash-seller", "inference:sell,inference:read")
+        provider_id = eligible_provider(client, seller.headers, provider_name="Dash GPU")[
+            "provider_id"
+        ]
+        catalog = catalog_body("2026-06-18T00:00:00Z")
+        catalog["models"][0]["registry_model"] = {
+            "slug": f"{PUBLISHER}/swift-7b",
+            "version": "1.0.0",
+        }
+        path = f"/inference/providers/{provider_id}/catalog"
+        ok(client.post(path, json=catalog, headers=seller.headers), 200)
     return key
 
 
@@ -75,6 +88,20 @@ def test_search_narrows_by_facet_and_an_agent_page_shows_versions_and_models(
         f"{PUBLISHER}/swift-7b"
     )
     shot(page, artifacts, "registry agent page")
+
+    # The model's page shows who serves it now, at what ask, and the depth.
+    compatible.get_by_role("button", name=f"{PUBLISHER}/swift-7b").click()
+    model = answer(page, "registry-entry-result")
+    expect(model.locator("[data-testid=registry-slug]")).to_have_text(f"{PUBLISHER}/swift-7b")
+    serving = model.locator("[data-testid=registry-serving]")
+    rows = serving.locator("table").nth(1).locator("tbody tr")
+    expect(rows.first).to_contain_text("Dash GPU")
+    expect(rows.first).to_contain_text("serving")
+    expect(rows.first.locator("td[data-label=Ask]")).to_have_text("0.00000075")
+    depth = serving.locator("table").first.locator("tbody tr")
+    expect(depth).to_have_count(1)
+    expect(depth.locator("td[data-label=Providers]")).to_have_text("1")
+    shot(page, artifacts, "registry model page served by")
 
 
 def test_a_model_is_published_from_the_form_and_another_namespace_is_refused(

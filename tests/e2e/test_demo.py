@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from flow_memory.agent import local_model
+from flow_memory.demo import ROLES
 from tests.integration.test_server import _free_port
 
 pytestmark = pytest.mark.e2e
@@ -104,6 +105,17 @@ def test_the_first_sdk_call_gets_a_real_answer(
     )
     assert listed_only.json()["error"]["code"] == "no_valid_inference_route", listed_only.text
     assert "source_disabled" in listed_only.json()["error"]["message"]
+
+    # The registry's example model lists the demo listings that sell it: none serves now.
+    seller = ROLES["provider"][0]
+    page = httpx.get(
+        f"{base}/inference/registry/models/{seller}/orchestrator-8b",
+        headers={"authorization": f"Bearer {buyer}"},
+        timeout=30,
+    ).json()
+    assert page["served_by"], page
+    assert {s["model"] for s in page["served_by"]} == {"flow-memory-orchestrator"}
+    assert not any(s["serving_now"] for s in page["served_by"]) and page["depth"] == []
 
     usage = httpx.get(
         f"{base}/inference/analytics/usage",
