@@ -311,6 +311,8 @@ def create_app(
         rules=JobRules.of(settings),
     )
     app.state.job_feed = JobFeed(app.state.read_session_factory, app.state.job_timer.signal)
+    # Called as the server begins to stop (``kit.server.run_server``): open streams end.
+    app.state.on_stopping = [app.state.job_feed.end_streams]
     app.state.job_writer = JobWriter.for_engine(
         app.state.engine, app.state.session_factory, committed=app.state.job_timer.committed
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from flow_memory.agent import local_model
 from flow_memory.agent.config import AgentConfig, config_from_mapping
-from flow_memory.agent.daemon import build_agent
+from flow_memory.agent.daemon import run_daemon
 
 log = logging.getLogger("flow_memory.agent")
 
@@ -46,14 +46,15 @@ def start_local_provider(
     log_path: Path,
 ) -> LocalProvider:
     """Start the model server on a free loopback port (its output in ``log_path``), then, on a
-    thread once it answers, a provider agent that enrolls and publishes both model names."""
+    thread once it answers, a provider agent that enrolls and publishes both model names and
+    bids on the job board's chat jobs with the chat model."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:
         process = local_model.start_model_server(port, log_path.with_suffix(""), log_file)
     config = config_from_mapping(
-        tomllib.loads(local_model.agent_config_toml()),
+        tomllib.loads(local_model.agent_config_toml() + local_model.jobs_config_toml()),
         base=AgentConfig(
             flow_memory_url=flow_memory_url,
             model_server_url=base_url,
@@ -77,12 +78,7 @@ def start_local_provider(
             log.error("the local model server did not start; see %s", log_path)
             return
         log.info("the local model server answers at %s", base_url)
-        agent = build_agent(config)
-        try:
-            agent.run(stop)
-        finally:
-            agent.flow.close()
-            agent.model_server.close()
+        run_daemon(config, stop=stop)  # the agent, and its job board bidder beside it
 
     thread = threading.Thread(target=serve_when_ready, daemon=True, name="local-provider-agent")
     thread.start()

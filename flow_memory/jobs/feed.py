@@ -70,13 +70,15 @@ def _last_position(factory: Callable[[], Session]) -> Position:
 
 
 class Follower:
-    """A stream following the feed: woken when events arrive, told if the feed failed."""
+    """A stream following the feed: woken when events arrive, told if the feed failed or the
+    server is stopping (``ended``)."""
 
-    __slots__ = ("failure", "woken")
+    __slots__ = ("ended", "failure", "woken")
 
     def __init__(self) -> None:
         self.woken = asyncio.Event()
         self.failure: Exception | None = None
+        self.ended = False
 
 
 class JobFeed:
@@ -106,6 +108,22 @@ class JobFeed:
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run())
         return follower
+
+    def end_streams(self) -> None:
+        """The server is stopping: every following stream ends after what it has sent (its
+        client reconnects where it resumes, here once the server is back or at another).
+        Callable from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def end() -> None:
+            for follower in self._followers:
+                follower.ended = True
+                follower.woken.set()
+
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: no streams left
+            loop.call_soon_threadsafe(end)
 
     def leave(self, follower: Follower) -> None:
         self._followers.discard(follower)

@@ -130,6 +130,8 @@ async def job_events(
             if follower.failure is not None:
                 yield _error_event(follower.failure)
                 return
+            if follower.ended:
+                return  # the server is stopping: the client reconnects from what it has
             if kept:
                 continue  # the feed may have more by now
             try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from types import FrameType
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -25,10 +26,20 @@ KEEP_ALIVE_SECONDS = 75
 
 
 def run_server(app: Any, *, host: str, port: int, log_level: str) -> None:
-    """Serve ``app`` until the process is stopped (Ctrl-C, SIGTERM)."""
+    """Serve ``app`` until the process is stopped (Ctrl-C, SIGTERM). As it begins to stop,
+    each of ``app.state.on_stopping`` is called (from the signal handler, on the event loop's
+    thread): what holds a connection open for long (an event stream) ends it there, since the
+    server waits for every open request before it exits."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, **server_options(log_level))
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            for hook in getattr(getattr(app, "state", None), "on_stopping", ()):
+                hook()
+
+    config = uvicorn.Config(app, host=host, port=port, **server_options(log_level))
+    Server(config).run()
 
 
 def server_options(log_level: str) -> dict[str, Any]:

@@ -117,6 +117,32 @@ def test_the_first_sdk_call_gets_a_real_answer(
     assert {s["model"] for s in page["served_by"]} == {"flow-memory-orchestrator"}
     assert not any(s["serving_now"] for s in page["served_by"]) and page["depth"] == []
 
+    # The local provider's agent bids on a chat job by itself, answers it and is paid.
+    posted = httpx.post(
+        f"{base}/inference/jobs",
+        headers={"authorization": f"Bearer {buyer}"},
+        json={
+            "request": {"model_hint": "chat", "prompt": "Name one colour.", "max_tokens": 8},
+            "economics": {"max_price": "0.01", "payment_mode": "fixed"},
+            "bid_window_seconds": 600,
+            "deadline_seconds": 600,
+        },
+        timeout=30,
+    )
+    assert posted.status_code == 201, posted.text
+    job_id = posted.json()["job"]["job_id"]
+    job: dict[str, object] = {}
+    while time.monotonic() < deadline + READY_SECONDS and job.get("status") != "completed":
+        assert process.poll() is None, out.read_text(errors="replace")
+        job = httpx.get(
+            f"{base}/inference/jobs/{job_id}",
+            headers={"authorization": f"Bearer {buyer}"},
+            timeout=30,
+        ).json()["job"]
+        if job["status"] != "completed":
+            time.sleep(0.5)
+    assert job.get("status") == "completed", (job, out.read_text(errors="replace"))
+
     usage = httpx.get(
         f"{base}/inference/analytics/usage",
         params={"workspace_id": "demo-seed"},

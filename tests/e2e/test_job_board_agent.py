@@ -30,17 +30,7 @@ pytestmark = pytest.mark.e2e
 # against a hang, not a performance claim.
 WAIT_SECONDS = 300.0
 PROMPT = "Name three colours of the rainbow. Reply in one short line."
-JOBS_TABLE = f"""
-[jobs]
-enabled = true
-max_concurrent = 1
-tokens_per_second = 4
-min_price = "0.00001"
-
-[jobs.classes]
-chat = "{local_model.CHAT_MODEL}"
-any = "{local_model.CHAT_MODEL}"
-"""
+JOBS_TABLE = local_model.jobs_config_toml()
 
 
 @dataclass
