@@ -88,8 +88,9 @@ def post_job(
     body: JobCreate, work: JobWorkDep, clock: ClockDep, principal: Buyer
 ) -> FlowJSONResponse:
     def command(session: Session) -> FlowJSONResponse:
-        job = service.post_job(session, principal=principal, body=body, now=clock.now())
-        return respond({"job": views.detail(session, principal, job)}, status_code=201)
+        posted = service.post_job(session, principal=principal, body=body, now=clock.now())
+        answer = views.detail(session, principal, posted.job, bids=[], timeline=[posted.event])
+        return respond({"job": answer}, status_code=201)
 
     return work.run(command)
 
@@ -220,8 +221,12 @@ def place_bid(
         placed = bidding.place_bid(
             session, principal=principal, job_id=job_id, body=body, now=clock.now(), rules=rules
         )
+        answer = {
+            "bid": views.bid_read(placed.bid),
+            "job": views.summary(session, placed.job, placed.bids),
+        }
         return respond(
-            {"bid": views.bid_read(placed.bid), "job": views.summary(session, placed.job)},
+            answer,
             status_code=201 if placed.created else 200,
         )
 
@@ -342,7 +347,7 @@ def submit_result(
         )
         return respond(
             {
-                "result": archive.result_read(archived.result),
+                "result": archive.result_read(session, archived.result),
                 "replayed": archived.replayed,
                 "job": views.summary(session, archived.job),
             },
@@ -362,4 +367,4 @@ def get_result(
     result_hash: ResultHashPath, session: ReadSessionDep, principal: Reader
 ) -> FlowJSONResponse:
     result = archive.visible_result(session, principal, result_hash)
-    return respond({"result": archive.result_read(result)})
+    return respond({"result": archive.result_read(session, result)})

@@ -16,7 +16,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from flow_memory.jobs import digest, domain, escrow, events, outcomes, repository, service, views
+from flow_memory.jobs import (
+    checks,
+    digest,
+    domain,
+    escrow,
+    events,
+    outcomes,
+    repository,
+    service,
+    views,
+)
 from flow_memory.jobs.models import Job, JobBid, JobResult
 from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.schemas import ResultCreate
@@ -187,8 +197,12 @@ def visible_result(session: Session, principal: Principal, result_hash: str) -> 
     return result
 
 
-def result_read(result: JobResult) -> dict[str, Any]:
+def result_read(session: Session, result: JobResult) -> dict[str, Any]:
+    """A result as answered, with its automatic checks (``flow_memory.jobs.checks``)."""
     document = json.loads(result.content, parse_float=Decimal)
+    job = session.get(Job, result.job_id)
+    winner = session.get(JobBid, result.bid_id)
+    assert job is not None and winner is not None
     return {
         "result_hash": result.result_hash,
         "encoding": ENCODING,
@@ -201,4 +215,5 @@ def result_read(result: JobResult) -> dict[str, Any]:
         "timings": document["timings"],
         "size_bytes": result.size_bytes,
         "created_at": result.created_at,
+        "checks": checks.result_checks(job, winner, document, arrived_at=result.created_at),
     }

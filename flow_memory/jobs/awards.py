@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from flow_memory.jobs import domain, escrow, events, outcomes, repository, standing
+from flow_memory.jobs import domain, escrow, events, outcomes, repository
 from flow_memory.jobs.domain import Decision, Offer, Terms
 from flow_memory.jobs.models import Job, JobBid
 from flow_memory.jobs.outcomes import JobRules
+from flow_memory.jobs.standing import StandingReads
 
 
 def terms_of(job: Job, rules: JobRules) -> Terms:
@@ -23,27 +24,50 @@ def terms_of(job: Job, rules: JobRules) -> Terms:
     return Terms(job.max_price, job.deadline_seconds, outcomes.floor(job, rules))
 
 
-def offers_of(session: Session, bids: Sequence[JobBid]) -> list[Offer]:
-    """The bids as the award weighs them, with their bidders' standing."""
-    known = standing.standings(session, {bid.bidder_id for bid in bids})
+def offers_of(
+    session: Session, bids: Sequence[JobBid], reads: StandingReads | None = None
+) -> list[Offer]:
+    """The bids as the award weighs them, with their bidders' standing (``reads``: the
+    command's, when it has read some already)."""
+    if reads is None:
+        reads = StandingReads(session)
+    known = reads.standings({bid.bidder_id for bid in bids})
     return [
         Offer(b.bid_id, b.price, b.estimated_time_s, b.submitted_at, known.get(b.bidder_id))
         for b in bids
     ]
 
 
-def reason_against(session: Session, job: Job, bid: JobBid, *, rules: JobRules) -> str | None:
+def reason_against(
+    session: Session,
+    job: Job,
+    bid: JobBid,
+    *,
+    rules: JobRules,
+    reads: StandingReads | None = None,
+) -> str | None:
     """Why ``bid`` may not win ``job`` now, or None when it is eligible."""
-    return domain.ineligibility(terms_of(job, rules), offers_of(session, [bid])[0])
+    return domain.ineligibility(terms_of(job, rules), offers_of(session, [bid], reads)[0])
 
 
 def award(
-    session: Session, job: Job, *, now: datetime, rules: JobRules, chosen: str | None = None
+    session: Session,
+    job: Job,
+    *,
+    now: datetime,
+    rules: JobRules,
+    chosen: str | None = None,
+    bids: Sequence[JobBid] | None = None,
+    reads: StandingReads | None = None,
 ) -> JobBid | None:
     """Award the job to ``chosen`` or its best-ranked live bid; every other live bid loses
-    with its reason. None, and nothing changes, when no live bid is eligible."""
-    live = [b for b in repository.bids_of(session, job.job_id) if b.status == domain.LIVE]
-    decision = domain.decide(terms_of(job, rules), offers_of(session, live), chosen=chosen)
+    with its reason. None, and nothing changes, when no live bid is eligible (``chosen``
+    included). ``bids``: all of the job's, when the caller holds them (read under the job's
+    lock, as changed since), so they are not read again; ``reads``: the command's standings."""
+    if bids is None:
+        bids = repository.bids_of(session, job.job_id)
+    live = [b for b in bids if b.status == domain.LIVE]
+    decision = domain.decide(terms_of(job, rules), offers_of(session, live, reads), chosen=chosen)
     if decision.winner is None:
         return None
     return _give(session, job, live, decision, now=now, reaward=False)

@@ -3,6 +3,7 @@ while the window is open. In fixed mode an eligible bid wins at once."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +13,7 @@ from flow_memory.jobs import awards, domain, escrow, events, outcomes, repositor
 from flow_memory.jobs.models import Job, JobBid
 from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.schemas import BidCreate
+from flow_memory.jobs.standing import StandingReads
 from flow_memory.kit.actors import ensure_may_act_as
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Conflict, Invalid, NotFound
@@ -24,6 +26,7 @@ class Placed:
     bid: JobBid
     job: Job
     created: bool  # False: the bidder's bid was revised
+    bids: Sequence[JobBid] | None = None  # all of the job's, when read: the answer reuses them
 
 
 def place_bid(
@@ -56,8 +59,11 @@ def place_bid(
             field="bidder_id",
             hint="bid as an identity that does not pay for the job",
         )
-    outcomes.ensure_may_bid(session, job, bidder_id=bidder, rules=rules)
-    bid = repository.bid_of_bidder(session, job.job_id, bidder)
+    reads = StandingReads(session)
+    outcomes.ensure_may_bid(session, job, bidder_id=bidder, rules=rules, reads=reads)
+    # Every bid of the job, read once under its lock: the award and the answer use them too.
+    bids = repository.bids_of(session, job.job_id)
+    bid = next((b for b in bids if b.bidder_id == bidder), None)
     created = bid is None
     if bid is None:
         bid = JobBid(
@@ -68,6 +74,7 @@ def place_bid(
             placed_at=now,
         )
         session.add(bid)
+        bids.append(bid)
         kind = events.BID_PLACED
     else:
         kind = events.BID_REVISED if bid.status == domain.LIVE else events.BID_PLACED
@@ -91,12 +98,9 @@ def place_bid(
         {"bid_id": bid.bid_id, "bidder_id": bid.bidder_id, "revision": bid.revision},
         now=now,
     )
-    if (
-        job.payment_mode == "fixed"
-        and awards.reason_against(session, job, bid, rules=rules) is None
-    ):
-        awards.award(session, job, now=now, rules=rules, chosen=bid.bid_id)
-    return Placed(bid, job, created)
+    if job.payment_mode == "fixed":  # the award leaves an ineligible bid live, changing nothing
+        awards.award(session, job, now=now, rules=rules, chosen=bid.bid_id, bids=bids, reads=reads)
+    return Placed(bid, job, created, bids)
 
 
 def withdraw_bid(

@@ -41,10 +41,10 @@ def take(
     enforced account that cannot cover it refuses the job: 402 ``insufficient_credit``."""
     account = open_account(session, holder_id=payer_id, now=now)
     try:
-        held = holds.hold(
+        held = holds.hold_on(
             session,
             key=f"job:{job_id}:escrow",
-            account_id=account.account_id,
+            account=account,
             amount=amount,
             cause=Cause(ESCROW, job_id, actor_id=actor_id, memo="a job's escrow"),
             expires_at=expires_at,

@@ -54,11 +54,12 @@ KINDS = (
 
 def record(
     session: Session, job: Job, kind: str, payload: Mapping[str, Any], *, now: datetime
-) -> None:
+) -> JobEvent:
     """Write one event of ``job`` (with its status after the change) in the session's
-    transaction, copy it to the market feed and announce it to the other servers."""
+    transaction, copy it to the market feed and announce it to the other servers; the event
+    as stored."""
     stored = _storable({"job_id": job.job_id, "status": job.status, **payload})
-    repository.insert_event(session, job_id=job.job_id, kind=kind, payload=stored, now=now)
+    event = repository.insert_event(session, job_id=job.job_id, kind=kind, payload=stored, now=now)
     session.add(
         FeedEvent(
             kind=kind,
@@ -74,6 +75,7 @@ def record(
     due = job.bids_close_at if kind == POSTED else job.result_due_at if kind == AWARDED else None
     if due is not None:
         _note_due(session, due)
+    return event
 
 
 def _note_due(session: Session, moment: datetime) -> None:

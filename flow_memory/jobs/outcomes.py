@@ -12,6 +12,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from flow_memory.jobs.models import Job, JobBid
+from flow_memory.jobs.standing import StandingReads
 from flow_memory.reputation import domain as reputation
 from flow_memory.reputation import service, stakes
 from flow_memory.settings import Settings
@@ -41,13 +42,26 @@ def floor(job: Job, rules: JobRules) -> Decimal:
     return reputation.required_standing(job.min_reputation, rules.exclusion_threshold)
 
 
-def ensure_may_bid(session: Session, job: Job, *, bidder_id: str, rules: JobRules) -> None:
-    """Refuse a bid from a bidder below the floor (409 ``below_reputation_floor``)."""
+def ensure_may_bid(
+    session: Session,
+    job: Job,
+    *,
+    bidder_id: str,
+    rules: JobRules,
+    reads: StandingReads | None = None,
+) -> None:
+    """Refuse a bid from a bidder below the floor (409 ``below_reputation_floor``). The floor
+    weighs the bidder's recorded standing (reputation's own source, whatever other source is
+    registered), read through ``reads`` so that the award that follows reuses it."""
+    if reads is None:
+        reads = StandingReads(session)
+    has = reads.of_source(service.bidder_standings, [bidder_id])[bidder_id]
     service.ensure_above_floor(
         session,
         bidder_id=bidder_id,
         min_reputation=job.min_reputation,
         exclusion_threshold=rules.exclusion_threshold,
+        standing=has,
     )
 
 

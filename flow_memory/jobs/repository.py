@@ -97,11 +97,6 @@ def bids_of(session: Session, job_id: str) -> list[JobBid]:
     return list(session.scalars(query))
 
 
-def bid_of_bidder(session: Session, job_id: str, bidder_id: str) -> JobBid | None:
-    query = select(JobBid).where(JobBid.job_id == job_id, JobBid.bidder_id == bidder_id)
-    return session.scalars(query.execution_options(populate_existing=True)).first()
-
-
 def bid(session: Session, bid_id: str) -> JobBid | None:
     query = select(JobBid).where(JobBid.bid_id == bid_id)
     return session.scalars(query.execution_options(populate_existing=True)).first()
@@ -160,16 +155,21 @@ def _settled(session: Session) -> ColumnElement[bool]:
 
 def insert_event(
     session: Session, *, job_id: str, kind: str, payload: Mapping[str, Any], now: datetime
-) -> None:
-    session.execute(
-        insert(JobEvent).values(
+) -> JobEvent:
+    """Write one event; it as stored (its id, its canonical payload), read back in the same
+    statement so an answer that shows it need not read it again."""
+    statement = (
+        insert(JobEvent)
+        .values(
             tx=_transaction_id(session),
             job_id=job_id,
             kind=kind,
             payload=dict(payload),
             created_at=now,
         )
+        .returning(JobEvent)
     )
+    return session.scalars(statement).one()
 
 
 def events_of_job(session: Session, job_id: str, *, limit: int) -> list[JobEvent]:

@@ -344,6 +344,38 @@ class AssignmentRead(BaseModel):
     request: AssignmentRequestRead
 
 
+class ModelCheckRead(BaseModel):
+    passed: bool
+    awarded: str = Field(description="The model of the winning bid")
+    claimed: str = Field(description="The model the result names")
+
+
+class TokenCheckRead(BaseModel):
+    passed: bool
+    reported: int
+    plausible_from: int = Field(description="A quarter of the text's pieces (words, marks)")
+    plausible_to: int = Field(
+        description="The text's UTF-8 bytes plus 16 a text (a message), at most max_tokens "
+        "for the completion"
+    )
+
+
+class OnTimeCheckRead(BaseModel):
+    passed: bool
+    arrived_at: datetime
+    result_due_at: datetime | None
+
+
+class ResultChecksRead(BaseModel):
+    """Automatic checks shown to whoever judges the result (flow_memory.jobs.checks)."""
+
+    passed: bool = Field(description="Every check below passed")
+    model_awarded: ModelCheckRead
+    completion_tokens_plausible: TokenCheckRead
+    prompt_tokens_plausible: TokenCheckRead
+    on_time: OnTimeCheckRead
+
+
 class ResultRead(BaseModel):
     result_hash: str = Field(
         description="sha256: and the SHA-256 of the canonical encoding in lower-case hex"
@@ -358,6 +390,7 @@ class ResultRead(BaseModel):
     timings: dict[str, Credits]
     size_bytes: int
     created_at: datetime
+    checks: ResultChecksRead
 
 
 class JobResponse(SafetyFields):

@@ -3,15 +3,17 @@ cancel. Bids are in ``bidding``, results in ``archive``, the timer's work in ``a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from flow_memory.jobs import awards, domain, escrow, events, repository, views
-from flow_memory.jobs.models import Job, JobBid
+from flow_memory.jobs.models import Job, JobBid, JobEvent
 from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.schemas import JobCreate
+from flow_memory.jobs.standing import StandingReads
 from flow_memory.kit.actors import ensure_may_act_as
 from flow_memory.kit.cursors import decode_cursor, encode_cursor
 from flow_memory.kit.deps import Principal
@@ -19,7 +21,15 @@ from flow_memory.kit.errors import Conflict, Invalid, NotFound
 from flow_memory.kit.ids import new_id
 
 
-def post_job(session: Session, *, principal: Principal, body: JobCreate, now: datetime) -> Job:
+@dataclass(frozen=True)
+class Posted:
+    """A job just posted and its one event so far (its timeline, with no bids yet)."""
+
+    job: Job
+    event: JobEvent
+
+
+def post_job(session: Session, *, principal: Principal, body: JobCreate, now: datetime) -> Posted:
     """Post a job for its requester (the key's owner or an identity it acts as), holding its
     escrow on the requester's paying account."""
     ensure_may_act_as(principal, body.requester_id, field="requester_id")
@@ -94,7 +104,7 @@ def post_job(session: Session, *, principal: Principal, body: JobCreate, now: da
     session.add(job)
     session.flush()
     posted = views.request_read(job, reveal=False)
-    events.record(
+    event = events.record(
         session,
         job,
         events.POSTED,
@@ -113,7 +123,7 @@ def post_job(session: Session, *, principal: Principal, body: JobCreate, now: da
         },
         now=now,
     )
-    return job
+    return Posted(job, event)
 
 
 def find(session: Session, job_id: str, *, for_update: bool = False) -> Job:
@@ -179,13 +189,14 @@ def award_early(
     """The requester awards before the window closes: the bid it names, or the best score."""
     job = requesters_job(session, principal, job_id)
     ensure_open(job, now=now)
+    reads = StandingReads(session)  # the named bid's standing, read once for both checks
     if bid_id is not None:
         chosen = repository.bid(session, bid_id)
         if chosen is None or chosen.job_id != job.job_id:
             raise NotFound("bid not found on this job", field="bid_id")
         if chosen.status != domain.LIVE:
             raise Conflict(f"the bid is {chosen.status}", code="bid_not_live", field="bid_id")
-        why = awards.reason_against(session, job, chosen, rules=rules)
+        why = awards.reason_against(session, job, chosen, rules=rules, reads=reads)
         if why is not None:
             raise Conflict(
                 f"the bid is not eligible: {why.replace('_', ' ')}",
@@ -193,7 +204,7 @@ def award_early(
                 field="bid_id",
                 hint="award an eligible bid, or leave bid_id out to award the best score",
             )
-    winner = awards.award(session, job, now=now, rules=rules, chosen=bid_id)
+    winner = awards.award(session, job, now=now, rules=rules, chosen=bid_id, reads=reads)
     if winner is None:
         raise Conflict(
             "no live bid is eligible for this job",

@@ -39,9 +39,33 @@ def unregister_standing_source(source: StandingSource) -> None:
 
 def standings(session: Session, bidder_ids: Collection[str]) -> dict[str, Decimal]:
     """The standing of every bidder a source knows (the last registered source wins)."""
-    found: dict[str, Decimal] = {}
-    if not bidder_ids:
+    return StandingReads(session).standings(bidder_ids)
+
+
+class StandingReads:
+    """The standings one command reads, each source asked at most once per bidder: a bid is
+    checked against the job's floor, then (in fixed mode) awarded, and both read the bidder's
+    standing, which nothing between them changes. Made for one command and dropped with it:
+    a standing changes as outcomes are recorded, so none is kept any longer."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._answers: dict[StandingSource, dict[str, Decimal | None]] = {}
+
+    def standings(self, bidder_ids: Collection[str]) -> dict[str, Decimal]:
+        """``standing.standings``, asking each source only of bidders it was not asked of."""
+        found: dict[str, Decimal] = {}
+        if not bidder_ids:
+            return found
+        for source in _SOURCES:
+            found.update(self.of_source(source, bidder_ids))
         return found
-    for source in _SOURCES:
-        found.update(source(session, bidder_ids))
-    return found
+
+    def of_source(self, source: StandingSource, bidder_ids: Collection[str]) -> dict[str, Decimal]:
+        """What ``source`` says of the bidders it knows among ``bidder_ids``."""
+        answers = self._answers.setdefault(source, {})
+        unasked = [b for b in dict.fromkeys(bidder_ids) if b not in answers]
+        if unasked:
+            said = source(self._session, unasked)
+            answers.update({b: said.get(b) for b in unasked})
+        return {b: known for b in bidder_ids if (known := answers[b]) is not None}

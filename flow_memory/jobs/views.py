@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from flow_memory.jobs import domain, events, repository
-from flow_memory.jobs.models import Job, JobBid
+from flow_memory.jobs.models import Job, JobBid, JobEvent
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.scopes import AUDIT
 
@@ -131,12 +131,23 @@ def summary(session: Session, job: Job, bids: Sequence[JobBid] | None = None) ->
     return job_read(job, bid_count=count, winner=winner)
 
 
-def detail(session: Session, principal: Principal, job: Job) -> dict[str, Any]:
-    """The job with the bids the caller may see and its timeline."""
-    bids = repository.bids_of(session, job.job_id)
+def detail(
+    session: Session,
+    principal: Principal,
+    job: Job,
+    *,
+    bids: Sequence[JobBid] | None = None,
+    timeline: Sequence[JobEvent] | None = None,
+) -> dict[str, Any]:
+    """The job with the bids the caller may see and its timeline. ``bids`` and ``timeline``:
+    all of the job's, when the caller holds them (a job it just posted), so they are not
+    read again."""
+    if bids is None:
+        bids = repository.bids_of(session, job.job_id)
     everyone = sees_every_bid(principal, job)
     shown = [b for b in bids if everyone or principal.may_act_as(b.bidder_id)]
-    timeline = repository.events_of_job(session, job.job_id, limit=TIMELINE_LIMIT)
+    if timeline is None:
+        timeline = repository.events_of_job(session, job.job_id, limit=TIMELINE_LIMIT)
     return {
         **summary(session, job, bids),
         "bids": [bid_read(b) for b in shown],

@@ -19,7 +19,7 @@ from flow_memory.kit.ids import new_id
 from flow_memory.kit.money import EXACT
 from flow_memory.ledger import repository
 from flow_memory.ledger.domain import Cause, Posting
-from flow_memory.ledger.models import LedgerHold
+from flow_memory.ledger.models import LedgerAccount, LedgerHold
 from flow_memory.ledger.service import find_account, transfer
 
 
@@ -46,11 +46,33 @@ def hold(
 ) -> HoldResult:
     """Set ``amount`` aside on a main account for the action ``cause`` until ``expires_at``;
     an enforced account that cannot cover it refuses with 402 ``insufficient_credit``."""
-    if amount <= 0:
-        raise Invalid("a hold's amount must be above zero", field="amount")
-    if expires_at <= now:
-        raise Invalid("a hold must expire in the future", field="expires_at")
+    _ensure_holdable(amount, expires_at, now)  # refused before the account is looked for
     account = find_account(session, account_id)
+    return hold_on(
+        session,
+        key=key,
+        account=account,
+        amount=amount,
+        cause=cause,
+        expires_at=expires_at,
+        now=now,
+    )
+
+
+def hold_on(
+    session: Session,
+    *,
+    key: str,
+    account: LedgerAccount,
+    amount: Decimal,
+    cause: Cause,
+    expires_at: datetime,
+    now: datetime,
+) -> HoldResult:
+    """``hold`` on a main account the caller has loaded already (``open_account`` gives it),
+    so it is not read again."""
+    _ensure_holdable(amount, expires_at, now)
+    assert account.role == "main"
     hold_account = repository.hold_account(session, account.account_id)
     assert hold_account is not None
     moved = transfer(
@@ -59,6 +81,7 @@ def hold(
         postings=[Posting(account.account_id, -amount), Posting(hold_account.account_id, amount)],
         cause=cause,
         now=now,
+        accounts=[account, hold_account],
     )
     if moved.replayed:
         found = repository.hold_by_key(session, key)
@@ -81,6 +104,13 @@ def hold(
     session.add(record)
     session.flush()
     return HoldResult(record, replayed=False)
+
+
+def _ensure_holdable(amount: Decimal, expires_at: datetime, now: datetime) -> None:
+    if amount <= 0:
+        raise Invalid("a hold's amount must be above zero", field="amount")
+    if expires_at <= now:
+        raise Invalid("a hold must expire in the future", field="expires_at")
 
 
 def settle(

@@ -6,7 +6,7 @@ credits commits or rolls back with the market action that causes it. Nothing her
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -185,39 +185,54 @@ def available(session: Session, *, account_id: str) -> Decimal:
 
 
 def transfer(
-    session: Session, *, key: str, postings: Sequence[Posting], cause: Cause, now: datetime
+    session: Session,
+    *,
+    key: str,
+    postings: Sequence[Posting],
+    cause: Cause,
+    now: datetime,
+    accounts: Sequence[LedgerAccount] = (),
 ) -> TransferResult:
     """Write one transfer (postings summing to zero) unless ``key`` was used before, in which
     case nothing moves and the first transfer is returned. An enforced account that would end
-    below zero refuses it with 402 ``insufficient_credit``."""
-    return transfer_many(session, [TransferRequest(key, tuple(postings), cause)], now=now)[0]
+    below zero refuses it with 402 ``insufficient_credit``. ``accounts``: postings' accounts
+    the caller has loaded already, so they are not read again."""
+    request = TransferRequest(key, tuple(postings), cause)
+    return transfer_many(session, [request], now=now, accounts=accounts)[0]
 
 
 def transfer_many(
-    session: Session, requests: Sequence[TransferRequest], *, now: datetime
+    session: Session,
+    requests: Sequence[TransferRequest],
+    *,
+    now: datetime,
+    accounts: Sequence[LedgerAccount] = (),
 ) -> list[TransferResult]:
     """``transfer`` for each request in order, in the session's transaction: for a writer
     that records actions in batches. One refused request refuses the batch (raise)."""
     for request in requests:
         check_transfer(request.postings)
     session.flush()
+    known = {account.account_id: account for account in accounts}
     results: list[TransferResult] = []
     for request in requests:
-        results.append(_write(session, request, now))
+        results.append(_write(session, request, now, known))
     return results
 
 
-def _write(session: Session, request: TransferRequest, now: datetime) -> TransferResult:
+def _write(
+    session: Session, request: TransferRequest, now: datetime, known: dict[str, LedgerAccount]
+) -> TransferResult:
     found = repository.transfer_by_key(session, request.key)
     if found is not None:
         _ensure_same(session, found, request.postings)
         return TransferResult(found, replayed=True)
     net = netted(request.postings)
-    accounts = repository.accounts(session, net)
+    accounts = _accounts(session, net, known)
     rows = repository.balances(session, net, for_update=True)
     if set(net) - set(rows):
         raise NotFound("a posting names no ledger account", field="postings")
-    found = repository.transfer_by_key(session, request.key)
+    found = _written_meanwhile(session, request.key)
     if found is not None:  # written by a transaction that held these rows before us
         _ensure_same(session, found, request.postings)
         return TransferResult(found, replayed=True)
@@ -226,25 +241,7 @@ def _write(session: Session, request: TransferRequest, now: datetime) -> Transfe
     for account_id, delta in sorted(net.items()):
         _ensure_may_take(accounts[account_id], rows[account_id].amount, delta)
     transfer_id = new_ordered_id("xfer", now)
-    cause = request.cause
-    repository.insert_ignoring_conflicts(
-        session,
-        LedgerTransfer,
-        [
-            {
-                "transfer_id": transfer_id,
-                "idempotency_key": request.key,
-                "cause_kind": cause.kind,
-                "cause_id": cause.id,
-                "actor_id": cause.actor_id,
-                "memo": cause.memo,
-                "created_at": now,
-            }
-        ],
-        on=("idempotency_key",),
-    )
-    written = repository.transfer_by_key(session, request.key)
-    assert written is not None
+    written = _insert_transfer(session, request, transfer_id, now)
     if written.transfer_id != transfer_id:  # a concurrent transaction wrote it first
         _ensure_same(session, written, request.postings)
         return TransferResult(written, replayed=True)
@@ -265,6 +262,61 @@ def _write(session: Session, request: TransferRequest, now: datetime) -> Transfe
         row.updated_at = now
     session.flush()
     return TransferResult(written, replayed=False)
+
+
+def _accounts(
+    session: Session, account_ids: Collection[str], known: dict[str, LedgerAccount]
+) -> dict[str, LedgerAccount]:
+    """The accounts by id, reading only those the caller has not loaded: a query would give
+    back the very objects the session holds (it refreshes none of them)."""
+    found = {i: known[i] for i in account_ids if i in known}
+    missing = [i for i in account_ids if i not in known]
+    if missing:
+        found.update(repository.accounts(session, missing))
+    return found
+
+
+def _others_write_meanwhile(session: Session) -> bool:
+    """Whether another transaction may write a transfer between two reads of this one. On
+    PostgreSQL (read committed) it may; SQLite writes one transaction at a time (each write
+    transaction takes the write lock as it begins) and each reads one snapshot, so a key found
+    free stays free until this transaction writes it."""
+    return session.get_bind().dialect.name != "sqlite"
+
+
+def _written_meanwhile(session: Session, key: str) -> LedgerTransfer | None:
+    """The transfer holding ``key`` written by a transaction that committed since this one
+    found the key free (never on SQLite, see ``_others_write_meanwhile``)."""
+    if not _others_write_meanwhile(session):
+        return None
+    return repository.transfer_by_key(session, key)
+
+
+def _insert_transfer(
+    session: Session, request: TransferRequest, transfer_id: str, now: datetime
+) -> LedgerTransfer:
+    """Write the transfer's row; the row that holds its key: this one, or where another
+    transaction wrote the key first, that one (PostgreSQL only; on SQLite nothing can, so the
+    row is written as it is and not read back)."""
+    cause = request.cause
+    row = {
+        "transfer_id": transfer_id,
+        "idempotency_key": request.key,
+        "cause_kind": cause.kind,
+        "cause_id": cause.id,
+        "actor_id": cause.actor_id,
+        "memo": cause.memo,
+        "created_at": now,
+    }
+    if not _others_write_meanwhile(session):
+        written = LedgerTransfer(**row)
+        session.add(written)
+        session.flush()
+        return written
+    repository.insert_ignoring_conflicts(session, LedgerTransfer, [row], on=("idempotency_key",))
+    found = repository.transfer_by_key(session, request.key)
+    assert found is not None
+    return found
 
 
 def _ensure_may_take(account: LedgerAccount, amount: Decimal, delta: Decimal) -> None:

@@ -178,11 +178,14 @@ def ensure_above_floor(
     bidder_id: str,
     min_reputation: Decimal | None,
     exclusion_threshold: float | Decimal,
+    standing: Decimal | None = None,
 ) -> Decimal:
     """Refuse a bid from a bidder below the exclusion threshold or the job's floor (409
-    ``below_reputation_floor``, naming the standing needed); the bidder's standing."""
+    ``below_reputation_floor``, naming the standing needed); the bidder's standing.
+    ``standing``: the bidder's as ``bidder_standings`` gave it, when the caller has read it in
+    this transaction already and recorded no outcome since."""
     needed = domain.required_standing(min_reputation, as_decimal(exclusion_threshold))
-    has = standings(session, [bidder_id])[bidder_id]
+    has = standings(session, [bidder_id])[bidder_id] if standing is None else standing
     if has < needed:
         raise Conflict(
             f"the bidder's standing {has} is below the {needed} this job needs",

@@ -69,10 +69,10 @@ def _hold(
 ) -> str:
     account = open_account(session, holder_id=stake.payer_id, now=now)
     try:
-        held = holds.hold(
+        held = holds.hold_on(
             session,
             key=f"stake:{stake.stake_id}:{stake.slashes}",
-            account_id=account.account_id,
+            account=account,
             amount=amount,
             cause=Cause(
                 "stake", stake.stake_id, actor_id=actor_id, memo=f"a {stake.purpose} stake"

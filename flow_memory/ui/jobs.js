@@ -297,6 +297,38 @@ function jobView(job) {
   );
 }
 
+const CHECK_NAMES = {
+  model_awarded: "Model is the one awarded",
+  completion_tokens_plausible: "Completion tokens plausible for the output",
+  prompt_tokens_plausible: "Prompt tokens plausible for the request",
+  on_time: "Arrived before the deadline",
+};
+
+function checkDetail(name, check) {
+  if (name === "model_awarded") return `awarded ${check.awarded}, claimed ${check.claimed}`;
+  if (name === "on_time") return `arrived ${textOf(check.arrived_at)}, due ${textOf(check.result_due_at)}`;
+  return `reported ${textOf(check.reported)}, plausible ${textOf(check.plausible_from)} to ${textOf(check.plausible_to)}`;
+}
+
+function checksView(checks) {
+  if (!checks) return null;
+  const rows = Object.entries(CHECK_NAMES).map(([name, label]) => ({ name, label, check: checks[name] }));
+  return h(
+    "div",
+    { class: "wide", "data-testid": "job-result-checks" },
+    h("h3", {}, "Automatic checks ", badge(checks.passed ? "all passed" : "failed", checks.passed ? "good" : "bad")),
+    h("p", { class: "hint" }, "Counted by Flow Memory from the archived result, not taken from the bidder: shown to whoever judges it."),
+    table(
+      [
+        { label: "Check", cell: (r) => r.label },
+        { label: "Result", cell: (r) => badge(r.check.passed ? "passed" : "failed", r.check.passed ? "good" : "bad") },
+        { label: "Detail", cell: (r) => checkDetail(r.name, r.check) },
+      ],
+      rows,
+    ),
+  );
+}
+
 function resultView(result) {
   const usage = Object.entries(result.usage || {}).map(([name, n]) => `${name} ${textOf(n)}`);
   const timings = Object.entries(result.timings || {}).map(([name, s]) => `${name} ${numberText(s)}`);
@@ -319,6 +351,7 @@ function resultView(result) {
         ["Archived", time(result.created_at)],
       ]),
     ),
+    checksView(result.checks),
   );
 }
 

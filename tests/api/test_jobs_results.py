@@ -146,6 +146,40 @@ class TestUpload:
         }
         assert_ledger_sound(app)
 
+    def test_every_reader_sees_the_results_automatic_checks(
+        self, client: TestClient, buyer: Headers, winner: Bidder, awarded: str
+    ) -> None:
+        answer = upload(client, winner.headers, awarded)
+        checks = answer.json()["result"]["checks"]
+        assert checks["passed"] is True, checks
+        assert checks["model_awarded"] == {"passed": True, "awarded": MODEL, "claimed": MODEL}
+        assert checks["on_time"]["result_due_at"] == "2026-06-17T00:06:00Z"
+        path = f"/inference/results/{answer.json()['result']['result_hash']}"
+        read = client.get(path, headers=buyer)
+        assert read.status_code == 200, read.text
+        assert read.json()["result"]["checks"] == checks
+
+    def test_a_result_claiming_another_model_or_implausible_usage_shows_its_failed_checks(
+        self, client: TestClient, winner: Bidder, awarded: str
+    ) -> None:
+        answer = upload(
+            client,
+            winner.headers,
+            awarded,
+            model="another-model",
+            usage={"prompt_tokens": 16, "completion_tokens": 100_000},
+        )
+        assert answer.status_code == 201, answer.text  # judged by whoever judges, not refused
+        checks = answer.json()["result"]["checks"]
+        failed = {
+            name for name, check in checks.items() if name != "passed" and not check["passed"]
+        }
+        assert failed == {"model_awarded", "completion_tokens_plausible"}
+        assert checks["passed"] is False
+        completion = checks["completion_tokens_plausible"]
+        assert completion["reported"] == 100_000
+        assert completion["plausible_to"] <= 500  # the job's max_tokens bounds it
+
     def test_the_same_result_again_is_a_replay_other_content_is_409(
         self, app: FastAPI, client: TestClient, winner: Bidder, awarded: str
     ) -> None:

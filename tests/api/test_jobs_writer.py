@@ -50,10 +50,12 @@ def posting(app: FastAPI, memo: str, *, then_refuse: bool = False) -> Any:
 
     def command(session: Session) -> str:
         body = JobCreate.model_validate(job_body(request=request))
-        job = service.post_job(session, principal=REQUESTER, body=body, now=app.state.clock.now())
+        posted = service.post_job(
+            session, principal=REQUESTER, body=body, now=app.state.clock.now()
+        )
         if then_refuse:
             raise Conflict("refused after writing", code="test_refusal")
-        return job.job_id
+        return posted.job.job_id
 
     return command
 

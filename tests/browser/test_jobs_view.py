@@ -195,6 +195,11 @@ def test_a_job_is_posted_bid_on_awarded_from_the_page_and_its_result_shown(
     assert output.text_content() == OUTPUT
     expect(output.locator("b, script")).to_have_count(0)
     assert page.evaluate("window.injected") is None
+    # The automatic checks, counted by Flow Memory, are shown to whoever judges the result.
+    checks = archived.locator("[data-testid=job-result-checks]")
+    expect(checks.locator("h3")).to_contain_text("all passed")
+    expect(checks.locator("tbody tr")).to_have_count(4)
+    expect(checks.locator("td[data-label=Result]")).to_have_text(["passed"] * 4)
 
     go(page, "jobs")
     page.locator("#jobs-list-form").get_by_label("Status").select_option("completed")

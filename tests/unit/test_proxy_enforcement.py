@@ -28,16 +28,27 @@ class Reads:
         self.enforcement, self.clock, self.enforced = enforcement, clock, enforced
         self.count = 0
         self.release = threading.Event()
+        self.started = threading.Event()
+        self.finished = threading.Event()
         self.fail = False
 
     def __call__(self, payer: str):  # type: ignore[no-untyped-def]
         self.count += 1
+        self.started.set()
         assert self.release.wait(30)
-        if self.fail:
-            raise RuntimeError("the database is unavailable")
-        return self.enforcement.remember(
-            payer, account_id="acct_1", enforced=self.enforced, read_at=self.clock.now
-        )
+        try:
+            if self.fail:
+                raise RuntimeError("the database is unavailable")
+            return self.enforcement.remember(
+                payer, account_id="acct_1", enforced=self.enforced, read_at=self.clock.now
+            )
+        finally:
+            self.finished.set()
+
+
+async def happened(event: threading.Event) -> None:
+    """Wait (off the loop) for what the read's thread signals; the timeout is a guard."""
+    assert await asyncio.to_thread(event.wait, 30)
 
 
 async def settle() -> None:
@@ -73,13 +84,10 @@ def test_an_unenforced_payer_read_a_second_ago_is_answered_at_once_while_it_is_r
         reads = Reads(enforcement, clock, enforced=True)  # an admin enforced it meanwhile
         answers = [await enforcement.known("agent-1", reads) for _ in range(10)]
         assert {answer.enforced for answer in answers} == {False}
-        await settle()
-        assert reads.count == 1
+        await happened(reads.started)
+        assert reads.count == 1  # ten calls, one read
         reads.release.set()
-        for _ in range(200):
-            if enforcement.cached("agent-1") is not None:
-                break
-            await asyncio.sleep(0.01)
+        await happened(reads.finished)
         assert (await enforcement.known("agent-1", reads)).enforced
         assert reads.count == 1
 
