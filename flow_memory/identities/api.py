@@ -78,7 +78,7 @@ def list_agents(
 ) -> FlowJSONResponse:
     filters = {"kind": kind, "status": status, "creator_id": operator_id}
     page = service.page_agents(session, filters=filters, limit=limit, cursor=cursor)
-    reads = [service.agent_read(session, principal, a) for a in page.agents]
+    reads = service.agents_read(session, principal, page.agents)
     return respond({"agents": reads, "count": len(reads), "next_cursor": page.next_cursor})
 
 

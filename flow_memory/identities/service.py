@@ -6,7 +6,7 @@ other server on a PostgreSQL database to clear theirs)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -171,33 +171,44 @@ def sees_private(principal: Principal, agent: AgentIdentity) -> bool:
 
 
 def agent_read(session: Session, principal: Principal, agent: AgentIdentity) -> dict[str, Any]:
-    records, units = repository.usage_counts(session, agent.agent_id)
-    account = ledger.account_of(session, agent.agent_id)
-    return {
-        "agent_id": agent.agent_id,
-        "kind": agent.kind,
-        "display_name": agent.display_name,
-        "description": agent.description,
-        "values": agent.values,
-        "models": agent.models,
-        "profile": agent.profile,
-        "operator_id": agent.creator_id if agent.kind == "bound" else None,
-        "memory_ref": agent.memory_ref if sees_private(principal, agent) else None,
-        "status": agent.status,
-        "self_keyed": agent.keyed_at is not None,
-        "account_id": account.account_id if account is not None else None,
-        "created_at": agent.created_at,
-        "suspended_at": agent.suspended_at,
-        "activity": {
-            "usage_records": records,
-            "units_consumed": units,
-            "active_keys": len(repository.active_keys(session, agent.agent_id)),
-        },
-        "standing": {
-            role: reputation.standings(session, [agent.agent_id], role)[agent.agent_id]
-            for role in (BIDDER, VALIDATOR)
-        },
-    }
+    return agents_read(session, principal, [agent])[0]
+
+
+def agents_read(
+    session: Session, principal: Principal, agents: Sequence[AgentIdentity]
+) -> list[dict[str, Any]]:
+    """Agents as answered, their activity, accounts and standings read for all at once: a
+    page of agents costs a few queries, not a few per agent."""
+    ids = [agent.agent_id for agent in agents]
+    usage = repository.usage_counts_of(session, ids)
+    keys = repository.active_key_counts(session, ids)
+    accounts = {a.holder_id: a.account_id for a in ledger.accounts_of(session, ids)}
+    standing = {role: reputation.standings(session, ids, role) for role in (BIDDER, VALIDATOR)}
+    return [
+        {
+            "agent_id": agent.agent_id,
+            "kind": agent.kind,
+            "display_name": agent.display_name,
+            "description": agent.description,
+            "values": agent.values,
+            "models": agent.models,
+            "profile": agent.profile,
+            "operator_id": agent.creator_id if agent.kind == "bound" else None,
+            "memory_ref": agent.memory_ref if sees_private(principal, agent) else None,
+            "status": agent.status,
+            "self_keyed": agent.keyed_at is not None,
+            "account_id": accounts.get(agent.agent_id),
+            "created_at": agent.created_at,
+            "suspended_at": agent.suspended_at,
+            "activity": {
+                "usage_records": usage.get(agent.agent_id, (0, 0))[0],
+                "units_consumed": usage.get(agent.agent_id, (0, 0))[1],
+                "active_keys": keys.get(agent.agent_id, 0),
+            },
+            "standing": {role: standing[role][agent.agent_id] for role in standing},
+        }
+        for agent in agents
+    ]
 
 
 @dataclass(frozen=True)

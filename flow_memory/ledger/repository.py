@@ -41,6 +41,18 @@ def main_account(session: Session, holder_id: str, currency: str) -> LedgerAccou
     return session.scalars(query).first()
 
 
+def main_accounts_of(
+    session: Session, holder_ids: Sequence[str], currency: str
+) -> list[LedgerAccount]:
+    """``main_account`` of each holder that has one, in one query."""
+    query = select(LedgerAccount).where(
+        LedgerAccount.holder_id.in_(list(holder_ids)),
+        LedgerAccount.role == "main",
+        LedgerAccount.currency == currency,
+    )
+    return list(session.scalars(query))
+
+
 def hold_account(session: Session, main_account_id: str) -> LedgerAccount | None:
     query = select(LedgerAccount).where(
         LedgerAccount.main_account_id == main_account_id, LedgerAccount.role == "hold"

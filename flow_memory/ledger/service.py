@@ -140,6 +140,13 @@ def account_of(session: Session, holder_id: str) -> LedgerAccount | None:
     return repository.main_account(session, holder_id, CURRENCY)
 
 
+def accounts_of(session: Session, holder_ids: Sequence[str]) -> list[LedgerAccount]:
+    """The main accounts of those holders that have one (reads only, one query)."""
+    if not holder_ids:
+        return []
+    return repository.main_accounts(session, holder_ids=list(holder_ids), limit=len(holder_ids))
+
+
 def is_enforced(session: Session, *, account_id: str) -> bool:
     """Whether the account may not go below zero (a free agent's always; an owner's when an
     admin turned enforcement on)."""

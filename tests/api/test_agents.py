@@ -284,3 +284,36 @@ class TestMetabolism:
         error(
             client.get(f"{AGENTS}/{agent['agent_id']}/metabolism", headers=mine), 404, "not_found"
         )
+
+
+def test_a_page_of_agents_reads_as_each_profile_does_in_a_few_queries(
+    app: FastAPI, client: TestClient
+) -> None:
+    """A list answers each agent as its profile does, with activity, account and standings
+    read for the whole page at once: the statements do not grow with the page."""
+    from sqlalchemy import event
+
+    headers = owner_headers(app)
+    made = [register(client, headers, display_name=f"Agent {n}") for n in range(12)]
+    issue_key(client, headers, made[0]["agent_id"])
+    engine = app.state.read_session_factory.kw["bind"]
+    statements: list[str] = []
+
+    def count(*_: Any) -> None:
+        statements.append("statement")
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        listed = ok(client.get(AGENTS, params={"limit": 12}, headers=headers))["agents"]
+        per_page = len(statements)
+        statements.clear()
+        one = ok(client.get(f"{AGENTS}/{made[0]['agent_id']}", headers=headers))["agent"]
+        per_profile = len(statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(listed) == 12
+    assert per_page <= per_profile + 2, (per_page, per_profile)  # not 12 times the profile's
+    by_id = {agent["agent_id"]: agent for agent in listed}
+    assert by_id[one["agent_id"]] == one
+    assert by_id[one["agent_id"]]["activity"]["active_keys"] == 1
+    assert {agent["standing"]["bidder"] for agent in listed} == {one["standing"]["bidder"]}
