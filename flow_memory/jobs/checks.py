@@ -4,15 +4,17 @@ here, not trusted), and it arrived before its deadline. They read no database: t
 result, its job and its winning bid are all they need, so every reader of a result sees the
 same checks, computed the same way.
 
-The usage rule, which holds for any tokenizer that encodes text as bytes:
-- a token covers at least one byte (special tokens aside), so a text of B bytes (UTF-8) is at
-  most B tokens: reported tokens above ``B + SLACK`` are implausible;
+The usage rule (it holds for any tokenizer that encodes text as bytes, and leaves room for
+what a model counts that the text does not show):
 - a token rarely covers more than one word, so a text of P pieces (each run of letters or
-  digits, and each other visible character, is a piece) is at least ``P // 4`` tokens:
-  reported tokens below that are implausible;
-- completion tokens never exceed the job's ``max_tokens``.
-The prompt's tokens are checked the same way over the request's text (its prompt, or its
-messages' contents), with ``SLACK`` more per message for the chat template's own tokens."""
+  digits, and each other visible character, is a piece) is at least ``P // 4`` tokens: fewer
+  reported is implausible, for the prompt and for the completion;
+- a completion never exceeds the job's ``max_tokens``, and is bounded by nothing else: a
+  reasoning model counts its hidden reasoning among its completion tokens;
+- a token covers at least one byte, so a prompt of B bytes (UTF-8) is at most B tokens, plus
+  ``TEMPLATE`` for the chat template's own (a default system prompt among them) and ``SLACK``
+  more per message.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from typing import Any
 
 from flow_memory.jobs.models import Job, JobBid
 
-SLACK = 16  # tokens a model adds of its own (start, end, role markers)
+SLACK = 16  # tokens a chat template adds per message (start, end, role markers)
+TEMPLATE = 64  # tokens a chat template adds once (a default system prompt, dates)
 PIECES_PER_TOKEN = 4
 _PIECE = re.compile(r"[^\W_]+|[^\w\s]|_", re.UNICODE)
 
@@ -34,16 +37,13 @@ def pieces(text: str) -> int:
 
 
 def token_range(texts: list[str]) -> tuple[int, int]:
-    """The fewest and the most tokens a tokenizer may plausibly encode ``texts`` in."""
+    """The fewest and the most tokens a model may plausibly count for a prompt of ``texts``."""
     least = sum(pieces(text) for text in texts) // PIECES_PER_TOKEN
-    most = sum(len(text.encode("utf-8")) for text in texts) + SLACK * max(len(texts), 1)
+    most = sum(len(text.encode("utf-8")) for text in texts) + TEMPLATE + SLACK * len(texts)
     return least, most
 
 
-def _usage_check(reported: int, texts: list[str], *, ceiling: int | None = None) -> dict[str, Any]:
-    least, most = token_range(texts)
-    if ceiling is not None:
-        most = min(most, ceiling)
+def _usage_check(reported: int, least: int, most: int) -> dict[str, Any]:
     return {
         "passed": least <= reported <= most,
         "reported": reported,
@@ -69,10 +69,9 @@ def result_checks(
         "awarded": winner.model,
         "claimed": document["model"],
     }
-    completion = _usage_check(
-        int(usage["completion_tokens"]), [str(document["output"])], ceiling=job.max_tokens
-    )
-    prompt = _usage_check(int(usage["prompt_tokens"]), request_texts(job.request))
+    least_written = pieces(str(document["output"])) // PIECES_PER_TOKEN
+    completion = _usage_check(int(usage["completion_tokens"]), least_written, job.max_tokens)
+    prompt = _usage_check(int(usage["prompt_tokens"]), *token_range(request_texts(job.request)))
     due = job.result_due_at
     on_time = {
         "passed": due is None or arrived_at <= due,

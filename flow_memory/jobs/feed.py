@@ -95,6 +95,7 @@ class JobFeed:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._ending = False  # the server is stopping: streams that join now end at once
         self.reads = 0  # database reads the feed made (figures for benchmarks)
 
     def join(self) -> Follower:
@@ -104,6 +105,9 @@ class JobFeed:
             self._reset()
             self._loop = loop
         follower = Follower()
+        if self._ending:  # the server is stopping: the stream ends at once, no reader starts
+            follower.ended = True
+            return follower
         self._followers.add(follower)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run())
@@ -118,6 +122,7 @@ class JobFeed:
             return
 
         def end() -> None:
+            self._ending = True
             for follower in self._followers:
                 follower.ended = True
                 follower.woken.set()
@@ -140,6 +145,7 @@ class JobFeed:
         return self._kept[bisect_right(self._positions, position) :]
 
     def _reset(self) -> None:
+        self._ending = False
         self._kept, self._positions = [], []
         self._floor = self._head = None
         self._followers = set()

@@ -355,8 +355,8 @@ class TokenCheckRead(BaseModel):
     reported: int
     plausible_from: int = Field(description="A quarter of the text's pieces (words, marks)")
     plausible_to: int = Field(
-        description="The text's UTF-8 bytes plus 16 a text (a message), at most max_tokens "
-        "for the completion"
+        description="The completion: the job's max_tokens. The prompt: its UTF-8 bytes plus "
+        "64, and 16 a message"
     )
 
 

@@ -9,8 +9,10 @@ with them what its market writer kept), or the cached key.
 
 SQLite has no such channel; there another process sees a change when what it kept expires
 (route facts after a second, the proxy's routes after ``proxy_route_cache_seconds``, a key after
-``KEY_CACHE_SECONDS``). A server that loses its listening connection forgets everything once it
-listens again: it may have missed an announcement meanwhile.
+``KEY_CACHE_SECONDS``; a proxied call after a pause may still take a route up to three times
+``proxy_route_cache_seconds`` old while its refresh runs: ``proxy.plans.PlanCache``). A
+server that loses its listening connection forgets everything once it listens again: it may
+have missed an announcement meanwhile.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 # response"): clients' pools must give up on idle connections first. Theirs expire sooner
 # (5 s in common HTTP clients, 60 s in the proxy's own upstream pool), so 75 s here.
 KEEP_ALIVE_SECONDS = 75
+STARTUP_FAILURE = 3  # the exit status of a server that could not start (as uvicorn's own)
 
 
 def run_server(app: Any, *, host: str, port: int, log_level: str) -> None:
@@ -39,7 +40,10 @@ def run_server(app: Any, *, host: str, port: int, log_level: str) -> None:
                 hook()
 
     config = uvicorn.Config(app, host=host, port=port, **server_options(log_level))
-    Server(config).run()
+    server = Server(config)
+    server.run()
+    if not server.started:  # the start failed (a port taken, a lifespan error): say so
+        sys.exit(STARTUP_FAILURE)
 
 
 def server_options(log_level: str) -> dict[str, Any]:

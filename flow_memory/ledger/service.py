@@ -144,7 +144,7 @@ def accounts_of(session: Session, holder_ids: Sequence[str]) -> list[LedgerAccou
     """The main accounts of those holders that have one (reads only, one query)."""
     if not holder_ids:
         return []
-    return repository.main_accounts(session, holder_ids=list(holder_ids), limit=len(holder_ids))
+    return repository.main_accounts_of(session, holder_ids, CURRENCY)
 
 
 def is_enforced(session: Session, *, account_id: str) -> bool:

@@ -88,6 +88,8 @@ class PlanCache:
         async def run() -> None:
             try:
                 async with self._refresh_slots, lock:
+                    if self._fresh(key):
+                        return  # selected meanwhile (in the foreground) while this waited
                     generation = self.generation
                     try:
                         plan = await select()
@@ -100,6 +102,12 @@ class PlanCache:
                 self._refreshing.pop(key, None)
 
         self._refreshing[key] = asyncio.get_running_loop().create_task(run())
+
+    def _fresh(self, key: tuple[Any, ...]) -> bool:
+        """Whether ``key`` holds a plan that is not yet due for a refresh."""
+        with self._lock:
+            found = self._plans.get(key)
+        return found is not None and self._monotonic() - found[0] <= found[1]
 
     def put(self, key: tuple[Any, ...], plan: Plan, *, generation: int) -> None:
         """Keep ``plan`` unless the cache was cleared since its selection began."""

@@ -38,10 +38,13 @@ class Serving:
 def servers(
     session: Session, entry: RegistryEntry, *, settings: Settings, now: datetime
 ) -> list[Serving]:
-    """Every (provider, unit type) whose catalog names a version of ``entry``. Serving now:
-    routing would send it calls (its gate is ``eligible``) and it publishes unexpired capacity
-    with units left."""
-    versions = select(RegistryVersion.version_id).where(RegistryVersion.entry_id == entry.entry_id)
+    """Every (provider, unit type) whose catalog names a version of ``entry`` that is not
+    yanked. Serving now: routing would send it calls (its gate is ``eligible``) and it
+    publishes unexpired capacity with units left. A few queries: the catalog entries, their
+    capacity, and each market's gates once per name the model is listed under."""
+    versions = select(RegistryVersion.version_id).where(
+        RegistryVersion.entry_id == entry.entry_id, RegistryVersion.status != "yanked"
+    )
     named = session.execute(
         select(CatalogEntry, Provider.provider_name)
         .join(Provider, Provider.provider_id == CatalogEntry.provider_id)
@@ -50,14 +53,13 @@ def servers(
     ).all()
     found: list[Serving] = []
     gates: dict[tuple[str, str], dict[str, str]] = {}
+    capacities = _capacities(session, [catalog for catalog, _ in named], now=now)
     for catalog, provider_name in named:
         for unit_type in catalog.unit_types:
             market = (catalog.model, unit_type)
-            if market not in gates:
+            if market not in gates:  # once per name the model is listed under
                 gates[market] = _gates(session, *market, settings=settings, now=now)
-            capacity = session.get(CapacityEntry, (catalog.provider_id, catalog.model, unit_type))
-            if capacity is not None and capacity.expires_at <= now:
-                capacity = None  # expired: not on offer
+            capacity = capacities.get((catalog.provider_id, catalog.model, unit_type))
             gate = gates[market].get(catalog.provider_id, "blocked")
             units = 0 if capacity is None else capacity.available_units
             found.append(
@@ -81,6 +83,23 @@ def _order(serving: Serving) -> tuple[bool, bool, Decimal, str]:
     """Serving now first, then the cheapest ask, then the provider id."""
     ask = serving.ask_unit_price
     return (not serving.serving_now, ask is None, ask or Decimal(0), serving.provider_id)
+
+
+def _capacities(
+    session: Session, catalog: Sequence[CatalogEntry], *, now: datetime
+) -> dict[tuple[str, str, str], CapacityEntry]:
+    """The live (unexpired) capacity of the catalog entries' providers and models, by
+    (provider, model, unit type), in one query."""
+    if not catalog:
+        return {}
+    rows = session.scalars(
+        select(CapacityEntry).where(
+            CapacityEntry.provider_id.in_({c.provider_id for c in catalog}),
+            CapacityEntry.model.in_({c.model for c in catalog}),
+            CapacityEntry.expires_at > now,
+        )
+    )
+    return {(c.provider_id, c.model, c.unit_type): c for c in rows}
 
 
 def _gates(

@@ -98,6 +98,36 @@ class TestFollowers:
         assert next_one.data["job_id"] == later
 
 
+def until_end_or_keepalive(lines: Iterator[str]) -> tuple[list[str], bool]:
+    """The lines a stream sends until it ends (False) or sends a keep-alive (True: it is
+    still following)."""
+    seen: list[str] = []
+    for line in lines:
+        if line.startswith(": keep-alive"):
+            return seen, True
+        if line:
+            seen.append(line)
+    return seen, False
+
+
+class TestStopping:
+    def test_streams_end_when_the_server_stops_and_one_that_joins_after_ends_at_once(
+        self, app: FastAPI, client: TestClient, buyer: Headers, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Keep-alives every 50 ms: a stream that goes on following shows it at once.
+        monkeypatch.setattr(stream, "KEEPALIVE_SECONDS", 0.05)
+        retry = f"retry: {stream.RETRY_MILLISECONDS}"
+        with client.stream("GET", f"{JOBS}/stream", headers=buyer) as open_before:
+            lines = open_before.iter_lines()
+            assert next(lines) == retry
+            for hook in app.state.on_stopping:  # as kit.server.run_server calls them
+                hook()
+            assert until_end_or_keepalive(lines) == ([], False)
+        # A stream whose request was still on its way when the server began to stop.
+        with client.stream("GET", f"{JOBS}/stream", headers=buyer) as joined_after:
+            assert until_end_or_keepalive(joined_after.iter_lines()) == ([retry], False)
+
+
 class TestFilters:
     def test_a_stream_gets_only_the_kinds_and_model_hints_it_asks_for(
         self, app: FastAPI, client: TestClient, buyer: Headers

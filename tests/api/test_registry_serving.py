@@ -174,3 +174,22 @@ def test_a_catalog_naming_what_the_registry_does_not_hold_is_refused_and_changes
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["code"] == "registry_version_yanked"
     assert model_page(client, publisher)["served_by"] == []
+
+
+def test_a_version_yanked_after_a_catalog_named_it_is_no_longer_served(
+    app: FastAPI, client: TestClient
+) -> None:
+    publisher = publisher_headers(app)
+    publish(client, publisher, "models", model_body())
+    path = f"{REGISTRY}/models/acme/swift-7b/versions"
+    assert client.post(path, json=_version_body("1.1.0"), headers=publisher).status_code == 201
+    seller = seller_headers(app)
+    provider_id = str(enroll_provider(client, seller)["provider_id"])
+    named = naming_catalog({"slug": "acme/swift-7b", "version": "1.1.0"})
+    answer = client.post(f"/inference/providers/{provider_id}/catalog", json=named, headers=seller)
+    assert answer.status_code == 200, answer.text
+    assert model_page(client, publisher)["served_by_count"] == 2  # token and request
+    yank = {"status": "yanked", "reason": "wrong weights"}
+    assert client.post(f"{path}/1.1.0/status", json=yank, headers=publisher).status_code == 200
+    page = model_page(client, publisher)
+    assert (page["served_by"], page["served_by_count"]) == ([], 0)

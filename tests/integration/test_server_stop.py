@@ -4,12 +4,15 @@ server exits instead of waiting for them, and a follower resumes where it was.""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
+import sys
 import threading
 
 import httpx
 import pytest
 
+from flow_memory.kit.server import STARTUP_FAILURE
 from tests.integration.test_server import Deployment
 
 pytestmark = pytest.mark.integration
@@ -53,3 +56,22 @@ def test_a_sigterm_ends_open_job_streams_and_the_server_exits(deployment: Deploy
         follower.join(timeout=EXIT_WITHIN_SECONDS)
     assert ended == ["ended", "ended"], deployment.logs()
     assert code in (0, -signal.SIGTERM), deployment.logs()
+
+
+def test_a_server_that_cannot_start_exits_with_a_failure_status(deployment: Deployment) -> None:
+    """Its port is taken: the process says so by its exit status, so a supervisor restarts it
+    rather than taking it for a clean stop."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        deployment.cli("db", "upgrade")
+        command = [sys.executable, "-m", "flow_memory.cli", "serve"]
+        process = subprocess.run(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            env=deployment.env,
+            cwd=deployment.workdir,
+            capture_output=True,
+            timeout=EXIT_WITHIN_SECONDS,
+        )
+    assert process.returncode == STARTUP_FAILURE, process.stdout + process.stderr

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flow_memory.jobs.checks import SLACK, pieces, result_checks, token_range
+from flow_memory.jobs.checks import SLACK, TEMPLATE, pieces, result_checks, token_range
 from flow_memory.jobs.models import Job, JobBid
 
 DUE = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -90,12 +90,23 @@ def test_messages_count_as_the_prompt() -> None:
         checks["prompt_tokens_plausible"]["plausible_from"],
         checks["prompt_tokens_plausible"]["plausible_to"],
     ) == (least, most)
-    assert most == len("Be brief.") + len("Hi") + 2 * SLACK
+    assert most == len("Be brief.") + len("Hi") + TEMPLATE + 2 * SLACK
+
+
+def test_honest_usage_that_the_text_does_not_show_passes() -> None:
+    """A reasoning model's hidden reasoning counts among its completion tokens, and a chat
+    template's default system prompt among the prompt's: both within the rule."""
+    usage = {"prompt_tokens": 40, "completion_tokens": 180}  # "Hi" with a template; reasoning
+    checks = result_checks(
+        job(request={"prompt": "Hi"}), winner(), document(output="42", usage=usage), arrived_at=DUE
+    )
+    assert checks["completion_tokens_plausible"]["passed"], checks
+    assert checks["prompt_tokens_plausible"]["passed"], checks
 
 
 @given(st.text(max_size=400))
 def test_any_text_has_a_range_holding_its_byte_count_and_a_quarter_of_its_pieces(text: str) -> None:
     least, most = token_range([text])
     assert least == pieces(text) // 4
-    assert most == len(text.encode("utf-8")) + SLACK
+    assert most == len(text.encode("utf-8")) + TEMPLATE + SLACK
     assert least <= most

@@ -121,6 +121,7 @@ def test_a_failed_refresh_forgets_the_plan() -> None:
         clock = Clock()
         cache = PlanCache(10, monotonic=clock, share=eight_tenths)
         cache.put(KEY, plan("route_a"), generation=cache.generation)
+        clock.now += 9  # due for a refresh
 
         async def no_route() -> Plan:
             raise RuntimeError("no provider can serve the model")
@@ -135,21 +136,60 @@ def test_a_failed_refresh_forgets_the_plan() -> None:
 
 def test_a_selection_begun_before_a_clear_is_not_kept() -> None:
     async def test() -> None:
-        cache = PlanCache(10, monotonic=Clock(), share=eight_tenths)
+        clock = Clock()
+        cache = PlanCache(10, monotonic=clock, share=eight_tenths)
         cache.put(KEY, plan("route_a"), generation=cache.generation)
+        clock.now += 9  # due for a refresh
         cleared = asyncio.Event()
+        selected = asyncio.Event()
 
         async def slow_select() -> Plan:
+            selected.set()
             await cleared.wait()
             return plan("route_stale")
 
         cache.refresh(KEY, slow_select)
-        await asyncio.sleep(0)
+        await selected.wait()  # the selection is under way
         cache.clear()  # e.g. a provider's credential reference was revoked
         cleared.set()
         for _ in range(5):
             await asyncio.sleep(0)
         assert cache.get(KEY, NOW) is None
+
+    asyncio.run(test())
+
+
+def test_a_refresh_that_waited_for_its_turn_skips_a_plan_selected_meanwhile() -> None:
+    async def test() -> None:
+        clock = Clock()
+        cache = PlanCache(10, monotonic=clock, share=eight_tenths)
+        busy = [("owner", "chat", f"busy-{n}", "{}") for n in range(PlanCache.REFRESHES_AT_ONCE)]
+        for key in [*busy, KEY]:
+            cache.put(key, plan("route_a"), generation=cache.generation)
+        clock.now += 9
+        release = asyncio.Event()
+        selected: list[str] = []
+
+        async def blocked() -> Plan:
+            await release.wait()
+            return plan("route_b")
+
+        async def select() -> Plan:
+            selected.append("again")
+            return plan("route_b")
+
+        for key in busy:  # every refresh slot taken
+            cache.refresh(key, blocked)
+        cache.refresh(KEY, select)  # waits for a slot
+        for _ in range(10):
+            await asyncio.sleep(0)
+        # Meanwhile a call selected KEY in the foreground.
+        cache.put(KEY, plan("route_fg"), generation=cache.generation)
+        release.set()
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert selected == []
+        assert cache.lookup(KEY, NOW) == (plan("route_fg"), False)
 
     asyncio.run(test())
 
