@@ -65,11 +65,12 @@ def _published(entry: RegistryEntry, version: RegistryVersion) -> dict[str, Any]
 
 def _entry_page(
     session: Session, kind: str, publisher_id: str, name: str, version: str | None
-) -> FlowJSONResponse:
+) -> tuple[RegistryEntry, dict[str, Any]]:
+    """An entry's page: the pinned (else latest active) version and every version."""
     entry = service.find_entry(session, f"{publisher_id}/{name}", kind=kind)
     pinned = service.find_version(session, entry, version)
     versions = views.version_summaries(repository.versions_of(session, entry.entry_id))
-    return respond({**_published(entry, pinned), "versions": versions})
+    return entry, {**_published(entry, pinned), "versions": versions}
 
 
 def _status(
@@ -128,11 +129,8 @@ def get_model(
     _principal: Reader,
     version: PinQuery = None,
 ) -> FlowJSONResponse:
-    entry = service.find_entry(session, f"{publisher_id}/{name}", kind="model")
-    pinned = service.find_version(session, entry, version)
-    versions = views.version_summaries(repository.versions_of(session, entry.entry_id))
-    serving = page_part(session, entry, settings=settings, now=clock.now())
-    return respond({**_published(entry, pinned), "versions": versions, **serving})
+    entry, page = _entry_page(session, "model", publisher_id, name, version)
+    return respond({**page, **page_part(session, entry, settings=settings, now=clock.now())})
 
 
 @router.post(
@@ -213,7 +211,7 @@ def get_agent(
     _principal: Reader,
     version: PinQuery = None,
 ) -> FlowJSONResponse:
-    return _entry_page(session, "agent", publisher_id, name, version)
+    return respond(_entry_page(session, "agent", publisher_id, name, version)[1])
 
 
 @router.post(
@@ -294,7 +292,7 @@ def get_solution(
     _principal: Reader,
     version: PinQuery = None,
 ) -> FlowJSONResponse:
-    return _entry_page(session, "solution", publisher_id, name, version)
+    return respond(_entry_page(session, "solution", publisher_id, name, version)[1])
 
 
 @router.post(
