@@ -97,7 +97,8 @@ class RegistryVersion(Base):
     major: Mapped[int] = mapped_column(Integer)
     minor: Mapped[int] = mapped_column(Integer)
     patch: Mapped[int] = mapped_column(Integer)
-    prerelease: Mapped[str] = mapped_column(String(48))  # "" for a release
+    # "" for a release; as long as a version (64) allows, so PostgreSQL never refuses one.
+    prerelease: Mapped[str] = mapped_column(String(64))
     # Model: modality, APIs, context window, tool calling, family, lineage. Agent: its
     # requirements and configuration template. Solution: the agent and model versions and the
     # configuration.

@@ -249,6 +249,20 @@ class TestVersions:
         assert pinned["version"]["pricing"]["price"] == 0.0000005
         assert pinned["version"]["royalty_bps"] == 250
 
+    def test_a_prerelease_as_long_as_a_version_allows_is_kept(
+        self, app: FastAPI, client: TestClient
+    ) -> None:
+        headers = publisher_headers(app)
+        publish(client, headers, "models", model_body())
+        longest = "2.0.0-" + "a" * 58  # 64 characters, the most a version may have
+        answer = client.post(
+            f"{REGISTRY}/models/acme/swift-7b/versions",
+            json=_version_body(longest),
+            headers=headers,
+        )
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["version"]["version"] == longest
+
     def test_a_version_must_be_newer(self, app: FastAPI, client: TestClient) -> None:
         headers = publisher_headers(app)
         publish(client, headers, "models", model_body(version="2.0.0"))
