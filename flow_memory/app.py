@@ -26,6 +26,7 @@ from flow_memory import __version__
 from flow_memory.credentials.api import router as credentials_router
 from flow_memory.identities.api import router as identities_router
 from flow_memory.jobs.api import router as jobs_router
+from flow_memory.jobs.edge import BID_ROUTE, POST_JOB_ROUTE
 from flow_memory.jobs.feed import JobFeed
 from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.timer import JobTimer
@@ -35,6 +36,7 @@ from flow_memory.kit.broadcast import KEY_REVOKED, ROUTES, Listener
 from flow_memory.kit.clock import Clock, SystemClock
 from flow_memory.kit.db import WalCheckpointer, make_engine, make_session_factory
 from flow_memory.kit.deps import authenticate_first, refuse_unstorable_path_parameters
+from flow_memory.kit.edge import Edge
 from flow_memory.kit.http import (
     AccessLogMiddleware,
     FlowJSONResponse,
@@ -45,7 +47,7 @@ from flow_memory.kit.schemas import GUARD_RESPONSES
 from flow_memory.ledger.api import router as ledger_router
 from flow_memory.market.api import router as market_router
 from flow_memory.market.discovery_api import router as discovery_router
-from flow_memory.market.edge import OrderEdge
+from flow_memory.market.edge import ORDER_ROUTE
 from flow_memory.market.gateway import LocalMarket, Market
 from flow_memory.market.process import MarketProcess
 from flow_memory.market.writer import MarketWriter
@@ -175,18 +177,8 @@ class GuardExceptProxy:
 
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
-        self.guarded = SafetyGuardMiddleware(
-            app,
-            max_body_bytes=settings.max_body_bytes,
-            max_string_length=settings.max_string_length,
-            max_list_length=settings.max_list_length,
-        )
-        self.long_text = SafetyGuardMiddleware(
-            app,
-            max_body_bytes=max(settings.job_max_body_bytes, settings.max_body_bytes),
-            max_string_length=max(settings.job_max_text_length, settings.max_string_length),
-            max_list_length=settings.max_list_length,
-        )
+        self.guarded = _guard(app, settings)
+        self.long_text = _guard(app, settings, long_text=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -197,6 +189,20 @@ class GuardExceptProxy:
             await self.long_text(scope, receive, send)
         else:
             await self.guarded(scope, receive, send)
+
+
+def _guard(app: ASGIApp, settings: Settings, *, long_text: bool = False) -> SafetyGuardMiddleware:
+    """The safety guard with the bounds of every body, or with the job board's long texts."""
+    return SafetyGuardMiddleware(
+        app,
+        max_body_bytes=max(settings.job_max_body_bytes, settings.max_body_bytes)
+        if long_text
+        else settings.max_body_bytes,
+        max_string_length=max(settings.job_max_text_length, settings.max_string_length)
+        if long_text
+        else settings.max_string_length,
+        max_list_length=settings.max_list_length,
+    )
 
 
 # FastAPI's own telemetry stays off (Flow Memory's metrics are its Prometheus instruments,
@@ -279,15 +285,15 @@ def create_app(
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(GuardExceptProxy, settings=settings)
     app.add_middleware(ProxyEdge)  # ahead of the guard and access log: SDK calls skip them
-    # Well-formed orders skip the stack below, which answers every other order request.
+    # Well-formed orders, jobs and bids skip the stack below, which answers every other
+    # request to their paths (each with the bounds the guard applies to its path).
     app.add_middleware(
-        OrderEdge,
-        guard=SafetyGuardMiddleware(
-            app,
-            max_body_bytes=settings.max_body_bytes,
-            max_string_length=settings.max_string_length,
-            max_list_length=settings.max_list_length,
-        ),
+        Edge,
+        routes=[
+            (ORDER_ROUTE, _guard(app, settings)),
+            (POST_JOB_ROUTE, _guard(app, settings, long_text=True)),
+            (BID_ROUTE, _guard(app, settings)),
+        ],
     )
     market: Market = (
         MarketProcess(settings, app.state.clock, lambda: app.state.route_facts)

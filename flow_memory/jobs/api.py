@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from flow_memory.jobs import archive, bidding, service, stream, views
+from flow_memory.jobs import archive, bidding, service, stream, views, writes
 from flow_memory.jobs.schemas import (
     ArchivedResultResponse,
     AssignmentResponse,
@@ -87,12 +87,8 @@ QueryPrice = Annotated[
 def post_job(
     body: JobCreate, work: JobWorkDep, clock: ClockDep, principal: Buyer
 ) -> FlowJSONResponse:
-    def command(session: Session) -> FlowJSONResponse:
-        posted = service.post_job(session, principal=principal, body=body, now=clock.now())
-        answer = views.detail(session, principal, posted.job, bids=[], timeline=[posted.event])
-        return respond({"job": answer}, status_code=201)
-
-    return work.run(command)
+    status, answer = work.run(writes.post_job(principal, body, clock.now()))
+    return respond(answer, status_code=status)
 
 
 @router.get(
@@ -217,20 +213,8 @@ def place_bid(
     principal: Seller,
     rules: JobRulesDep,
 ) -> FlowJSONResponse:
-    def command(session: Session) -> FlowJSONResponse:
-        placed = bidding.place_bid(
-            session, principal=principal, job_id=job_id, body=body, now=clock.now(), rules=rules
-        )
-        answer = {
-            "bid": views.bid_read(placed.bid),
-            "job": views.summary(session, placed.job, placed.bids),
-        }
-        return respond(
-            answer,
-            status_code=201 if placed.created else 200,
-        )
-
-    return work.run(command)
+    status, answer = work.run(writes.place_bid(principal, job_id, body, clock.now(), rules))
+    return respond(answer, status_code=status)
 
 
 @router.post(

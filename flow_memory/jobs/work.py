@@ -3,11 +3,14 @@ job writer's next batch on SQLite), and ``JobRules`` carries the settings the bo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 
 from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.timer import JobTimer
@@ -44,10 +47,21 @@ class JobWork:
             )
             return command(session)
 
+    async def apply(self, command: Callable[[Session], T]) -> T:
+        """``run`` from an event loop: on SQLite it waits for the writer's batch without taking
+        a thread of its own; elsewhere the command runs in the thread pool. A caller that goes
+        away does not withdraw a command already queued: it is applied all the same."""
+        if self._writer is not None:
+            return await asyncio.shield(asyncio.wrap_future(self._writer.submit(command)))
+        return await run_in_threadpool(self.run, command)
+
+    @classmethod
+    def of(cls, state: State) -> JobWork:
+        return cls(state.session_factory, state.job_timer, state.job_writer)
+
 
 async def job_work(request: Request, timer: Annotated[JobTimer, Depends(job_timer)]) -> JobWork:
-    state = request.app.state
-    return JobWork(state.session_factory, timer, state.job_writer)
+    return JobWork(request.app.state.session_factory, timer, request.app.state.job_writer)
 
 
 JobWorkDep = Annotated[JobWork, Depends(job_work)]

@@ -108,7 +108,10 @@ class JobWriter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._apply(batch)
+            # A command whose caller withdrew it (its future cancelled) is not applied.
+            batch = [queued for queued in batch if queued[1].set_running_or_notify_cancel()]
+            if batch:
+                self._apply(batch)
 
     def _apply(self, batch: list[Queued]) -> None:
         self.batches += 1

@@ -13,8 +13,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
+from flow_memory.kit.edge import Edge, EdgeRoute
 from flow_memory.kit.http import SafetyGuardMiddleware
-from flow_memory.market.edge import OrderEdge
+from flow_memory.market.edge import ORDER_ROUTE
 from tests.api.test_market_orders import (
     ORDERS,
     ask_body,
@@ -56,27 +57,27 @@ def call_edge(
     content_type: bytes | None = b"application/json",
     chunk: int | None = None,
     sent: list[Message] | None = None,
+    route: EdgeRoute = ORDER_ROUTE,
+    path: str = ORDERS,
 ) -> tuple[int, dict[str, Any] | None, RecordingStack]:
     """Send one request through an edge whose full stack is the recording double; the messages
     the edge sends are appended to ``sent`` when it is given."""
     stack = RecordingStack()
     settings = app.state.settings
-    edge = OrderEdge(
+    guard = SafetyGuardMiddleware(
         stack,
-        guard=SafetyGuardMiddleware(
-            stack,
-            max_body_bytes=settings.max_body_bytes,
-            max_string_length=settings.max_string_length,
-            max_list_length=settings.max_list_length,
-        ),
+        max_body_bytes=settings.max_body_bytes,
+        max_string_length=settings.max_string_length,
+        max_list_length=settings.max_list_length,
     )
+    edge = Edge(stack, routes=[(route, guard)])
     raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     if content_type is not None:
         raw_headers.append((b"content-type", content_type))
     scope: Scope = {
         "type": "http",
         "method": "POST",
-        "path": ORDERS,
+        "path": path,
         "query_string": query,
         "headers": raw_headers,
         "app": app,
@@ -340,7 +341,7 @@ def test_the_edge_answers_ahead_of_only_the_middleware_it_does_the_work_of(app: 
     # Outermost first. The edge runs the guard's body checks and writes the access log line
     # itself; the proxy's edge never sees this path.
     assert [m.cls.__name__ for m in app.user_middleware] == [  # type: ignore[attr-defined]
-        "OrderEdge",
+        "Edge",
         "ProxyEdge",
         "GuardExceptProxy",
         "AccessLogMiddleware",
