@@ -20,7 +20,7 @@ from flow_memory.jobs.models import Job, JobEvent
 from flow_memory.kit.broadcast import announce
 from flow_memory.kit.clock import isoformat_z
 from flow_memory.kit.money import plain
-from flow_memory.market.models import FeedEvent
+from flow_memory.market.repository import add_event as add_feed_event
 
 JOBS_CHANNEL = "flow_memory_jobs"
 DUE_KEY = "jobs_due"  # session.info: the earliest due moment of the transaction's jobs
@@ -59,18 +59,11 @@ def record(
     transaction, copy it to the market feed and announce it to the other servers; the event
     as stored."""
     stored = _storable({"job_id": job.job_id, "status": job.status, **payload})
+    session.flush()  # the job's own changes first: its events follow them
     event = repository.insert_event(session, job_id=job.job_id, kind=kind, payload=stored, now=now)
-    session.add(
-        FeedEvent(
-            kind=kind,
-            model=job.model_hint,
-            unit_type=None,
-            subject_id=job.job_id,
-            payload=stored,
-            created_at=now,
-        )
+    add_feed_event(
+        session, kind=kind, model=job.model_hint, subject_id=job.job_id, payload=stored, now=now
     )
-    session.flush()
     announce(session, JOBS_TOPIC, job.job_id, channel=JOBS_CHANNEL)
     due = job.bids_close_at if kind == POSTED else job.result_due_at if kind == AWARDED else None
     if due is not None:

@@ -7,11 +7,23 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Text, cast, func, insert, literal, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Text,
+    cast,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from flow_memory.jobs.domain import AWARDED, OPEN
 from flow_memory.jobs.models import Job, JobBid, JobEvent, JobResult
+from flow_memory.kit.db import DriverQuery, canonical_json
 
 # A position in the order events are delivered: (transaction, event id).
 Position = tuple[int, int]
@@ -135,14 +147,6 @@ def result_of_job(session: Session, job_id: str) -> JobResult | None:
 # -- events -----------------------------------------------------------------------------------
 
 
-def _transaction_id(session: Session) -> ColumnElement[int] | int:
-    """On PostgreSQL the writing transaction's id (as the row is inserted); 0 on SQLite, whose
-    writers commit one at a time, in the order of their event ids."""
-    if session.get_bind().dialect.name != "postgresql":
-        return 0
-    return cast(cast(func.pg_current_xact_id(), Text), BigInteger)
-
-
 def _settled(session: Session) -> ColumnElement[bool]:
     """Whether an event is settled: every later reader sees it as it is. On PostgreSQL, events
     written by transactions older than the oldest one still running (whatever commits later
@@ -153,23 +157,30 @@ def _settled(session: Session) -> ColumnElement[bool]:
     return JobEvent.tx < horizon
 
 
+_EVENTS = JobEvent.__table__
+# One statement per dialect. An event's tx: on PostgreSQL the writing transaction's id (as the
+# row is inserted); 0 on SQLite, whose writers commit one at a time, in event id order.
+_INSERT_EVENT = {
+    dialect: DriverQuery(insert(_EVENTS).values(tx=tx).returning(_EVENTS.c.event_id))
+    for dialect, tx in (
+        ("sqlite", literal_column("0")),
+        ("postgresql", cast(cast(func.pg_current_xact_id(), Text), BigInteger)),
+    )
+}
+
+
 def insert_event(
     session: Session, *, job_id: str, kind: str, payload: Mapping[str, Any], now: datetime
 ) -> JobEvent:
-    """Write one event; it as stored (its id, its canonical payload), read back in the same
-    statement so an answer that shows it need not read it again."""
-    statement = (
-        insert(JobEvent)
-        .values(
-            tx=_transaction_id(session),
-            job_id=job_id,
-            kind=kind,
-            payload=dict(payload),
-            created_at=now,
-        )
-        .returning(JobEvent)
+    """Write one event; it as stored (its id, its canonical payload), built from what was
+    written so an answer that shows it need not read it again. Run on the driver: every
+    change to a job writes one or more."""
+    dialect = session.get_bind().dialect.name
+    values = {"job_id": job_id, "kind": kind, "payload": payload, "created_at": now}
+    [(event_id,)] = _INSERT_EVENT[dialect].rows(session.connection(), values)
+    return JobEvent(
+        event_id=event_id, job_id=job_id, kind=kind, payload=canonical_json(payload), created_at=now
     )
-    return session.scalars(statement).one()
 
 
 def events_of_job(session: Session, job_id: str, *, limit: int) -> list[JobEvent]:

@@ -394,9 +394,9 @@ class BulkWrite:
 class DriverQuery:
     """A fixed query run on the driver directly, compiled once per dialect: for statements run
     once per market batch, where SQLAlchemy's execution path costs more than the query. Its
-    parameters are given by name; it answers plain row tuples."""
+    parameters are given by name; it answers plain row tuples (an insert's, those it returns)."""
 
-    def __init__(self, statement: Select[Any] | Update) -> None:
+    def __init__(self, statement: Select[Any] | Update | Insert) -> None:
         self._statement = statement
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
 
