@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from flow_memory.jobs.domain import AWARDED, OPEN
 from flow_memory.jobs.models import Job, JobBid, JobEvent, JobResult
-from flow_memory.kit.db import DriverQuery, canonical_json
+from flow_memory.kit.db import canonical_json
+from flow_memory.kit.driver import DriverQuery
 
 # A position in the order events are delivered: (transaction, event id).
 Position = tuple[int, int]

@@ -24,7 +24,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from flow_memory.kit.db import bulk_insert
+from flow_memory.kit.driver import bulk_insert
 from flow_memory.kit.ids import new_ordered_id
 from flow_memory.kit.money import EXACT
 from flow_memory.ledger import holds, repository

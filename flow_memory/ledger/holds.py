@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from flow_memory.kit.errors import Invalid, NotFound
 from flow_memory.kit.ids import new_id
 from flow_memory.kit.money import EXACT
-from flow_memory.ledger import repository
+from flow_memory.ledger import repository, rows
 from flow_memory.ledger.domain import Cause, Posting
 from flow_memory.ledger.models import LedgerAccount, LedgerHold
 from flow_memory.ledger.service import find_account, transfer
@@ -87,23 +87,22 @@ def hold_on(
         found = repository.hold_by_key(session, key)
         if found is not None:
             return HoldResult(found, replayed=True)
-    record = LedgerHold(
-        hold_id=new_id("hold"),
-        idempotency_key=key,
-        account_id=account.account_id,
-        hold_account_id=hold_account.account_id,
-        amount=amount,
-        settled=Decimal(0),
-        released=Decimal(0),
-        status="open",
-        cause_kind=cause.kind,
-        cause_id=cause.id,
-        expires_at=expires_at,
-        created_at=now,
-    )
-    session.add(record)
-    session.flush()
-    return HoldResult(record, replayed=False)
+    row = {
+        "hold_id": new_id("hold"),
+        "idempotency_key": key,
+        "account_id": account.account_id,
+        "hold_account_id": hold_account.account_id,
+        "amount": amount,
+        "settled": Decimal(0),
+        "released": Decimal(0),
+        "status": "open",
+        "cause_kind": cause.kind,
+        "cause_id": cause.id,
+        "expires_at": expires_at,
+        "created_at": now,
+    }
+    rows.insert_hold(session, row)
+    return HoldResult(LedgerHold(**row), replayed=False)
 
 
 def _ensure_holdable(amount: Decimal, expires_at: datetime, now: datetime) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from flow_memory.kit.errors import Conflict, InsufficientCredit, Invalid, NotFound
 from flow_memory.kit.ids import new_id, new_ordered_id
 from flow_memory.kit.money import EXACT
-from flow_memory.ledger import repository
+from flow_memory.ledger import repository, rows
 from flow_memory.ledger.domain import (
     CURRENCY,
     Cause,
@@ -26,7 +26,7 @@ from flow_memory.ledger.domain import (
     overdrawn,
     storable_balance,
 )
-from flow_memory.ledger.models import LedgerAccount, LedgerBalance, LedgerPosting, LedgerTransfer
+from flow_memory.ledger.models import LedgerAccount, LedgerBalance, LedgerTransfer
 
 # The holder of the issuance account: not an identifier any request can name.
 ISSUANCE = "@issuance"
@@ -230,45 +230,51 @@ def transfer_many(
 def _write(
     session: Session, request: TransferRequest, now: datetime, known: dict[str, LedgerAccount]
 ) -> TransferResult:
-    found = repository.transfer_by_key(session, request.key)
-    if found is not None:
-        _ensure_same(session, found, request.postings)
-        return TransferResult(found, replayed=True)
+    if rows.key_is_used(session, request.key):
+        return _replayed(session, request)
     net = netted(request.postings)
     accounts = _accounts(session, net, known)
-    rows = repository.balances(session, net, for_update=True)
-    if set(net) - set(rows):
+    balances = rows.locked_balances(session, list(net))
+    if set(net) - set(balances):
         raise NotFound("a posting names no ledger account", field="postings")
-    found = _written_meanwhile(session, request.key)
-    if found is not None:  # written by a transaction that held these rows before us
-        _ensure_same(session, found, request.postings)
-        return TransferResult(found, replayed=True)
+    if _written_meanwhile(session, request.key):  # by a transaction that held these rows first
+        return _replayed(session, request)
     # Refused before anything is written, so a caller that carries on in the same transaction
     # leaves no trace of the refused movement (and its key stays free for a retry).
     for account_id, delta in sorted(net.items()):
-        _ensure_may_take(accounts[account_id], rows[account_id].amount, delta)
+        _ensure_may_take(accounts[account_id], balances[account_id].amount, delta)
     transfer_id = new_ordered_id("xfer", now)
     written = _insert_transfer(session, request, transfer_id, now)
     if written.transfer_id != transfer_id:  # a concurrent transaction wrote it first
         _ensure_same(session, written, request.postings)
         return TransferResult(written, replayed=True)
-    for index, posting in enumerate(request.postings):
-        session.add(
-            LedgerPosting(
-                posting_id=f"{transfer_id}.{index}",
-                transfer_id=transfer_id,
-                account_id=posting.account_id,
-                amount=posting.amount,
-                created_at=now,
-            )
-        )
+    rows.insert_postings(
+        session,
+        [
+            {
+                "posting_id": f"{transfer_id}.{index}",
+                "transfer_id": transfer_id,
+                "account_id": posting.account_id,
+                "amount": posting.amount,
+                "created_at": now,
+            }
+            for index, posting in enumerate(request.postings)
+        ],
+    )
     for account_id, delta in net.items():
-        row = rows[account_id]
+        row = balances[account_id]
         row.amount = EXACT.add(row.amount, delta)
         row.postings += sum(1 for p in request.postings if p.account_id == account_id)
-        row.updated_at = now
-    session.flush()
+    rows.save_balances(session, list(balances.values()), now)
     return TransferResult(written, replayed=False)
+
+
+def _replayed(session: Session, request: TransferRequest) -> TransferResult:
+    """The transfer an earlier call wrote with this key, when it moved the same."""
+    found = repository.transfer_by_key(session, request.key)
+    assert found is not None
+    _ensure_same(session, found, request.postings)
+    return TransferResult(found, replayed=True)
 
 
 def _accounts(
@@ -291,12 +297,10 @@ def _others_write_meanwhile(session: Session) -> bool:
     return session.get_bind().dialect.name != "sqlite"
 
 
-def _written_meanwhile(session: Session, key: str) -> LedgerTransfer | None:
-    """The transfer holding ``key`` written by a transaction that committed since this one
-    found the key free (never on SQLite, see ``_others_write_meanwhile``)."""
-    if not _others_write_meanwhile(session):
-        return None
-    return repository.transfer_by_key(session, key)
+def _written_meanwhile(session: Session, key: str) -> bool:
+    """Whether a transaction that committed since this one found ``key`` free wrote it (never
+    on SQLite, see ``_others_write_meanwhile``)."""
+    return _others_write_meanwhile(session) and rows.key_is_used(session, key)
 
 
 def _insert_transfer(
@@ -316,10 +320,8 @@ def _insert_transfer(
         "created_at": now,
     }
     if not _others_write_meanwhile(session):
-        written = LedgerTransfer(**row)
-        session.add(written)
-        session.flush()
-        return written
+        rows.insert_transfer(session, row)
+        return LedgerTransfer(**row)
     repository.insert_ignoring_conflicts(session, LedgerTransfer, [row], on=("idempotency_key",))
     found = repository.transfer_by_key(session, request.key)
     assert found is not None

@@ -11,7 +11,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from flow_memory.kit.db import BulkWrite, DriverQuery, bulk_insert, dialect_inserts
+from flow_memory.kit.driver import BulkWrite, DriverQuery, bulk_insert, dialect_inserts
 from flow_memory.market.models import (
     FeedEvent,
     Market,

@@ -31,8 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from flow_memory.kit.cursors import decode_cursor, encode_cursor
-from flow_memory.kit.db import BulkWrite, bulk_insert, dialect_inserts
 from flow_memory.kit.deps import Principal
+from flow_memory.kit.driver import BulkWrite, bulk_insert, dialect_inserts
 from flow_memory.kit.errors import Invalid
 from flow_memory.kit.ids import new_ordered_id
 from flow_memory.kit.money import EXACT, attos_parts, exact, from_parts, to_attos

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import Table, bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from flow_memory.kit.db import BulkWrite, DriverQuery, bulk_insert
+from flow_memory.kit.driver import BulkWrite, DriverQuery, bulk_insert
 from flow_memory.market.models import FeedEvent, MarketOrder
 
 ORDERS: Table = MarketOrder.__table__  # type: ignore[assignment]
