@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.types import TypeEngine
 
 from flow_memory.kit.money import exact
@@ -326,6 +326,32 @@ class WalCheckpointer:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+_MEMOS = "flow_memory.memos"
+
+
+def transaction_memo(session: Session, name: str) -> dict[Any, Any]:
+    """What the session's transaction read and may read again, by kind (``name``): for facts
+    no write changes behind the reader's back (whose account pays for an identity, a holder's
+    accounts). The job writer applies many commands in one transaction, and each read these
+    again. Forgotten when the transaction, or any savepoint in it, ends or rolls back."""
+    memos: dict[str, dict[Any, Any]] | None = session.info.get(_MEMOS)
+    if memos is None:
+        memos = session.info[_MEMOS] = {}
+    return memos.setdefault(name, {})
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_on_rollback(session: Session, _previous: Any) -> None:
+    session.info.pop(_MEMOS, None)
+
+
+@event.listens_for(Session, "after_transaction_create")
+@event.listens_for(Session, "after_transaction_end")
+def _forget_at_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the transaction itself, not a savepoint (kept its work)
+        session.info.pop(_MEMOS, None)
 
 
 def run_on_driver(

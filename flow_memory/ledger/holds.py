@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
+from flow_memory.kit.db import transaction_memo
 from flow_memory.kit.errors import Invalid, NotFound
 from flow_memory.kit.ids import new_id
 from flow_memory.kit.money import EXACT
@@ -73,7 +74,12 @@ def hold_on(
     so it is not read again."""
     _ensure_holdable(amount, expires_at, now)
     assert account.role == "main"
-    hold_account = repository.hold_account(session, account.account_id)
+    known = transaction_memo(session, "hold_accounts")
+    hold_account: LedgerAccount | None = known.get(account.account_id)
+    if hold_account is None:
+        hold_account = known[account.account_id] = repository.hold_account(
+            session, account.account_id
+        )
     assert hold_account is not None
     moved = transfer(
         session,

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
+from flow_memory.kit.db import transaction_memo
 from flow_memory.kit.errors import Conflict, InsufficientCredit, Invalid, NotFound
 from flow_memory.kit.ids import new_id, new_ordered_id
 from flow_memory.kit.money import EXACT
@@ -74,8 +75,12 @@ def open_account(
 ) -> LedgerAccount:
     """The holder's main account, opened with its hold account on first need (the kind and
     enforcement given apply only when it is opened here)."""
-    found = repository.main_account(session, holder_id, CURRENCY)
+    known = transaction_memo(session, "main_accounts")
+    found: LedgerAccount | None = known.get(holder_id)
+    if found is None:
+        found = repository.main_account(session, holder_id, CURRENCY)
     if found is not None:
+        known[holder_id] = found
         return found
     session.flush()
     main_id = new_id("acct")
