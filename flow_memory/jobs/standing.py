@@ -15,6 +15,8 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
+from flow_memory.kit.db import transaction_memo
+
 
 class StandingSource(Protocol):
     """The standing in [0, 1] of each bidder it knows among ``bidder_ids``."""
@@ -23,6 +25,7 @@ class StandingSource(Protocol):
 
 
 _SOURCES: list[StandingSource] = []
+_MEMO = "standings"
 
 
 def register_standing_source(source: StandingSource) -> None:
@@ -43,14 +46,14 @@ def standings(session: Session, bidder_ids: Collection[str]) -> dict[str, Decima
 
 
 class StandingReads:
-    """The standings one command reads, each source asked at most once per bidder: a bid is
-    checked against the job's floor, then (in fixed mode) awarded, and both read the bidder's
-    standing, which nothing between them changes. Made for one command and dropped with it:
-    a standing changes as outcomes are recorded, so none is kept any longer."""
+    """The standings a transaction reads, each source asked at most once per bidder: a bid is
+    checked against the job's floor, then (in fixed mode) awarded, and the job writer's next
+    commands in the same transaction read the same bidders again. A standing changes only as
+    outcomes are recorded, and recording one forgets them all (``forget_standings``)."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._answers: dict[StandingSource, dict[str, Decimal | None]] = {}
+        self._answers = transaction_memo(session, _MEMO)  # by (source, bidder)
 
     def standings(self, bidder_ids: Collection[str]) -> dict[str, Decimal]:
         """``standing.standings``, asking each source only of bidders it was not asked of."""
@@ -63,9 +66,15 @@ class StandingReads:
 
     def of_source(self, source: StandingSource, bidder_ids: Collection[str]) -> dict[str, Decimal]:
         """What ``source`` says of the bidders it knows among ``bidder_ids``."""
-        answers = self._answers.setdefault(source, {})
-        unasked = [b for b in dict.fromkeys(bidder_ids) if b not in answers]
+        answers = self._answers
+        unasked = [b for b in dict.fromkeys(bidder_ids) if (source, b) not in answers]
         if unasked:
             said = source(self._session, unasked)
-            answers.update({b: said.get(b) for b in unasked})
-        return {b: known for b in bidder_ids if (known := answers[b]) is not None}
+            for b in unasked:
+                answers[source, b] = said.get(b)
+        return {b: known for b in bidder_ids if (known := answers[source, b]) is not None}
+
+
+def forget_standings(session: Session) -> None:
+    """What the transaction read of standings is stale: an outcome was recorded."""
+    transaction_memo(session, _MEMO).clear()

@@ -331,26 +331,83 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 _MEMOS = "flow_memory.memos"
 
 
-def transaction_memo(session: Session, name: str) -> dict[Any, Any]:
+class _Memos:
+    """A transaction's memos, and which savepoint remembered what: a savepoint that rolls back
+    takes what it remembered with it (it may rest on a write rolled back with it); one that
+    commits hands it to its parent."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, Memo] = {}
+        self.journal: dict[SessionTransaction, list[tuple[str, Any]]] = {}
+        # Savepoints just ended, with what they remembered: SQLAlchemy tells that a savepoint
+        # ended before it tells that it rolled back.
+        self.ended: dict[SessionTransaction, list[tuple[str, Any]]] = {}
+
+    def remembered(self, session: Session, kind: str, key: Any) -> None:
+        savepoint = session.get_nested_transaction()
+        if savepoint is not None:
+            self.journal.setdefault(savepoint, []).append((kind, key))
+
+    def savepoint_ended(self, savepoint: SessionTransaction) -> None:
+        entries = self.journal.pop(savepoint, [])
+        self.ended[savepoint] = entries
+        if savepoint.parent is not None and savepoint.parent.nested:
+            self.journal.setdefault(savepoint.parent, []).extend(entries)
+
+    def savepoint_rolled_back(self, savepoint: SessionTransaction) -> None:
+        for kind, key in self.ended.pop(savepoint, []):
+            self.kinds[kind].pop(key, None)
+
+
+class Memo(dict[Any, Any]):
+    """One kind of fact a transaction remembers (``transaction_memo``)."""
+
+    def __init__(self, session: Session, memos: _Memos, kind: str) -> None:
+        super().__init__()
+        self._session = session
+        self._memos = memos
+        self._kind = kind
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._memos.remembered(self._session, self._kind, key)
+
+
+def transaction_memo(session: Session, name: str) -> Memo:
     """What the session's transaction read and may read again, by kind (``name``): for facts
     no write changes behind the reader's back (whose account pays for an identity, a holder's
-    accounts). The job writer applies many commands in one transaction, and each read these
-    again. Forgotten when the transaction, or any savepoint in it, ends or rolls back."""
-    memos: dict[str, dict[Any, Any]] | None = session.info.get(_MEMOS)
+    accounts, bidders' standings). The job writer applies many commands in one transaction,
+    each in a savepoint, and each read these again. What a savepoint remembered is forgotten
+    when it rolls back; everything when the transaction ends. Set entries by key (``memo[k] =
+    v``): that is what a savepoint's rollback can take back."""
+    memos: _Memos | None = session.info.get(_MEMOS)
     if memos is None:
-        memos = session.info[_MEMOS] = {}
-    return memos.setdefault(name, {})
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_on_rollback(session: Session, _previous: Any) -> None:
-    session.info.pop(_MEMOS, None)
+        memos = session.info[_MEMOS] = _Memos()
+    memo = memos.kinds.get(name)
+    if memo is None:
+        memo = memos.kinds[name] = Memo(session, memos, name)
+    return memo
 
 
 @event.listens_for(Session, "after_transaction_create")
 @event.listens_for(Session, "after_transaction_end")
 def _forget_at_end(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:  # the transaction itself, not a savepoint (kept its work)
+    if transaction.parent is None:  # the transaction itself
+        session.info.pop(_MEMOS, None)
+        return
+    memos: _Memos | None = session.info.get(_MEMOS)
+    if memos is not None and transaction.nested:
+        memos.savepoint_ended(transaction)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_on_rollback(session: Session, previous: SessionTransaction) -> None:
+    memos: _Memos | None = session.info.get(_MEMOS)
+    if memos is None:
+        return
+    if previous.nested:
+        memos.savepoint_rolled_back(previous)
+    else:
         session.info.pop(_MEMOS, None)
 
 

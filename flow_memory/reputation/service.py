@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from flow_memory.jobs.standing import register_standing_source
+from flow_memory.jobs.standing import forget_standings, register_standing_source
 from flow_memory.kit.cursors import decode_cursor, encode_cursor
 from flow_memory.kit.errors import Conflict, Invalid
 from flow_memory.kit.ids import new_ordered_id
@@ -95,6 +95,7 @@ def record_outcome(
     )
     session.add(outcome)
     session.flush()
+    forget_standings(session)
     half_life = as_decimal(half_life_days)
     # Records are locked in identity order, so two outcomes never wait on each other's.
     for subject in sorted({identity_id} | ({operator} if operator else set())):
