@@ -15,6 +15,7 @@ from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.schemas import BidCreate
 from flow_memory.jobs.standing import StandingReads
 from flow_memory.kit.actors import ensure_may_act_as
+from flow_memory.kit.db import transaction_memo
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Conflict, Invalid, NotFound
 from flow_memory.kit.ids import new_id
@@ -44,7 +45,7 @@ def place_bid(
     bidder = body.bidder_id or principal.owner_id
     job = service.find(session, job_id, for_update=True)
     service.ensure_open(job, now=now)
-    providers.get_owned(session, principal=principal, provider_id=body.provider_id)
+    _ensure_provider(session, principal, body.provider_id)
     if domain.names_a_model(job.model_hint) and body.model != job.model_hint:
         raise Invalid(
             "the job asks for another model",
@@ -101,6 +102,16 @@ def place_bid(
     if job.payment_mode == "fixed":  # the award leaves an ineligible bid live, changing nothing
         awards.award(session, job, now=now, rules=rules, chosen=bid.bid_id, bids=bids, reads=reads)
     return Placed(bid, job, created, bids)
+
+
+def _ensure_provider(session: Session, principal: Principal, provider_id: str) -> None:
+    """Refuse a provider the caller may not bid with (404); checked once a transaction per
+    caller and provider, as a provider's owner never changes."""
+    checked = transaction_memo(session, "bid_providers")
+    key = (principal.owner_id, principal.is_admin, provider_id)
+    if key not in checked:
+        providers.get_owned(session, principal=principal, provider_id=provider_id)
+        checked[key] = True
 
 
 def withdraw_bid(
