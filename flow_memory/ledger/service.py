@@ -123,6 +123,7 @@ def open_account(
                 LedgerBalance(account_id=account_id, amount=Decimal(0), postings=0, updated_at=now)
             )
         session.flush()
+    known[holder_id] = main
     return main
 
 

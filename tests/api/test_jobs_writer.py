@@ -106,3 +106,47 @@ class TestBatches:
         with pytest.raises(Conflict):
             writer.run(posting(app, "writer run refused", then_refuse=True))
         assert jobs_with_prompt(app, "writer run refused") == []
+
+    def test_a_command_whose_caller_withdrew_it_is_not_applied(
+        self, app: FastAPI, writer: JobWriter
+    ) -> None:
+        withdrawn: Future[Any] = Future()
+        withdrawn.cancel()  # its caller went away before the writer took it
+        writer._queue.put((posting(app, "writer withdrawn"), withdrawn))
+        job_id = writer.run(posting(app, "writer after the withdrawn"))  # queued behind it
+        assert jobs_with_prompt(app, "writer after the withdrawn") == [job_id]
+        assert jobs_with_prompt(app, "writer withdrawn") == []
+
+    def test_what_a_refused_command_read_is_not_trusted_by_the_next(
+        self, app: FastAPI, writer: JobWriter
+    ) -> None:
+        # The first command opens a new requester's ledger accounts, then refuses: its
+        # accounts are rolled back, and the second must not use what the first remembered.
+        newcomer = Principal(
+            key_id="key_writer_newcomer_double",
+            owner_id="writer-newcomer",
+            scopes=frozenset({"inference:buy"}),
+        )
+
+        def post_as_newcomer(memo: str, *, then_refuse: bool) -> Any:
+            def command(session: Session) -> str:
+                request = {**job_body()["request"], "prompt": memo}
+                body = JobCreate.model_validate(job_body(request=request))
+                posted = service.post_job(
+                    session, principal=newcomer, body=body, now=app.state.clock.now()
+                )
+                if then_refuse:
+                    raise Conflict("refused after writing", code="test_refusal")
+                return posted.job.job_id
+
+            return command
+
+        batch: list[tuple[Any, Future[Any]]] = [
+            (post_as_newcomer("newcomer refused", then_refuse=True), Future()),
+            (post_as_newcomer("newcomer kept", then_refuse=False), Future()),
+        ]
+        writer._apply(batch)
+        refused, kept = (future for _, future in batch)
+        assert isinstance(refused.exception(), Conflict)
+        assert jobs_with_prompt(app, "newcomer kept") == [kept.result()]
+        assert_ledger_sound(app)
