@@ -14,17 +14,18 @@ from sqlalchemy import (
     cast,
     func,
     insert,
+    inspect,
     literal,
     literal_column,
     select,
     tuple_,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from flow_memory.jobs.domain import AWARDED, OPEN
 from flow_memory.jobs.models import Job, JobBid, JobEvent, JobResult
 from flow_memory.kit.db import canonical_json
-from flow_memory.kit.driver import DriverQuery
+from flow_memory.kit.driver import DriverQuery, bulk_insert
 
 # A position in the order events are delivered: (transaction, event id).
 Position = tuple[int, int]
@@ -42,6 +43,24 @@ def job(session: Session, job_id: str, *, for_update: bool = False) -> Job | Non
     if for_update:
         query = query.with_for_update()
     return session.scalars(query).first()
+
+
+_JOBS = Job.__table__
+_INSERT_JOB = bulk_insert(_JOBS)
+
+
+def insert_job(session: Session, job: Job) -> None:
+    """Write a new job on the driver and hold it in the session as if read back (no flush,
+    no select): every post writes one. Columns left unset are written empty, or with their
+    default, which the session then reads when asked."""
+    state = inspect(job)
+    for column in _JOBS.columns:
+        if column.key not in state.dict and column.default is None:
+            setattr(job, column.key, None)
+    values = {key: value for key, value in state.dict.items() if key in _JOBS.columns}
+    _INSERT_JOB.execute_rows(session.connection(), tuple(values), [tuple(values.values())])
+    make_transient_to_detached(job)
+    session.add(job)
 
 
 def claim(session: Session, job_id: str, *, status: str, now: datetime) -> Job | None:

@@ -101,8 +101,7 @@ def post_job(session: Session, *, principal: Principal, body: JobCreate, now: da
         created_at=now,
         updated_at=now,
     )
-    session.add(job)
-    session.flush()
+    repository.insert_job(session, job)
     posted = views.request_read(job, reveal=False)
     event = events.record(
         session,
