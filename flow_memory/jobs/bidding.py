@@ -91,7 +91,6 @@ def place_bid(
     bid.revision += 1
     bid.submitted_at = now
     job.updated_at = now
-    session.flush()
     events.record(
         session,
         job,

@@ -57,9 +57,8 @@ def record(
 ) -> JobEvent:
     """Write one event of ``job`` (with its status after the change) in the session's
     transaction, copy it to the market feed and announce it to the other servers; the event
-    as stored."""
+    as stored. The job's own changes need not be flushed first: they commit together."""
     stored = _storable({"job_id": job.job_id, "status": job.status, **payload})
-    session.flush()  # the job's own changes first: its events follow them
     event = repository.insert_event(session, job_id=job.job_id, kind=kind, payload=stored, now=now)
     add_feed_event(
         session, kind=kind, model=job.model_hint, subject_id=job.job_id, payload=stored, now=now
