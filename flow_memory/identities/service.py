@@ -157,8 +157,10 @@ def payer_of(session: Session, identity_id: str) -> str:
     payer: str | None = known.get(identity_id)
     if payer is None:
         agent = repository.get(session, identity_id)
-        bound = agent is not None and agent.kind == "bound"
-        payer = known[identity_id] = agent.creator_id if bound else identity_id
+        payer = identity_id
+        if agent is not None and agent.kind == "bound":
+            payer = agent.creator_id
+        known[identity_id] = payer
     return payer
 
 

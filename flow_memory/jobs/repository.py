@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Table,
     Text,
     cast,
     func,
@@ -45,7 +46,7 @@ def job(session: Session, job_id: str, *, for_update: bool = False) -> Job | Non
     return session.scalars(query).first()
 
 
-_JOBS = Job.__table__
+_JOBS: Table = Job.__table__  # type: ignore[assignment]
 _INSERT_JOB = bulk_insert(_JOBS)
 
 
@@ -181,7 +182,7 @@ def _settled(session: Session) -> ColumnElement[bool]:
     return JobEvent.tx < horizon
 
 
-_EVENTS = JobEvent.__table__
+_EVENTS: Table = JobEvent.__table__  # type: ignore[assignment]
 # One statement per dialect. An event's tx: on PostgreSQL the writing transaction's id (as the
 # row is inserted); 0 on SQLite, whose writers commit one at a time, in event id order.
 _INSERT_EVENT = {
