@@ -4,10 +4,11 @@ An entry's row also carries the facts of its latest active version (price, APIs,
 window, …): search and compatibility filter on them without reading versions. They are copied
 whenever a version is published or changes status, and nowhere else.
 
-Full-text search lives beside these tables in each backend's own engine, built by migration
-0012: on SQLite an FTS5 table ``registry_fts`` whose rowid is the entry's ``doc_id``, kept by
-triggers; on PostgreSQL the weighted ``tsvector`` column ``search_vector``, set by a trigger and
-indexed with GIN (``flow_memory.registry.search``)."""
+Search reads an index of its own beside them (migration 0015): each listed entry's words,
+stemmed by the database's own text-search engine, with their impact
+(``flow_memory.registry.ranking``), and how many entries hold each word.
+``flow_memory.registry.search_index`` keeps it in the transaction that writes the entry;
+``flow_memory.registry.search`` reads it."""
 
 from __future__ import annotations
 
@@ -15,8 +16,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flow_memory.kit.db import Base, JSONDocument, Money, UTCDateTime
@@ -29,7 +37,7 @@ class RegistryEntry(Base):
     __table_args__ = (
         Index("ix_registry_entries_publisher", "publisher_id", "kind", "slug"),
         Index("ix_registry_entries_kind", "kind", "listed", "context_window"),
-        # A search joins each full-text hit by doc_id and counts facets from this index alone.
+        # A search joins each hit by doc_id and counts facets from this index alone.
         Index(
             "ix_registry_entries_doc",
             "doc_id",
@@ -44,9 +52,8 @@ class RegistryEntry(Base):
     )
 
     entry_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    # A random 62-bit integer: the entry's rowid in SQLite's FTS5 table (an integer key joins
-    # a hit in one index seek, where reading each hit's entry_id from the FTS table cost more
-    # than the search).
+    # A random 62-bit integer: the key the search index's postings hold (an integer joins a hit
+    # to its entry in one seek of the covering index below).
     doc_id: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(8))  # model | agent | solution
     slug: Mapped[str] = mapped_column(String(160), unique=True)
@@ -74,11 +81,6 @@ class RegistryEntry(Base):
     pricing_model: Mapped[str | None] = mapped_column(String(16), nullable=True)
     price: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
     royalty_bps: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    # PostgreSQL: the weighted document the GIN index searches, set by a trigger (never by
-    # this code). SQLite: always null (its FTS5 table holds the words).
-    search_vector: Mapped[str | None] = mapped_column(
-        Text().with_variant(postgresql.TSVECTOR(), "postgresql"), nullable=True, deferred=True
-    )
 
 
 class RegistryVersion(Base):
@@ -112,3 +114,59 @@ class RegistryVersion(Base):
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     published_by: Mapped[str] = mapped_column(String(128))
     published_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# A stemmed word. Compared byte by byte on PostgreSQL too (as on SQLite), whatever the database's
+# collation: a prefix's words are the range from the prefix to the prefix and U+10FFFF.
+TERM = String(64).with_variant(String(64, collation="C"), "postgresql")
+
+
+class RegistrySearchTerm(Base):
+    """One word of a listed entry (a posting) with its impact and the entry's facets, so that a
+    word's best entries and their facet counts are read from one index, best first."""
+
+    __tablename__ = "registry_search_terms"
+    __table_args__ = (
+        # A word's entries, best first (scanned backwards: ORDER BY impact DESC, doc_id DESC),
+        # with the facets: a search without filters reads nothing else.
+        Index(
+            "ix_registry_search_terms_impact",
+            "term",
+            "impact",
+            "doc_id",
+            "kind",
+            "license",
+            "pricing_model",
+            "modality",
+            "tool_calling",
+            "publisher_id",
+        ),
+        # Probing entries for a word reads the key alone (SQLite keeps the rows in the key's
+        # order, PostgreSQL's key includes the impact), within the word's few pages: keyed by
+        # the entry first, each probe landed on a page of its own.
+        PrimaryKeyConstraint("term", "doc_id", postgresql_include=["impact"]),
+        # An entry's postings, to replace them when it changes.
+        Index("ix_registry_search_terms_doc", "doc_id"),
+        {"sqlite_with_rowid": False},
+    )
+
+    doc_id: Mapped[int] = mapped_column(BigInteger)
+    term: Mapped[str] = mapped_column(TERM)
+    impact: Mapped[int] = mapped_column(Integer)
+    # The entry's facets, as on its row (copied whenever its listing changes).
+    kind: Mapped[str] = mapped_column(String(8))
+    license: Mapped[str] = mapped_column(String(64))
+    pricing_model: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    modality: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    tool_calling: Mapped[bool | None] = mapped_column(nullable=True)
+    publisher_id: Mapped[str] = mapped_column(String(64))
+
+
+class RegistrySearchWord(Base):
+    """How many listed entries hold a word; the row of the empty word counts every indexed
+    entry. Read for a word's rarity and to complete a prefix with the words it starts."""
+
+    __tablename__ = "registry_search_words"
+
+    term: Mapped[str] = mapped_column(TERM, primary_key=True)
+    entries: Mapped[int] = mapped_column(Integer)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Conflict, Forbidden, Invalid, NotFound, Problem
 from flow_memory.kit.ids import new_id
-from flow_memory.registry import repository
+from flow_memory.registry import repository, search_index
 from flow_memory.registry.domain import (
     AgentNeeds,
     ModelFacts,
@@ -259,7 +259,8 @@ def change_status(
 
 
 def refresh_listing(session: Session, entry: RegistryEntry, *, now: datetime) -> None:
-    """Copy the latest active version's facts onto the entry (unlisted when none is)."""
+    """Copy the latest active version's facts onto the entry (unlisted when none is) and
+    bring its search postings in line."""
     active = [v for v in repository.versions_of(session, entry.entry_id) if v.status == "active"]
     latest = max(active, key=lambda v: parse_version(v.version), default=None)
     entry.updated_at = now
@@ -277,6 +278,8 @@ def refresh_listing(session: Session, entry: RegistryEntry, *, now: datetime) ->
     entry.price = latest.price if latest else None
     entry.royalty_bps = latest.royalty_bps if latest else None
     session.flush()
+    # In this transaction: an entry is found exactly while it is listed.
+    search_index.index_entry(session, entry)
 
 
 def listing_facts(session: Session, kind: str, version: RegistryVersion) -> dict[str, Any]:
