@@ -67,9 +67,13 @@ class Settings:
     reputation_exclusion_threshold: float = 0.2
     stake_slash_share: float = 0.25
     stake_per_job_slot: float = 1.0
-    # How long a result's judges have for their verdicts (a silent requester accepts), and how
-    # long a winner has to dispute a rejection.
+    # Judging a submitted result (flow_memory.jobs.judging): how long a requester has to accept
+    # or reject it (silence until then accepts; 0 accepts every result as it arrives, the board
+    # without review); how long a drawn validator has to answer before it is replaced (a dispute's
+    # validators too); how long a winner has to dispute a rejection (0: a rejection is final at
+    # once).
     validation_review_seconds: int = 3_600
+    validator_answer_seconds: int = 3_600
     dispute_window_seconds: int = 3_600
 
     # /metrics (``flow_memory.scrape``). On the API's port it needs a key with this scope
@@ -90,6 +94,13 @@ class Settings:
             raise ValueError("FLOW_MEMORY_REPUTATION_EXCLUSION_THRESHOLD must be in [0, 0.5)")
         if not 0 < self.stake_slash_share <= 1:
             raise ValueError("FLOW_MEMORY_STAKE_SLASH_SHARE must be in (0, 1]")
+        if self.validation_review_seconds < 0 or self.dispute_window_seconds < 0:
+            raise ValueError(
+                "FLOW_MEMORY_VALIDATION_REVIEW_SECONDS and FLOW_MEMORY_DISPUTE_WINDOW_SECONDS "
+                "must be 0 or more"
+            )
+        if self.validator_answer_seconds < 1:
+            raise ValueError("FLOW_MEMORY_VALIDATOR_ANSWER_SECONDS must be 1 or more")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -1,10 +1,11 @@
 """The winner's side of a job: its assignment (the full request), and the result it uploads,
 archived under the SHA-256 of its canonical encoding (``digest``), never changed after.
 
-Uploading completes the job (until validation lands, a submitted result is accepted at once):
-the winner's price is paid out of the escrow and the rest released, and its bidder is recorded
-with a good completion (and ``late`` past the time its bid promised), in the same transaction.
-Results never enter logs, events or usage exports: events carry only their hash."""
+Uploading opens the result's judging by the job's validation mode (``judging``): the job
+waits, ``submitted``, for the requester's verdict or the drawn validators' (with a review
+window of 0 the requester's silence accepts at once, and the job completes in the same
+transaction); the bidder is recorded ``late`` past the time its bid promised. Results never
+enter logs, events or usage exports: events carry only their hash."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from flow_memory.jobs import (
     checks,
     digest,
     domain,
-    escrow,
     events,
+    judging,
     outcomes,
     repository,
     service,
@@ -92,7 +93,7 @@ def submit_result(
     now: datetime,
     rules: JobRules,
 ) -> Archived:
-    """Archive the winner's result and complete the job. The same content again is answered
+    """Archive the winner's result and open its judging. The same content again is answered
     as it was (a replay); other content for a job that has a result is 409."""
     job, winner = winners_job(session, principal, job_id, for_update=True)
     document = result_document(job.job_id, body)
@@ -143,30 +144,10 @@ def submit_result(
         {"bid_id": winner.bid_id, "bidder_id": winner.bidder_id, "result_hash": result_hash},
         now=now,
     )
-    if domain.after_submission(job.validation["mode"]) == domain.COMPLETED:
-        complete(session, job, winner, now=now, rules=rules)
+    judging.open_judging(session, job, winner, now=now, rules=rules)
     # After the escrow's ledger rows: records are locked after ledger rows everywhere.
     outcomes.delivered(session, job, winner, now=now, rules=rules)
     return Archived(result, job, replayed=False)
-
-
-def complete(session: Session, job: Job, winner: JobBid, *, now: datetime, rules: JobRules) -> None:
-    """Pay the winner its price out of the escrow, release the rest, end the job, and record
-    the winner's good completion."""
-    domain.check_transition(job.status, domain.COMPLETED)
-    escrow.pay(session, job, bidder_id=winner.bidder_id, price=winner.price, now=now)
-    job.status = domain.COMPLETED
-    job.paid = winner.price
-    job.ended_at = job.updated_at = now
-    session.flush()
-    events.record(
-        session,
-        job,
-        events.COMPLETED,
-        {"bid_id": winner.bid_id, "bidder_id": winner.bidder_id, "price": winner.price},
-        now=now,
-    )
-    outcomes.completed(session, job, winner, now=now, rules=rules)
 
 
 def result_document(job_id: str, body: ResultCreate) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """Job board rules that read no database: a job's states and their transitions, which bids may
 win, the award score, and what a job holds in escrow.
 
-States: ``open`` → ``awarded`` → ``submitted`` → ``completed``; ``cancelled`` (by the requester,
-while open), ``expired_unawarded`` (the bid window closed without an eligible bid) and
-``expired_no_show`` (no result by the deadline). A submitted result leads to the state
-``after_submission`` names: ``completed`` until validation lands, whose states slot in there.
+States: ``open`` → ``awarded`` → ``submitted`` → ``completed`` or ``rejected``; ``cancelled``
+(by the requester, while open), ``expired_unawarded`` (the bid window closed without an
+eligible bid) and ``expired_no_show`` (no result by the deadline). A ``submitted`` job's result
+is being judged (``flow_memory.jobs.judging``): accepted, it completes and pays; rejected, it
+becomes ``rejected`` with its escrow still held while the winner may dispute, and ends when the
+rejection is final (``ended_at`` set, the escrow released less validator fees) or moves on to
+``completed`` when a dispute overturns it. ``after_judgement`` maps a decision to its state.
 
 The award score (auction mode; lower wins): ``price * (1 + 0.5 * (0.5 - standing))``, where
 ``standing`` in [0, 1] is the bidder's standing (0.5, neutral, for a bidder without one), so a
@@ -27,6 +30,7 @@ OPEN = "open"
 AWARDED = "awarded"
 SUBMITTED = "submitted"
 COMPLETED = "completed"
+REJECTED = "rejected"
 CANCELLED = "cancelled"
 EXPIRED_UNAWARDED = "expired_unawarded"
 EXPIRED_NO_SHOW = "expired_no_show"
@@ -35,17 +39,30 @@ STATUSES = (
     AWARDED,
     SUBMITTED,
     COMPLETED,
+    REJECTED,
     CANCELLED,
     EXPIRED_UNAWARDED,
     EXPIRED_NO_SHOW,
 )
 # States a job never leaves: the transition into each settles or releases its escrow.
 ENDED = frozenset({COMPLETED, CANCELLED, EXPIRED_UNAWARDED, EXPIRED_NO_SHOW})
-# Where each state may go. ``awarded`` → ``awarded`` is the runner-up's award after a no-show.
+# Where each state may go. ``awarded`` → ``awarded`` is the runner-up's award after a no-show;
+# ``rejected`` → ``completed`` is a dispute the winner won. A ``rejected`` job is left by no
+# other transition: it ends where it stands once the rejection is final.
 TRANSITIONS: Mapping[str, frozenset[str]] = {
     OPEN: frozenset({AWARDED, CANCELLED, EXPIRED_UNAWARDED}),
     AWARDED: frozenset({AWARDED, SUBMITTED, EXPIRED_NO_SHOW}),
-    SUBMITTED: frozenset({COMPLETED}),
+    SUBMITTED: frozenset({COMPLETED, REJECTED}),
+    REJECTED: frozenset({COMPLETED}),
+}
+# A validation's decisions (``flow_memory.reputation.verdicts``) and the job state each leads
+# to; ``rejected_final`` and ``upheld`` end a ``rejected`` job where it stands.
+JUDGED_STATES: Mapping[str, str] = {
+    "accepted": COMPLETED,
+    "overturned": COMPLETED,
+    "rejected": REJECTED,
+    "rejected_final": REJECTED,
+    "upheld": REJECTED,
 }
 
 # Bid statuses, and why a bid lost.
@@ -87,11 +104,14 @@ def check_transition(current: str, target: str) -> None:
         )
 
 
-def after_submission(validation_mode: str) -> str:
-    """The state a submitted result leads to. Every mode completes at once for now; the
-    validation states (a validator's verdict, a dispute) will be returned here."""
-    del validation_mode
-    return COMPLETED
+def after_judgement(decision: str) -> str:
+    """The state a validation's decision leads a job to (``JUDGED_STATES``)."""
+    return JUDGED_STATES[decision]
+
+
+def has_ended(status: str, ended_at: datetime | None) -> bool:
+    """Whether a job has ended: in an ended state, or rejected for good."""
+    return status in ENDED or (status == REJECTED and ended_at is not None)
 
 
 def names_a_model(model_hint: str) -> bool:

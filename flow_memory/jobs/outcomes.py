@@ -1,7 +1,7 @@
 """What the job board tells reputation (``flow_memory.reputation``), in the caller's
 transaction: a bid refused below the reputation floor, a good completion, a late delivery, a
-no-show and its stake slashed to the requester. ``JobRules`` carries the settings these read,
-from the app's settings to the routes and the timer."""
+bad completion or a no-show and its stake slashed to the requester. ``JobRules`` carries the
+settings these read, from the app's settings to the routes and the timer."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ class JobRules:
     half_life_days: Decimal
     slash_share: Decimal
     stake_per_slot: Decimal
+    # How long a requester reviews a result, a drawn validator answers, a winner may dispute.
+    review_seconds: int = 3_600
+    validator_seconds: int = 3_600
+    dispute_seconds: int = 3_600
 
     @classmethod
     def of(cls, settings: Settings) -> JobRules:
@@ -34,6 +38,9 @@ class JobRules:
             half_life_days=service.as_decimal(settings.reputation_half_life_days),
             slash_share=service.as_decimal(settings.stake_slash_share),
             stake_per_slot=service.as_decimal(settings.stake_per_job_slot),
+            review_seconds=settings.validation_review_seconds,
+            validator_seconds=settings.validator_answer_seconds,
+            dispute_seconds=settings.dispute_window_seconds,
         )
 
 
@@ -68,7 +75,8 @@ def ensure_may_bid(
 def completed(
     session: Session, job: Job, winner: JobBid, *, now: datetime, rules: JobRules
 ) -> None:
-    """The winner's result was accepted: a good completion, worth its price."""
+    """The winner's result was accepted (or a dispute overturned its rejection): a good
+    completion, worth its price."""
     _record(session, job, winner, reputation.COMPLETION_GOOD, now=now, rules=rules)
 
 
@@ -82,6 +90,21 @@ def delivered(
         return False
     _record(session, job, winner, reputation.LATE, now=now, rules=rules)
     return True
+
+
+def rejected(session: Session, job: Job, winner: JobBid, *, now: datetime, rules: JobRules) -> None:
+    """The winner's result was finally rejected: a bad completion, and its stake's share
+    slashed to the payer (ledger rows first, as everywhere)."""
+    stakes.slash(
+        session,
+        bidder_id=winner.bidder_id,
+        job_id=job.job_id,
+        payee_id=job.payer_id,
+        reason=reputation.COMPLETION_BAD,
+        share=rules.slash_share,
+        now=now,
+    )
+    _record(session, job, winner, reputation.COMPLETION_BAD, now=now, rules=rules)
 
 
 def no_show(session: Session, job: Job, missing: JobBid, *, now: datetime, rules: JobRules) -> None:

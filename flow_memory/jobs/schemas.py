@@ -22,6 +22,7 @@ JobStatus = Literal[
     "awarded",
     "submitted",
     "completed",
+    "rejected",
     "cancelled",
     "expired_unawarded",
     "expired_no_show",
@@ -125,7 +126,9 @@ class Economics(RequestModel):
 
 
 class Validation(RequestModel):
-    """How the result will be validated: stored now, acted on once validation lands."""
+    """Who judges the result (``flow_memory.jobs.judging``): the requester within the review
+    window (silence accepts), one drawn validator, or the consensus of several; each
+    validator's fee is held with the job and paid to those who answer in time."""
 
     mode: ValidationMode = "requester"
     validators: int = Field(default=0, ge=0, le=15)

@@ -1,27 +1,31 @@
 """The job timer: in every server, a thread that closes bid windows (awarding by score, or
-expiring the job) and handles results that did not come by their deadline, without waiting for
-a request to arrive.
+expiring the job), handles results that did not come by their deadline, and acts on results
+whose judging ran out of time (``judging.expire_claimed``: a review window ended in silence, a
+validator did not answer, a dispute window closed), without waiting for a request to arrive.
 
 Each due job is claimed in a transaction of its own (``repository.claim``: a row lock taken
 with ``SKIP LOCKED`` on PostgreSQL, the write lock on SQLite) that checks it is still due, so
 several servers on one database never act on a job twice: the first to claim it acts, the
 others find it locked or no longer due. Time is the app's clock; the thread sleeps until the
 next job falls due, until a change of this server's makes a job due sooner than that, until
-another server's job event is heard (PostgreSQL), or until ``job_timer_seconds`` pass. Tests
-call ``tick`` themselves."""
+another server's job event is heard (PostgreSQL), or until ``job_timer_seconds`` pass. Due
+validations are claimed the same way, each in a transaction of its own
+(``claim_validation``). Tests call ``tick`` themselves."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from flow_memory.jobs import awards, domain, events, repository
+from flow_memory.jobs import awards, domain, events, judging, repository
 from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.signal import JobSignal
 from flow_memory.jobs.writer import JobWriter
@@ -29,8 +33,10 @@ from flow_memory.kit.broadcast import Listener
 from flow_memory.kit.clock import Clock
 from flow_memory.kit.deps import on_session_end, read_session, transaction
 from flow_memory.kit.errors import DatabaseUnavailable
+from flow_memory.reputation import repository as validations
 
 log = logging.getLogger("flow_memory.jobs.timer")
+T = TypeVar("T")
 
 BATCH = 200  # due jobs taken per look; a tick looks again while it finds a full batch
 RETRY_SECONDS = 1.0
@@ -46,6 +52,8 @@ class TickReport:
     reawarded: int = 0
     expired_no_show: int = 0
     skipped: int = 0  # due when looked up, then claimed elsewhere or no longer due
+    validations: int = 0  # validations whose time ran out, claimed and acted on
+    judged: int = 0  # of them, decided (accepted, or a rejection made final)
     failed: list[str] = field(default_factory=list)
 
     @property
@@ -108,9 +116,14 @@ class JobTimer:
             self._listener = None
 
     def tick(self, now: datetime | None = None) -> TickReport:
-        """Act on every job due at ``now`` (the app's clock when None)."""
+        """Act on every job and every validation due at ``now`` (the app's clock when None)."""
         now = now or self._clock.now()
         report = TickReport()
+        self._act_on_jobs(now, report)
+        self._act_on_validations(now, report)
+        return report
+
+    def _act_on_jobs(self, now: datetime, report: TickReport) -> None:
         while True:
             with read_session(self._read_factory) as session:
                 due = repository.due_jobs(session, now, limit=BATCH)
@@ -123,7 +136,40 @@ class JobTimer:
             # A full batch may hide more due jobs; a batch others hold (or that fails) is left
             # to the next tick rather than read again at once.
             if len(due) < BATCH or report.acted == acted:
-                return report
+                return
+
+    def _act_on_validations(self, now: datetime, report: TickReport) -> None:
+        """Act on every validation whose time ran out, each claimed in a transaction of its
+        own (or a savepoint of the job writer's batch): one that fails is logged and tried
+        again next tick, and stops no other."""
+        rules = self._rules
+        while True:
+            with read_session(self._read_factory) as session:
+                due = validations.due_validation_ids(session, now, limit=BATCH)
+            pending = []
+            for job_id in due:
+
+                def command(session: Session, job_id: str = job_id) -> str | None:
+                    return judging.expire_claimed(session, job_id, now=now, rules=rules)
+
+                pending.append((job_id, self._apply(command)))
+            acted = report.validations
+            for job_id, outcome in pending:
+                try:
+                    found = outcome.result()
+                except DatabaseUnavailable:
+                    raise
+                except Exception:
+                    log.exception("the timer could not act on the validation of job %s", job_id)
+                    report.failed.append(job_id)
+                    continue
+                if found is None:
+                    report.skipped += 1
+                    continue
+                report.validations += 1
+                report.judged += 1 if found == "decided" else 0
+            if len(due) < BATCH or report.validations == acted:
+                return
 
     def _submit(self, job_id: str, status: str, now: datetime) -> Future[str | None]:
         """Act on the job in a transaction of its own, or in the job writer's next batch."""
@@ -131,9 +177,13 @@ class JobTimer:
         def command(session: Session) -> str | None:
             return self._act(session, job_id, status, now, self._rules)
 
+        return self._apply(command)
+
+    def _apply(self, command: Callable[[Session], T]) -> Future[T]:
+        """Run ``command`` in a transaction of its own, or in the job writer's next batch."""
         if self.writer is not None:
             return self.writer.submit(command)
-        outcome: Future[str | None] = Future()
+        outcome: Future[T] = Future()
         try:
             with transaction(self._factory) as session:
                 on_session_end(session, self._wake_if_committed)
@@ -215,7 +265,8 @@ class JobTimer:
 
     def _until_next_due(self) -> float:
         with read_session(self._read_factory) as session:
-            due = repository.next_due(session)
+            moments = [repository.next_due(session), validations.next_validation_due(session)]
+        due = min((m for m in moments if m is not None), default=None)
         if due is None:
             return self._idle_seconds
         seconds = (due - self._clock.now()).total_seconds()

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
+from flow_memory.jobs import judging
+from flow_memory.jobs.work import JobRulesDep
 from flow_memory.kit.cursors import CURSOR_PATTERN
 from flow_memory.kit.deps import (
     ClockDep,
@@ -20,7 +22,14 @@ from flow_memory.kit.deps import (
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES, ErrorEnvelope, Identifier
 from flow_memory.kit.scopes import BUY, READ, SELL, VALIDATE
-from flow_memory.reputation import disputes, repository, service, stakes, validators, verdicts
+from flow_memory.reputation import (
+    disputes,
+    repository,
+    service,
+    stakes,
+    validation_page,
+    validators,
+)
 from flow_memory.reputation.schemas import (
     DisputeCreate,
     DisputeResponse,
@@ -28,6 +37,7 @@ from flow_memory.reputation.schemas import (
     StakeCreate,
     StakeListResponse,
     StakeResponse,
+    ValidationResponse,
     ValidatorCreate,
     ValidatorListResponse,
     ValidatorResponse,
@@ -236,25 +246,16 @@ def post_verdict(
     body: VerdictCreate,
     session: SessionDep,
     clock: ClockDep,
-    settings: SettingsDep,
+    rules: JobRulesDep,
     principal: VerdictJudge,
 ) -> FlowJSONResponse:
-    recorded = verdicts.record_verdict(
-        session,
-        principal=principal,
-        job_id=job_id,
-        judge_id=body.judge_id,
-        accept=body.decision == "accept",
-        score=body.score,
-        reason=body.reason,
-        now=clock.now(),
-        half_life_days=settings.reputation_half_life_days,
-        dispute_seconds=settings.dispute_window_seconds,
+    recorded = judging.record_verdict(
+        session, principal=principal, job_id=job_id, body=body, now=clock.now(), rules=rules
     )
     return respond(
         {
-            "verdict": verdicts.verdict_read(recorded.verdict),
-            "validation": verdicts.validation_read(session, recorded.validation),
+            "verdict": validation_page.verdict_read(recorded.verdict),
+            "validation": validation_page.validation_read(session, recorded.validation),
         },
         status_code=201,
     )
@@ -276,19 +277,36 @@ def post_dispute(
     settings: SettingsDep,
     principal: Seller,
 ) -> FlowJSONResponse:
+    now = clock.now()
     dispute, record = disputes.open_dispute(
         session,
         principal=principal,
         job_id=job_id,
         reason=body.reason,
-        now=clock.now(),
-        review_seconds=settings.validation_review_seconds,
+        now=now,
+        review_seconds=settings.validator_answer_seconds,
         exclusion_threshold=settings.reputation_exclusion_threshold,
     )
+    judging.noted_dispute(session, record, now=now)
     return respond(
         {
-            "dispute": verdicts.dispute_read(dispute),
-            "validation": verdicts.validation_read(session, record),
+            "dispute": validation_page.dispute_read(dispute),
+            "validation": validation_page.validation_read(session, record),
         },
         status_code=201,
     )
+
+
+@router.get(
+    "/jobs/{job_id}/validation",
+    response_model=ValidationResponse,
+    name="jobValidation",
+    summary="How a job's result is being judged: the mode and state, the validators drawn, "
+    "every verdict with its score and reason, the decision, the dispute and the fees paid (the "
+    "requester, the winner, the drawn validators, admins and auditors; absent to others)",
+)
+def get_validation(
+    job_id: Identifier, session: ReadSessionDep, principal: Reader
+) -> FlowJSONResponse:
+    record = validation_page.visible_validation(session, principal, job_id)
+    return respond({"validation": validation_page.validation_detail(session, record)})

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -17,7 +18,24 @@ from sqlalchemy.orm import Session
 
 from flow_memory.reputation import domain, repository, service
 from flow_memory.reputation.models import Validation
-from flow_memory.reputation.verdicts import REQUESTER, Judgement, announce, decide, draw_round
+from flow_memory.reputation.verdicts import (
+    REQUESTER,
+    Judgement,
+    OnDecision,
+    announce,
+    decide,
+    draw_round,
+)
+
+
+@dataclass(frozen=True)
+class Expired:
+    """What running out of time did to one validation: the decision taken (None: it waits on),
+    the validators who missed their time, and those drawn to replace them."""
+
+    judgement: Judgement | None
+    missed: tuple[str, ...] = ()
+    drawn: tuple[str, ...] = ()
 
 
 def expire_due(
@@ -29,11 +47,12 @@ def expire_due(
     dispute_seconds: int,
     exclusion_threshold: float | Decimal,
     limit: int = 200,
+    on_decision: OnDecision | None = None,
 ) -> list[Judgement]:
     """Handle up to ``limit`` validations whose time ran out; the decisions taken."""
     decided: list[Judgement] = []
     for record in repository.due_validations(session, now, limit=limit):
-        judgement = _expire(
+        found = expire(
             session,
             record,
             now=now,
@@ -41,13 +60,14 @@ def expire_due(
             review_seconds=review_seconds,
             dispute_seconds=dispute_seconds,
             threshold=exclusion_threshold,
+            on_decision=on_decision,
         )
-        if judgement is not None:
-            decided.append(judgement)
+        if found.judgement is not None:
+            decided.append(found.judgement)
     return decided
 
 
-def _expire(
+def expire(
     session: Session,
     record: Validation,
     *,
@@ -56,22 +76,55 @@ def _expire(
     review_seconds: int,
     dispute_seconds: int,
     threshold: float | Decimal,
-) -> Judgement | None:
-    if record.status == "rejected":
-        record.status = "rejected_final"
-        _outcome(session, record, domain.COMPLETION_BAD, now=now, half_life=half_life)
+    on_decision: OnDecision | None = None,
+) -> Expired:
+    """Act on one validation whose time ran out (the caller holds its row): see the module.
+    ``review_seconds`` is the time a replacement (or, when none answers, the requester) has;
+    ``on_decision`` is told of a decision before the outcomes it implies are recorded."""
+    final = record.status == "rejected"
+    if final or (record.mode == REQUESTER and record.round == 0):
+        record.status = "rejected_final" if final else "accepted"
+        if not final:
+            record.decided_at = now
         session.flush()
-        return announce(session, Judgement(record.job_id, record.status, record.score, (), ()), now)
+        judgement = announce(
+            session,
+            Judgement(record.job_id, record.status, record.score if final else None, (), ()),
+            now,
+        )
+        if on_decision is not None:
+            on_decision(judgement)
+        kind = domain.COMPLETION_BAD if final else domain.COMPLETION_GOOD
+        _outcome(session, record, kind, now=now, half_life=half_life)
+        session.flush()
+        return Expired(judgement)
     draws = repository.draws(session, record.job_id, record.round)
-    if record.mode == REQUESTER and record.round == 0:
-        record.status = "accepted"
-        record.decided_at = now
-        _outcome(session, record, domain.COMPLETION_GOOD, now=now, half_life=half_life)
-        session.flush()
-        return announce(session, Judgement(record.job_id, record.status, None, (), ()), now)
     missed = [d for d in draws if d.status == "pending"]
     for row in missed:
         row.status = "missed"
+    session.flush()
+    gone = tuple(d.validator_id for d in missed)
+    record.due_at = now + timedelta(seconds=review_seconds)
+    everyone = {d.validator_id for d in repository.draws(session, record.job_id, None)}
+    drawn = (
+        draw_round(session, record, len(missed), now=now, threshold=threshold, exclude=everyone)
+        if missed
+        else []
+    )
+    decided = None
+    if not drawn and repository.verdicts(session, record.job_id, record.round):
+        decided = decide(
+            session,
+            record,
+            now=now,
+            half_life=half_life,
+            dispute_seconds=dispute_seconds,
+            on_decision=on_decision,
+        )
+    if not drawn and decided is None and record.round == 0:
+        record.mode = REQUESTER  # no validator answers: the requester judges
+    # After any decision's ledger rows: reputation records are locked after ledger rows.
+    for row in missed:
         service.record_outcome(
             session,
             identity_id=row.validator_id,
@@ -82,22 +135,7 @@ def _expire(
             job_id=record.job_id,
         )
     session.flush()
-    record.due_at = now + timedelta(seconds=review_seconds)
-    everyone = {d.validator_id for d in repository.draws(session, record.job_id, None)}
-    if missed and draw_round(
-        session, record, len(missed), now=now, threshold=threshold, exclude=everyone
-    ):
-        return None
-    if repository.verdicts(session, record.job_id, record.round):
-        judgement = decide(
-            session, record, now=now, half_life=half_life, dispute_seconds=dispute_seconds
-        )
-        if judgement is not None:
-            return judgement
-    if record.round == 0:
-        record.mode = REQUESTER  # no validator answers: the requester judges
-    session.flush()
-    return None
+    return Expired(decided, gone, tuple(drawn))
 
 
 def _outcome(

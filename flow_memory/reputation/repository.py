@@ -221,15 +221,47 @@ def jobs_held(session: Session, ids: Collection[str]) -> int:
     return int(session.scalar(query) or 0)
 
 
+_WAITING = ("open", "disputed", "rejected")  # a validation whose time may run out
+
+
+def due_validation_ids(session: Session, now: datetime, *, limit: int) -> list[str]:
+    """The job ids of validations whose time ran out, soonest first (nothing locked)."""
+    v = Validation
+    query = select(v.job_id).where(v.status.in_(_WAITING), v.due_at <= now)
+    return list(session.scalars(query.order_by(v.due_at, v.job_id).limit(limit)))
+
+
+def claim_validation(session: Session, job_id: str, now: datetime) -> Validation | None:
+    """The validation if its time still ran out at ``now``, locked; None when it has not, or
+    when another transaction holds it (PostgreSQL skips it rather than wait: that server is
+    acting on it). On SQLite the write lock every transaction takes serialises claims."""
+    v = Validation
+    query = (
+        select(v)
+        .where(v.job_id == job_id, v.status.in_(_WAITING), v.due_at <= now)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(query).first()
+
+
 def due_validations(session: Session, now: datetime, *, limit: int) -> list[Validation]:
     """Validations whose time ran out (verdicts, or a dispute window), claimed for this
     transaction: rows another server holds are skipped, so each is handled once."""
     v = Validation
     query = (
         select(v)
-        .where(v.status.in_(("open", "disputed", "rejected")), v.due_at <= now)
+        .where(v.status.in_(_WAITING), v.due_at <= now)
         .order_by(v.due_at, v.job_id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     return list(session.scalars(query))
+
+
+def next_validation_due(session: Session) -> datetime | None:
+    """The earliest moment some validation's time runs out (verdicts, or a dispute window)."""
+    v = Validation
+    query = select(func.min(v.due_at)).where(v.status.in_(_WAITING))
+    found: datetime | None = session.scalar(query)
+    return found

@@ -281,3 +281,52 @@ class DisputeResponse(SafetyFields):
     ok: Literal[True] = True
     dispute: DisputeRead
     validation: ValidationRead
+
+
+class DrawDetail(DrawRead):
+    drawn_at: datetime
+    due_at: datetime = Field(description="Its verdict by then, or it is replaced")
+
+
+class DecisionRead(BaseModel):
+    status: Literal["accepted", "rejected", "rejected_final", "overturned", "upheld"]
+    score: Rate
+    decided_at: datetime | None
+
+
+class FeeLine(BaseModel):
+    payee_id: str
+    amount: Credits
+    round: int = Field(description="0: judged the result; 1: decided the dispute")
+    paid_by: Literal["escrow", "winner"] = Field(
+        description="escrow: out of the job's hold (the requester's); winner: a lost dispute's "
+        "fees, from the winner's account"
+    )
+
+
+class ValidationDetail(BaseModel):
+    job_id: str
+    mode: Literal["requester", "random_validator", "consensus"]
+    status: Literal[
+        "open", "accepted", "rejected", "rejected_final", "disputed", "overturned", "upheld"
+    ]
+    round: int = Field(description="0: the result is judged; 1: a dispute is")
+    requester_id: str
+    winner_id: str
+    price: Credits = Field(description="The winning bid's price, paid when the result is accepted")
+    validator_fee: Credits = Field(description="Each validator's fee, when it answers in time")
+    opened_at: datetime
+    due_at: datetime = Field(
+        description="Verdicts by then (a silent requester accepts), or (rejected) a dispute"
+    )
+    decision: DecisionRead | None = Field(description="None while the result is being judged")
+    drawn: list[DrawDetail]
+    verdicts: list[VerdictRead]
+    dispute: DisputeRead | None
+    fees: list[FeeLine] = Field(description="Fees paid once the validation ended (empty before)")
+    settled: bool = Field(description="Whether the validation ended and its payments were made")
+
+
+class ValidationResponse(SafetyFields):
+    ok: Literal[True] = True
+    validation: ValidationDetail

@@ -2,8 +2,10 @@
 (the requester's, or drawn validators'), their decision, and the winner's dispute of a
 rejection, decided by fresh validators. Every function writes in the caller's transaction and
 returns what the board must act on (a ``Judgement``): pay or not, who earned a fee, who bears
-a dispute's fees. Outcomes that follow from a decision are recorded here: the winner's
-completion (accepted), dispute won or lost, and each validator's agreement with the consensus.
+a dispute's fees (the caller's ``on_decision`` acts on it in the same transaction, before the
+outcomes it implies are recorded: ledger rows are locked before reputation records). Outcomes
+that follow from a decision are recorded here: the winner's completion (accepted), dispute won
+or lost, and each validator's agreement with the consensus.
 
 Rounds: 0 judges the result; 1 judges the dispute. A validation is ``open`` until round 0 is
 decided (``accepted`` or ``rejected``); a rejection may be ``disputed`` until the dispute
@@ -15,7 +17,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -54,6 +55,9 @@ class Judgement:
 
 
 JudgementHandler = Callable[[Session, Judgement, datetime], None]
+# What a caller does with a decision in its transaction (the job board pays or rejects), before
+# the outcomes it implies are recorded: ledger rows are locked before reputation records.
+OnDecision = Callable[[Judgement], None]
 _HANDLERS: list[JudgementHandler] = []
 
 
@@ -181,9 +185,12 @@ def record_verdict(
     now: datetime,
     half_life_days: float | Decimal,
     dispute_seconds: int,
+    on_verdict: Callable[[ValidationVerdict], None] | None = None,
+    on_decision: OnDecision | None = None,
 ) -> Recorded:
     """Record a verdict of the requester (requester mode) or of a validator drawn for the
-    current round, in time; decide the round once it is complete."""
+    current round, in time (``on_verdict`` told of it); decide the round once it is complete
+    (``on_decision`` told of the decision before its outcomes are recorded)."""
     ensure_may_act_as(principal, judge_id, field="judge_id")
     judge = judge_id or principal.owner_id
     record = judged(session, job_id, for_update=True)
@@ -237,10 +244,17 @@ def record_verdict(
         if row.validator_id == judge:
             row.status = "answered"
     session.flush()
+    if on_verdict is not None:
+        on_verdict(verdict)
     judgement = None
     if role == "requester" or all(d.status != "pending" for d in draws):
         judgement = decide(
-            session, record, now=now, half_life=half_life_days, dispute_seconds=dispute_seconds
+            session,
+            record,
+            now=now,
+            half_life=half_life_days,
+            dispute_seconds=dispute_seconds,
+            on_decision=on_decision,
         )
     return Recorded(verdict, record, judgement)
 
@@ -252,6 +266,7 @@ def decide(
     now: datetime,
     half_life: float | Decimal,
     dispute_seconds: int,
+    on_decision: OnDecision | None = None,
 ) -> Judgement | None:
     verdicts = repository.verdicts(session, record.job_id, record.round)
     ids = [v.judge_id for v in verdicts]
@@ -270,61 +285,54 @@ def decide(
     ]
     found = draw.consensus(votes)
     if found.accept is None:
-        return None  # a tie: the job board draws another validator (see the report)
+        return None  # a tie: the job board draws another validator (``jobs.judging``)
     paid = tuple(sorted(v.judge_id for v in verdicts if v.judge_role == "validator"))
+    # The outcomes the decision implies, recorded once the caller has acted on it.
+    implied: list[tuple[str, str]] = []
     if len(votes) > 1:
         for v in verdicts:
-            kind = (
-                domain.VALIDATOR_DISAGREED if v.judge_id in found.far else domain.VALIDATOR_AGREED
+            far = v.judge_id in found.far
+            implied.append(
+                (v.judge_id, domain.VALIDATOR_DISAGREED if far else domain.VALIDATOR_AGREED)
             )
-            _outcome(session, v.judge_id, kind, record, now=now, half_life=half_life)
     record.score = found.score
     record.decided_at = now
     if record.round == 0:
         record.status = "accepted" if found.accept else "rejected"
         if found.accept:
-            _outcome(
-                session,
-                record.winner_id,
-                domain.COMPLETION_GOOD,
-                record,
-                now=now,
-                half_life=half_life,
-            )
+            implied.append((record.winner_id, domain.COMPLETION_GOOD))
         else:
             record.due_at = now + timedelta(seconds=dispute_seconds)
-        session.flush()
-        return announce(
-            session, Judgement(record.job_id, record.status, found.score, paid, found.far), now
+        judgement = Judgement(record.job_id, record.status, found.score, paid, found.far)
+    else:
+        record.status = "overturned" if found.accept else "upheld"
+        dispute = session.get(ValidationDispute, record.job_id)
+        assert dispute is not None
+        dispute.status = "won" if found.accept else "lost"
+        dispute.decided_at = now
+        implied.append(
+            (record.winner_id, domain.DISPUTE_WON if found.accept else domain.DISPUTE_LOST)
         )
-    record.status = "overturned" if found.accept else "upheld"
-    dispute = session.get(ValidationDispute, record.job_id)
-    assert dispute is not None
-    dispute.status = "won" if found.accept else "lost"
-    dispute.decided_at = now
-    kind = domain.DISPUTE_WON if found.accept else domain.DISPUTE_LOST
-    _outcome(session, record.winner_id, kind, record, now=now, half_life=half_life)
-    if found.accept:  # the first round's rejecters were wrong
-        for v in repository.verdicts(session, record.job_id, 0):
-            if v.judge_role == "validator" and not v.accept:
-                _outcome(
-                    session,
-                    v.judge_id,
-                    domain.VALIDATOR_DISAGREED,
-                    record,
-                    now=now,
-                    half_life=half_life,
-                )
+        if found.accept:  # the first round's rejecters were wrong
+            for v in repository.verdicts(session, record.job_id, 0):
+                if v.judge_role == "validator" and not v.accept:
+                    implied.append((v.judge_id, domain.VALIDATOR_DISAGREED))
+        judgement = Judgement(
+            record.job_id,
+            record.status,
+            found.score,
+            paid,
+            found.far,
+            fees_borne_by="requester" if found.accept else "winner",
+        )
     session.flush()
-    ended = Judgement(
-        record.job_id,
-        record.status,
-        found.score,
-        paid,
-        found.far,
-        fees_borne_by="requester" if found.accept else "winner",
-    )
-    return announce(session, ended, now)
+    announce(session, judgement, now)
+    if on_decision is not None:
+        on_decision(judgement)
+    for identity_id, kind in implied:
+        _outcome(session, identity_id, kind, record, now=now, half_life=half_life)
+    session.flush()
+    return judgement
 
 
 def _outcome(
@@ -356,44 +364,3 @@ def judged(session: Session, job_id: str, *, for_update: bool = False) -> Valida
     if record is None:
         raise NotFound("no result of this job is being judged", field="job_id")
     return record
-
-
-def validation_read(session: Session, record: Validation) -> dict[str, Any]:
-    return {
-        "job_id": record.job_id,
-        "mode": record.mode,
-        "status": record.status,
-        "round": record.round,
-        "score": record.score,
-        "due_at": record.due_at,
-        "decided_at": record.decided_at,
-        "drawn": [
-            {"validator_id": d.validator_id, "round": d.round, "status": d.status}
-            for d in repository.draws(session, record.job_id, None)
-        ],
-    }
-
-
-def verdict_read(verdict: ValidationVerdict) -> dict[str, Any]:
-    return {
-        "verdict_id": verdict.verdict_id,
-        "job_id": verdict.job_id,
-        "judge_id": verdict.judge_id,
-        "judge_role": verdict.judge_role,
-        "round": verdict.round,
-        "decision": "accept" if verdict.accept else "reject",
-        "score": verdict.score,
-        "reason": verdict.reason,
-        "created_at": verdict.created_at,
-    }
-
-
-def dispute_read(dispute: ValidationDispute) -> dict[str, Any]:
-    return {
-        "job_id": dispute.job_id,
-        "winner_id": dispute.winner_id,
-        "reason": dispute.reason,
-        "status": dispute.status,
-        "opened_at": dispute.opened_at,
-        "decided_at": dispute.decided_at,
-    }

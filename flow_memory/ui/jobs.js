@@ -40,6 +40,7 @@ const JOB_TONES = {
   awarded: "warn",
   submitted: "warn",
   completed: "good",
+  rejected: "bad",
   cancelled: "bad",
   expired_unawarded: "bad",
   expired_no_show: "bad",

@@ -1,8 +1,9 @@
 // A job's judging: the verdict form (the requester, or a validator drawn for the job), the
-// winner's dispute form, and the verdicts and disputes the job has. No route lists a job's
-// verdicts, so the table shows the judging events on the job's timeline and the verdicts and
-// disputes the API answered to this page, each saying which; each answer shows the validation
-// it carried (its status, score, due time and drawn validators).
+// winner's dispute form, and the verdicts and disputes the job has. The table shows the judging
+// events on the job's timeline (which name no judge) and the verdicts and disputes the API
+// answered to this page, each saying which; "Show the validation" reads the whole of it (GET
+// /inference/jobs/{job_id}/validation: every verdict with its reason, the decision, the
+// dispute and the fees paid), for those who may read it.
 
 import { decimalField, request } from "./api.js";
 import { badge, code, formValues, h, kv, show, table, textOf, time, units, value } from "./views.js";
@@ -10,6 +11,7 @@ import { badge, code, formValues, h, kv, show, table, textOf, time, units, value
 const ROUTES = {
   jobVerdicts: "/inference/jobs/{job_id}/verdicts",
   jobDisputes: "/inference/jobs/{job_id}/disputes",
+  jobValidation: "/inference/jobs/{job_id}/validation",
 };
 
 const TONES = {
@@ -31,7 +33,7 @@ const TONES = {
 
 /** Whether a job event is part of its judging (a verdict, a dispute, a validation). */
 export function isJudgingEvent(event) {
-  return /verdict|disput|validat|judg/.test(event.kind);
+  return /verdict|disput|validat|judg|reject/.test(event.kind);
 }
 
 // The verdicts and disputes the API answered to this page, per job.
@@ -42,17 +44,21 @@ function answersOf(jobId) {
   return answered.get(jobId);
 }
 
+// Judging events name no judge and carry no reason (the validation shows them): "By" is the
+// judge's role, and a decision is the verdict's or the rejection's.
+const EVENT_DECISIONS = { "job.rejected": "rejected" };
+
 function eventRow(event) {
   const p = event.payload || {};
   return {
     seen: "job event",
     kind: event.kind,
     at: event.created_at,
-    by: p.judge_id ?? p.validator_id ?? p.winner_id ?? null,
-    decision: p.decision ?? p.status ?? null,
+    by: p.judge_role ?? null,
+    decision: p.decision ?? EVENT_DECISIONS[event.kind] ?? null,
     score: p.score ?? null,
     round: p.round ?? null,
-    reason: p.reason ?? null,
+    reason: null,
   };
 }
 
@@ -90,7 +96,7 @@ function judgingTable(rows) {
       [
         { label: "When", cell: (r) => time(r.at) },
         { label: "Kind", cell: (r) => badge(r.kind) },
-        { label: "By", cell: (r) => code(r.by) },
+        { label: "By", cell: (r) => (r.by === null ? "—" : code(r.by)) },
         { label: "Decision", cell: (r) => (r.decision === null ? "—" : badge(r.decision, TONES[textOf(r.decision)])) },
         { label: "Score", num: true, cell: (r) => value(r.score) },
         { label: "Round", num: true, cell: (r) => value(r.round) },
@@ -134,6 +140,51 @@ function validationView(validation) {
       ),
     ),
   );
+}
+
+/** The whole validation (GET): the view above, its verdicts with reasons and its fees. */
+function validationDetail(validation) {
+  return h(
+    "div",
+    { class: "stack", "data-testid": "job-validation-detail" },
+    validationView(validation),
+    h(
+      "div",
+      { class: "wide" },
+      kv([
+        ["Decision", validation.decision ? badge(validation.decision.status, TONES[validation.decision.status]) : "—"],
+        ["Dispute", validation.dispute ? badge(validation.dispute.status, TONES[validation.dispute.status]) : "none"],
+      ]),
+    ),
+    judgingTable(validation.verdicts.map(verdictRow).map((r) => ({ ...r, seen: "the validation" }))),
+    h(
+      "div",
+      { class: "wide" },
+      table(
+        [
+          { label: "Fee to", cell: (f) => code(f.payee_id) },
+          { label: "Amount", num: true, cell: (f) => value(f.amount) },
+          { label: "Round", num: true, cell: (f) => units(f.round) },
+          { label: "Paid by", cell: (f) => f.paid_by },
+        ],
+        validation.fees,
+        { empty: validation.settled ? "No fee: no validator answered." : "Fees are paid when the validation ends." },
+      ),
+    ),
+  );
+}
+
+function validationButton(job, target) {
+  const button = h("button", { type: "button", class: "secondary", "data-testid": "show-validation" }, "Show the validation");
+  button.addEventListener("click", () =>
+    show(
+      target,
+      () => request("GET", ROUTES.jobValidation, { params: { job_id: job.job_id } }),
+      (data) => validationDetail(data.validation),
+      { button },
+    ),
+  );
+  return h("div", { class: "actions" }, button);
 }
 
 function field(label, control) {
@@ -206,9 +257,10 @@ export function judgingView(job, target, onAnswer) {
     h(
       "p",
       { class: "hint" },
-      `Validation: ${job.validation.mode}. The requester judges in requester mode, validators drawn for the job otherwise (a key with inference:validate); the winner may dispute a rejection within the dispute window. The API refuses anyone else, and any verdict before there is a result.`,
+      `Validation: ${job.validation.mode}. The requester judges in requester mode, validators drawn for the job otherwise (a key with inference:validate); a requester silent until the review window ends accepts; the winner may dispute a rejection within the dispute window. The API refuses anyone else, and any verdict before there is a result.`,
     ),
     judgingTable(rows),
+    validationButton(job, target),
     verdictForm(job, target, onAnswer),
     disputeForm(job, target, onAnswer),
   );

@@ -26,9 +26,13 @@ SELLER_B = "provider-team-beta"
 SELLER_C = "provider-team-gamma"
 
 
-def quiet_settings(database_url: str) -> Settings:
-    """Settings whose app runs no timer thread: the tests tick it themselves."""
-    return Settings(database_url=database_url, job_timer_seconds=0)
+def quiet_settings(database_url: str, *, review_seconds: int = 0) -> Settings:
+    """Settings whose app runs no timer thread (the tests tick it themselves) and whose
+    requesters review results for ``review_seconds``: 0, a submitted result is accepted as it
+    arrives (what tests of everything but judging want); tests of judging give a window."""
+    return Settings(
+        database_url=database_url, job_timer_seconds=0, validation_review_seconds=review_seconds
+    )
 
 
 def job_body(**overrides: Any) -> dict[str, Any]:

@@ -847,6 +847,13 @@ ROWS = [
         access([SELL], owner="provider", others=NOT_FOUND),
         "a rejected result of the first provider owner",
     ),
+    Row(
+        "GET",
+        f"{JOBS}/{{job_id}}/validation",
+        lambda w: Call(f"{JOBS}/{_judged_job(w, rejected=False)}/validation"),
+        JOB_RESULT,
+        "a result of the first provider owner judged by the first buyer (no validator drawn)",
+    ),
     # -- the registry: the first provider owner publishes under its own namespace
     Row(
         "POST",

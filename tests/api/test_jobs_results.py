@@ -137,7 +137,7 @@ class TestUpload:
         assert body["job"]["economics"]["paid"] == 0.2
         assert body["job"]["result_hash"] == body["result"]["result_hash"]
         kinds = [e["kind"] for e in get_job(client, buyer, awarded)["events"]]
-        assert kinds[-2:] == ["job.submitted", "job.completed"]
+        assert kinds[-3:] == ["job.submitted", "job.validation_opened", "job.completed"]
         assert account(client, SELLER)["balance"] == Decimal("0.2")
         assert account(client, BUYER) == {
             "balance": Decimal("-0.2"),

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from flow_memory.reputation import expiry, settlement, verdicts
+from flow_memory.reputation import expiry, settlement, validation_page, verdicts
 from tests.api.test_reputation import page, work
 from tests.assertions import error, ok
 from tests.factories import BUYER, SELLER, Headers, key_headers
@@ -40,7 +40,7 @@ def open_validation(
             review_seconds=600,
             exclusion_threshold=0.2,
         )
-        return verdicts.validation_read(session, record)
+        return validation_page.validation_read(session, record)
 
 
 def verdict(
@@ -273,7 +273,9 @@ class TestTimeRunsOut:
         assert found["validator"]["components"]["no_answers"] == 1
         error(verdict(client, judges[first], "accept"), 403, "not_a_judge")
         with work(app) as session:
-            now_drawn = verdicts.validation_read(session, verdicts.judged(session, JOB))["drawn"]
+            now_drawn = validation_page.validation_read(session, verdicts.judged(session, JOB))[
+                "drawn"
+            ]
         statuses = {d["validator_id"]: d["status"] for d in now_drawn}
         assert statuses.pop(first) == "missed"
         ((second, status),) = statuses.items()

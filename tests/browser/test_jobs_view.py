@@ -171,6 +171,15 @@ def test_a_job_is_posted_bid_on_awarded_from_the_page_and_its_result_shown(
             client.post(f"/inference/jobs/{job_id}/result", json=result, headers=alpha.key.headers),
             201,
         )
+        assert uploaded["job"]["status"] == "submitted"  # the requester judges it
+        # The requester (the dashboard's operator) accepts it: the job completes and pays.
+        verdict = {"decision": "accept", "score": 0.9, "reason": "as asked"}
+        ok(
+            client.post(
+                f"/inference/jobs/{job_id}/verdicts", json=verdict, headers=running.operator.headers
+            ),
+            201,
+        )
     result_hash = uploaded["result"]["result_hash"]
 
     show_job_again(page)
@@ -184,6 +193,8 @@ def test_a_job_is_posted_bid_on_awarded_from_the_page_and_its_result_shown(
             "job.bid_placed",
             "job.awarded",
             "job.submitted",
+            "job.validation_opened",
+            "job.verdict",
             "job.completed",
         ]
     )

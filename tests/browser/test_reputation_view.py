@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from flow_memory.kit.db import make_engine
 from flow_memory.reputation import service as reputation
-from flow_memory.reputation import verdicts
 from tests.browser.conftest import Running
 from tests.browser.dashboard import (
     answer,
@@ -100,31 +99,6 @@ def record_outcomes(running: Running, identity_id: str) -> None:
                     half_life_days=Decimal(30),
                     job_id=f"job_reputation_{index}",
                 )
-    finally:
-        engine.dispose()
-
-
-def open_requester_validation(
-    running: Running, *, job_id: str, requester: str, winner: str
-) -> None:
-    """Open the judging of a job's result in requester mode, as the job board does when the
-    result arrives (a second opening answers the first, so a board that opened it wins)."""
-    engine = make_engine(running.deployment.database_url)
-    try:
-        with Session(engine) as session, session.begin():
-            verdicts.open_validation(
-                session,
-                job_id=job_id,
-                mode="requester",
-                requester_id=requester,
-                winner_id=winner,
-                value=Decimal("0.5"),
-                validators_wanted=0,
-                fee=Decimal(0),
-                now=datetime.now(UTC),
-                review_seconds=3600,
-                exclusion_threshold=0.2,
-            )
     finally:
         engine.dispose()
 
@@ -355,20 +329,21 @@ def test_a_jobs_verdict_and_dispute_are_recorded_from_the_page_and_shown(
             "model": MODEL,
             "usage": {"prompt_tokens": 4, "completion_tokens": 2},
         }
-        ok(
+        # The result opens its judging: the requester (the dashboard's operator) judges it.
+        uploaded = ok(
             client.post(f"/inference/jobs/{job_id}/result", json=result, headers=seller.headers),
             201,
         )
-    open_requester_validation(
-        running, job_id=job_id, requester="dashboard-operator", winner="rep-seller"
-    )
+        assert uploaded["job"]["status"] == "submitted"
 
     open_dashboard(page, running, running.operator)
     go(page, "jobs")
     page.locator("#job-form").get_by_label("Job id").fill(job_id)
     page.locator("#job-form").get_by_role("button", name="Show job").click()
     panel = answer(page, "job-result").locator("[data-testid=job-judging-panel]")
-    expect(panel.locator("[data-testid=job-judging]")).to_contain_text("No verdict or dispute yet")
+    rows = page.locator("#job-result [data-testid=job-judging] tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator("td[data-label=Kind]")).to_have_text("job.validation_opened")
 
     verdict = panel.locator("[data-testid=verdict-form]")
     verdict.get_by_label("Decision").select_option("reject")
@@ -379,12 +354,19 @@ def test_a_jobs_verdict_and_dispute_are_recorded_from_the_page_and_shown(
     assert_safe(judged)
     expect(judged.locator("[data-testid=validation-status]")).to_have_text("rejected")
     expect(judged.locator("[data-testid=validation-score]")).to_have_text("0.125")
-    rows = page.locator("#job-result [data-testid=job-judging] tbody tr")
-    expect(rows).to_have_count(1)
-    expect(rows.first.locator("td[data-label=Kind]")).to_have_text("verdict (requester)")
-    expect(rows.first.locator("td[data-label=Decision]")).to_have_text("reject")
-    expect(rows.first.locator("td[data-label=Score]")).to_have_text("0.125")
-    expect(rows.first.locator("td[data-label=Reason]")).to_have_text("Nine is not a prime")
+    # The timeline's judging events (which name no judge), then the verdict as answered.
+    expect(rows.locator("td[data-label=Kind]")).to_have_text(
+        ["job.validation_opened", "job.verdict", "job.rejected", "verdict (requester)"]
+    )
+    event = rows.nth(1)
+    expect(event.locator("td[data-label=By]")).to_have_text("requester")
+    expect(event.locator("td[data-label=Decision]")).to_have_text("reject")
+    expect(event.locator("td[data-label=Reason]")).to_have_text("—")
+    answered = rows.nth(3)
+    expect(answered.locator("td[data-label=Decision]")).to_have_text("reject")
+    expect(answered.locator("td[data-label=Score]")).to_have_text("0.125")
+    expect(answered.locator("td[data-label=Reason]")).to_have_text("Nine is not a prime")
+    expect(page.locator("#job-result [data-testid=job-status]")).to_have_text("rejected")
 
     # A second verdict is refused, shown as the API gives it.
     verdict = page.locator("#job-result [data-testid=verdict-form]")
@@ -410,8 +392,18 @@ def test_a_jobs_verdict_and_dispute_are_recorded_from_the_page_and_shown(
     for name in JUDGES:
         expect(drawn.filter(has_text=name)).to_have_count(1)
     rows = page.locator("#job-result [data-testid=job-judging] tbody tr")
-    expect(rows.filter(has_text="dispute")).to_have_count(1)
-    expect(rows.filter(has_text="dispute").locator("td[data-label=By]")).to_have_text("rep-seller")
+    expect(rows.filter(has_text="job.disputed")).to_have_count(1)
+    disputed_row = rows.filter(has_text="answer to this page").filter(has_text="dispute")
+    expect(disputed_row.locator("td[data-label=By]")).to_have_text("rep-seller")
+
+    # The whole validation: the verdict with its reason, the rejection, the open dispute.
+    page.locator("#job-result [data-testid=show-validation]").click()
+    whole = answer(page, "job-action-result")
+    assert_safe(whole)
+    detail = whole.locator("[data-testid=job-validation-detail]")
+    expect(detail.locator("[data-testid=validation-status]")).to_have_text("disputed")
+    expect(detail).to_contain_text("Nine is not a prime")
+    expect(detail).to_contain_text("Fees are paid when the validation ends.")
     shot(page, artifacts, "reputation job verdicts")
 
 

@@ -117,7 +117,8 @@ def test_the_first_sdk_call_gets_a_real_answer(
     assert {s["model"] for s in page["served_by"]} == {"flow-memory-orchestrator"}
     assert not any(s["serving_now"] for s in page["served_by"]) and page["depth"] == []
 
-    # The local provider's agent bids on a chat job by itself, answers it and is paid.
+    # The local provider's agent bids on a chat job by itself and answers it; the buyer, who
+    # judges the result (requester mode), accepts it and the agent is paid.
     posted = httpx.post(
         f"{base}/inference/jobs",
         headers={"authorization": f"Bearer {buyer}"},
@@ -133,16 +134,29 @@ def test_the_first_sdk_call_gets_a_real_answer(
     job_id = posted.json()["job"]["job_id"]
     job: dict[str, object] = {}
     answered_by = time.monotonic() + READY_SECONDS  # a guard, not a claim
-    while time.monotonic() < answered_by and job.get("status") != "completed":
+    while time.monotonic() < answered_by and job.get("status") != "submitted":
         assert process.poll() is None, out.read_text(errors="replace")
         job = httpx.get(
             f"{base}/inference/jobs/{job_id}",
             headers={"authorization": f"Bearer {buyer}"},
             timeout=30,
         ).json()["job"]
-        if job["status"] != "completed":
+        if job["status"] != "submitted":
             time.sleep(0.5)
-    assert job.get("status") == "completed", (job, out.read_text(errors="replace"))
+    assert job.get("status") == "submitted", (job, out.read_text(errors="replace"))
+    accepted = httpx.post(
+        f"{base}/inference/jobs/{job_id}/verdicts",
+        headers={"authorization": f"Bearer {buyer}"},
+        json={"decision": "accept", "score": 0.9, "reason": "a colour was named"},
+        timeout=30,
+    )
+    assert accepted.status_code == 201, accepted.text
+    job = httpx.get(
+        f"{base}/inference/jobs/{job_id}",
+        headers={"authorization": f"Bearer {buyer}"},
+        timeout=30,
+    ).json()["job"]
+    assert job["status"] == "completed", job
 
     usage = httpx.get(
         f"{base}/inference/analytics/usage",

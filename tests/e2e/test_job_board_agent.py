@@ -6,6 +6,7 @@ the job stream to know when, and the agent's log never holds the prompt or the a
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -79,7 +80,8 @@ def job_board(
 
 def follow_until_completed(board: JobBoard, posted: threading.Event) -> list[str]:
     """Follow the job stream as the requester, from before the job is posted, until a job
-    completes; the kinds of the events seen. A watchdog ends the stream after WAIT_SECONDS."""
+    completes, accepting its result when its judging opens; the kinds of the events seen. A
+    watchdog ends the stream after WAIT_SECONDS."""
     kinds: list[str] = []
     with JobBoardClient(board.server.base_url, board.buyer.secret) as client:
         watchdog = threading.Timer(WAIT_SECONDS, client.interrupt)
@@ -89,6 +91,8 @@ def follow_until_completed(board: JobBoard, posted: threading.Event) -> list[str
                 posted.set()
                 for event in events:
                     kinds.append(str(event.kind))
+                    if event.kind == "job.validation_opened":
+                        accept(board, json.loads(event.data)["job_id"])
                     if event.kind == "job.completed":
                         return kinds
         except Exception as error:
@@ -96,6 +100,17 @@ def follow_until_completed(board: JobBoard, posted: threading.Event) -> list[str
         finally:
             watchdog.cancel()
     pytest.fail(f"the stream ended; events {kinds}\n{board.agent.log()}")
+
+
+def accept(board: JobBoard, job_id: str) -> None:
+    """The requester accepts the job's result (requester mode: the job then pays)."""
+    response = httpx.post(
+        f"{board.server.base_url}/inference/jobs/{job_id}/verdicts",
+        headers=board.buyer.headers,
+        json={"decision": "accept", "score": 0.9, "reason": "answers the prompt"},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
 
 
 def get(board: JobBoard, path: str) -> dict[str, Any]:

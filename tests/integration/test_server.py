@@ -60,6 +60,7 @@ class Deployment:
     workdir: Path
     servers: list[Server] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)  # more FLOW_MEMORY_* for servers
 
     @property
     def env(self) -> dict[str, str]:
@@ -73,6 +74,7 @@ class Deployment:
             FLOW_MEMORY_CAPACITY_STALE_SECONDS="86400",
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.settings)
         return env
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:

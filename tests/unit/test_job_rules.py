@@ -41,6 +41,8 @@ class TestTransitions:
             ("open", "awarded"),
             ("awarded", "submitted"),
             ("submitted", "completed"),
+            ("submitted", "rejected"),
+            ("rejected", "completed"),
             ("open", "cancelled"),
             ("open", "expired_unawarded"),
             ("awarded", "expired_no_show"),
@@ -60,13 +62,23 @@ class TestTransitions:
             ("open", "completed"),
             ("open", "submitted"),
             ("submitted", "open"),
+            ("awarded", "rejected"),
+            ("rejected", "submitted"),
         ]:
             with pytest.raises(Conflict):
                 domain.check_transition(current, target)
 
-    def test_a_submitted_result_completes_the_job_until_validation_lands(self) -> None:
-        for mode in ("requester", "random_validator", "consensus"):
-            assert domain.after_submission(mode) == domain.COMPLETED
+    def test_a_decision_leads_to_completed_or_rejected(self) -> None:
+        assert domain.after_judgement("accepted") == domain.COMPLETED
+        assert domain.after_judgement("overturned") == domain.COMPLETED
+        for decision in ("rejected", "rejected_final", "upheld"):
+            assert domain.after_judgement(decision) == domain.REJECTED
+
+    def test_a_rejected_job_ends_once_the_rejection_is_final(self) -> None:
+        assert not domain.has_ended("rejected", None)
+        assert domain.has_ended("rejected", START)
+        assert domain.has_ended("completed", START)
+        assert not domain.has_ended("submitted", None)
 
 
 class TestEligibility:
