@@ -102,7 +102,7 @@ def run_jobs(app: Any, sellers: list[tuple[Principal, str]], jobs: int, batch: i
     for start in range(0, jobs, batch):
         size = min(batch, jobs - start)
         now = app.state.clock.now()
-        posts = [writer.submit(writes.post_job(REQUESTER, body, now)) for _ in range(size)]
+        posts = [writer.submit(writes.post_job(REQUESTER, body, now, rules)) for _ in range(size)]
         ids = [future.result()[1]["job"]["job_id"] for future in posts]
         bids = [
             writer.submit(

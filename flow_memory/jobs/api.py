@@ -85,9 +85,9 @@ QueryPrice = Annotated[
     },
 )
 def post_job(
-    body: JobCreate, work: JobWorkDep, clock: ClockDep, principal: Buyer
+    body: JobCreate, work: JobWorkDep, clock: ClockDep, principal: Buyer, rules: JobRulesDep
 ) -> FlowJSONResponse:
-    status, answer = work.run(writes.post_job(principal, body, clock.now()))
+    status, answer = work.run(writes.post_job(principal, body, clock.now(), rules))
     return respond(answer, status_code=status)
 
 

@@ -124,9 +124,11 @@ def escrow_amount(max_price: Decimal, validators: int, validator_fee: Decimal) -
     return EXACT.add(max_price, EXACT.multiply(Decimal(validators), validator_fee))
 
 
-def escrow_expiry(bids_close_at: datetime, deadline_seconds: int) -> datetime:
-    """When a job's escrow hold expires: after the window, every award's deadline and a day."""
-    return bids_close_at + timedelta(seconds=deadline_seconds * MAX_AWARDS) + ESCROW_GRACE
+def escrow_expiry(bids_close_at: datetime, deadline_seconds: int, judging_seconds: int) -> datetime:
+    """When a job's escrow hold expires: after the window, every award's deadline, the
+    result's judging (``JobRules.judging_seconds``) and a day."""
+    held = deadline_seconds * MAX_AWARDS + judging_seconds
+    return bids_close_at + timedelta(seconds=held) + ESCROW_GRACE
 
 
 def estimated_input_tokens(characters: int) -> int:

@@ -20,7 +20,8 @@ from flow_memory.kit.scopes import BUY, SELL
 
 
 async def _post(state: State, principal: Principal, body: JobCreate, _: dict[str, str]) -> Answer:
-    return await JobWork.of(state).apply(writes.post_job(principal, body, state.clock.now()))
+    command = writes.post_job(principal, body, state.clock.now(), JobRules.of(state.settings))
+    return await JobWork.of(state).apply(command)
 
 
 async def _bid(

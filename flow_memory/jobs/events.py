@@ -37,6 +37,15 @@ COMPLETED = "job.completed"
 CANCELLED = "job.cancelled"
 EXPIRED_UNAWARDED = "job.expired_unawarded"
 EXPIRED_NO_SHOW = "job.expired_no_show"
+# Judging a result (flow_memory.jobs.judging).
+VALIDATION_OPENED = "job.validation_opened"
+VALIDATORS_DRAWN = "job.validators_drawn"
+VERDICT = "job.verdict"
+REJECTED = "job.rejected"
+DISPUTED = "job.disputed"
+REJECTION_FINAL = "job.rejection_final"
+# A judging event's moment its judges' (or the disputing winner's) time runs out.
+_DUE_FIELDS = ("due_at", "dispute_until")
 KINDS = (
     POSTED,
     BID_PLACED,
@@ -49,6 +58,12 @@ KINDS = (
     CANCELLED,
     EXPIRED_UNAWARDED,
     EXPIRED_NO_SHOW,
+    VALIDATION_OPENED,
+    VALIDATORS_DRAWN,
+    VERDICT,
+    REJECTED,
+    DISPUTED,
+    REJECTION_FINAL,
 )
 
 
@@ -64,9 +79,15 @@ def record(
         session, kind=kind, model=job.model_hint, subject_id=job.job_id, payload=stored, now=now
     )
     announce(session, JOBS_TOPIC, job.job_id, channel=JOBS_CHANNEL)
-    due = job.bids_close_at if kind == POSTED else job.result_due_at if kind == AWARDED else None
-    if due is not None:
-        _note_due(session, due)
+    if kind == POSTED:
+        _note_due(session, job.bids_close_at)
+    elif kind == AWARDED and job.result_due_at is not None:
+        _note_due(session, job.result_due_at)
+    else:  # judging: the timer acts when its judges' or a dispute's time runs out
+        for field in _DUE_FIELDS:
+            due = payload.get(field)
+            if isinstance(due, datetime):
+                _note_due(session, due)
     return event
 
 
@@ -99,7 +120,7 @@ def payload_read(value: Any, key: str = "") -> Any:
         return {k: payload_read(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [payload_read(v, key) for v in value]
-    if isinstance(value, str) and key.endswith(("price", "escrow", "paid")):
+    if isinstance(value, str) and key.endswith(("price", "escrow", "paid", "score")):
         try:
             return Decimal(value)
         except InvalidOperation:

@@ -24,6 +24,14 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from flow_memory.jobs import domain, escrow, events, outcomes, repository
+from flow_memory.jobs.events import (
+    DISPUTED,
+    REJECTED,
+    REJECTION_FINAL,
+    VALIDATION_OPENED,
+    VALIDATORS_DRAWN,
+    VERDICT,
+)
 from flow_memory.jobs.models import Job, JobBid
 from flow_memory.jobs.outcomes import JobRules
 from flow_memory.kit.deps import Principal
@@ -38,14 +46,6 @@ from flow_memory.reputation.models import Validation, ValidationVerdict
 from flow_memory.reputation.schemas import VerdictCreate
 from flow_memory.reputation.verdicts import REQUESTER, Judgement, OnDecision
 
-# Job events of judging (beside ``jobs.events``' kinds).
-VALIDATION_OPENED = "job.validation_opened"
-VALIDATORS_DRAWN = "job.validators_drawn"
-VERDICT = "job.verdict"
-REJECTED = "job.rejected"
-DISPUTED = "job.disputed"
-REJECTION_FINAL = "job.rejection_final"
-KINDS = (VALIDATION_OPENED, VALIDATORS_DRAWN, VERDICT, REJECTED, DISPUTED, REJECTION_FINAL)
 DISPUTE_FEES = "job_dispute_fees"
 
 

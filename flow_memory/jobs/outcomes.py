@@ -31,6 +31,12 @@ class JobRules:
     validator_seconds: int = 3_600
     dispute_seconds: int = 3_600
 
+    @property
+    def judging_seconds(self) -> int:
+        """The longest a result's judging may take: the review, a round of validators and its
+        replacements, a dispute window and the dispute's validators with theirs."""
+        return self.review_seconds + self.dispute_seconds + 4 * self.validator_seconds
+
     @classmethod
     def of(cls, settings: Settings) -> JobRules:
         return cls(

@@ -29,7 +29,9 @@ class Posted:
     event: JobEvent
 
 
-def post_job(session: Session, *, principal: Principal, body: JobCreate, now: datetime) -> Posted:
+def post_job(
+    session: Session, *, principal: Principal, body: JobCreate, now: datetime, rules: JobRules
+) -> Posted:
     """Post a job for its requester (the key's owner or an identity it acts as), holding its
     escrow on the requester's paying account."""
     ensure_may_act_as(principal, body.requester_id, field="requester_id")
@@ -65,7 +67,9 @@ def post_job(session: Session, *, principal: Principal, body: JobCreate, now: da
         payer_id=payer,
         amount=amount,
         actor_id=principal.owner_id,
-        expires_at=domain.escrow_expiry(bids_close_at, body.deadline_seconds),
+        expires_at=domain.escrow_expiry(
+            bids_close_at, body.deadline_seconds, rules.judging_seconds
+        ),
         now=now,
     )
     job = Job(

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Collection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from flow_memory.jobs import events, judging, repository
+from flow_memory.jobs import events, repository
 from flow_memory.jobs.feed import PAGE, SETTLE_SECONDS, FedEvent, JobFeed, read_page
 from flow_memory.jobs.repository import BEFORE_EVERYTHING, Position
 from flow_memory.kit import jsonenc
@@ -27,7 +27,7 @@ from flow_memory.kit.http import error_body
 log = logging.getLogger("flow_memory.jobs.stream")
 
 KEEPALIVE_SECONDS = 15.0
-EVENT_KINDS = (*events.KINDS, *judging.KINDS)
+EVENT_KINDS = events.KINDS
 RETRY_MILLISECONDS = 2000
 HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
 

@@ -15,9 +15,11 @@ from flow_memory.kit.deps import Principal
 from flow_memory.kit.edge import Answer
 
 
-def post_job(principal: Principal, body: JobCreate, now: datetime) -> Callable[[Session], Answer]:
+def post_job(
+    principal: Principal, body: JobCreate, now: datetime, rules: JobRules
+) -> Callable[[Session], Answer]:
     def command(session: Session) -> Answer:
-        posted = service.post_job(session, principal=principal, body=body, now=now)
+        posted = service.post_job(session, principal=principal, body=body, now=now, rules=rules)
         answer = views.detail(session, principal, posted.job, bids=[], timeline=[posted.event])
         return 201, {"job": answer}
 

@@ -183,7 +183,18 @@ def test_a_long_prompt_within_the_job_bounds_is_posted_at_the_edge(
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        (JOBS, ["job_work", "job_timer", "get_clock", "require_buy", "HTTPBearer"]),
+        (
+            JOBS,
+            [
+                "job_work",
+                "job_timer",
+                "get_clock",
+                "require_buy",
+                "HTTPBearer",
+                "job_rules",
+                "get_settings",
+            ],
+        ),
         (
             JOBS + "/{job_id}/bids",
             [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from flow_memory.app import create_app
+from flow_memory.jobs import events
+from flow_memory.jobs.models import Job
 from flow_memory.jobs.timer import JobTimer, TickReport
 from flow_memory.kit.clock import FrozenClock
 from flow_memory.reputation import domain as reputation
@@ -491,3 +494,21 @@ class TestReading:
         # A job whose result has not arrived has no validation.
         fresh = post_job(client, buyer)["job_id"]
         error(client.get(f"{JOBS}/{fresh}/validation", headers=buyer), 404, "not_found")
+
+
+def test_a_judging_event_wakes_the_timer_when_its_judges_time_runs_out(
+    app: FastAPI, client: TestClient, buyer: Headers
+) -> None:
+    posted = post_job(client, buyer)
+    now = app.state.clock.now()
+    with app.state.session_factory() as session:
+        job = session.get(Job, posted["job_id"])
+        assert job is not None
+        assert events.due_of(session) is None
+        judged_by = now + timedelta(seconds=90)
+        payload = {"mode": "requester", "validators": 0, "due_at": judged_by}
+        events.record(session, job, events.VALIDATION_OPENED, payload, now=now)
+        assert events.due_of(session) == judged_by  # the timer is told on commit
+        events.record(session, job, events.REJECTED, {"dispute_until": now}, now=now)
+        assert events.due_of(session) == now  # the earliest moment
+        session.rollback()

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from flow_memory.jobs import service
 from flow_memory.jobs.models import Job
+from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.schemas import JobCreate
 from flow_memory.jobs.writer import JobWriter
 from flow_memory.kit.deps import Principal
@@ -51,7 +52,11 @@ def posting(app: FastAPI, memo: str, *, then_refuse: bool = False) -> Any:
     def command(session: Session) -> str:
         body = JobCreate.model_validate(job_body(request=request))
         posted = service.post_job(
-            session, principal=REQUESTER, body=body, now=app.state.clock.now()
+            session,
+            principal=REQUESTER,
+            body=body,
+            now=app.state.clock.now(),
+            rules=JobRules.of(app.state.settings),
         )
         if then_refuse:
             raise Conflict("refused after writing", code="test_refusal")
@@ -133,7 +138,11 @@ class TestBatches:
                 request = {**job_body()["request"], "prompt": memo}
                 body = JobCreate.model_validate(job_body(request=request))
                 posted = service.post_job(
-                    session, principal=newcomer, body=body, now=app.state.clock.now()
+                    session,
+                    principal=newcomer,
+                    body=body,
+                    now=app.state.clock.now(),
+                    rules=JobRules.of(app.state.settings),
                 )
                 if then_refuse:
                     raise Conflict("refused after writing", code="test_refusal")

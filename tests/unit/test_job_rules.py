@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from flow_memory.jobs import digest, domain
 from flow_memory.jobs.domain import Offer, Terms
+from flow_memory.jobs.outcomes import JobRules
 from flow_memory.kit.errors import Conflict
 
 START = datetime(2026, 6, 17, tzinfo=UTC)
@@ -177,9 +178,21 @@ def test_the_escrow_holds_the_price_and_every_fee() -> None:
     assert domain.escrow_amount(Decimal("0.5"), 0, Decimal(0)) == Decimal("0.5")
 
 
-def test_the_escrow_outlives_every_award() -> None:
-    expiry = domain.escrow_expiry(START, 300)
+def test_the_escrow_outlives_every_award_and_the_judging() -> None:
+    expiry = domain.escrow_expiry(START, 300, 0)
     assert expiry == START + timedelta(seconds=900) + domain.ESCROW_GRACE
+    rules = JobRules(
+        exclusion_threshold=Decimal("0.2"),
+        half_life_days=Decimal(30),
+        slash_share=Decimal("0.25"),
+        stake_per_slot=Decimal(1),
+        review_seconds=7 * 86_400,  # a week's review: the hold must outlive it
+        validator_seconds=3_600,
+        dispute_seconds=2 * 86_400,
+    )
+    expiry = domain.escrow_expiry(START, 300, rules.judging_seconds)
+    judging = timedelta(days=9, hours=4)
+    assert expiry == START + timedelta(seconds=900) + judging + domain.ESCROW_GRACE
 
 
 def test_sizes_round_up_to_whole_tokens() -> None:
