@@ -2,18 +2,21 @@
 from a post to its first automatic bid, and the award's delay after a bid window closes.
 
     python bench/bench_jobs.py [--bidders 20] [--models 10] [--seconds 8] [--requesters 8]
-                               [--database-url URL]
+                               [--inflight 1] [--database-url URL]
 
 A real `flow-memory serve` process (SQLite by default). Each bidding agent is a seller with a
 key and an enrolled provider; it follows `GET /inference/jobs/stream` (server-sent events, read
 with the provider agent's own stream client) and bids on every posted job whose model hint is a
 model it serves (``--models`` models, so each job draws ``bidders / models`` bids). The agents
-run in a process of their own, the requesters in another.
+run in a process of their own, the requesters in another. With ``--inflight 1`` an agent waits
+for each bid's answer before it reads the next event, so past some rate each agent's round
+trips, not the server, bound the throughput; ``--inflight N`` keeps up to N bids in flight.
 
 Printed:
 - throughput: requesters post fixed-mode jobs (the first eligible bid wins at once) as fast as
   they are answered for ``--seconds``; jobs awarded per second, from the first post to the last
-  award (every posted job must be awarded).
+  award (every posted job must be awarded), and the server process's CPU time a job (the
+  steadier figure on a shared machine: the server's one interpreter is the bound).
 - post to first bid: jobs posted at a steady 10 a second; for each, the time from sending the
   post to the first bid's answer at an agent (both on this machine's monotonic clock): p50, p99.
 - award delay: auction jobs with a 1-second bid window, posted 20 a second, each bid on; for
@@ -29,6 +32,7 @@ import statistics
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -69,17 +73,42 @@ def _enroll(client: httpx.Client, name: str) -> str:
     return str(enrolled.json()["provider"]["provider_id"])
 
 
-def _agent(base: str, key: str, model: str, ready: Any, bids: Any, stop: Any) -> None:
-    """Follow the stream; bid on each posted job for ``model``; report each bid's answer."""
-    client = httpx.Client(base_url=base, headers={"authorization": f"Bearer {key}"}, timeout=120)
+def _agent(
+    base: str, key: str, model: str, inflight: int, ready: Any, bids: Any, stop: Any
+) -> None:
+    """Follow the stream; bid on each posted job for ``model``, up to ``inflight`` bids awaiting
+    their answers at once; report each bid's answer."""
+    client = httpx.Client(
+        base_url=base,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=120,
+        limits=httpx.Limits(max_connections=inflight + 1),
+    )
     provider_id = _enroll(client, f"bench agent {key[-6:]}")
-    with client.stream(
-        "GET",
-        f"{JOBS}/stream",
-        params={"kind": "job.posted", "model_hint": model},  # only what it bids on
-        headers={"accept": "text/event-stream"},
-        timeout=httpx.Timeout(30, read=None),
-    ) as response:
+
+    def bid(job_id: str) -> None:
+        answer = client.post(
+            f"{JOBS}/{job_id}/bids",
+            json={
+                "provider_id": provider_id,
+                "model": model,
+                "price": "0.01",
+                "estimated_time_s": 5,
+            },
+        )
+        won = answer.status_code in (200, 201) and answer.json()["bid"]["status"] == "won"
+        bids.put((job_id, time.monotonic(), answer.status_code, won))
+
+    with (
+        ThreadPoolExecutor(max_workers=inflight) as bidding,
+        client.stream(
+            "GET",
+            f"{JOBS}/stream",
+            params={"kind": "job.posted", "model_hint": model},  # only what it bids on
+            headers={"accept": "text/event-stream"},
+            timeout=httpx.Timeout(30, read=None),
+        ) as response,
+    ):
         response.raise_for_status()
         ready.release()
         for event in parse_events(response.iter_lines()):
@@ -91,24 +120,19 @@ def _agent(base: str, key: str, model: str, ready: Any, bids: Any, stop: Any) ->
                 continue
             if kind != "job.posted" or payload.get("model_hint") != model:
                 continue
-            answer = client.post(
-                f"{JOBS}/{job_id}/bids",
-                json={
-                    "provider_id": provider_id,
-                    "model": model,
-                    "price": "0.01",
-                    "estimated_time_s": 5,
-                },
-            )
-            won = answer.status_code in (200, 201) and answer.json()["bid"]["status"] == "won"
-            bids.put((job_id, time.monotonic(), answer.status_code, won))
+            if inflight == 1:
+                bid(job_id)  # the answer before the next event, as a simple agent bids
+            else:
+                bidding.submit(bid, job_id)
 
 
-def _agents(base: str, keys: list[str], models: int, ready: Any, bids: Any, stop: Any) -> None:
+def _agents(
+    base: str, keys: list[str], models: int, inflight: int, ready: Any, bids: Any, stop: Any
+) -> None:
     threads = [
         threading.Thread(
             target=_agent,
-            args=(base, key, model_name(index % models), ready, bids, stop),
+            args=(base, key, model_name(index % models), inflight, ready, bids, stop),
             daemon=True,
         )
         for index, key in enumerate(keys)
@@ -146,8 +170,17 @@ def _drain(bids: Any, into: dict[str, list[tuple[float, int, bool]]], until: flo
         into.setdefault(job_id, []).append((at, status, won))
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user and system), from /proc (0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(
-    base: str, key: str, models: int, requesters: int, seconds: float, bids: Any
+    base: str, key: str, models: int, requesters: int, seconds: float, bids: Any, pid: int
 ) -> None:
     posted: dict[str, float] = {}
     lock = threading.Lock()
@@ -165,6 +198,7 @@ def throughput(
             count += requesters
 
     threads = [threading.Thread(target=post_loop, args=(n,)) for n in range(requesters)]
+    cpu_before = cpu_seconds(pid)
     started = time.monotonic()
     for thread in threads:
         thread.start()
@@ -184,11 +218,13 @@ def throughput(
         if any(w for _, _, w in answers)
     ]
     awarded = len([job for job in posted if any(w for _, _, w in seen.get(job, []))])
+    cpu = cpu_seconds(pid) - cpu_before
     elapsed = max(won_at) - started
     print(
         f"throughput: {len(posted)} fixed-mode jobs posted by {requesters} requesters, "
         f"{awarded} awarded; {awarded / elapsed:.0f} jobs posted and awarded a second "
-        f"({elapsed:.1f} s from the first post to the last award)"
+        f"({elapsed:.1f} s from the first post to the last award); the server's CPU "
+        f"{cpu / max(1, awarded) * 1000:.2f} ms a job ({cpu / elapsed * 100:.0f} % of a core)"
     )
 
 
@@ -249,6 +285,12 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--requesters", type=int, default=8)
+    parser.add_argument(
+        "--inflight",
+        type=int,
+        default=1,
+        help="bids an agent keeps awaiting their answers at once (1: the answer before the next)",
+    )
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     with running_server(args.database_url) as server:
@@ -261,15 +303,21 @@ def main() -> None:
         context = multiprocessing.get_context("spawn")
         ready, bids, stop = context.Semaphore(0), context.Queue(), context.Event()
         agents = context.Process(
-            target=_agents, args=(server.base_url, keys, args.models, ready, bids, stop)
+            target=_agents,
+            args=(server.base_url, keys, args.models, args.inflight, ready, bids, stop),
         )
         agents.start()
         for _ in keys:
             if not ready.acquire(timeout=120):
                 raise SystemExit("the bidding agents did not connect")
-        print(f"{args.bidders} bidding agents following the stream, {args.models} models")
+        print(
+            f"{args.bidders} bidding agents following the stream, {args.models} models, "
+            f"up to {args.inflight} bids in flight each"
+        )
         try:
-            throughput(server.base_url, buyer, args.models, args.requesters, args.seconds, bids)
+            throughput(
+                server.base_url, buyer, args.models, args.requesters, args.seconds, bids, server.pid
+            )
             first_bid(server.base_url, buyer, args.models, bids)
             award_delay(server.base_url, buyer, args.models, bids)
         finally:
