@@ -10,8 +10,9 @@ target_metadata = Base.metadata
 
 
 def _include_name(name: str | None, type_: str, _parents: object) -> bool:
-    """What autogenerate compares: not the registry's full-text objects, which the registry
-    migration builds by hand for each database (SQLite's FTS5 table and its shadow tables)."""
+    """What autogenerate compares: not the registry's text-engine objects, which migrations
+    build by hand (SQLite's ``registry_fts_tokenize``, the Porter stemmer as a table, since
+    migration 0015; an FTS5 table and its shadow tables before it)."""
     return not (type_ == "table" and name is not None and name.startswith("registry_fts"))
 
 

@@ -11,8 +11,8 @@ from flow_memory.kit.db import Base, make_engine
 
 
 def _described_by_models(name: str | None, type_: str, parent_names: object) -> bool:
-    """The registry's full-text objects (an FTS5 table and its shadow tables on SQLite, a GIN
-    index on PostgreSQL: migration 0012) are the engines' own, not models'."""
+    """The registry's text-engine objects (SQLite's ``registry_fts_tokenize`` stemmer table,
+    migration 0015) are the engine's own, not models'."""
     return not (name or "").startswith("registry_fts")
 
 
