@@ -171,6 +171,8 @@ def stored_bytes(app: FastAPI, database_file: Path | None) -> bytes:
     tables.reflect(engine)
     with engine.connect() as connection:
         for table in tables.sorted_tables:
+            if table.name == "registry_fts_tokenize":
+                continue  # SQLite's Porter stemmer as a table: it stores nothing
             for row in connection.execute(select(table)):
                 chunks.append(repr(tuple(row)).encode())
                 chunks.append(json.dumps(list(row), default=str).encode())
