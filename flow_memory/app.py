@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flow_memory import __version__
 from flow_memory.credentials.api import router as credentials_router
+from flow_memory.deployments.api import router as deployments_router
 from flow_memory.identities.api import router as identities_router
 from flow_memory.jobs.api import router as jobs_router
 from flow_memory.jobs.edge import BID_ROUTE, POST_JOB_ROUTE
@@ -230,6 +231,7 @@ _API_ROUTERS = (
     jobs_router,
     registry_router,
     registry_discovery_router,
+    deployments_router,
     reputation_router,
     proxy_router,
 )

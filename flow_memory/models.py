@@ -1,6 +1,7 @@
 """Imports every table module so Base.metadata knows the whole schema."""
 
 from flow_memory.credentials.models import CredentialRef, CredentialRefRotation
+from flow_memory.deployments.models import Deployment, DeploymentRevision, RoyaltyDay
 from flow_memory.identities.models import AgentIdentity
 from flow_memory.jobs.models import Job, JobBid, JobEvent, JobResult
 from flow_memory.keys.models import ApiKey
@@ -44,6 +45,8 @@ __all__ = [
     "CatalogEntry",
     "CredentialRef",
     "CredentialRefRotation",
+    "Deployment",
+    "DeploymentRevision",
     "FeedEvent",
     "Job",
     "JobBid",
@@ -70,6 +73,7 @@ __all__ = [
     "Reservation",
     "ReservationHold",
     "RouteRecord",
+    "RoyaltyDay",
     "UsageRecord",
     "UsageRollup",
     "Validation",

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.types import Receive, Scope, Send
 
+from flow_memory.deployments.calling import listed_models
 from flow_memory.kit.deps import (
     ClockDep,
     Principal,
@@ -118,9 +119,9 @@ def _json_answer(kind: str) -> dict[int | str, dict[str, Any]]:
     response_model=ModelList,
 )
 def list_models(
-    session: ReadSessionDep, clock: ClockDep, settings: SettingsDep, _caller: ProxyCaller
+    session: ReadSessionDep, clock: ClockDep, settings: SettingsDep, caller: ProxyCaller
 ) -> FlowJSONResponse:
-    return model_list(session, settings=settings, now=clock.now())
+    return model_list(session, settings=settings, now=clock.now(), owner_id=caller.owner_id)
 
 
 @router.post(
@@ -156,12 +157,16 @@ async def embeddings(caller: ProxyCaller) -> Response:
     return ProxyCall(caller, "embeddings")
 
 
-def model_list(session: Session, *, settings: Settings, now: datetime) -> FlowJSONResponse:
-    """The body of ``GET /v1/models``."""
+def model_list(
+    session: Session, *, settings: Settings, now: datetime, owner_id: str | None = None
+) -> FlowJSONResponse:
+    """The body of ``GET /v1/models``: the models served now, then the caller's active
+    deployments (``dep/<slug>``)."""
+    deployed = [] if owner_id is None else listed_models(session, owner_id=owner_id)
     return FlowJSONResponse(
         {
             "object": "list",
-            "data": catalog.served_models(session, settings=settings, now=now),
+            "data": catalog.served_models(session, settings=settings, now=now) + deployed,
             "flow_memory": dict(SAFETY_ENVELOPE),
         }
     )

@@ -52,7 +52,7 @@ class ProxyEdge:
         try:
             caller = await authorize_proxy(Request(scope, receive), None)
             if kind is None:
-                answer = await run_in_threadpool(_models, scope["app"].state)
+                answer = await run_in_threadpool(_models, scope["app"].state, caller.owner_id)
                 status = answer.status_code
                 await answer(scope, receive, send)
             else:
@@ -64,6 +64,8 @@ class ProxyEdge:
             log_access(scope, status, started, route=scope["path"])  # one of its fixed routes
 
 
-def _models(state: State) -> Response:
+def _models(state: State, owner_id: str) -> Response:
     with read_session(state.read_session_factory) as session:
-        return model_list(session, settings=state.settings, now=state.clock.now())
+        return model_list(
+            session, settings=state.settings, now=state.clock.now(), owner_id=owner_id
+        )

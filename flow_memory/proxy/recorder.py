@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from flow_memory.deployments import royalties
 from flow_memory.kit.deps import transaction
 from flow_memory.kit.errors import DatabaseUnavailable
 from flow_memory.ledger.charges import Charge, Charged, charge_many
@@ -157,16 +158,24 @@ class UsageRecorder:
                     # In slices, offering the GIL back between them: this thread shares it
                     # with the event loop, and preparing a thousand rows at once held it for
                     # milliseconds while calls waited.
-                    for start in range(0, len(batch), SLICE):
-                        insert_records(session, batch[start : start + SLICE])
-                        time.sleep(0)
+                    # Calls through deployments have columns of their own: inserted apart,
+                    # since one insert writes the columns its first row names.
+                    deployed = [row for row in batch if "deployment_id" in row]
+                    plain = [r for r in batch if "deployment_id" not in r] if deployed else batch
+                    for rows in (plain, deployed):
+                        for start in range(0, len(rows), SLICE):
+                            insert_records(session, rows[start : start + SLICE])
+                            time.sleep(0)
                     add_to_rollup(session, batch)
                     charged = (
                         charge_many(session, self._charges_of(session, batch), now=_last(batch))
                         if self._charges
                         else Charged()
                     )
+                    paid = self._royalties(session, deployed) if deployed else None
                 self.uncollected += charged.uncollected
+                if paid is not None:
+                    self.uncollected += paid.uncollected
                 if self._charges:
                     with self._lock:
                         for row in batch:
@@ -209,6 +218,17 @@ class UsageRecorder:
             )
             for row in costly
         ]
+
+    def _royalties(self, session: Session, rows: list[Row]) -> royalties.Paid:
+        """The royalty lines of calls through deployments, in this batch's transaction."""
+        payer = (
+            payers(session, {row["agent_id"] or row["owner_id"] for row in rows})
+            if self._charges
+            else {}
+        )
+        return royalties.record(
+            session, rows, payers=payer, transfers=self._charges, now=_last(rows)
+        )
 
     def _sweep(self) -> None:
         """Release the holds of calls whose records never came (a server that died)."""

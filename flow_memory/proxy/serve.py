@@ -15,6 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
 from starlette.types import Receive, Scope, Send
 
+from flow_memory.deployments.calling import is_deployment
+from flow_memory.deployments.calling import plan_call as deployment_plan
 from flow_memory.kit.actors import ensure_may_act_as
 from flow_memory.kit.deps import Principal, transaction
 from flow_memory.kit.errors import FlowMemoryError, NotFound, PayloadTooLarge
@@ -189,7 +191,14 @@ async def serve_call(
         ensure_may_act_as(caller, options.agent_id, field=field)
     model: str = body["model"]
     stream = body.get("stream") is True and kind != "embeddings"
-    plan = for_this_call(await _plan(state, caller, kind, model, options), kind, body, options)
+    if is_deployment(model):
+        # A deployment's configuration and route (flow_memory.deployments.calling).
+        planned, body = await deployment_plan(
+            state, caller, kind, body, options, checked.sent_options
+        )
+    else:
+        planned = await _plan(state, caller, kind, model, options)
+    plan = for_this_call(planned, kind, body, options)
     if state.settings.ledger_charges and await needs_hold(
         state.proxy_enforcement, plan, state.read_session_factory
     ):

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from flow_memory.deployments.domain import DeployedCall, call_metadata
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Conflict, FlowMemoryError, NotFound
 from flow_memory.kit.safety import SAFETY_ENVELOPE
@@ -103,6 +104,8 @@ class Plan:
     expires_at: datetime
     # An enforced payer's estimate, held before the call (flow_memory.proxy.paying).
     hold_id: str | None = None
+    # A call through a deployment (``dep/<slug>``): its pins, recorded with the call's usage.
+    deployment: DeployedCall | None = None
 
 
 def plan_for_route(
@@ -323,7 +326,7 @@ def usage_record(
     """The usage record (its column values) of one proxied call, priced at the route's unit
     price. Column values, not an ORM object: building one costs more than the call itself."""
     units = units_of(usage, target.unit_type, decision)
-    return record_values(
+    values = record_values(
         UsageInput(
             source="proxy",
             decision=decision,
@@ -347,6 +350,9 @@ def usage_record(
         ),
         now=now,
     )
+    if plan.deployment is not None:
+        values.update(plan.deployment.columns())
+    return values
 
 
 def metadata(
@@ -385,5 +391,7 @@ def metadata(
         "attempts": attempts,
         "warnings": [*plan.warnings, *warnings],
     }
+    if plan.deployment is not None:
+        body.update(call_metadata(plan.deployment, record["actual_cost"] if record else None))
     body.update(SAFETY_ENVELOPE)
     return body

@@ -22,6 +22,7 @@ class UsageRecord(Base):
         Index("ix_usage_records_seller_time", "seller_owner_id", "created_at"),
         Index("ix_usage_records_agent_time", "agent_id", "created_at"),
         Index("ix_usage_records_workspace_time", "workspace_id", "created_at"),
+        Index("ix_usage_records_deployment_time", "deployment_id", "created_at"),
     )
 
     usage_id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -53,6 +54,16 @@ class UsageRecord(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     quality_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A call through a deployment (``flow_memory.deployments``): the deployment and the agent
+    # and model versions its revision pinned. Empty for every other record, and left out of
+    # the values ``record_row`` gives (``DEPLOYMENT_COLUMNS``).
+    deployment_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    agent_version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    model_version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+# Written only for calls through a deployment, and only by the proxy's usage writer.
+DEPLOYMENT_COLUMNS = ("deployment_id", "agent_version_id", "model_version_id")
 
 
 EVERYONE = "*"  # the rollup party that counts every record (for admins and auditors)

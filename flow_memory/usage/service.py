@@ -39,7 +39,14 @@ from flow_memory.kit.money import EXACT, attos_parts, exact, from_parts, to_atto
 from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.kit.scopes import AUDIT
 from flow_memory.routing.policy import discount_bps
-from flow_memory.usage.models import AMOUNTS, EVERYONE, UsageRecord, UsageRollup, UsageTotal
+from flow_memory.usage.models import (
+    AMOUNTS,
+    DEPLOYMENT_COLUMNS,
+    EVERYONE,
+    UsageRecord,
+    UsageRollup,
+    UsageTotal,
+)
 from flow_memory.usage.outcomes import is_failed_attempt
 
 ZERO = Decimal(0)
@@ -117,7 +124,9 @@ def record_row(item: UsageInput, *, now: datetime) -> tuple[Any, ...]:
 
 
 # A usage record's columns, in the table's order (``record_row`` gives its values so).
-RECORD_COLUMNS: tuple[str, ...] = tuple(UsageRecord.__table__.columns.keys())
+RECORD_COLUMNS: tuple[str, ...] = tuple(
+    column.key for column in UsageRecord.__table__.columns if column.key not in DEPLOYMENT_COLUMNS
+)
 
 
 def record_values(item: UsageInput, *, now: datetime) -> dict[str, Any]:

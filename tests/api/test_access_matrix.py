@@ -30,6 +30,7 @@ from flow_memory.kit.deps import Principal
 from flow_memory.kit.scopes import ADMIN, AUDIT, BUY, PLAN, PROXY, PUBLISH, READ, SELL, VALIDATE
 from flow_memory.reputation import verdicts
 from flow_memory.settings import Settings
+from tests.api.test_deployments import matrix_deploy_body, matrix_deployment
 from tests.api.test_proxy import ScriptedUpstream, public_resolver
 from tests.api.test_registry import agent_body, model_body, published
 from tests.conftest import clear_tables
@@ -977,6 +978,77 @@ ROWS = [
     # -- service
     Row("GET", "/healthz", lambda w: Call("/healthz"), access(None)),
     Row("GET", "/readyz", lambda w: Call("/readyz"), access(None)),
+    # -- deployments and royalties (issue 25): the first buyer's deployment of entries the first
+    # provider owner publishes; admins change anyone's, auditors read all, others see nothing
+    Row(
+        "POST",
+        "/inference/deployments",
+        lambda w: Call("/inference/deployments", matrix_deploy_body(w)),
+        access([BUY]),
+        "each caller deploys under its own namespace",
+    ),
+    Row(
+        "GET",
+        "/inference/deployments",
+        lambda w: Call("/inference/deployments"),
+        access([READ, BUY]),
+    ),
+    Row(
+        "GET",
+        "/inference/deployments/{deployment_id}",
+        lambda w: Call(f"/inference/deployments/{matrix_deployment(w)}"),
+        {
+            **access([READ, BUY], owner="buyer", others=NOT_FOUND),
+            "auditor": OK,
+            "auditor-2": OK,
+        },
+        "the first buyer's deployment",
+    ),
+    Row(
+        "POST",
+        "/inference/deployments/{deployment_id}/revisions",
+        lambda w: Call(
+            f"/inference/deployments/{matrix_deployment(w)}/revisions",
+            {"wait_for_capacity": True},
+        ),
+        access([BUY], **AS_BUYER, others=NOT_FOUND),
+        "the first buyer's deployment",
+    ),
+    Row(
+        "POST",
+        "/inference/deployments/{deployment_id}/pause",
+        lambda w: Call(f"/inference/deployments/{matrix_deployment(w)}/pause"),
+        access([BUY], **AS_BUYER, others=NOT_FOUND),
+        "the first buyer's deployment",
+    ),
+    Row(
+        "POST",
+        "/inference/deployments/{deployment_id}/resume",
+        lambda w: Call(f"/inference/deployments/{matrix_deployment(w, state='paused')}/resume"),
+        access([BUY], **AS_BUYER, others=NOT_FOUND),
+        "the first buyer's paused deployment",
+    ),
+    Row(
+        "DELETE",
+        "/inference/deployments/{deployment_id}",
+        lambda w: Call(f"/inference/deployments/{matrix_deployment(w)}"),
+        access([BUY], **AS_BUYER, others=NOT_FOUND),
+        "the first buyer's deployment",
+    ),
+    Row(
+        "GET",
+        "/inference/royalties",
+        lambda w: Call("/inference/royalties"),
+        access([READ, PUBLISH]),
+        "each publisher its own",
+    ),
+    Row(
+        "GET",
+        "/inference/royalties/export",
+        lambda w: Call("/inference/royalties/export"),
+        access([READ, PUBLISH]),
+        "each publisher its own",
+    ),
 ]
 
 
