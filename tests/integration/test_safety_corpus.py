@@ -721,8 +721,13 @@ def _database_traces(url: str) -> tuple[str, dict[str, bytes], set[tuple[str, st
                 raw[f"database file{suffix}"] = candidate.read_bytes()
         database = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
+            # Not the stemmer of migration 0015, a table that stores nothing (fts3tokenize).
             tables = [
-                r[0] for r in database.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                name
+                for name, sql in database.execute(
+                    "SELECT name, sql FROM sqlite_master WHERE type='table'"
+                )
+                if "fts3tokenize" not in (sql or "")
             ]
             for table in tables:
                 for row in database.execute(f'SELECT * FROM "{table}"'):
