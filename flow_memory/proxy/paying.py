@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from flow_memory.deployments.domain import royalty_lines
 from flow_memory.identities.models import AgentIdentity
 from flow_memory.kit.deps import transaction
 from flow_memory.kit.ids import new_id
@@ -67,11 +68,16 @@ def payers(session: Session, identities: Iterable[str]) -> dict[str, str]:
 
 
 def estimated_cost(plan: Plan) -> Decimal:
-    """The call's estimated units at the highest unit price it may be routed at."""
+    """The call's estimated units at the highest unit price it may be routed at; through a
+    deployment, with the royalties that cost would pay (each is paid from the same account)."""
     if not plan.targets:
         return Decimal(0)
     price = max(target.unit_price for target in plan.targets)
-    return EXACT.multiply(Decimal(plan.estimated_units), price)
+    cost = EXACT.multiply(Decimal(plan.estimated_units), price)
+    if plan.deployment is None:
+        return cost
+    lines = royalty_lines(cost, plan.deployment.terms)
+    return EXACT.add(cost, sum((line.amount for line in lines), Decimal(0)))
 
 
 @dataclass(frozen=True, slots=True)
