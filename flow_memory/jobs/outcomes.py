@@ -100,33 +100,31 @@ def delivered(
 
 def rejected(session: Session, job: Job, winner: JobBid, *, now: datetime, rules: JobRules) -> None:
     """The winner's result was finally rejected: a bad completion, and its stake's share
-    slashed to the payer (ledger rows first, as everywhere)."""
-    stakes.slash(
-        session,
-        bidder_id=winner.bidder_id,
-        job_id=job.job_id,
-        payee_id=job.payer_id,
-        reason=reputation.COMPLETION_BAD,
-        share=rules.slash_share,
-        now=now,
-    )
-    _record(session, job, winner, reputation.COMPLETION_BAD, now=now, rules=rules)
+    slashed to the payer."""
+    _slashed(session, job, winner, reputation.COMPLETION_BAD, now=now, rules=rules)
 
 
 def no_show(session: Session, job: Job, missing: JobBid, *, now: datetime, rules: JobRules) -> None:
     """The winner sent no result: a no-show, and its stake's share slashed to the payer."""
-    # Ledger rows before reputation records, as a completion locks them: no two transactions
-    # wait on each other's.
+    _slashed(session, job, missing, reputation.NO_SHOW, now=now, rules=rules)
+
+
+def _slashed(
+    session: Session, job: Job, bid: JobBid, kind: str, *, now: datetime, rules: JobRules
+) -> None:
+    """A failure of ``kind``: the bidder's stake's share slashed to the payer, then the outcome
+    recorded. Ledger rows before reputation records, as a completion locks them: no two
+    transactions wait on each other's."""
     stakes.slash(
         session,
-        bidder_id=missing.bidder_id,
+        bidder_id=bid.bidder_id,
         job_id=job.job_id,
         payee_id=job.payer_id,
-        reason=reputation.NO_SHOW,
+        reason=kind,
         share=rules.slash_share,
         now=now,
     )
-    _record(session, job, missing, reputation.NO_SHOW, now=now, rules=rules)
+    _record(session, job, bid, kind, now=now, rules=rules)
 
 
 def _record(

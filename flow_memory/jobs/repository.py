@@ -59,7 +59,7 @@ def insert_job(session: Session, job: Job) -> None:
         if column.key not in state.dict and column.default is None:
             setattr(job, column.key, None)
     values = {key: value for key, value in state.dict.items() if key in _JOBS.columns}
-    _INSERT_JOB.execute_rows(session.connection(), tuple(values), [tuple(values.values())])
+    _INSERT_JOB.execute(session.connection(), [values])
     make_transient_to_detached(job)
     session.add(job)
 

@@ -132,7 +132,9 @@ class JobTimer:
             # they are claimed and acted on in one batch (one commit).
             pending = [(job_id, self._submit(job_id, status, now)) for job_id, status in due]
             for job_id, outcome in pending:
-                self._count(job_id, outcome, report)
+                acted_on = self._outcome(job_id, outcome, report, "job")
+                if acted_on is not None:
+                    setattr(report, acted_on, getattr(report, acted_on) + 1)
             # A full batch may hide more due jobs; a batch others hold (or that fails) is left
             # to the next tick rather than read again at once.
             if len(due) < BATCH or report.acted == acted:
@@ -155,19 +157,10 @@ class JobTimer:
                 pending.append((job_id, self._apply(command)))
             acted = report.validations
             for job_id, outcome in pending:
-                try:
-                    found = outcome.result()
-                except DatabaseUnavailable:
-                    raise
-                except Exception:
-                    log.exception("the timer could not act on the validation of job %s", job_id)
-                    report.failed.append(job_id)
-                    continue
-                if found is None:
-                    report.skipped += 1
-                    continue
-                report.validations += 1
-                report.judged += 1 if found == "decided" else 0
+                found = self._outcome(job_id, outcome, report, "the validation of job")
+                if found is not None:
+                    report.validations += 1
+                    report.judged += 1 if found == "decided" else 0
             if len(due) < BATCH or report.validations == acted:
                 return
 
@@ -214,21 +207,23 @@ class JobTimer:
         return "expired_no_show"
 
     @staticmethod
-    def _count(job_id: str, outcome: Future[str | None], report: TickReport) -> None:
+    def _outcome(
+        job_id: str, outcome: Future[str | None], report: TickReport, what: str
+    ) -> str | None:
+        """What acting on ``job_id`` came to, or None, counted as skipped (claimed elsewhere,
+        no longer due) or failed. One that cannot be acted on must not stop the others: it is
+        tried again next tick, and logged each time (without its contents)."""
         try:
             acted = outcome.result()
         except DatabaseUnavailable:
             raise
         except Exception:
-            # One job that cannot be acted on must not stop the others: it is tried again
-            # next tick, and logged each time (without its contents).
-            log.exception("the timer could not act on job %s", job_id)
+            log.exception("the timer could not act on %s %s", what, job_id)
             report.failed.append(job_id)
-            return
+            return None
         if acted is None:
             report.skipped += 1
-        else:
-            setattr(report, acted, getattr(report, acted) + 1)
+        return acted
 
     def committed(self, session: Session) -> None:
         """A transaction of job changes committed: the streams wake, and the timer if a job of

@@ -84,12 +84,11 @@ def locked_balances(session: Session, account_ids: Sequence[str]) -> dict[str, B
 
 
 def insert_transfer(session: Session, row: dict[str, Any]) -> None:
-    _INSERT_TRANSFER.execute_rows(session.connection(), tuple(row), [tuple(row.values())])
+    _INSERT_TRANSFER.execute(session.connection(), [row])
 
 
 def insert_postings(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    names = tuple(rows[0])
-    _INSERT_POSTINGS.execute_rows(session.connection(), names, [tuple(r.values()) for r in rows])
+    _INSERT_POSTINGS.execute(session.connection(), rows)
 
 
 def save_balances(session: Session, rows: Sequence[BalanceRow], now: datetime) -> None:
@@ -101,4 +100,4 @@ def save_balances(session: Session, rows: Sequence[BalanceRow], now: datetime) -
 
 
 def insert_hold(session: Session, row: dict[str, Any]) -> None:
-    _INSERT_HOLD.execute_rows(session.connection(), tuple(row), [tuple(row.values())])
+    _INSERT_HOLD.execute(session.connection(), [row])

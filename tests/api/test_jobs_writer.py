@@ -45,15 +45,18 @@ def writer(app: FastAPI, client: TestClient) -> JobWriter:
     return found
 
 
-def posting(app: FastAPI, memo: str, *, then_refuse: bool = False) -> Any:
-    """A command posting a job (its prompt ``memo``), then refusing if asked."""
+def posting(
+    app: FastAPI, memo: str, *, then_refuse: bool = False, principal: Principal = REQUESTER
+) -> Any:
+    """A command posting a job (its prompt ``memo``) for ``principal``, then refusing if
+    asked."""
     request = {**job_body()["request"], "prompt": memo}
 
     def command(session: Session) -> str:
         body = JobCreate.model_validate(job_body(request=request))
         posted = service.post_job(
             session,
-            principal=REQUESTER,
+            principal=principal,
             body=body,
             now=app.state.clock.now(),
             rules=JobRules.of(app.state.settings),
@@ -133,26 +136,9 @@ class TestBatches:
             scopes=frozenset({"inference:buy"}),
         )
 
-        def post_as_newcomer(memo: str, *, then_refuse: bool) -> Any:
-            def command(session: Session) -> str:
-                request = {**job_body()["request"], "prompt": memo}
-                body = JobCreate.model_validate(job_body(request=request))
-                posted = service.post_job(
-                    session,
-                    principal=newcomer,
-                    body=body,
-                    now=app.state.clock.now(),
-                    rules=JobRules.of(app.state.settings),
-                )
-                if then_refuse:
-                    raise Conflict("refused after writing", code="test_refusal")
-                return posted.job.job_id
-
-            return command
-
         batch: list[tuple[Any, Future[Any]]] = [
-            (post_as_newcomer("newcomer refused", then_refuse=True), Future()),
-            (post_as_newcomer("newcomer kept", then_refuse=False), Future()),
+            (posting(app, "newcomer refused", then_refuse=True, principal=newcomer), Future()),
+            (posting(app, "newcomer kept", principal=newcomer), Future()),
         ]
         writer._apply(batch)
         refused, kept = (future for _, future in batch)
