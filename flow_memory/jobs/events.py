@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from flow_memory.jobs import repository
+from flow_memory.jobs import fresh, repository
 from flow_memory.jobs.models import Job, JobEvent
 from flow_memory.kit.broadcast import announce
 from flow_memory.kit.clock import isoformat_z
@@ -73,6 +73,10 @@ def record(
     """Write one event of ``job`` (with its status after the change) in the session's
     transaction, copy it to the market feed and announce it to the other servers; the event
     as stored. The job's own changes need not be flushed first: they commit together."""
+    if kind == POSTED:
+        fresh.posted(session, job)
+    else:
+        fresh.changed(session, job.job_id)
     stored = _storable({"job_id": job.job_id, "status": job.status, **payload})
     event = repository.insert_event(session, job_id=job.job_id, kind=kind, payload=stored, now=now)
     add_feed_event(

@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from flow_memory.jobs import fresh
 from flow_memory.jobs.domain import AWARDED, OPEN
 from flow_memory.jobs.models import Job, JobBid, JobEvent, JobResult
 from flow_memory.kit.db import canonical_json
@@ -39,7 +40,7 @@ def job(session: Session, job_id: str, *, for_update: bool = False) -> Job | Non
     only writer, a job the transaction holds already is as it is in the database and is not
     read again: the job writer's commands in one batch often change the same job."""
     if for_update and session.get_bind().dialect.name == "sqlite":
-        return session.get(Job, job_id)
+        return fresh.take(session, job_id) or session.get(Job, job_id)
     query = select(Job).where(Job.job_id == job_id).execution_options(populate_existing=True)
     if for_update:
         query = query.with_for_update()
@@ -125,6 +126,8 @@ def page_jobs(
 
 
 def bids_of(session: Session, job_id: str) -> list[JobBid]:
+    if fresh.has_no_bids(session, job_id):  # the writer's job just posted, unchanged since
+        return []
     query = (
         select(JobBid)
         .where(JobBid.job_id == job_id)

@@ -7,7 +7,8 @@ runs the use case and builds the answer) to the writer's thread, which takes eve
 has arrived and applies them in one transaction, each in a savepoint of its own: a command that
 refuses (or fails) is rolled back to its savepoint and answered with its error, the others go
 on. Each caller hears back only after the batch has committed: an acknowledged post, bid or
-award is a committed one, as before.
+award is a committed one, as before. The jobs a batch posted are handed to the next batches
+that bid on them without being read again (``fresh.FreshJobs``).
 
 What can go wrong, and what the writer does:
 - a command refuses or fails: its savepoint is rolled back, it is answered with its error;
@@ -34,6 +35,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from flow_memory.jobs import fresh
 from flow_memory.kit.deps import on_session_end, transaction
 from flow_memory.kit.errors import DatabaseUnavailable
 from flow_memory.kit.outage import is_database_outage
@@ -61,6 +63,7 @@ class JobWriter:
         self._thread: threading.Thread | None = None
         self.batches = 0
         self.commands = 0
+        self.fresh = fresh.FreshJobs()  # jobs just posted, for the next batches' bids
 
     @classmethod
     def for_engine(
@@ -139,6 +142,7 @@ class JobWriter:
         or raised (a command that raised left nothing)."""
         outcomes: list[tuple[Future[Any], bool, Any]] = []
         with transaction(self._factory) as session:
+            session.info[fresh.FRESH_KEY] = self.fresh
             on_session_end(session, lambda committed: self._tell(session, committed))
             for command, future in batch:
                 savepoint = session.begin_nested()
@@ -152,13 +156,16 @@ class JobWriter:
                     outcomes.append((future, False, error))
                 else:
                     outcomes.append((future, True, value))
+            self.fresh.stage(session)
         return outcomes
 
     def _alone(self, command: Command, future: Future[Any]) -> None:
         try:
             with transaction(self._factory) as session:
+                session.info[fresh.FRESH_KEY] = self.fresh
                 on_session_end(session, lambda committed: self._tell(session, committed))
                 value = command(session)
+                self.fresh.stage(session)
         except Exception as error:
             future.set_exception(error)
         else:
@@ -166,4 +173,5 @@ class JobWriter:
 
     def _tell(self, session: Session, committed: bool) -> None:
         if committed:
+            self.fresh.keep(session)
             self._committed(session)

@@ -6,24 +6,36 @@ The batches are handed to the writer directly, so which commands share one is fi
 from __future__ import annotations
 
 from concurrent.futures import Future
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
-from flow_memory.jobs import service
-from flow_memory.jobs.models import Job
+from flow_memory.jobs import service, writes
+from flow_memory.jobs.models import Job, JobBid
 from flow_memory.jobs.outcomes import JobRules
-from flow_memory.jobs.schemas import JobCreate
+from flow_memory.jobs.schemas import BidCreate, JobCreate
 from flow_memory.jobs.writer import JobWriter
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Conflict
 from flow_memory.settings import Settings
-from tests.api.jobs_helpers import assert_ledger_sound, job_body, quiet_settings
-from tests.factories import BUYER
+from tests.api.jobs_helpers import (
+    MODEL,
+    SELLER_B,
+    Bidder,
+    assert_ledger_sound,
+    bid,
+    bidder,
+    job_body,
+    placed,
+    post_job,
+    quiet_settings,
+)
+from tests.factories import BUYER, key_headers
 
 REQUESTER = Principal(
     key_id="key_writer_test_double",
@@ -145,3 +157,103 @@ class TestBatches:
         assert isinstance(refused.exception(), Conflict)
         assert jobs_with_prompt(app, "newcomer kept") == [kept.result()]
         assert_ledger_sound(app)
+
+
+def job_reads(app: FastAPI) -> list[str]:
+    """Every statement SQLAlchemy runs that reads a job's row, from now on."""
+    seen: list[str] = []
+
+    @event.listens_for(app.state.engine, "before_cursor_execute")
+    def noted(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM jobs" in statement:
+            seen.append(statement)
+
+    return seen
+
+
+class TestJobsJustPosted:
+    """The writer hands a job it has just posted to the next batch that bids on it, without
+    reading it again, and only when its row is unchanged since."""
+
+    @pytest.fixture
+    def seller(self, app: FastAPI, client: TestClient, writer: JobWriter) -> Bidder:
+        return bidder(client, app, SELLER_B)
+
+    @pytest.fixture
+    def buyer(self, app: FastAPI) -> dict[str, str]:
+        return key_headers(app, BUYER, "inference:buy", "inference:read")
+
+    def test_a_bid_on_a_job_just_posted_does_not_read_it_again(
+        self, app: FastAPI, client: TestClient, seller: Bidder, buyer: dict[str, str]
+    ) -> None:
+        job = post_job(client, buyer)
+        reads = job_reads(app)
+        taken = placed(client, seller.headers, job["job_id"], seller.provider_id)
+        assert reads == []
+        # The bid is the job's one bid, as the database has it.
+        with app.state.session_factory() as session:
+            bids = session.scalars(select(JobBid).where(JobBid.job_id == job["job_id"])).all()
+        assert [(b.bid_id, b.status) for b in bids] == [(taken["bid_id"], "live")]
+
+    def test_a_job_changed_behind_the_writer_is_read_again(
+        self, app: FastAPI, client: TestClient, seller: Bidder, buyer: dict[str, str]
+    ) -> None:
+        # Another process on the same database file cancels the job: the object the writer
+        # kept says open, the row says cancelled, and the row wins.
+        job = post_job(client, buyer)
+        with app.state.session_factory.begin() as session:
+            session.execute(
+                update(Job)
+                .where(Job.job_id == job["job_id"])
+                .values(status="cancelled", updated_at=app.state.clock.now())
+            )
+        refused = bid(client, seller.headers, job["job_id"], seller.provider_id)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "job_not_open"
+
+    def test_a_job_taken_once_is_read_as_any_other_after(
+        self, app: FastAPI, client: TestClient, seller: Bidder, buyer: dict[str, str]
+    ) -> None:
+        job = post_job(client, buyer)
+        first = placed(client, seller.headers, job["job_id"], seller.provider_id, price=0.4)
+        again = placed(client, seller.headers, job["job_id"], seller.provider_id, price=0.3)
+        assert again["bid_id"] == first["bid_id"]
+        assert again["revision"] == 2
+
+    def test_a_job_bid_on_in_the_batch_that_posted_it_is_not_kept(
+        self, app: FastAPI, writer: JobWriter, seller: Bidder
+    ) -> None:
+        # Posted and bid on in one batch, then bid on again by the same bidder: a revision of
+        # the bid the batch placed, not a second bid from a job believed to have none.
+        posted: list[str] = []
+        post = posting(app, "writer posted and bid")
+        principal = Principal("key_fresh_seller_double", SELLER_B, frozenset({"inference:sell"}))
+        body = BidCreate(
+            provider_id=seller.provider_id, model=MODEL, price=Decimal("0.4"), estimated_time_s=5
+        )
+        rules = JobRules.of(app.state.settings)
+
+        def post_then_note(session: Session) -> str:
+            job_id: str = post(session)
+            posted.append(job_id)
+            return job_id
+
+        def bid_on_it(session: Session) -> Any:
+            now = app.state.clock.now()
+            return writes.place_bid(principal, posted[0], body, now, rules)(session)
+
+        batch: list[tuple[Any, Future[Any]]] = [(post_then_note, Future()), (bid_on_it, Future())]
+        writer._apply(batch)
+        assert batch[1][1].exception() is None
+        now = app.state.clock.now()
+        _, answer = writer.run(writes.place_bid(principal, posted[0], body, now, rules))
+        assert answer["bid"]["revision"] == 2
+
+    def test_a_post_rolled_back_is_not_kept(self, app: FastAPI, writer: JobWriter) -> None:
+        batch: list[tuple[Any, Future[Any]]] = [
+            (posting(app, "writer fresh refused", then_refuse=True), Future()),
+            (posting(app, "writer fresh kept"), Future()),
+        ]
+        before = len(writer.fresh)
+        writer._apply(batch)
+        assert len(writer.fresh) == before + 1
