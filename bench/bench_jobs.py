@@ -5,12 +5,14 @@ from a post to its first automatic bid, and the award's delay after a bid window
                                [--inflight 1] [--database-url URL]
 
 A real `flow-memory serve` process (SQLite by default). Each bidding agent is a seller with a
-key and an enrolled provider; it follows `GET /inference/jobs/stream` (server-sent events, read
-with the provider agent's own stream client) and bids on every posted job whose model hint is a
-model it serves (``--models`` models, so each job draws ``bidders / models`` bids). The agents
-run in a process of their own, the requesters in another. With ``--inflight 1`` an agent waits
-for each bid's answer before it reads the next event, so past some rate each agent's round
-trips, not the server, bound the throughput; ``--inflight N`` keeps up to N bids in flight.
+key, an enrolled provider and a bid stake (each wins many jobs a second and runs none, so the
+server lifts the cap on jobs held at once: ``FLOW_MEMORY_EARNED_CAPACITY_ENFORCED=false``); it
+follows `GET /inference/jobs/stream` (server-sent events, read with the provider agent's own
+stream client) and bids on every posted job whose model hint is a model it serves (``--models``
+models, so each job draws ``bidders / models`` bids). The agents run in a process of their own,
+the requesters in another. With ``--inflight 1`` an agent waits for each bid's answer before it
+reads the next event, so past some rate each agent's round trips, not the server, bound the
+throughput; ``--inflight N`` keeps up to N bids in flight.
 
 Printed:
 - throughput: requesters post fixed-mode jobs (the first eligible bid wins at once) as fast as
@@ -70,6 +72,7 @@ def _enroll(client: httpx.Client, name: str) -> str:
         },
     )
     enrolled.raise_for_status()
+    client.post("/inference/stakes", json={"amount": "1"}).raise_for_status()  # bids need one
     return str(enrolled.json()["provider"]["provider_id"])
 
 
@@ -293,7 +296,10 @@ def main() -> None:
     )
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
-    with running_server(args.database_url) as server:
+    # Each agent wins many jobs a second and runs none: the cap on the jobs an identity holds at
+    # once, earned by completing them, is lifted (its check still runs).
+    capacity = {"FLOW_MEMORY_EARNED_CAPACITY_ENFORCED": "false"}
+    with running_server(args.database_url, capacity) as server:
         print(f"server: {server.database_url.split(':')[0]}, {os.cpu_count()} cores")
         buyer = create_key(server.env, "bench-jobs-requester", "inference:buy,inference:read")
         keys = [

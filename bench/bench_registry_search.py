@@ -11,16 +11,20 @@ vacuumed too, so that index-only scans stay index-only). Names, tags and descrip
 words from a 3,000-word vocabulary with Zipf-like frequencies, so a query's hits range from a
 handful to tens of thousands.
 
-Then ``--queries`` searches, each in a read session of its own as the endpoint runs it
-(``flow_memory.registry.search.search``: the ranked page of 20 and the facet counts), mixed
+Then ``--queries`` searches, each in a read session of its own as the endpoint runs it (a
+read-only engine; ``flow_memory.registry.search.search``: the ranked page of 20, read whole,
+and the facet counts), mixed
 from six kinds: a broad word (one of the 30 most frequent, in 40-85 % of entries), a common word
 (in a few per cent), a rare word, two words, a prefix, and a word with filters (kind, context
-window, price ceiling). Printed: p50 and p95 over all, and per kind, with the median number
-of hits and how many searches answered a lower bound (``total_exact`` false)."""
+window, price ceiling). Printed: p50 and p95 over all, and per kind, of the wall time and of
+this process's CPU time (the machine is shared: CPU time moves less with its load), with the
+median number of hits and how many searches answered a lower bound (``total_exact`` false);
+on PostgreSQL running on this machine, the server processes' CPU time a search (/proc)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -33,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sqlalchemy import insert, text
+from sqlalchemy import event, insert, text
 
 import flow_memory.models  # noqa: F401
 from flow_memory.kit.db import make_engine, make_session_factory
@@ -224,37 +228,80 @@ def query_kinds(
 
 
 def measure(database_url: str, words: list[str], queries: int, rng: random.Random) -> None:
-    engine = make_engine(database_url)
+    engine = make_engine(database_url, read_only=True)  # as the endpoint's read sessions
     factory = make_session_factory(engine)
     kinds = query_kinds(words)
     timings: dict[str, list[float]] = {name: [] for name in kinds}
+    cpu: dict[str, list[float]] = {name: [] for name in kinds}
     hits: dict[str, list[int]] = {name: [] for name in kinds}
     bounded: dict[str, int] = {name: 0 for name in kinds}  # searches whose total is a bound
+    backends = _backends(engine)
+    server_cpu = 0.0
     for round_ in range(queries + 20):
+        if round_ == 20:
+            server_cpu = -_cpu_of(backends)
         name = list(kinds)[round_ % len(kinds)]
         q, filters = kinds[name](rng)
-        started = time.perf_counter()
+        started, used = time.perf_counter(), time.process_time()
         with factory() as session:
             page = search(session, query=q, filters=filters, limit=20, offset=0)
             session.rollback()
         elapsed = (time.perf_counter() - started) * 1000
         if round_ >= 20:  # the first rounds warm the caches
             timings[name].append(elapsed)
+            cpu[name].append((time.process_time() - used) * 1000)
             hits[name].append(page.total)
             bounded[name] += not page.total_exact
+    server_cpu += _cpu_of(backends)
     engine.dispose()
     every = [t for values in timings.values() for t in values]
+    every_cpu = [t for values in cpu.values() for t in values]
     print(
         f"{engine.dialect.name}: {len(every)} searches (page of 20 + facet counts over the best"
-        f" {FACETS_OVER:,} hits)"
+        f" {FACETS_OVER:,} hits); wall time, then this process's CPU time (on SQLite the whole"
+        " search; on PostgreSQL the server's share is not in it)"
     )
-    print(f"  all              p50 {_p(every, 50):7.2f} ms  p95 {_p(every, 95):7.2f} ms")
+    print(
+        f"  all              p50 {_p(every, 50):7.2f} ms  p95 {_p(every, 95):7.2f} ms"
+        f"  cpu p50 {_p(every_cpu, 50):6.2f} p95 {_p(every_cpu, 95):6.2f} ms"
+    )
     for name, values in timings.items():
         print(
             f"  {name:<16} p50 {_p(values, 50):7.2f} ms  p95 {_p(values, 95):7.2f} ms"
+            f"  cpu p50 {_p(cpu[name], 50):6.2f} p95 {_p(cpu[name], 95):6.2f} ms"
             f"  (median hits {int(statistics.median(hits[name])):,}"
             + (f"; a lower bound in {bounded[name]} searches)" if bounded[name] else ")")
         )
+    if backends:
+        print(
+            f"  PostgreSQL's server processes: {server_cpu * 1000 / len(every):.2f} ms of CPU a"
+            f" search on average ({len(backends)} connection(s), from /proc)"
+        )
+
+
+def _backends(engine: Any) -> list[int]:
+    """The PostgreSQL server processes of the engine's connections, when they run on this
+    machine (their CPU time is then read from /proc)."""
+    pids: list[int] = []
+    if engine.dialect.name == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _seen(connection: Any, _record: Any) -> None:
+            pid = connection.info.backend_pid
+            if Path(f"/proc/{pid}/stat").exists():
+                pids.append(pid)
+
+    return pids
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """Seconds of CPU (user and system) the processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return used / ticks
 
 
 def _p(values: list[float], percentile: int) -> float:

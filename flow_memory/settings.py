@@ -60,13 +60,22 @@ class Settings:
     # thread (tests tick it themselves).
     job_timer_seconds: float = 5.0
     # Reputation (flow_memory.reputation): the half-life in days of an outcome's weight; the
-    # standing below which an identity may not bid (under the prior, 0.5, so a new identity
-    # may); the share of a bidder's stake a bad completion or a no-show pays the requester;
-    # the stake that covers each job an identity holds at once.
+    # standing below which an identity may not bid (under the prior, 0.5, so a new identity may;
+    # 0.35, as the market simulation showed 0.2 leaves colluders and lazy bidders in,
+    # docs/BENCHMARKS.md "Market simulation"); the share of a bidder's stake a bad completion or a
+    # no-show pays the requester; the stake that covers each job an identity holds at once: a bid
+    # needs an active bid stake of at least this (409 stake_required) and it bounds the jobs held
+    # (0: bidding needs no stake and stakes bound nothing).
     reputation_half_life_days: float = 30.0
-    reputation_exclusion_threshold: float = 0.2
+    reputation_exclusion_threshold: float = 0.35
     stake_slash_share: float = 0.25
     stake_per_job_slot: float = 1.0
+    # Hold each identity's group to the jobs it has earned to hold at once, at bid and award
+    # (409 capacity_reached); false lets an identity hold any number (load benchmarks).
+    earned_capacity_enforced: bool = True
+    # The share of posted jobs after which the board also posts a known-answer job drawn from
+    # the registered probes (flow_memory.jobs.known_answers); 0 posts none.
+    known_answer_share: float = 0.05
     # Judging a submitted result (flow_memory.jobs.judging): how long a requester has to accept
     # or reject it (silence until then accepts; 0 accepts every result as it arrives, the board
     # without review); how long a drawn validator has to answer before it is replaced (a dispute's
@@ -92,6 +101,10 @@ class Settings:
             raise ValueError("FLOW_MEMORY_METRICS_PORT must be a port number (0: none)")
         if not 0 <= self.reputation_exclusion_threshold < 0.5:
             raise ValueError("FLOW_MEMORY_REPUTATION_EXCLUSION_THRESHOLD must be in [0, 0.5)")
+        if not 0 <= self.known_answer_share <= 0.5:
+            raise ValueError("FLOW_MEMORY_KNOWN_ANSWER_SHARE must be in [0, 0.5]")
+        if self.stake_per_job_slot < 0:
+            raise ValueError("FLOW_MEMORY_STAKE_PER_JOB_SLOT must be 0 or more")
         if not 0 < self.stake_slash_share <= 1:
             raise ValueError("FLOW_MEMORY_STAKE_SLASH_SHARE must be in (0, 1]")
         if self.validation_review_seconds < 0 or self.dispute_window_seconds < 0:
@@ -116,6 +129,10 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
+# Numbers whose 0 turns something off: no stake needed to bid, no known-answer jobs posted.
+_ZERO_MEANS_NONE = frozenset({"stake_per_job_slot", "known_answer_share"})
+
+
 def _coerce(name: str, raw: str, kind: object) -> object:
     if kind in (bool, "bool"):
         lowered = raw.strip().lower()
@@ -134,7 +151,10 @@ def _coerce(name: str, raw: str, kind: object) -> object:
             value = float(raw)
         except ValueError:
             raise ValueError(f"FLOW_MEMORY_{name.upper()} must be a number") from None
-        if not value > 0:
+        if name in _ZERO_MEANS_NONE:
+            if not value >= 0:
+                raise ValueError(f"FLOW_MEMORY_{name.upper()} must be 0 or more")
+        elif not value > 0:
             raise ValueError(f"FLOW_MEMORY_{name.upper()} must be greater than zero")
         return value
     return raw

@@ -84,6 +84,9 @@ class JobsConfig:
     classes: Mapping[str, str] = field(default_factory=dict)
     qualities: tuple[str, ...] = JOB_QUALITIES
     stream_idle_seconds: float = 60.0
+    # Credits staked to bid when the agent starts and its bidder has no active bid stake (a
+    # server that requires one refuses bids without it); 0: the agent stakes nothing.
+    stake: Decimal = Decimal(0)
 
     def check(self) -> None:
         """Refuse settings that cannot work, naming the setting."""
@@ -93,6 +96,8 @@ class JobsConfig:
             raise ConfigError("jobs.token_price must be positive")
         if self.min_price < 0:
             raise ConfigError("jobs.min_price must not be negative")
+        if self.stake < 0:
+            raise ConfigError("jobs.stake must not be negative")
         if self.tokens_per_second <= 0:
             raise ConfigError("jobs.tokens_per_second must be positive")
         if self.deadline_safety < 1:
@@ -263,7 +268,7 @@ def _jobs(raw: Any, base: JobsConfig) -> JobsConfig:
         changes["enabled"] = bool(raw["enabled"])
     if raw.get("bidder_id") is not None:
         changes["bidder_id"] = str(raw["bidder_id"])
-    for key in ("token_price", "min_price"):
+    for key in ("token_price", "min_price", "stake"):
         if key in raw:
             changes[key] = _decimal(f"jobs.{key}", raw[key])
     if "max_concurrent" in raw:

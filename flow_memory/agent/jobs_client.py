@@ -121,6 +121,22 @@ class JobBoardClient(FlowMemoryClient):
         """Bid (or revise this bidder's bid); the answer holds ``bid`` and ``job``."""
         return self._call("POST", f"/inference/jobs/{job_id}/bids", payload=body)
 
+    def bid_stakes(self, identity_id: str | None) -> list[dict[str, Any]]:
+        """The bid stakes of the bidder (the key's owner when None) still active."""
+        params: dict[str, Any] = {"limit": 200}
+        if identity_id is not None:
+            params["identity_id"] = identity_id
+        stakes = self._call("GET", "/inference/stakes", params=params)["stakes"]
+        return [s for s in stakes if s.get("purpose") == "bid" and s.get("status") == "active"]
+
+    def place_stake(self, amount: Decimal, identity_id: str | None) -> dict[str, Any]:
+        """Stake ``amount`` credits to bid, held on the bidder's paying account; the stake."""
+        body: dict[str, Any] = {"amount": amount}
+        if identity_id is not None:
+            body["identity_id"] = identity_id
+        stake: dict[str, Any] = self._call("POST", "/inference/stakes", payload=body)["stake"]
+        return stake
+
     def assignment(self, job_id: str) -> dict[str, Any]:
         """The full request of a job this bidder won."""
         body = self._call("GET", f"/inference/jobs/{job_id}/assignment")

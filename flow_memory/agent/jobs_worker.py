@@ -46,6 +46,7 @@ from flow_memory.agent.jobs_pricing import (
     served_models,
 )
 from flow_memory.agent.jobs_runner import JobFailed, JobRun, run_job
+from flow_memory.agent.jobs_stake import ensure_bid_stake
 from flow_memory.agent.runtime import Backoff
 
 log = logging.getLogger("flow_memory.agent.jobs")
@@ -118,6 +119,7 @@ class JobsWorker:
         self._served: tuple[float, dict[str, ServedModel]] | None = None
         self._backoff = Backoff(config.backoff_base_seconds, config.backoff_cap_seconds, rng)
         self._stop = threading.Event()
+        self._staked = False  # the bid stake is in place (or none is configured)
         self.stopped = threading.Event()  # set once ``run`` has returned
 
     # -- the stream ----------------------------------------------------------------------------
@@ -184,6 +186,10 @@ class JobsWorker:
             last_event_id=resumed, idle_seconds=self.terms.stream_idle_seconds, kinds=HEARD
         ) as events:
             self._note(connected=True, connections=self.status.connections + 1)
+            if not self._staked:  # bids need a stake: placed once, retried on each connection
+                self._staked = ensure_bid_stake(
+                    self.board, amount=self.terms.stake, bidder_id=self.terms.bidder_id
+                )
             if resumed is None:
                 log.info("jobs stream connected; reading the jobs open now")
                 for job in self.board.open_jobs():

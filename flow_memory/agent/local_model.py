@@ -123,16 +123,20 @@ def stop_model_server(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=15)
 
 
-def jobs_config_toml(*, tokens_per_second: int = 4, min_price: str = "0.00001") -> str:
+def jobs_config_toml(
+    *, tokens_per_second: int = 4, min_price: str = "0.00001", stake: str = "1"
+) -> str:
     """The agent's ``[jobs]`` table for the local model: bid on chat jobs (and jobs for any
     model) with the chat model, one at a time, estimating its speed low (shared cores) until
-    it has measured it."""
+    it has measured it, with a bid stake of ``stake`` credits (one job held at once, at the
+    server's default stake per job)."""
     return f"""
 [jobs]
 enabled = true
 max_concurrent = 1
 tokens_per_second = {tokens_per_second}
 min_price = "{min_price}"
+stake = "{stake}"
 
 [jobs.classes]
 chat = "{CHAT_MODEL}"

@@ -25,6 +25,7 @@ from starlette.datastructures import State
 
 from flow_memory.deployments import repository
 from flow_memory.deployments.domain import DeployedCall, RoyaltyTerm, configured_body
+from flow_memory.deployments.limits import LatencyCeilingUnmet, ProviderLatencies, latencies_of
 from flow_memory.deployments.models import Deployment
 from flow_memory.deployments.service import MODEL_PREFIX
 from flow_memory.kit.deps import Principal, transaction
@@ -146,6 +147,8 @@ def resolve(session: Session, *, principal: Principal, kind: Kind, slug: str) ->
         agent_version_id=revision.agent_version_id,
         model_version_id=revision.model_version_id,
         terms=(_term(revision.agent), _term(revision.model)),
+        concurrency=revision.requirements.get("concurrency"),
+        latency_ceiling_ms=revision.requirements.get("latency_ceiling_ms"),
     )
     return Resolved(
         call=call,
@@ -240,17 +243,37 @@ async def plan_call(
     cache: PlanCache = state.proxy_plans
     key = (caller.owner_id, kind, f"{MODEL_PREFIX}{found.revision_id}", options.model_dump_json())
     now = state.clock.now()
-    cached = cache.get(key, now)
-    if cached is not None:
-        return cached, configured
-    async with cache.selecting(key):
-        cached = cache.get(key, now)
-        if cached is not None:
-            return cached, configured
-        generation = cache.generation
-        plan = await run_in_threadpool(_select, state, caller, kind, found, options)
-        cache.put(key, plan, generation=generation)
+    plan = cache.get(key, now)
+    if plan is None:
+        async with cache.selecting(key):
+            plan = cache.get(key, now)
+            if plan is None:
+                generation = cache.generation
+                plan = await run_in_threadpool(_select, state, caller, kind, found, options)
+                cache.put(key, plan, generation=generation)
+    ceiling = found.call.latency_ceiling_ms
+    if ceiling is not None:
+        plan = within_ceiling(plan, latencies_of(state), ceiling)
     return plan, configured
+
+
+def within_ceiling(plan: Plan, latencies: ProviderLatencies, ceiling_ms: int) -> Plan:
+    """The plan's targets whose measured time to first byte is within the deployment's
+    ceiling (``flow_memory.deployments.limits``), in their order."""
+    targets = tuple(t for t in plan.targets if latencies.fits(t.provider_id, ceiling_ms))
+    if len(targets) == len(plan.targets):
+        return plan
+    if not targets:
+        slowest = ", ".join(
+            f"{t.provider_id} {latencies.measured(t.provider_id):.0f} ms" for t in plan.targets
+        )
+        raise LatencyCeilingUnmet(
+            f"no provider serving the deployment begins its answer within {ceiling_ms} ms "
+            f"now (measured: {slowest})",
+            field="model",
+            hint="retry later, or raise requirements.latency_ceiling_ms with a new revision",
+        )
+    return replace(plan, targets=targets)
 
 
 def listed_models(session: Session, *, owner_id: str) -> list[dict[str, Any]]:

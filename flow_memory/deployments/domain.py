@@ -187,6 +187,9 @@ class DeployedCall:
     agent_version_id: str
     model_version_id: str
     terms: tuple[RoyaltyTerm, ...]  # the agent's, then the model's
+    # The revision's requirements the server applies (flow_memory.deployments.limits).
+    concurrency: int | None = None
+    latency_ceiling_ms: int | None = None
 
     def columns(self) -> dict[str, str]:
         """The usage record's deployment columns."""

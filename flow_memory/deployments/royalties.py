@@ -11,31 +11,38 @@ uncollected (counted, as the proxy counts an uncovered cost)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from flow_memory.deployments import repository
 from flow_memory.deployments.domain import RoyaltyTerm, exact_royalty, royalty_of
 from flow_memory.deployments.models import RoyaltyDay
 from flow_memory.kit.deps import Principal
+from flow_memory.kit.driver import bulk_insert
 from flow_memory.kit.errors import NotFound
+from flow_memory.kit.ids import new_ordered_id
 from flow_memory.kit.jsonenc import render
 from flow_memory.kit.money import EXACT, attos_parts, from_parts, to_attos
 from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.kit.scopes import AUDIT
+from flow_memory.ledger import repository as ledger_repository
 from flow_memory.ledger import service as ledger
 from flow_memory.ledger.domain import CURRENCY, Cause, Posting
+from flow_memory.ledger.models import LedgerAccount, LedgerPosting, LedgerTransfer
 from flow_memory.registry.models import RegistryEntry, RegistryVersion
 
 CAUSE = "royalty"
 # A version's terms never change once published: read once a process.
 _TERMS: dict[str, RoyaltyTerm] = {}
+_INSERT_TRANSFERS = bulk_insert(LedgerTransfer.__table__)  # type: ignore[arg-type]
+_INSERT_POSTINGS = bulk_insert(LedgerPosting.__table__)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -114,9 +121,110 @@ def record(
             for (publisher_id, day, version_id), sums in days.items()
         ],
     )
-    for usage_id, payer, term, amount in moves:
-        _move(session, usage_id, payer, term, amount, paid, now)
+    if moves:
+        _pay(session, moves, paid, now)
     return paid
+
+
+Move = tuple[str, str, RoyaltyTerm, Decimal]  # usage id, payer, the version's term, the line
+
+
+def _pay(session: Session, moves: Sequence[Move], paid: Paid, now: datetime) -> None:
+    """Move each line not moved before (a replayed batch moves nothing twice). An enforced
+    payer's lines go one at a time, each checked against its available credit; every other
+    line is written with the batch's others in a few statements, as the calls' charges are
+    (``flow_memory.ledger.charges``): at two lines a call, a transfer at a time cost more than
+    the rest of the call's recording."""
+    keyed = {
+        _key(usage_id, term): (usage_id, payer, term, amount)
+        for usage_id, payer, term, amount in moves
+    }
+    written = set(
+        session.scalars(
+            select(LedgerTransfer.idempotency_key).where(
+                LedgerTransfer.idempotency_key.in_(list(keyed))
+            )
+        )
+    )
+    fresh = {key: move for key, move in keyed.items() if key not in written}
+    if not fresh:
+        return
+    holders = {move[1] for move in fresh.values()} | {
+        move[2].publisher_id for move in fresh.values()
+    }
+    accounts = _main_accounts(session, holders, now)
+    plain: dict[str, Move] = {}
+    for key, move in fresh.items():
+        if accounts[move[1]].enforcement != "off":
+            _move(session, *move, paid, now)
+        else:
+            plain[key] = move
+    if plain:
+        _transfer_plain(session, plain, accounts, now)
+        paid.transfers += len(plain)
+
+
+def _key(usage_id: str, term: RoyaltyTerm) -> str:
+    return f"royalty:{usage_id}:{term.kind}"
+
+
+def _main_accounts(session: Session, holders: set[str], now: datetime) -> dict[str, LedgerAccount]:
+    """The main account of every holder, opened where it has none yet."""
+    found = {
+        account.holder_id: account
+        for account in ledger_repository.main_accounts_of(session, sorted(holders), CURRENCY)
+    }
+    for holder in sorted(holders - set(found)):
+        found[holder] = ledger.open_account(session, holder_id=holder, now=now)
+    return found
+
+
+def _transfer_plain(
+    session: Session,
+    moves: Mapping[str, Move],
+    accounts: Mapping[str, LedgerAccount],
+    now: datetime,
+) -> None:
+    transfers: list[dict[str, object]] = []
+    postings: list[dict[str, object]] = []
+    net: dict[str, Decimal] = defaultdict(Decimal)
+    counts: dict[str, int] = defaultdict(int)
+    for key, (usage_id, payer, term, amount) in moves.items():
+        transfer_id = new_ordered_id("xfer", now)
+        transfers.append(
+            {
+                "transfer_id": transfer_id,
+                "idempotency_key": key,
+                "cause_kind": CAUSE,
+                "cause_id": usage_id,
+                "actor_id": None,
+                "memo": f"royalty of {term.slug}@{term.version}",
+                "created_at": now,
+            }
+        )
+        for index, (holder, signed) in enumerate(((payer, -amount), (term.publisher_id, amount))):
+            account_id = accounts[holder].account_id
+            postings.append(
+                {
+                    "posting_id": f"{transfer_id}.{index}",
+                    "transfer_id": transfer_id,
+                    "account_id": account_id,
+                    "amount": signed,
+                    "created_at": now,
+                }
+            )
+            net[account_id] = EXACT.add(net[account_id], signed)
+            counts[account_id] += 1
+    connection = session.connection()
+    _INSERT_TRANSFERS.execute(connection, transfers)
+    _INSERT_POSTINGS.execute(connection, postings)
+    rows = ledger_repository.balances(session, net, for_update=True)
+    for account_id, delta in net.items():
+        row = rows[account_id]
+        row.amount = EXACT.add(row.amount, delta)
+        row.postings += counts[account_id]
+        row.updated_at = now
+    session.flush()
 
 
 def _day_row(publisher_id: str, day: Any, term: RoyaltyTerm, sums: list[int]) -> dict[str, Any]:
@@ -157,7 +265,7 @@ def _move(
         return
     ledger.transfer(
         session,
-        key=f"royalty:{usage_id}:{term.kind}",
+        key=_key(usage_id, term),
         postings=(Posting(source.account_id, -amount), Posting(target.account_id, amount)),
         cause=Cause(CAUSE, usage_id, memo=f"royalty of {term.slug}@{term.version}"),
         now=now,
@@ -169,7 +277,6 @@ def _move(
 # -- the report -------------------------------------------------------------------------------
 
 EXPORT_SCHEMA_VERSION = "flow_memory.royalty_export.v1"
-EXPORT_PAGE = 1_000
 REDACTION = {
     "applied": True,
     "policy": (
@@ -211,7 +318,7 @@ def visible(principal: Principal, filters: ReportFilters) -> ReportFilters:
     return replace(filters, publisher_id=wanted or principal.owner_id)
 
 
-def row_read(day: RoyaltyDay) -> dict[str, Any]:
+def row_read(day: Row[Any] | RoyaltyDay) -> dict[str, Any]:
     cost = from_parts(day.cost_whole, day.cost_nanos, day.cost_attos)
     return {
         "publisher_id": day.publisher_id,
@@ -236,6 +343,12 @@ def report_rows(
     return [row_read(day) for day in days]
 
 
+def all_rows(session: Session, filters: ReportFilters) -> Iterator[dict[str, Any]]:
+    """Every royalty day the filters select, in the report's order, read in one query."""
+    for day in repository.royalty_days(session, **vars(filters), limit=None, offset=0):
+        yield row_read(day)
+
+
 def export_lines(
     session: Session, filters: ReportFilters, *, fmt: str, generated_at: datetime
 ) -> list[bytes]:
@@ -248,14 +361,10 @@ def export_lines(
         "filters": filters.read(),
         "redaction": REDACTION,
     }
-    records: list[dict[str, Any]] = []
-    offset = 0
-    while True:
-        rows = report_rows(session, filters, limit=EXPORT_PAGE, offset=offset)
-        records += [{"record_type": "royalty_day", **row, "currency": CURRENCY} for row in rows]
-        if len(rows) < EXPORT_PAGE:
-            break
-        offset += EXPORT_PAGE
+    records = [
+        {"record_type": "royalty_day", **row, "currency": CURRENCY}
+        for row in all_rows(session, filters)
+    ]
     if fmt == "json":
         document = {"ok": True, **meta, "records": records, "record_count": len(records)}
         return [render({**document, "complete": True, **SAFETY_ENVELOPE})]

@@ -40,8 +40,20 @@ class ConfigurationOverrides(RequestModel):
 
 class Requirements(RequestModel):
     min_context_window: int = Field(default=0, ge=0, le=100_000_000, description="Tokens")
-    concurrency: int = Field(default=1, ge=1, le=10_000, description="Calls at once")
-    latency_ceiling_ms: int | None = Field(default=None, ge=1, le=600_000)
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="The most calls through the deployment one server answers at once (beyond "
+        "it: 429 deployment_concurrency_exceeded); left out, no limit",
+    )
+    latency_ceiling_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=600_000,
+        description="Route only to providers whose measured time to first byte (the median of "
+        "their last 20 answered calls on the server) is within it; left out, any",
+    )
 
 
 class _Pins(RequestModel):

@@ -2,7 +2,12 @@
 changes it and its bids, moves its escrow and records the event, in the caller's transaction.
 
 Used by bids (fixed mode awards at once), by the requester (an early award, a cancel) and by
-the timer (a window that closed, a result that did not come)."""
+the timer (a window that closed, a result that did not come).
+
+Earned capacity holds at the award too (bids are checked when placed, but one bidder may have
+live bids on many jobs): a winner whose group already holds all the jobs it has earned loses
+with ``capacity_reached`` and the next best bid is decided, so fixed and auction awards, early
+awards and runners-up all respect it."""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from flow_memory.jobs.domain import Decision, Offer, Terms
 from flow_memory.jobs.models import Job, JobBid
 from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.standing import StandingReads
+
+CAPACITY_REACHED = domain.CAPACITY_REACHED
 
 
 def terms_of(job: Job, rules: JobRules) -> Terms:
@@ -47,7 +54,42 @@ def reason_against(
     reads: StandingReads | None = None,
 ) -> str | None:
     """Why ``bid`` may not win ``job`` now, or None when it is eligible."""
-    return domain.ineligibility(terms_of(job, rules), offers_of(session, [bid], reads)[0])
+    why = domain.ineligibility(terms_of(job, rules), offers_of(session, [bid], reads)[0])
+    if why is None and not outcomes.may_hold_another(session, bid.bidder_id, rules=rules):
+        return CAPACITY_REACHED
+    return why
+
+
+def decide(
+    session: Session,
+    job: Job,
+    bids: Sequence[JobBid],
+    *,
+    rules: JobRules,
+    chosen: str | None = None,
+    reads: StandingReads | None = None,
+    now: datetime,
+) -> tuple[Decision, list[JobBid]]:
+    """The award among ``bids`` (``domain.decide``), and the bids that lost on the way because
+    their bidder's group holds all it has earned (each marked lost, ``capacity_reached``): a
+    winner over capacity is dropped and the next best decided; a ``chosen`` one over capacity
+    leaves no winner."""
+    candidates = list(bids)
+    full: list[JobBid] = []
+    terms = terms_of(job, rules)
+    while True:
+        decision = domain.decide(terms, offers_of(session, candidates, reads), chosen=chosen)
+        if decision.winner is None:
+            return decision, full
+        winner = next(b for b in candidates if b.bid_id == decision.winner)
+        if outcomes.may_hold_another(session, winner.bidder_id, rules=rules):
+            return decision, full
+        _lose(winner, CAPACITY_REACHED, now=now)
+        session.flush()  # bids are read again with populate_existing: keep this change
+        full.append(winner)
+        candidates.remove(winner)
+        if chosen is not None:
+            return domain.decide(terms, [], chosen=None), full
 
 
 def award(
@@ -61,16 +103,18 @@ def award(
     reads: StandingReads | None = None,
 ) -> JobBid | None:
     """Award the job to ``chosen`` or its best-ranked live bid; every other live bid loses
-    with its reason. None, and nothing changes, when no live bid is eligible (``chosen``
-    included). ``bids``: all of the job's, when the caller holds them (read under the job's
-    lock, as changed since), so they are not read again; ``reads``: the command's standings."""
+    with its reason. None when no live bid is eligible (``chosen`` included): nothing changes
+    but the bids whose bidders hold all they have earned, lost (``decide``). ``bids``: all of
+    the job's, when the caller holds them (read under the job's lock, as changed since), so
+    they are not read again; ``reads``: the command's standings."""
     if bids is None:
         bids = repository.bids_of(session, job.job_id)
     live = [b for b in bids if b.status == domain.LIVE]
-    decision = domain.decide(terms_of(job, rules), offers_of(session, live, reads), chosen=chosen)
+    decision, full = decide(session, job, live, rules=rules, chosen=chosen, reads=reads, now=now)
     if decision.winner is None:
         return None
-    return _give(session, job, live, decision, now=now, reaward=False)
+    others = [b for b in live if b not in full]
+    return _give(session, job, others, decision, now=now, reaward=False)
 
 
 def close_window(session: Session, job: Job, *, now: datetime, rules: JobRules) -> str:
@@ -126,9 +170,10 @@ def no_show(session: Session, job: Job, *, now: datetime, rules: JobRules) -> st
     )
     if job.reaward_on_no_show and job.award_count < domain.MAX_AWARDS:
         runners_up = [b for b in bids if b.status == domain.LOST and b.reason == domain.OUTBID]
-        decision = domain.decide(terms_of(job, rules), offers_of(session, runners_up))
+        decision, full = decide(session, job, runners_up, rules=rules, now=now)
         if decision.winner is not None:
-            _give(session, job, runners_up, decision, now=now, reaward=True)
+            others = [b for b in runners_up if b not in full]
+            _give(session, job, others, decision, now=now, reaward=True)
             outcomes.no_show(session, job, missing, now=now, rules=rules)
             return domain.AWARDED
     domain.check_transition(job.status, domain.EXPIRED_NO_SHOW)

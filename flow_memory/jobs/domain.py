@@ -76,6 +76,8 @@ OVER_MAX_PRICE = "over_max_price"
 BELOW_REPUTATION_FLOOR = "below_reputation_floor"
 DEADLINE_INFEASIBLE = "deadline_infeasible"
 WINDOW_CLOSED = "window_closed"
+# A bid whose bidder's group holds all the jobs it has earned to hold at once, at the award.
+CAPACITY_REACHED = "capacity_reached"
 LOSS_REASONS = (
     OUTBID,
     OVER_MAX_PRICE,
@@ -83,6 +85,7 @@ LOSS_REASONS = (
     DEADLINE_INFEASIBLE,
     WITHDRAWN,
     WINDOW_CLOSED,
+    CAPACITY_REACHED,
 )
 
 MODEL_CLASSES = frozenset({"codegen", "chat", "analysis", "any"})

@@ -24,6 +24,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from flow_memory.jobs import domain, escrow, events, outcomes, repository
+from flow_memory.jobs import known_answers as board_known_answers
 from flow_memory.jobs.events import (
     DISPUTED,
     REJECTED,
@@ -40,7 +41,7 @@ from flow_memory.kit.money import EXACT
 from flow_memory.ledger import holds
 from flow_memory.ledger.domain import Cause, Posting
 from flow_memory.ledger.service import open_account, transfer
-from flow_memory.reputation import expiry, settlement, verdicts
+from flow_memory.reputation import expiry, known_answers, settlement, verdicts
 from flow_memory.reputation import repository as judged
 from flow_memory.reputation.models import Validation, ValidationVerdict
 from flow_memory.reputation.schemas import VerdictCreate
@@ -58,7 +59,12 @@ def open_judging(
     session: Session, job: Job, winner: JobBid, *, now: datetime, rules: JobRules
 ) -> Validation:
     """Open the judging of the result that just arrived, by the job's validation mode (drawing
-    its validators); with a review window of 0 the requester's silence accepts at once."""
+    its validators); with a review window of 0 the requester's silence accepts at once. A
+    known-answer job is judged at once by the board, as its requester
+    (``known_answers.judge``)."""
+    probe = known_answers.of_job(session, job.job_id)
+    if probe is not None:
+        return board_known_answers.judge(session, job, winner, probe, now=now, rules=rules)
     mode = job.validation["mode"]
     record = verdicts.open_validation(
         session,
@@ -104,16 +110,21 @@ def expire(session: Session, record: Validation, *, now: datetime, rules: JobRul
         dispute_seconds=rules.dispute_seconds,
         threshold=rules.exclusion_threshold,
         on_decision=_acting(session, now=now, rules=rules),
+        requester_seconds=rules.review_seconds,
     )
-    if found.missed or found.drawn:
+    if found.missed or found.drawn or found.requester_judges:
         job = repository.job(session, record.job_id, for_update=True)
         if job is not None:
-            payload = {
+            payload: dict[str, object] = {
                 "round": record.round,
                 "missed": len(found.missed),
                 "validators": len(found.drawn),
                 "due_at": record.due_at,
             }
+            if found.tie:
+                payload["tie"] = True
+            if found.requester_judges:  # the timeline shows whose turn it is
+                payload["judge"] = REQUESTER
             events.record(session, job, VALIDATORS_DRAWN, payload, now=now)
     return found.judgement is not None
 
@@ -173,7 +184,9 @@ def record_verdict(
 
 def _break_tie(session: Session, record: Validation, *, now: datetime, rules: JobRules) -> None:
     """Every validator of the round answered and their weights tie: one more is drawn, with a
-    validator's full time to answer (when none can be, the timer leaves it to the requester)."""
+    validator's full time to answer. When none can be, the round waits until that time has
+    passed and the timer finds the tie (``expiry.expire``): it draws again, and in round 0,
+    when still none can be drawn, the requester's judgement decides (its silence accepts)."""
     draws = judged.draws(session, record.job_id, None)
     if any(d.status == "pending" and d.round == record.round for d in draws):
         return  # verdicts still to come
@@ -195,14 +208,16 @@ def _break_tie(session: Session, record: Validation, *, now: datetime, rules: Jo
 
 
 def noted_dispute(session: Session, record: Validation, *, now: datetime) -> None:
-    """The winner disputed the rejection: its event (the job stays ``rejected``)."""
+    """The winner disputed the rejection: its event (the job stays ``rejected``), saying when
+    it waits for validators (none could be drawn yet: the timer draws them at ``due_at``)."""
     job = repository.job(session, record.job_id, for_update=True)
     if job is None:
         return
     drawn = judged.draws(session, record.job_id, 1)
-    events.record(
-        session, job, DISPUTED, {"validators": len(drawn), "due_at": record.due_at}, now=now
-    )
+    payload: dict[str, object] = {"validators": len(drawn), "due_at": record.due_at}
+    if not drawn:
+        payload["waiting_for_validators"] = True
+    events.record(session, job, DISPUTED, payload, now=now)
 
 
 def _acting(session: Session, *, now: datetime, rules: JobRules) -> OnDecision:

@@ -1,6 +1,7 @@
 """What the job board tells reputation (``flow_memory.reputation``), in the caller's
-transaction: a bid refused below the reputation floor, a good completion, a late delivery, a
-bad completion or a no-show and its stake slashed to the requester. ``JobRules`` carries the
+transaction: a bid refused below the reputation floor, without the bid stake it needs or beyond
+the jobs its bidder has earned to hold at once; a good completion, a late delivery, a bad
+completion or a no-show and its stake slashed to the requester. ``JobRules`` carries the
 settings these read, from the app's settings to the routes and the timer."""
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ class JobRules:
     exclusion_threshold: Decimal
     half_life_days: Decimal
     slash_share: Decimal
-    stake_per_slot: Decimal
+    stake_per_slot: Decimal  # a bid needs a bid stake covering one job (0: no stake needed)
     # How long a requester reviews a result, a drawn validator answers, a winner may dispute.
     review_seconds: int = 3_600
     validator_seconds: int = 3_600
     dispute_seconds: int = 3_600
+    # Hold each bidder's group to the jobs it has earned to hold at once (bid and award).
+    capacity_enforced: bool = True
+    # After a posted job, the chance the board also posts a known-answer job.
+    known_answer_share: Decimal = Decimal(0)
 
     @property
     def judging_seconds(self) -> int:
@@ -47,6 +52,8 @@ class JobRules:
             review_seconds=settings.validation_review_seconds,
             validator_seconds=settings.validator_answer_seconds,
             dispute_seconds=settings.dispute_window_seconds,
+            capacity_enforced=settings.earned_capacity_enforced,
+            known_answer_share=service.as_decimal(settings.known_answer_share),
         )
 
 
@@ -63,9 +70,12 @@ def ensure_may_bid(
     rules: JobRules,
     reads: StandingReads | None = None,
 ) -> None:
-    """Refuse a bid from a bidder below the floor (409 ``below_reputation_floor``). The floor
+    """Refuse a bid from a bidder below the floor (409 ``below_reputation_floor``), one whose
+    group has no bid stake covering a job (409 ``stake_required``), or one whose group holds
+    as many jobs as it has earned to hold at once (409 ``capacity_reached``). The floor
     weighs the bidder's recorded standing (reputation's own source, whatever other source is
-    registered), read through ``reads`` so that the award that follows reuses it."""
+    registered), read through ``reads`` so that the award that follows reuses it. A bidder
+    revising its bid is checked again, as its group may have won jobs since."""
     if reads is None:
         reads = StandingReads(session)
     has = reads.of_source(service.bidder_standings, [bidder_id])[bidder_id]
@@ -76,6 +86,25 @@ def ensure_may_bid(
         exclusion_threshold=rules.exclusion_threshold,
         standing=has,
     )
+    if rules.stake_per_slot > 0 or rules.capacity_enforced:
+        service.ensure_capacity(
+            session,
+            bidder_id=bidder_id,
+            stake_per_slot=rules.stake_per_slot,
+            enforce_earned=rules.capacity_enforced,
+        )
+
+
+def may_hold_another(session: Session, bidder_id: str, *, rules: JobRules) -> bool:
+    """Whether the bidder's group may be awarded one more job now (its earned capacity, bounded
+    by its stake, above the jobs it holds); always, when capacity is not enforced. The group's
+    awards are serialised from here to the end of the transaction (``lock_group``), so the
+    jobs held are counted after any other award to it has committed."""
+    if not rules.capacity_enforced:
+        return True
+    service.lock_group_of(session, bidder_id)
+    found = service.capacity_of(session, bidder_id, stake_per_slot=rules.stake_per_slot)
+    return found.held < found.limit
 
 
 def completed(

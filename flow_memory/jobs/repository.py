@@ -80,11 +80,14 @@ def claim(session: Session, job_id: str, *, status: str, now: datetime) -> Job |
 
 
 def due_jobs(session: Session, now: datetime, *, limit: int) -> list[tuple[str, str]]:
-    """(job id, status) of jobs whose window has closed or whose result is overdue."""
+    """(job id, status) of jobs whose window has closed or whose result is overdue, soonest
+    first; jobs due at the same moment by the time they were posted, then by id: one order on
+    every database (it decides who wins when a bidder's capacity allows only one of them)."""
     closing = select(Job.job_id, Job.status).where(Job.status == OPEN, Job.bids_close_at <= now)
     overdue = select(Job.job_id, Job.status).where(Job.status == AWARDED, Job.result_due_at <= now)
-    found = list(session.execute(closing.order_by(Job.bids_close_at).limit(limit)))
-    found += session.execute(overdue.order_by(Job.result_due_at).limit(limit))
+    posted = (Job.created_at, Job.job_id)
+    found = list(session.execute(closing.order_by(Job.bids_close_at, *posted).limit(limit)))
+    found += session.execute(overdue.order_by(Job.result_due_at, *posted).limit(limit))
     return [(job_id, status) for job_id, status in found]
 
 

@@ -35,6 +35,7 @@ LossReason = Literal[
     "deadline_infeasible",
     "withdrawn",
     "window_closed",
+    "capacity_reached",
 ]
 Quality = Literal["standard", "high", "expert"]
 PaymentMode = Literal["fixed", "auction"]

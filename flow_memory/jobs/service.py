@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from flow_memory.jobs import awards, domain, escrow, events, repository, views
+from flow_memory.jobs import awards, domain, escrow, events, known_answers, repository, views
 from flow_memory.jobs.models import Job, JobBid, JobEvent
 from flow_memory.jobs.outcomes import JobRules
 from flow_memory.jobs.schemas import JobCreate
@@ -126,6 +126,8 @@ def post_job(
         },
         now=now,
     )
+    # A known-answer job now and then, as the known_answer_share setting asks.
+    known_answers.follow_post(session, job=job, now=now, rules=rules)
     return Posted(job, event)
 
 

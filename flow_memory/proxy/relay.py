@@ -11,6 +11,7 @@ import anyio
 import orjson
 from starlette.datastructures import State
 
+from flow_memory.deployments.limits import latencies_of
 from flow_memory.kit.http import error_body
 from flow_memory.proxy import sse, translate
 from flow_memory.proxy.client import BODY_ERRORS, Opened, UpstreamUnavailable
@@ -91,6 +92,11 @@ class Call:
                 asked=self.asked,
                 answered=self.answered,
             )
+            if decision == "selected":
+                # What a deployment's latency ceiling is measured by.
+                latencies_of(self.state).observe(
+                    self.target.provider_id, (self.answered - self.asked) * 1000
+                )
             record = usage_record(
                 self.plan,
                 self.target,

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from flow_memory.deployments.calling import is_deployment
 from flow_memory.deployments.calling import plan_call as deployment_plan
+from flow_memory.deployments.limits import calls_at_once_of
 from flow_memory.kit.actors import ensure_may_act_as
 from flow_memory.kit.deps import Principal, transaction
 from flow_memory.kit.errors import FlowMemoryError, NotFound, PayloadTooLarge
@@ -199,6 +200,29 @@ async def serve_call(
     else:
         planned = await _plan(state, caller, kind, model, options)
     plan = for_this_call(planned, kind, body, options)
+    if plan.deployment is None:
+        return await _serve_planned(state, receive, send, plan, kind, body, stream, started)
+    # A deployment's calls at once on this server (flow_memory.deployments.limits).
+    at_once = calls_at_once_of(state)
+    at_once.enter(plan.deployment.deployment_id, plan.deployment.concurrency)
+    try:
+        return await _serve_planned(state, receive, send, plan, kind, body, stream, started)
+    finally:
+        at_once.leave(plan.deployment.deployment_id)
+
+
+async def _serve_planned(
+    state: State,
+    receive: Receive,
+    send: Send,
+    plan: Plan,
+    kind: Kind,
+    body: Json,
+    stream: bool,
+    started: float,
+) -> int:
+    """Hold an enforced payer's estimate, call the provider (the next one on failure), relay
+    its answer and record the call."""
     if state.settings.ledger_charges and await needs_hold(
         state.proxy_enforcement, plan, state.read_session_factory
     ):

@@ -18,9 +18,11 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     PrimaryKeyConstraint,
     String,
     UniqueConstraint,
@@ -119,6 +121,7 @@ class RegistryVersion(Base):
 # A stemmed word. Compared byte by byte on PostgreSQL too (as on SQLite), whatever the database's
 # collation: a prefix's words are the range from the prefix to the prefix and U+10FFFF.
 TERM = String(64).with_variant(String(64, collation="C"), "postgresql")
+SEARCH_PRICE = Numeric(38, 18).with_variant(Float(), "sqlite")
 
 
 class RegistrySearchTerm(Base):
@@ -140,6 +143,8 @@ class RegistrySearchTerm(Base):
             "modality",
             "tool_calling",
             "publisher_id",
+            "context_window",
+            "price",
         ),
         # Probing entries for a word reads the key alone (SQLite keeps the rows in the key's
         # order, PostgreSQL's key includes the impact), within the word's few pages: keyed by
@@ -160,6 +165,11 @@ class RegistrySearchTerm(Base):
     modality: Mapped[str | None] = mapped_column(String(16), nullable=True)
     tool_calling: Mapped[bool | None] = mapped_column(nullable=True)
     publisher_id: Mapped[str] = mapped_column(String(64))
+    # The filters a search applies besides the facets (migration 0018), so that a filtered
+    # search reads the index alone. The price is compared, never paid: a float on SQLite (as
+    # the entry's exact text price was compared), the entry's exact decimal on PostgreSQL.
+    context_window: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    price: Mapped[Decimal | None] = mapped_column(SEARCH_PRICE, nullable=True)
 
 
 class RegistrySearchWord(Base):

@@ -17,7 +17,19 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Text, bindparam, delete, insert, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    MetaData,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    insert,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -28,6 +40,8 @@ WORD = re.compile(r"[^\W_]+")  # letters and digits
 MAX_TERM = 64  # longer words are not indexed (nor found)
 EVERY_ENTRY = ""  # the vocabulary row counting every indexed entry
 FACETS = ("kind", "license", "pricing_model", "modality", "tool_calling", "publisher_id")
+# What a posting copies from its entry: the facets, and the filters searched (migration 0018).
+COPIED = (*FACETS, "context_window", "price")
 _PORTER = re.compile(r"[a-z]{3,20}")  # what SQLite's fts3 Porter stemmer stems whole
 _STEMS: dict[tuple[str, str], tuple[str, ...]] = {}
 _STEMS_KEPT = 100_000
@@ -109,9 +123,13 @@ def entry_impacts(connection: Connection, entries: Sequence[Any]) -> list[dict[s
     ]
 
 
-def facets_of(entry: Any) -> dict[str, Any]:
-    """The facets a posting copies from its entry (a row or an entry)."""
-    return {name: getattr(entry, name) for name in FACETS}
+def facets_of(entry: Any, dialect: str, copied: Sequence[str] = COPIED) -> dict[str, Any]:
+    """What a posting copies from its entry (a row or an entry); the price as the postings keep
+    it (a float on SQLite, for comparing)."""
+    found = {name: getattr(entry, name) for name in copied}
+    if dialect == "sqlite" and found.get("price") is not None:
+        found["price"] = float(found["price"])
+    return found
 
 
 def index_entry(session: Session, entry: RegistryEntry) -> None:
@@ -121,11 +139,11 @@ def index_entry(session: Session, entry: RegistryEntry) -> None:
     wanted: list[dict[str, Any]] = []
     if entry.listed:
         found = entry_impacts(connection, [entry])[0]
-        facets = facets_of(entry)
+        facets = facets_of(entry, connection.dialect.name)
         wanted = [
             {"doc_id": entry.doc_id, "term": w, "impact": i, **facets} for w, i in found.items()
         ]
-    columns = [t.doc_id, t.term, t.impact, *(getattr(t, name) for name in FACETS)]
+    columns = [t.doc_id, t.term, t.impact, *(getattr(t, name) for name in COPIED)]
     held = [
         dict(row._mapping)
         for row in connection.execute(select(*columns).where(t.doc_id == entry.doc_id))
@@ -163,14 +181,24 @@ def count_words(connection: Connection, change: Mapping[str, int]) -> None:
 
 
 def rebuild(connection: Connection, *, batch: int = 2000) -> int:
-    """Index every listed entry again from scratch (a migration, a bulk load); how many."""
+    """Index every listed entry again from scratch (a migration, a bulk load); how many.
+    Only the columns the postings have are written: migration 0015 runs this before 0018 adds
+    the filters' columns."""
     t, e = RegistrySearchTerm, RegistryEntry
+    held_columns = {c["name"] for c in inspect(connection).get_columns(t.__tablename__)}
+    copied = [name for name in COPIED if name in held_columns]
+    table = Table(
+        t.__tablename__,
+        MetaData(),
+        *(Column(c.name, c.type) for c in t.__table__.c if c.name in held_columns),
+    )
+    dialect = connection.dialect.name
     connection.execute(delete(t))
     connection.execute(delete(RegistrySearchWord))
     held: Counter[str] = Counter()
     fields = (e.doc_id, e.slug, e.display_name, e.tag_text, e.description)
     query = (
-        select(*fields, *(getattr(e, name) for name in FACETS))
+        select(*fields, *(getattr(e, name) for name in copied))
         .where(e.listed.is_(True))
         .order_by(e.doc_id)
     )
@@ -178,13 +206,18 @@ def rebuild(connection: Connection, *, batch: int = 2000) -> int:
     for start in range(0, len(rows), batch):
         chunk = rows[start : start + batch]
         postings = [
-            {"doc_id": row.doc_id, "term": word, "impact": impact, **facets_of(row)}
+            {
+                "doc_id": row.doc_id,
+                "term": word,
+                "impact": impact,
+                **facets_of(row, dialect, copied),
+            }
             for row, found in zip(chunk, entry_impacts(connection, chunk), strict=True)
             for word, impact in found.items()
         ]
         held.update(p["term"] for p in postings)
         if postings:
-            connection.execute(insert(t), postings)
+            connection.execute(insert(table), postings)
     held[EVERY_ENTRY] = len(rows)
     count_words(connection, held)
     return len(rows)

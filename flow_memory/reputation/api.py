@@ -1,15 +1,17 @@
 """Routes of reputation: an identity's page (score, components, earned capacity, history),
-bidders' stakes, validators who opt in with a stake, and the verdicts and disputes that judge
-a job's result."""
+bidders' stakes, validators who opt in with a stake, the verdicts and disputes that judge
+a job's result, and the known-answer jobs admins register."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from sqlalchemy.orm import Session
 
 from flow_memory.jobs import judging
-from flow_memory.jobs.work import JobRulesDep
+from flow_memory.jobs import known_answers as board_known_answers
+from flow_memory.jobs.work import JobRulesDep, JobWorkDep
 from flow_memory.kit.cursors import CURSOR_PATTERN
 from flow_memory.kit.deps import (
     ClockDep,
@@ -19,11 +21,13 @@ from flow_memory.kit.deps import (
     SettingsDep,
     require_scopes,
 )
+from flow_memory.kit.errors import Conflict
 from flow_memory.kit.http import ExactJSONRoute, FlowJSONResponse, respond
 from flow_memory.kit.schemas import ERROR_RESPONSES, ErrorEnvelope, Identifier
-from flow_memory.kit.scopes import BUY, READ, SELL, VALIDATE
+from flow_memory.kit.scopes import ADMIN, BUY, READ, SELL, VALIDATE
 from flow_memory.reputation import (
     disputes,
+    known_answers,
     repository,
     service,
     stakes,
@@ -33,6 +37,10 @@ from flow_memory.reputation import (
 from flow_memory.reputation.schemas import (
     DisputeCreate,
     DisputeResponse,
+    KnownAnswerCreate,
+    KnownAnswerListResponse,
+    KnownAnswerPosted,
+    KnownAnswerResponse,
     ReputationResponse,
     StakeCreate,
     StakeListResponse,
@@ -56,6 +64,7 @@ Reader = Annotated[Principal, Depends(require_scopes(READ))]
 Seller = Annotated[Principal, Depends(require_scopes(SELL))]
 Judge = Annotated[Principal, Depends(require_scopes(VALIDATE))]
 VerdictJudge = Annotated[Principal, Depends(require_scopes(BUY, VALIDATE))]
+Admin = Annotated[Principal, Depends(require_scopes(ADMIN))]
 INSUFFICIENT: dict[int | str, dict[str, Any]] = {
     402: {
         "model": ErrorEnvelope,
@@ -310,3 +319,79 @@ def get_validation(
 ) -> FlowJSONResponse:
     record = validation_page.visible_validation(session, principal, job_id)
     return respond({"validation": validation_page.validation_detail(session, record)})
+
+
+# -- known-answer jobs ------------------------------------------------------------------------
+
+
+@router.post(
+    "/known-answers",
+    status_code=201,
+    response_model=KnownAnswerResponse,
+    name="knownAnswers",
+    summary="Register a known-answer job (admins): the board posts it among ordinary jobs, at "
+    "the share known_answer_share sets, and a result that misses the answer is a bad completion",
+)
+def register_known_answer(
+    body: KnownAnswerCreate, session: SessionDep, clock: ClockDep, principal: Admin
+) -> FlowJSONResponse:
+    probe = known_answers.register(session, principal=principal, body=body, now=clock.now())
+    return respond({"known_answer": known_answers.probe_read(probe)}, status_code=201)
+
+
+@router.get(
+    "/known-answers",
+    response_model=KnownAnswerListResponse,
+    name="knownAnswers",
+    summary="The known-answer jobs registered (admins), newest first, with how often each was "
+    "posted, passed and failed",
+)
+def list_known_answers(
+    session: ReadSessionDep,
+    _principal: Admin,
+    status: Annotated[Literal["active", "retired"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> FlowJSONResponse:
+    rows = known_answers.page(session, status=status, limit=limit)
+    reads = [known_answers.probe_read(p) for p in rows]
+    return respond({"known_answers": reads, "count": len(reads)})
+
+
+@router.post(
+    "/known-answers/{probe_id}/post",
+    status_code=201,
+    response_model=KnownAnswerPosted,
+    name="knownAnswerPost",
+    summary="Post a job from a known-answer job now (admins), as the board does at its share",
+    responses=INSUFFICIENT,
+)
+def post_known_answer(
+    probe_id: Identifier, work: JobWorkDep, clock: ClockDep, rules: JobRulesDep, _principal: Admin
+) -> FlowJSONResponse:
+    def command(session: Session) -> FlowJSONResponse:
+        probe = known_answers.probe(session, probe_id, for_update=True)
+        if probe.status != known_answers.ACTIVE:
+            raise Conflict(
+                "a retired known-answer job is posted no more",
+                code="known_answer_retired",
+                field="probe_id",
+            )
+        job = board_known_answers.post(session, probe, now=clock.now(), rules=rules, strict=True)
+        assert job is not None
+        read = known_answers.probe_read(probe)
+        return respond({"known_answer": read, "job_id": job.job_id}, status_code=201)
+
+    return work.run(command)
+
+
+@router.post(
+    "/known-answers/{probe_id}/retire",
+    response_model=KnownAnswerResponse,
+    name="knownAnswerRetire",
+    summary="Retire a known-answer job (admins): the board posts it no more",
+)
+def retire_known_answer(
+    probe_id: Identifier, session: SessionDep, clock: ClockDep, _principal: Admin
+) -> FlowJSONResponse:
+    probe = known_answers.retire(session, probe_id, now=clock.now())
+    return respond({"known_answer": known_answers.probe_read(probe)})

@@ -27,7 +27,9 @@ def open_dispute(
     exclusion_threshold: float | Decimal,
 ) -> tuple[ValidationDispute, Validation]:
     """The winner disputes a rejection within the dispute window: fresh validators (none who
-    judged the job before) are drawn to decide it by consensus."""
+    judged the job before) are drawn to decide it by consensus. When none can be drawn now the
+    dispute is opened all the same and waits for them: the timer draws at each look
+    (``expiry.expire``), and the job's ``job.disputed`` event says it waits."""
     record = judged(session, job_id, for_update=True)
     if not principal.may_act_as(record.winner_id):
         raise NotFound("no result of this job of yours is being judged", field="job_id")
@@ -49,15 +51,7 @@ def open_dispute(
     record.round = 1
     record.due_at = now + timedelta(seconds=review_seconds)
     count = max(record.validators, DISPUTE_VALIDATORS)
-    if not draw_round(
-        session, record, count, now=now, threshold=exclusion_threshold, exclude=before
-    ):
-        raise Conflict(
-            "no validator can be drawn to decide a dispute now",
-            code="no_validators",
-            field="job_id",
-            hint="try again once more validators have opted in, before the window closes",
-        )
+    draw_round(session, record, count, now=now, threshold=exclusion_threshold, exclude=before)
     dispute = ValidationDispute(
         job_id=job_id,
         winner_id=record.winner_id,

@@ -5,6 +5,13 @@
   (``validator_no_answer``) and a replacement is drawn with a fresh due time. When none can be
   drawn, the verdicts given decide; with none given, the requester judges (round 0) or the
   dispute waits for the next look (round 1).
+- A tie among the verdicts given (the weights for and against equal) draws one more validator
+  to break it. When none can be drawn, a tie in round 0 falls back to the requester's
+  judgement: the validation turns to requester mode with the requester's review window, the
+  requester's verdict decides (its weight tips the tied ones) and its silence accepts. A tie in
+  a dispute waits for a validator, drawn at the next look.
+- A dispute opened when no validator could be drawn waits for them: each look draws what it
+  can, until the round has its validators.
 - A rejection whose dispute window closed undisputed is final (``rejected_final``): the winner's
   record shows a bad completion, and the board settles the job (its stake is slashed)."""
 
@@ -19,6 +26,7 @@ from sqlalchemy.orm import Session
 from flow_memory.reputation import domain, repository, service
 from flow_memory.reputation.models import Validation
 from flow_memory.reputation.verdicts import (
+    DISPUTE_VALIDATORS,
     REQUESTER,
     Judgement,
     OnDecision,
@@ -36,6 +44,8 @@ class Expired:
     judgement: Judgement | None
     missed: tuple[str, ...] = ()
     drawn: tuple[str, ...] = ()
+    tie: bool = False  # the verdicts given tie (``drawn`` breaks it, else the requester judges)
+    requester_judges: bool = False  # round 0 turned to the requester (no validator answers)
 
 
 def expire_due(
@@ -77,10 +87,12 @@ def expire(
     dispute_seconds: int,
     threshold: float | Decimal,
     on_decision: OnDecision | None = None,
+    requester_seconds: int | None = None,
 ) -> Expired:
     """Act on one validation whose time ran out (the caller holds its row): see the module.
-    ``review_seconds`` is the time a replacement (or, when none answers, the requester) has;
-    ``on_decision`` is told of a decision before the outcomes it implies are recorded."""
+    ``review_seconds`` is the time a replacement has; ``requester_seconds`` the time the
+    requester has when round 0 falls back to it (``review_seconds`` when None); ``on_decision``
+    is told of a decision before the outcomes it implies are recorded."""
     final = record.status == "rejected"
     if final or (record.mode == REQUESTER and record.round == 0):
         record.status = "rejected_final" if final else "accepted"
@@ -106,12 +118,15 @@ def expire(
     gone = tuple(d.validator_id for d in missed)
     record.due_at = now + timedelta(seconds=review_seconds)
     everyone = {d.validator_id for d in repository.draws(session, record.job_id, None)}
+    # Replacements for the missed; a dispute still without validators draws its whole round.
+    wanted = len(missed) or (max(record.validators, DISPUTE_VALIDATORS) if not draws else 0)
     drawn = (
-        draw_round(session, record, len(missed), now=now, threshold=threshold, exclude=everyone)
-        if missed
+        draw_round(session, record, wanted, now=now, threshold=threshold, exclude=everyone)
+        if wanted
         else []
     )
     decided = None
+    tie = False
     if not drawn and repository.verdicts(session, record.job_id, record.round):
         decided = decide(
             session,
@@ -121,8 +136,16 @@ def expire(
             dispute_seconds=dispute_seconds,
             on_decision=on_decision,
         )
-    if not drawn and decided is None and record.round == 0:
-        record.mode = REQUESTER  # no validator answers: the requester judges
+        tie = decided is None
+        if tie:  # one more validator breaks it
+            drawn = draw_round(session, record, 1, now=now, threshold=threshold, exclude=everyone)
+    requester_judges = not drawn and decided is None and record.round == 0
+    if requester_judges:
+        # No validator answers, or the answers tie and none is left to break it: the
+        # requester judges, within its review window.
+        record.mode = REQUESTER
+        wait = review_seconds if requester_seconds is None else requester_seconds
+        record.due_at = now + timedelta(seconds=wait)
     # After any decision's ledger rows: reputation records are locked after ledger rows.
     for row in missed:
         service.record_outcome(
@@ -135,7 +158,7 @@ def expire(
             job_id=record.job_id,
         )
     session.flush()
-    return Expired(decided, gone, tuple(drawn))
+    return Expired(decided, gone, tuple(drawn), tie=tie, requester_judges=requester_judges)
 
 
 def _outcome(

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flow_memory.kit.db import Base, JSONDocument, Money, UTCDateTime
@@ -185,3 +185,38 @@ class ValidationDispute(Base):
     status: Mapped[str] = mapped_column(String(16))  # open | won | lost
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class KnownAnswerProbe(Base):
+    """A job whose answer is known, registered by an admin: the board posts it, as
+    ``requester_id``, among ordinary jobs (``flow_memory.jobs.known_answers``), and judges
+    the winner's result against ``expected`` (``match``: ``exact`` or ``contains``)."""
+
+    __tablename__ = "known_answer_probes"
+    __table_args__ = (Index("ix_known_answer_probes_status", "status", "probe_id"),)
+
+    probe_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    requester_id: Mapped[str] = mapped_column(String(128))
+    job: Mapped[dict[str, Any]] = mapped_column(JSONDocument())  # the job's body, as posted
+    match: Mapped[str] = mapped_column(String(16))
+    expected: Mapped[str] = mapped_column(Text())
+    status: Mapped[str] = mapped_column(String(16))  # active | retired
+    posted: Mapped[int] = mapped_column(Integer)
+    passed: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class KnownAnswerJob(Base):
+    """A job the board posted from a probe, and how its winner did (None until judged)."""
+
+    __tablename__ = "known_answer_jobs"
+    __table_args__ = (Index("ix_known_answer_jobs_probe", "probe_id", "posted_at"),)
+
+    job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    probe_id: Mapped[str] = mapped_column(String(40))
+    outcome: Mapped[str | None] = mapped_column(String(8), nullable=True)  # pass | fail
+    posted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    judged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -208,6 +208,16 @@ def verdict(session: Session, job_id: str, judge_id: str, round_: int) -> Valida
 # -- jobs held --------------------------------------------------------------------------------
 
 
+def lock_group(session: Session, head: str) -> None:
+    """Serialise awards to one identity's group until the transaction ends, so that two
+    awards on different jobs (each under its own job's lock) never both count the jobs held
+    before the other's. PostgreSQL: a transaction-level advisory lock keyed by the group's
+    head; SQLite runs one writer at a time and needs none."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = func.hashtextextended(f"flow_memory.capacity:{head}", 0)
+        session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
 def jobs_held(session: Session, ids: Collection[str]) -> int:
     """How many jobs the identities hold now: won and not yet ended."""
     if not ids:

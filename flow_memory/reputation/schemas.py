@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema
 
+from flow_memory.jobs.schemas import JobCreate
 from flow_memory.kit.money import UnitPrice
 from flow_memory.kit.schemas import Identifier, RequestModel, SafetyFields
 from flow_memory.ledger.domain import MAX_GRANT
@@ -330,3 +331,56 @@ class ValidationDetail(BaseModel):
 class ValidationResponse(SafetyFields):
     ok: Literal[True] = True
     validation: ValidationDetail
+
+
+# -- known-answer jobs ------------------------------------------------------------------------
+
+AnswerMatch = Literal["exact", "contains"]
+
+
+class KnownAnswer(RequestModel):
+    """How a result is checked against the known answer: both are compared with runs of
+    whitespace as one space and case ignored; ``exact`` wants the output to be the answer,
+    ``contains`` wants the answer somewhere in the output."""
+
+    match: AnswerMatch = "contains"
+    expected: Annotated[str, StringConstraints(min_length=1, max_length=65_536)]
+
+
+class KnownAnswerCreate(RequestModel):
+    """Register a known-answer job: the job the board posts (as a requester would; its
+    ``requester_id`` is who it is posted as, the key's owner when left out) and its answer."""
+
+    job: JobCreate
+    answer: KnownAnswer
+
+
+class KnownAnswerRead(BaseModel):
+    probe_id: str
+    requester_id: str = Field(description="Who the board posts it as")
+    job: dict[str, object] = Field(description="The job's body as the board posts it")
+    answer: KnownAnswer
+    status: Literal["active", "retired"]
+    posted: int = Field(description="Jobs the board posted from it")
+    passed: int = Field(description="Of them, results that matched the answer")
+    failed: int = Field(description="Of them, results that did not")
+    created_by: str
+    created_at: datetime
+    retired_at: datetime | None
+
+
+class KnownAnswerResponse(SafetyFields):
+    ok: Literal[True] = True
+    known_answer: KnownAnswerRead
+
+
+class KnownAnswerListResponse(SafetyFields):
+    ok: Literal[True] = True
+    known_answers: list[KnownAnswerRead]
+    count: int
+
+
+class KnownAnswerPosted(SafetyFields):
+    ok: Literal[True] = True
+    known_answer: KnownAnswerRead
+    job_id: str = Field(description="The job just posted from it")

@@ -10,19 +10,21 @@ outcome, and a free agent's outcomes never count for its creator."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from flow_memory.jobs.standing import forget_standings, register_standing_source
 from flow_memory.kit.cursors import decode_cursor, encode_cursor
+from flow_memory.kit.db import transaction_memo
 from flow_memory.kit.errors import Conflict, Invalid
 from flow_memory.kit.ids import new_ordered_id
-from flow_memory.reputation import domain, repository
+from flow_memory.reputation import domain, known_answers, repository
 from flow_memory.reputation.domain import BIDDER, VALIDATOR
 from flow_memory.reputation.models import ReputationOutcome, ReputationRecord
 
@@ -51,6 +53,12 @@ def owner_of(session: Session, identity_id: str) -> str:
 # -- recording --------------------------------------------------------------------------------
 
 
+_ON_KNOWN_ANSWERS = {
+    domain.COMPLETION_GOOD: domain.KNOWN_ANSWER_PASS,
+    domain.COMPLETION_BAD: domain.KNOWN_ANSWER_FAIL,
+}
+
+
 @dataclass(frozen=True)
 class Recorded:
     outcome: ReputationOutcome
@@ -69,7 +77,14 @@ def record_outcome(
 ) -> Recorded:
     """Record one outcome of ``identity_id`` (a kind of ``domain.KINDS``) on a job worth
     ``value`` credits, in the caller's transaction: its row, and its record (and a bound
-    agent's operator's) updated. Once per identity, kind and job: a replay changes nothing."""
+    agent's operator's) updated. Once per identity, kind and job: a replay changes nothing.
+    A completion of a known-answer job is recorded as its pass or fail."""
+    if (
+        job_id is not None
+        and kind in _ON_KNOWN_ANSWERS
+        and known_answers.is_probe_job(session, job_id)
+    ):
+        kind = _ON_KNOWN_ANSWERS[kind]  # a known-answer job ends as a pass or a fail instead
     effect = domain.KINDS.get(kind)
     if effect is None:
         raise Invalid(f"no outcome kind {kind!r}", field="kind")
@@ -96,6 +111,7 @@ def record_outcome(
     session.add(outcome)
     session.flush()
     forget_standings(session)
+    forget_capacities(session)
     half_life = as_decimal(half_life_days)
     # Records are locked in identity order, so two outcomes never wait on each other's.
     for subject in sorted({identity_id} | ({operator} if operator else set())):
@@ -213,16 +229,38 @@ class Capacity:
     earned: int
     covered: int | None  # None: stakes bound nothing
     limit: int
-    held: int
+    count_held: Callable[[], int] = field(repr=False, compare=False)
+
+    @cached_property
+    def held(self) -> int:
+        """Jobs the group holds now: counted when first asked (a bid when capacity is not
+        enforced needs only the stake)."""
+        return self.count_held()
+
+
+_GROUPS = "capacity_groups"  # transaction memo: identity -> (head, members, points, stake)
+
+
+def forget_capacities(session: Session) -> None:
+    """What the transaction read of groups' points and stakes is stale: an outcome was
+    recorded, or a stake placed, slashed or released."""
+    transaction_memo(session, _GROUPS).clear()
 
 
 def capacity_of(session: Session, identity_id: str, *, stake_per_slot: float | Decimal) -> Capacity:
-    """Jobs the identity's group has earned to hold at once, bounded by its bid stakes."""
-    head = operators_of(session, [identity_id]).get(identity_id, identity_id)
-    members = tuple(sorted({head, identity_id, *repository.bound_agents_of(session, head)}))
-    record = repository.records(session, [head], BIDDER).get(head)
-    points = 0 if record is None else record.points
-    stake = sum(repository.staked(session, members, "bid").values(), Decimal(0))
+    """Jobs the identity's group has earned to hold at once, bounded by its bid stakes. The
+    group, its points and its stake are read once a transaction (a bid is checked, then
+    awarded); the jobs it holds are counted afresh each time, when asked."""
+    groups = transaction_memo(session, _GROUPS)
+    known = groups.get(identity_id)
+    if known is None:
+        head = operators_of(session, [identity_id]).get(identity_id, identity_id)
+        members = tuple(sorted({head, identity_id, *repository.bound_agents_of(session, head)}))
+        record = repository.records(session, [head], BIDDER).get(head)
+        points = 0 if record is None else record.points
+        stake = sum(repository.staked(session, members, "bid").values(), Decimal(0))
+        known = groups[identity_id] = (head, members, points, stake)
+    head, members, points, stake = known
     per_slot = as_decimal(stake_per_slot)
     return Capacity(
         head=head,
@@ -232,30 +270,51 @@ def capacity_of(session: Session, identity_id: str, *, stake_per_slot: float | D
         earned=domain.earned_slots(points),
         covered=domain.stake_slots(stake, per_slot),
         limit=domain.capacity(points, stake, per_slot),
-        held=repository.jobs_held(session, members),
+        count_held=lambda: repository.jobs_held(session, members),
     )
 
 
+def lock_group_of(session: Session, identity_id: str) -> None:
+    """Serialise awards to the identity's group to the end of the transaction (once a
+    transaction per group)."""
+    head = operators_of(session, [identity_id]).get(identity_id, identity_id)
+    locked = transaction_memo(session, "capacity_locks")
+    if head not in locked:
+        repository.lock_group(session, head)
+        locked[head] = True
+
+
 def ensure_capacity(
-    session: Session, *, bidder_id: str, stake_per_slot: float | Decimal
+    session: Session,
+    *,
+    bidder_id: str,
+    stake_per_slot: float | Decimal,
+    enforce_earned: bool = True,
 ) -> Capacity:
-    """Refuse a bid (or an award) that would hold more jobs than the bidder's group has earned
-    (409 ``capacity_reached``) or one whose stake covers no job (409 ``stake_required``)."""
+    """Refuse a bid whose bidder's group has no bid stake covering one job (409
+    ``stake_required``, naming the stake needed; never when ``stake_per_slot`` is 0), or that
+    would hold more jobs than the group has earned, bounded by its stake (409
+    ``capacity_reached``, with the figures; only when ``enforce_earned``)."""
     found = capacity_of(session, bidder_id, stake_per_slot=stake_per_slot)
+    per_slot = as_decimal(stake_per_slot)
     if found.covered == 0:
         raise Conflict(
-            f"the bidder's stake of {found.stake} covers no job: each job held at once needs "
-            f"{as_decimal(stake_per_slot)}",
+            f"bidding needs an active bid stake of at least {per_slot} credits (each job held "
+            f"at once needs {per_slot}); the bidder's group has {found.stake} staked",
             code="stake_required",
             field="bidder_id",
-            hint="stake credits first: POST /inference/stakes",
+            hint=f"stake first: POST /inference/stakes with an amount of at least {per_slot}",
         )
-    if found.held >= found.limit:
+    if enforce_earned and found.held >= found.limit:
+        covers = "no bound" if found.covered is None else str(found.covered)
         raise Conflict(
-            f"the bidder holds {found.held} jobs, as many as it has earned to hold at once",
+            f"the bidder's group holds {found.held} jobs at once, its limit: it has earned "
+            f"{found.earned} and its stake of {found.stake} covers {covers}",
             code="capacity_reached",
             field="bidder_id",
-            hint="finish a job first; good completions (and a larger stake) earn more at once",
+            hint="bid again once a job held has ended; good completions earn more at once "
+            "(GET /inference/reputation/{identity_id} shows the figures), and a larger stake "
+            "covers more",
         )
     return found
 

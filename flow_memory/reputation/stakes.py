@@ -61,6 +61,7 @@ def place_stake(
     stake.hold_id = _hold(session, stake, amount, actor_id=principal.owner_id, now=now)
     session.add(stake)
     session.flush()
+    service.forget_capacities(session)
     return stake
 
 
@@ -148,6 +149,7 @@ def release_stake(session: Session, stake: ReputationStake, *, memo: str, now: d
     stake.status = "withdrawn"
     stake.withdrawn_at = stake.updated_at = now
     session.flush()
+    service.forget_capacities(session)
 
 
 def slash_share(amount: Decimal, share: float | Decimal) -> Decimal:
@@ -214,6 +216,7 @@ def slash(
             stake.withdrawn_at = now
         session.flush()
         taken.append(record)
+    service.forget_capacities(session)
     return taken
 
 

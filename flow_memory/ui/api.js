@@ -166,3 +166,22 @@ export function safetyOf(data) {
   if (data.safety_fields && typeof data.safety_fields === "object") return data.safety_fields;
   return null;
 }
+
+// Sums of amounts, exact: each one's text as a whole number of 10^-scale, added as BigInt.
+function scaled(text, scale) {
+  const [whole, fraction = ""] = text.replace(/^-/, "").split(".");
+  const digits = BigInt(whole + fraction.padEnd(scale, "0"));
+  return text.startsWith("-") ? -digits : digits;
+}
+
+/** The exact sum of amounts from the API (exact numbers or their text), as decimal text. */
+export function sumDecimals(values) {
+  const texts = values.map((v) => numberText(v ?? 0)).map((t) => (/[eE]/.test(t) ? Number(t).toFixed(20) : t));
+  const scale = Math.max(0, ...texts.map((t) => (t.split(".")[1] || "").length));
+  const total = texts.reduce((sum, t) => sum + scaled(t, scale), 0n);
+  const negative = total < 0n;
+  const digits = (negative ? -total : total).toString().padStart(scale + 1, "0");
+  const whole = digits.slice(0, digits.length - scale);
+  const fraction = scale ? digits.slice(digits.length - scale).replace(/0+$/, "") : "";
+  return `${negative ? "-" : ""}${whole}${fraction ? `.${fraction}` : ""}`;
+}

@@ -4,6 +4,8 @@ import * as agents from "./agents.js";
 import { ALL_SCOPES, session } from "./api.js";
 import * as analytics from "./analytics.js";
 import * as credentials from "./credentials.js";
+import * as deployments from "./deployments.js";
+import * as earnings from "./earnings.js";
 import * as jobs from "./jobs.js";
 import * as markets from "./markets.js";
 import * as providers from "./providers.js";
@@ -31,6 +33,8 @@ const SECTIONS = {
   jobs: jobs.refresh,
   validators: reputation.refresh,
   registry: registry.refresh,
+  deployments: deployments.refresh,
+  earnings: earnings.refresh,
 };
 
 function keyState() {
@@ -113,6 +117,8 @@ function init() {
   jobs.init();
   reputation.init();
   registry.init();
+  deployments.init();
+  earnings.init();
 
   keyState();
   togglePanel(!session.key());

@@ -1,5 +1,6 @@
-// Two charts drawn as SVG by hand: cumulative market depth and usage per day. Geometry uses
-// approximate Numbers; every label printed on a chart is the API's exact text.
+// Charts drawn as SVG by hand: cumulative market depth, usage per day, and an identity's
+// outcomes and standing. Geometry uses approximate Numbers; every label printed on a chart is
+// the API's exact text (a score worked back from the record says so).
 
 import { approx, numberText } from "./api.js";
 import { h, s } from "./views.js";
@@ -319,5 +320,88 @@ export function outcomeChart(history) {
       ),
     );
   });
+  return svg;
+}
+
+const SECONDS_PER_DAY = 86400;
+
+/**
+ * Each role's score after each outcome the history holds, worked back from the record the API
+ * answered: a record's sums are its outcomes' weights decayed to its latest outcome, so the
+ * sums before an outcome are the sums after it, less its weights, grown back by the decay
+ * between it and the outcome before (flow_memory.reputation.domain). Newest first in, one entry
+ * per outcome out: { row, role, score, exact }, exact the API's score text for each role's
+ * newest outcome (the record's score), null for the others.
+ */
+export function standingPath(history, rep) {
+  const halfLife = approx(rep.half_life_days);
+  const out = new Map();
+  for (const role of ["bidder", "validator"]) {
+    const rows = history.filter((row) => row.role === role);
+    let good = approx(rep[role].good);
+    let bad = approx(rep[role].bad);
+    rows.forEach((row, index) => {
+      out.set(row.outcome_id, { row, role, score: (good + 1) / (good + bad + 2), exact: index === 0 ? rep[role].score : null });
+      const older = rows[index + 1];
+      const seconds = older ? (Date.parse(row.recorded_at) - Date.parse(older.recorded_at)) / 1000 : 0;
+      const grown = 2 ** (Math.max(seconds, 0) / SECONDS_PER_DAY / halfLife);
+      good = Math.max((good - approx(row.good)) * grown, 0);
+      bad = Math.max((bad - approx(row.bad)) * grown, 0);
+    });
+  }
+  return history.map((row) => out.get(row.outcome_id));
+}
+
+/** Each role's score after each outcome, oldest first, as a line from 0 to 1 (the prior, 0.5, dashed). */
+export function standingChart(history, rep) {
+  const compact = compactScreen();
+  const width = compact ? 360 : 720;
+  const height = compact ? 200 : 220;
+  const pad = { left: compact ? 36 : 44, right: 12, top: 12, bottom: 14 };
+  const plotW = width - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const points = standingPath(history, rep).reverse();
+  const title = "Score after each outcome, oldest first: as a bidder and as a validator";
+  const svg = s("svg", {
+    class: "chart",
+    viewBox: `0 0 ${width} ${height}`,
+    role: "img",
+    "aria-label": `${title}: ${points.map((p) => `${p.role} ${p.score.toFixed(4)}`).join("; ")}`,
+    "data-testid": "standing-chart",
+  });
+  svg.append(s("title", {}, title));
+  const y = (score) => pad.top + (1 - score) * plotH;
+  for (const [level, label] of [[0, "0"], [0.5, "0.5"], [1, "1"]]) {
+    const line = s("line", { class: level === 0 ? "axis" : "grid", x1: pad.left, x2: width - pad.right, y1: y(level), y2: y(level) });
+    if (level === 0.5) line.setAttribute("stroke-dasharray", "4 3");
+    svg.append(line, s("text", { x: pad.left - 8, y: y(level) + 4, "text-anchor": "end" }, label));
+  }
+  if (!points.length) {
+    svg.append(s("text", { x: width / 2, y: y(0.5) - 10, "text-anchor": "middle" }, "No outcomes yet: the prior"));
+    return svg;
+  }
+  const slot = plotW / points.length;
+  const x = (index) => pad.left + slot * index + slot / 2;
+  for (const [role, tone] of [["bidder", "bid"], ["validator", "ask"]]) {
+    const mine = points.map((p, index) => ({ ...p, index })).filter((p) => p.role === role);
+    if (!mine.length) continue;
+    const line = s("polyline", {
+      class: `${tone}-area`,
+      points: mine.map((p) => `${x(p.index)},${y(p.score)}`).join(" "),
+      "data-role": role,
+    });
+    line.style.fill = "none"; // the area classes fill; a line does not (set here: the page's policy refuses style attributes)
+    svg.append(line);
+    for (const p of mine) {
+      const shown = p.exact === null ? p.score.toFixed(6) : numberText(p.exact);
+      const dot = s(
+        "circle",
+        { cx: x(p.index), cy: y(p.score), r: 3, "data-outcome": p.row.outcome_id, "data-role": role, "data-score": shown },
+        s("title", {}, `${p.row.recorded_at} ${p.row.kind}: ${role} score ${shown}${p.exact === null ? " (worked back)" : " (as answered)"}`),
+      );
+      dot.style.fill = role === "bidder" ? "var(--bid)" : "var(--ask)";
+      svg.append(dot);
+    }
+  }
   return svg;
 }

@@ -243,7 +243,7 @@ function timelineTable(events) {
     table(
       [
         { label: "When", cell: (e) => time(e.created_at) },
-        { label: "Event", cell: (e) => badge(e.kind, isJudgingEvent(e) ? "warn" : undefined) },
+        { label: "Event", cell: (e) => badge(e.kind, isJudgingEvent(e) && e.kind !== "job.completed" ? "warn" : undefined) },
         { label: "Status after", cell: (e) => (e.payload && e.payload.status ? jobStatus(e.payload.status) : "—") },
         { label: "Details", cell: (e) => eventDetails(e.payload) },
         { label: "Event id", num: true, cell: (e) => textOf(e.event_id) },

@@ -1,9 +1,12 @@
 // The registry: search models, agents and solutions (ranked, with facet counts that narrow the
 // search when picked), one entry's page (the latest active version or a pinned one, every
 // version with its terms, and its compatible counterparts), and a publish form for models and
-// agents. Publishers' descriptions are their own text: shown as text, never markup.
+// agents. An agent, a solution, or an agent with a model that fits it, is deployed from here
+// (the Deployments section's form, filled). Publishers' descriptions are their own text:
+// shown as text, never markup.
 
 import { decimalField, integerField, numberText, request } from "./api.js";
+import { deployFrom } from "./deploy.js";
 import {
   badge,
   code,
@@ -276,7 +279,7 @@ function entryView(data) {
         ["Published", time(v.published_at)],
       ]),
     ),
-    h("div", { class: "wide" }, h("h3", {}, "This version"), specView(e.kind, v.spec)),
+    h("div", { class: "wide" }, h("h3", {}, "This version"), specView(e.kind, v.spec), deployButton(e, v)),
     e.kind === "model" && data.served_by ? servingView(data) : null,
     h(
       "div",
@@ -286,6 +289,19 @@ function entryView(data) {
       versionsTable(data.versions),
     ),
   );
+}
+
+function deployButton(entry, version) {
+  if (entry.kind === "model") return null;
+  const pin = { slug: entry.slug, version: version.version };
+  const label = entry.kind === "agent" ? "Deploy this agent" : "Deploy this solution";
+  const source = entry.kind === "agent" ? { agent: pin } : { solution: pin };
+  return h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", "data-testid": "registry-deploy", onclick: () => deployFrom(source) }, label));
+}
+
+function deployPair(kind, subject, counterpart) {
+  const pair = kind === "model" ? { agent: counterpart, model: subject } : { agent: subject, model: counterpart };
+  return h("button", { type: "button", class: "secondary", "data-deploy": counterpart.slug, onclick: () => deployFrom(pair) }, "Deploy the pair");
 }
 
 function counterpartsView(kind, data) {
@@ -299,6 +315,7 @@ function counterpartsView(kind, data) {
         { label: "Slug", cell: (c) => h("button", { type: "button", class: "link", onclick: () => openEntry(kind === "model" ? "agent" : "model", c.slug) }, c.slug) },
         { label: "Version", cell: (c) => code(c.version) },
         { label: "Name", cell: (c) => c.display_name },
+        { label: "", cell: (c) => deployPair(kind, data.subject, c) },
       ],
       data.compatible,
       { empty: "Nothing listed fits yet." },

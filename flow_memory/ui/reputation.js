@@ -1,10 +1,10 @@
 // Reputation, validators and stakes: an identity's score and the components it is made of, as
-// bidder and as validator, the jobs it has earned to hold at once, and its outcomes (a chart and
-// a table); the validators who opted in, with the form to join or withdraw; a bidder's stakes,
+// bidder and as validator, the jobs it has earned to hold at once, and its outcomes (its score
+// after each as a chart, their weights as another, and a table); the validators who opted in, with the form to join or withdraw; a bidder's stakes,
 // placed and withdrawn. Every figure is the API's exact text.
 
-import { decimalField, request } from "./api.js";
-import { outcomeChart } from "./charts.js";
+import { approx, decimalField, request } from "./api.js";
+import { outcomeChart, standingChart } from "./charts.js";
 import {
   badge,
   code,
@@ -113,6 +113,14 @@ function historyView(rep) {
   const draw = () => {
     replace(
       chart,
+      standingChart(rows, rep),
+      h(
+        "div",
+        { class: "legend" },
+        h("span", {}, h("span", { class: "swatch bid" }), "Bidder score"),
+        h("span", {}, h("span", { class: "swatch ask" }), "Validator score"),
+        h("span", {}, "After each outcome, worked back from the record; the newest point is the score above"),
+      ),
       outcomeChart(rows),
       h(
         "div",
@@ -201,7 +209,23 @@ export function showReputation(target, identityId, button) {
 
 // Validators.
 
+/**
+ * Each active validator's share of the draw weight, standing × √stake (flow_memory.reputation
+ * .draw), among the validators listed: about its chance to be the first drawn for a job whose
+ * parties stand behind none of them. Approximate: shown as a percentage to one place.
+ */
+function drawShares(rows) {
+  const weight = (v) => (v.status === "active" ? Math.max(approx(v.standing), 0) * Math.sqrt(Math.max(approx(v.stake), 0)) : 0);
+  const total = rows.reduce((sum, v) => sum + weight(v), 0);
+  return new Map(rows.map((v) => [v.identity_id, total > 0 ? weight(v) / total : null]));
+}
+
 function validatorsTable(rows) {
+  const shares = drawShares(rows);
+  const share = (v) => {
+    const found = shares.get(v.identity_id);
+    return found === null || v.status !== "active" ? "—" : h("span", { "data-share": String(found) }, `≈ ${(found * 100).toFixed(1)} %`);
+  };
   return table(
     [
       {
@@ -216,6 +240,7 @@ function validatorsTable(rows) {
       { label: "Status", cell: (v) => badge(v.status) },
       { label: "Standing", num: true, cell: (v) => value(v.standing) },
       { label: "Stake", num: true, cell: (v) => value(v.stake) },
+      { label: "Share of draws", num: true, cell: share },
       { label: "Outcomes", num: true, cell: (v) => units(v.verdicts) },
       { label: "Joined", cell: (v) => time(v.joined_at) },
       { label: "Withdrawn", cell: (v) => time(v.withdrawn_at) },

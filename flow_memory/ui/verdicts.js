@@ -31,8 +31,12 @@ const TONES = {
   disputed: "warn",
 };
 
-/** Whether a job event is part of its judging (a verdict, a dispute, a validation). */
+/**
+ * Whether a job event is part of its judging: a verdict, a dispute, a validation, a rejection,
+ * or the completion a decision (accepted, or a dispute overturned) led to.
+ */
 export function isJudgingEvent(event) {
+  if (event.kind === "job.completed") return Boolean(event.payload && event.payload.decision);
   return /verdict|disput|validat|judg|reject/.test(event.kind);
 }
 

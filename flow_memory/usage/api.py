@@ -58,6 +58,7 @@ def usage_filters(
     workspace_id: QueryId = None,
     route_id: QueryId = None,
     task_id: QueryId = None,
+    deployment_id: QueryId = None,
     unit_type: Annotated[UnitType | None, Query()] = None,
     since: Annotated[
         datetime | None,
@@ -83,6 +84,7 @@ def usage_filters(
         workspace_id=workspace_id,
         route_id=route_id,
         task_id=task_id,
+        deployment_id=deployment_id,
         unit_type=unit_type,
         since=_aware(since, "since"),
         until=_aware(until, "until"),

@@ -76,6 +76,11 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("savings_bps", "savings_bps"),
     ("latency_ms", "column"),
     ("quality_score", "column"),
+    # Calls through a deployment (null for every other record): fields added within v1, which
+    # only ever gains fields (docs/DEPLOYMENTS.md).
+    ("deployment_id", "column"),
+    ("agent_version_id", "column"),
+    ("model_version_id", "column"),
     ("currency", "currency"),  # last: see record_fields
 )
 

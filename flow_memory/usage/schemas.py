@@ -39,6 +39,16 @@ class UsageRecordRead(SafetyFields):
     savings_bps: int | None
     latency_ms: float | None
     quality_score: float | None
+    deployment_id: str | None = Field(
+        description="The deployment a proxied call went through (model dep/<slug>); null for "
+        "every other record"
+    )
+    agent_version_id: str | None = Field(
+        description="The agent version the deployment's revision pinned; null otherwise"
+    )
+    model_version_id: str | None = Field(
+        description="The model version the deployment's revision pinned; null otherwise"
+    )
     currency: Literal["USD_CREDIT"]
 
 
@@ -90,6 +100,7 @@ class UsageFiltersRead(BaseModel):
     workspace_id: str | None
     route_id: str | None
     task_id: str | None
+    deployment_id: str | None
     unit_type: str | None
     since: datetime | None
     until: datetime | None

@@ -461,6 +461,8 @@ class UsageFilters:
     workspace_id: str | None = None
     route_id: str | None = None
     task_id: str | None = None
+    # Calls through one deployment (``flow_memory.deployments``).
+    deployment_id: str | None = None
     unit_type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -482,6 +484,7 @@ class UsageFilters:
             "workspace_id": self.workspace_id,
             "route_id": self.route_id,
             "task_id": self.task_id,
+            "deployment_id": self.deployment_id,
             "unit_type": self.unit_type,
             "since": self.since,
             "until": self.until,
@@ -490,7 +493,8 @@ class UsageFilters:
     @property
     def needs_records(self) -> bool:
         """True when a filter names something the daily rollup does not keep."""
-        return any((self.agent_id, self.workspace_id, self.route_id, self.task_id))
+        named = (self.agent_id, self.workspace_id, self.route_id, self.task_id, self.deployment_id)
+        return any(named)
 
 
 def sees_all(principal: Principal) -> bool:
@@ -519,6 +523,7 @@ def record_conditions(
         (u.workspace_id, filters.workspace_id),
         (u.route_id, filters.route_id),
         (u.task_id, filters.task_id),
+        (u.deployment_id, filters.deployment_id),
         (u.unit_type, filters.unit_type),
     ):
         if value is not None:
@@ -780,6 +785,9 @@ def record_read(row: UsageRecord) -> dict[str, Any]:
         "savings_bps": row.discount_bps if row.reference_cost is not None else None,
         "latency_ms": row.latency_ms,
         "quality_score": row.quality_score,
+        "deployment_id": row.deployment_id,
+        "agent_version_id": row.agent_version_id,
+        "model_version_id": row.model_version_id,
         "currency": "USD_CREDIT",
         **SAFETY_ENVELOPE,
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -26,13 +26,29 @@ SELLER_B = "provider-team-beta"
 SELLER_C = "provider-team-gamma"
 
 
-def quiet_settings(database_url: str, *, review_seconds: int = 0) -> Settings:
+def quiet_settings(
+    database_url: str, *, review_seconds: int = 0, bid_rules: bool = False
+) -> Settings:
     """Settings whose app runs no timer thread (the tests tick it themselves) and whose
     requesters review results for ``review_seconds``: 0, a submitted result is accepted as it
-    arrives (what tests of everything but judging want); tests of judging give a window."""
-    return Settings(
+    arrives (what tests of everything but judging want); tests of judging give a window.
+    ``bid_rules``: bids need a bid stake and each bidder holds only the jobs it has earned, as
+    in the product (tests of other things leave both off and post no known-answer jobs)."""
+    quiet = Settings(
         database_url=database_url, job_timer_seconds=0, validation_review_seconds=review_seconds
     )
+    if bid_rules:
+        return quiet
+    return replace(
+        quiet, stake_per_job_slot=0.0, earned_capacity_enforced=False, known_answer_share=0.0
+    )
+
+
+def stake(client: TestClient, headers: Headers, amount: str = "1", **body: Any) -> dict[str, Any]:
+    """Stake ``amount`` to bid (for the key's owner, or ``identity_id``); the stake."""
+    answer = client.post("/inference/stakes", json={"amount": amount, **body}, headers=headers)
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json()["stake"])
 
 
 def job_body(**overrides: Any) -> dict[str, Any]:

@@ -362,6 +362,38 @@ def _stake_of_first_seller(world: World) -> Call:
     return Call(f"/inference/stakes/{answer.json()['stake']['stake_id']}")
 
 
+def _known_answer_body() -> dict[str, Any]:
+    job = {
+        "request": {"model_hint": "chat", "prompt": "Name the capital of France.", "max_tokens": 8},
+        "economics": {"max_price": 0.5, "payment_mode": "auction"},
+    }
+    return {"job": job, "answer": {"match": "contains", "expected": "paris"}}
+
+
+def _known_answer_as_keyed_agent(world: World) -> Call:
+    """Registering a known-answer job posted as a free agent that holds a key of its own: not
+    even an admin acts as it."""
+    agent_id = world.agent("free")
+    keyed = world.client.post(
+        f"{AGENTS}/{agent_id}/keys",
+        json={"scopes": ["inference:read"]},
+        headers=world.keys["buyer"],
+    )
+    assert keyed.status_code == 201, keyed.text
+    body = _known_answer_body()
+    body["job"]["requester_id"] = agent_id
+    return Call("/inference/known-answers", body)
+
+
+def _known_answer(world: World, action: str) -> Call:
+    """A known-answer job an admin registered, and the call that posts or retires it."""
+    answer = world.client.post(
+        "/inference/known-answers", json=_known_answer_body(), headers=world.keys["operator"]
+    )
+    assert answer.status_code == 201, answer.text
+    return Call(f"/inference/known-answers/{answer.json()['known_answer']['probe_id']}/{action}")
+
+
 def _validator_of_first_seller(world: World) -> Call:
     """The first provider owner as a validator (joined unless it is), and the call that
     withdraws it."""
@@ -806,6 +838,40 @@ ROWS = [
     ),
     Row("GET", "/inference/stakes", lambda w: Call("/inference/stakes"), access([READ])),
     Row(
+        "POST",
+        "/inference/known-answers",
+        lambda w: Call("/inference/known-answers", _known_answer_body()),
+        access([ADMIN]),
+    ),
+    Row(
+        "POST",
+        "/inference/known-answers",
+        _known_answer_as_keyed_agent,
+        {
+            **access([ADMIN]),
+            **dict.fromkeys(("operator", "operator-2"), not_yours("job.requester_id")),
+        },
+        "job.requester_id names a free agent with a key of its own",
+    ),
+    Row(
+        "GET",
+        "/inference/known-answers",
+        lambda w: Call("/inference/known-answers"),
+        access([ADMIN]),
+    ),
+    Row(
+        "POST",
+        "/inference/known-answers/{probe_id}/post",
+        lambda w: _known_answer(w, "post"),
+        access([ADMIN]),
+    ),
+    Row(
+        "POST",
+        "/inference/known-answers/{probe_id}/retire",
+        lambda w: _known_answer(w, "retire"),
+        access([ADMIN]),
+    ),
+    Row(
         "DELETE",
         "/inference/stakes/{stake_id}",
         _stake_of_first_seller,
@@ -1088,7 +1154,14 @@ def world(
     clear_tables(database_url)
     upstream = ScriptedUpstream(handlers={"provider-alpha.example": _upstream_answer})
     app = create_app(
-        Settings(database_url=database_url, proxy_route_cache_seconds=0),
+        # Who may bid is this matrix's question; stakes and earned capacity have tests of their
+        # own (tests/api/test_jobs_capacity.py).
+        Settings(
+            database_url=database_url,
+            proxy_route_cache_seconds=0,
+            stake_per_job_slot=0.0,
+            earned_capacity_enforced=False,
+        ),
         clock=clock,
         upstream_transport=httpx.MockTransport(upstream),
         host_resolver=public_resolver,

@@ -6,15 +6,20 @@ it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+import anyio
+import httpx
 import openai
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from flow_memory.deployments.calling import RESOLVED_SECONDS, Resolutions
+from flow_memory.deployments.limits import LATENCY_SAMPLES, calls_at_once_of, latencies_of
 from flow_memory.deployments.models import Deployment
 from flow_memory.kit.clock import FrozenClock
 from flow_memory.kit.scopes import BUY, PROXY, PUBLISH, READ
@@ -29,6 +34,7 @@ from tests.api.test_proxy import (
     SECRET,
     Market,
     _events,
+    chat_answer,
     scripted_market,
 )
 from tests.api.test_registry import agent_body, model_body
@@ -105,6 +111,7 @@ def serve_version(market: Market, host: str, *, registry_model: Any, model: str 
     }
     answer = market.client.post(f"{base}/capacity", json=capacity, headers=market.seller)
     assert answer.status_code == 200, answer.text
+    market.providers[host] = provider_id
     return provider_id
 
 
@@ -117,8 +124,13 @@ def deployed(market: Market, **overrides: Any) -> dict[str, Any]:
     serve_version(
         market, "alpha.example", registry_model={"slug": "acme/swift-7b", "version": "1.0.0"}
     )
+    return deployed_again(market, "reviewer-bot", **overrides)
+
+
+def deployed_again(market: Market, name: str, **overrides: Any) -> dict[str, Any]:
+    """buyer-one deploys acme's agent and model (already published) once more as ``name``."""
     body: dict[str, Any] = {
-        "name": "reviewer-bot",
+        "name": name,
         "agent": {"slug": "acme/reviewer"},
         "model": {"slug": "acme/swift-7b"},
         "configuration": {"parameters": {"temperature": 0.1}},
@@ -263,6 +275,49 @@ class TestRecording:
             check = check_ledger(session)
             assert check.ok, check.report()
 
+    def test_the_usage_api_and_export_show_the_deployment_and_versions(
+        self, market: Market
+    ) -> None:
+        deployment = deployed(market)
+        through = call(market, deployment["model"]).json()["flow_memory"]["usage_id"]
+        plain = call(market, MODEL).json()["flow_memory"]["usage_id"]
+        names = ("deployment_id", "agent_version_id", "model_version_id")
+        pinned = (
+            deployment["deployment_id"],
+            deployment["pins"]["agent"]["version_id"],
+            deployment["pins"]["model"]["version_id"],
+        )
+        records = {r["usage_id"]: r for r in market.usage()["records"]}
+        assert tuple(records[through][n] for n in names) == pinned
+        assert tuple(records[plain][n] for n in names) == (None, None, None)
+        export = market.client.get("/inference/analytics/export", headers=admin_headers(market.app))
+        assert export.status_code == 200, export.text
+        lines = [json.loads(line) for line in export.text.splitlines()]
+        assert lines[0]["schema_version"] == "flow_memory.usage_export.v1"
+        exported = {r["usage_id"]: r for r in lines[1:-1] if r.pop("record_type")}
+        assert exported[through] == records[through]  # field for field, as the API shows it
+        assert exported[plain] == records[plain]
+
+    def test_the_usage_api_and_export_select_one_deployments_calls(self, market: Market) -> None:
+        deployment = deployed(market)
+        through = call(market, deployment["model"]).json()["flow_memory"]["usage_id"]
+        call(market, MODEL)  # a plain call: not the deployment's
+        chosen = market.usage(deployment_id=deployment["deployment_id"])
+        assert chosen["filters"]["deployment_id"] == deployment["deployment_id"]
+        assert [r["usage_id"] for r in chosen["records"]] == [through]
+        assert chosen["summary"]["records"] == 1
+        assert chosen["summary"]["computed_from"] == "records"
+        assert market.usage(deployment_id="dep_none_such")["records"] == []
+        export = market.client.get(
+            "/inference/analytics/export",
+            params={"deployment_id": deployment["deployment_id"]},
+            headers=admin_headers(market.app),
+        )
+        assert export.status_code == 200, export.text
+        lines = [json.loads(line) for line in export.text.splitlines()]
+        assert lines[0]["filters"]["deployment_id"] == deployment["deployment_id"]
+        assert [r["usage_id"] for r in lines[1:-1]] == [through]
+
     def test_an_enforced_payer_is_never_taken_below_zero_by_a_royalty(self, market: Market) -> None:
         model = deployed(market)["model"]
         admin = admin_headers(market.app)
@@ -300,6 +355,94 @@ class TestRecording:
             assert balance.balance == Decimal("0.00000000001")
             check = check_ledger(session)
             assert check.ok, check.report()
+
+
+class TestRequirements:
+    def test_a_call_beyond_the_deployments_concurrency_is_refused_until_one_ends(
+        self, market: Market
+    ) -> None:
+        deployment = deployed(market, requirements={"concurrency": 1})
+        assert deployment["pins"]["requirements"]["concurrency"] == 1
+        entered, release = threading.Event(), threading.Event()
+
+        def held(request: httpx.Request) -> httpx.Response:
+            content = chat_answer(request).content
+
+            async def body() -> AsyncIterator[bytes]:
+                entered.set()
+                await anyio.to_thread.run_sync(release.wait, 30)
+                yield content
+
+            return httpx.Response(200, headers={"content-type": "application/json"}, content=body())
+
+        market.upstream.handlers["alpha.example"] = held
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(call, market, deployment["model"])
+            assert entered.wait(30)
+            answer = call(market, deployment["model"])
+            release.set()
+            assert first.result(30).status_code == 200
+        assert answer.status_code == 429, answer.text
+        error = answer.json()["error"]
+        assert (error["code"], error["field"]) == ("deployment_concurrency_exceeded", "model")
+        assert error["hint"] and "concurrency" in error["hint"]
+        assert answer.json()["funds_moved"] is False
+        del market.upstream.handlers["alpha.example"]
+        assert call(market, deployment["model"]).status_code == 200  # the slot was given back
+        at_once = calls_at_once_of(market.app.state)
+        assert at_once.open(deployment["deployment_id"]) == 0
+        market.flushed()
+        with market.app.state.session_factory() as session:
+            # The refused call reached no provider and left no usage record.
+            assert session.scalar(select(func.count()).select_from(UsageRecord)) == 2
+
+    def test_calls_open_on_the_server_count_and_no_limit_when_left_out(
+        self, market: Market
+    ) -> None:
+        deployment = deployed(market, requirements={"concurrency": 2})
+        at_once = calls_at_once_of(market.app.state)
+        at_once.enter(deployment["deployment_id"], None)
+        assert call(market, deployment["model"]).status_code == 200  # 2 at once: allowed
+        at_once.enter(deployment["deployment_id"], None)
+        answer = call(market, deployment["model"])
+        assert answer.status_code == 429, answer.text
+        at_once.leave(deployment["deployment_id"])
+        assert call(market, deployment["model"]).status_code == 200
+        unlimited = deployed_again(market, "unlimited-bot", requirements={})
+        assert unlimited["pins"]["requirements"]["concurrency"] is None
+        for _ in range(3):
+            at_once.enter(unlimited["deployment_id"], None)
+        assert call(market, unlimited["model"]).status_code == 200
+
+    def test_providers_measured_over_the_latency_ceiling_are_not_called(
+        self, market: Market
+    ) -> None:
+        deployment = deployed(market, requirements={"latency_ceiling_ms": 3000})
+        beta = serve_version(
+            market, "beta.example", registry_model={"slug": "acme/swift-7b", "version": "1.0.0"}
+        )
+        alpha = market.providers["alpha.example"]
+        latencies = latencies_of(market.app.state)
+        # A call measures the provider that answered it.
+        assert call(market, deployment["model"]).status_code == 200
+        answered = market.upstream.requests[-1].url.host
+        answered_id = beta if answered == "beta.example" else alpha
+        assert latencies.measured(answered_id) is not None
+        for _ in range(LATENCY_SAMPLES):
+            latencies.observe(alpha, 4000.0)
+        market.upstream.requests.clear()
+        for _ in range(3):
+            assert call(market, deployment["model"]).status_code == 200
+        assert {r.url.host for r in market.upstream.requests} == {"beta.example"}
+        for _ in range(LATENCY_SAMPLES):
+            latencies.observe(beta, 3500.0)
+        answer = call(market, deployment["model"])
+        assert answer.status_code == 503, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "latency_ceiling_unmet"
+        assert "3000 ms" in error["message"] and "4000 ms" in error["message"]
+        # A plain call to the same model is not held to the deployment's ceiling.
+        assert call(market, MODEL).status_code == 200
 
 
 class TestAccess:

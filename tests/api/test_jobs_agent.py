@@ -129,7 +129,8 @@ def bidding_agent(board: Board, **jobs: Any) -> Iterator[Running]:
         backoff_base_seconds=0.05,
         backoff_cap_seconds=0.2,
         offer=Offer(units={"token": UnitTerms(ask_unit_price=TOKEN_PRICE)}),
-        jobs=JobsConfig(enabled=True, classes={"chat": MODEL}, **jobs),
+        # Bids need a stake (the server's default): the agent places it when it starts.
+        jobs=JobsConfig(enabled=True, classes={"chat": MODEL}, **{"stake": Decimal(1), **jobs}),
     ).check()
     flow = FlowMemoryClient(board.base_url, secret)
     agent = ProviderAgent(
@@ -234,6 +235,11 @@ class TestBidWinAnswer:
         assert balance(board, "provider-team-alpha", board.seller) == price
         assert balance(board, "agent-research-1", board.buyer) == -price
 
+        # The agent staked to bid when it started, once: the stake stays until withdrawn.
+        stakes = get(board, "/inference/stakes", board.seller)["stakes"]
+        assert [(s["purpose"], s["amount"], s["status"]) for s in stakes] == [("bid", 1, "active")]
+        assert any(line.startswith("staked 1 credits to bid") for line in said), said
+
         # The archive holds the answer under its hash.
         archived = get(board, f"/inference/results/{done['result_hash']}", board.buyer)["result"]
         assert archived["job_id"] == job["job_id"]
@@ -313,7 +319,8 @@ class TestReconnect:
 
 
 def rival_provider(board: Board) -> str:
-    """Another seller's provider, enrolled and paired through the agent as well."""
+    """Another seller's provider, enrolled and paired through the agent as well, and the
+    seller's bid stake."""
     secret = board.rival["authorization"].removeprefix("Bearer ")
     config = AgentConfig(
         flow_memory_url=board.base_url,
@@ -329,5 +336,8 @@ def rival_provider(board: Board) -> str:
     ):
         agent = ProviderAgent(config, flow=flow, model_server=models)
         agent.step()
+    with board.http() as http:
+        staked = http.post("/inference/stakes", json={"amount": 1}, headers=board.rival)
+        assert staked.status_code == 201, staked.text
     assert agent.status.provider_id is not None
     return agent.status.provider_id

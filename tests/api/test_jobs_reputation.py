@@ -4,6 +4,7 @@ weighs and excludes by the bidders' real standing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -134,12 +135,13 @@ class TestReputationFloor:
         self, app: FastAPI, client: TestClient, buyer: Headers, alpha: Bidder
     ) -> None:
         for _ in range(3):
-            record(app, SELLER, "no_show", "10")  # (0 + 1) / (30 + 2): far under 0.2
+            record(app, SELLER, "no_show", "10")  # (0 + 1) / (30 + 2): far under the threshold
         job_id = post_job(client, buyer)["job_id"]
         refused = error(
             bid(client, alpha.headers, job_id, alpha.provider_id), 409, "below_reputation_floor"
         )
-        assert "0.2" in refused["message"]
+        assert app.state.settings.reputation_exclusion_threshold == 0.35  # the default
+        assert "0.35" in refused["message"]
 
     def test_a_bidder_fallen_below_the_floor_since_bidding_loses_at_the_award(
         self,
@@ -189,9 +191,7 @@ class TestAwardScore:
 class TestTheExclusionThresholdSetting:
     @pytest.fixture
     def settings(self, database_url: str) -> Settings:
-        return Settings(
-            database_url=database_url, job_timer_seconds=0, reputation_exclusion_threshold=0.45
-        )
+        return replace(quiet_settings(database_url), reputation_exclusion_threshold=0.45)
 
     def test_the_routes_and_the_timer_apply_the_configured_threshold(
         self,

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from flow_memory.app import create_app
+from flow_memory.jobs import repository
 from flow_memory.jobs.models import JobEvent
 from flow_memory.jobs.timer import TickReport
 from flow_memory.kit.clock import FrozenClock
@@ -59,6 +60,20 @@ def statuses(job: dict[str, Any]) -> dict[str, str]:
 
 
 class TestWindows:
+    def test_jobs_due_together_come_in_one_order_on_every_database(
+        self, app: FastAPI, client: TestClient, clock: FrozenClock, buyer: Headers
+    ) -> None:
+        # Posted at three moments, all closing at one: by posting time, then by id.
+        first = post_job(client, buyer, bid_window_seconds=60)["job_id"]
+        clock.advance(1)
+        pair = {post_job(client, buyer, bid_window_seconds=59)["job_id"] for _ in range(2)}
+        clock.advance(1)
+        last = post_job(client, buyer, bid_window_seconds=58)["job_id"]
+        clock.advance(60)
+        with app.state.session_factory() as session:
+            due = repository.due_jobs(session, clock.now(), limit=10)
+        assert [job_id for job_id, _ in due] == [first, *sorted(pair), last]
+
     def test_nothing_happens_before_the_window_closes(
         self,
         app: FastAPI,

@@ -423,6 +423,118 @@ class TestDisputes:
         ]
 
 
+def opted_in(app: FastAPI, client: TestClient, *names: str) -> dict[str, Headers]:
+    """Validators who opted in (each with a stake of 1): only these may be drawn."""
+    keys = {}
+    for name in names:
+        keys[name] = key_headers(app, name, "inference:validate", "inference:read")
+        ok(client.post("/inference/validators", json={"stake": 1}, headers=keys[name]), 201)
+    return keys
+
+
+def last_event(client: TestClient, headers: Headers, job_id: str) -> dict[str, Any]:
+    return dict(get_job(client, headers, job_id)["events"][-1])
+
+
+class TestTiesAndWaits:
+    """A tie the timer finds with no validator left to break it falls back to the requester's
+    judgement; a dispute no validator can be drawn for waits for them."""
+
+    def tied(
+        self, app: FastAPI, client: TestClient, clock: FrozenClock, buyer: Headers, seller: Bidder
+    ) -> str:
+        """A consensus job whose only two validators tie, none left to break it; the timer
+        finds the tie when their time runs out and hands the judgement to the requester."""
+        keys = opted_in(app, client, "v-beta", "v-delta")
+        mode = {"mode": "consensus", "validators": 2, "validator_fee": float(FEE)}
+        job_id = submitted(app, client, clock, buyer, seller, **mode)
+        ok(verdict(client, keys["v-beta"], job_id, "accept"), 201)
+        ok(verdict(client, keys["v-delta"], job_id, "reject", 0.1), 201)
+        assert kinds(client, buyer, job_id)[-1] == "job.verdict"  # no third could be drawn
+        assert get_job(client, buyer, job_id)["status"] == "submitted"
+        clock.advance(ANSWER)
+        report = tick(app)
+        assert (report.validations, report.judged) == (1, 0)
+        turn = last_event(client, buyer, job_id)
+        assert turn["kind"] == "job.validators_drawn"
+        assert turn["payload"] | {"due_at": None} == {
+            "job_id": job_id,
+            "status": "submitted",
+            "round": 0,
+            "missed": 0,
+            "validators": 0,
+            "due_at": None,
+            "tie": True,
+            "judge": "requester",
+        }
+        seen = validation(client, buyer, job_id)
+        assert seen["mode"] == "requester" and seen["status"] == "open"
+        return job_id
+
+    def test_a_tie_the_timer_finds_falls_back_to_the_requesters_verdict(
+        self, app: FastAPI, client: TestClient, clock: FrozenClock, buyer: Headers, seller: Bidder
+    ) -> None:
+        job_id = self.tied(app, client, clock, buyer, seller)
+        # The requester has its own review window, not a validator's.
+        clock.advance(ANSWER)
+        assert tick(app).judged == 0
+        ok(verdict(client, buyer, job_id, "reject", 0.2), 201)
+        assert get_job(client, buyer, job_id)["status"] == "rejected"
+        clock.advance(DISPUTE)
+        assert tick(app).judged == 1
+        job = ended_sound(client, app, job_id, buyer)
+        assert job["status"] == "rejected"
+        assert outcome(app, SELLER, job_id, reputation.COMPLETION_BAD)
+        # Both validators answered in time: both are paid, from the escrow.
+        for judge in ("v-beta", "v-delta"):
+            assert account(client, judge)["balance"] == FEE
+
+    def test_the_requesters_silence_after_a_tie_accepts(
+        self, app: FastAPI, client: TestClient, clock: FrozenClock, buyer: Headers, seller: Bidder
+    ) -> None:
+        job_id = self.tied(app, client, clock, buyer, seller)
+        clock.advance(REVIEW)
+        assert tick(app).judged == 1
+        job = ended_sound(client, app, job_id, buyer)
+        assert (job["status"], job["economics"]["paid"]) == ("completed", 0.25)
+        assert outcome(app, SELLER, job_id, reputation.COMPLETION_GOOD)
+
+    def test_a_dispute_with_no_validator_to_draw_waits_for_one(
+        self, app: FastAPI, client: TestClient, clock: FrozenClock, buyer: Headers, seller: Bidder
+    ) -> None:
+        first = opted_in(app, client, "v-beta")
+        mode = {"mode": "random_validator", "validators": 1, "validator_fee": float(FEE)}
+        job_id = submitted(app, client, clock, buyer, seller, **mode)
+        ok(verdict(client, first["v-beta"], job_id, "reject", 0.2), 201)
+        answer = client.post(
+            f"{JOBS}/{job_id}/disputes", json={"reason": "it was right"}, headers=seller.headers
+        )
+        ok(answer, 201)  # not refused: the only validator judged it already
+        waiting = last_event(client, buyer, job_id)
+        assert waiting["kind"] == "job.disputed"
+        assert waiting["payload"]["validators"] == 0
+        assert waiting["payload"]["waiting_for_validators"] is True
+        seen = validation(client, seller.headers, job_id)
+        assert (seen["status"], seen["round"]) == ("disputed", 1)
+        assert drawn(client, job_id, 1) == []
+
+        clock.advance(ANSWER)  # the next look, still nobody: it goes on waiting
+        assert tick(app).judged == 0
+        assert drawn(client, job_id, 1) == []
+        assert get_job(client, buyer, job_id)["status"] == "rejected"
+
+        fresh = opted_in(app, client, "v-gamma", "v-kappa")
+        clock.advance(ANSWER)
+        tick(app)
+        assert sorted(drawn(client, job_id, 1)) == ["v-gamma", "v-kappa"]
+        assert last_event(client, buyer, job_id)["kind"] == "job.validators_drawn"
+        for keys in fresh.values():
+            ok(verdict(client, keys, job_id, "accept"), 201)
+        job = ended_sound(client, app, job_id, buyer)
+        assert job["status"] == "completed"
+        assert outcome(app, SELLER, job_id, reputation.DISPUTE_WON)
+
+
 class TestTimers:
     def test_servers_on_one_database_accept_each_silent_review_once(
         self,

@@ -3,6 +3,9 @@ both ways with reasons, and solutions checked compatible when published."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -465,3 +468,172 @@ def test_past_the_best_hits_the_total_is_counted_or_marked_a_lower_bound(
     assert (answer["total"], answer["total_exact"]) == (every, True)
     filtered = _search(client, shelf, q="model", kind="model", limit=1)
     assert (filtered["total"], filtered["total_exact"]) == (2, False)  # the best 1, and 1 more
+
+
+def _filter_postings(app: FastAPI, slug: str) -> set[tuple[int | None, Decimal | None]]:
+    """The context window and price an entry's postings carry (migration 0018)."""
+    from sqlalchemy import select
+
+    from flow_memory.registry.models import RegistryEntry, RegistrySearchTerm
+
+    t, e = RegistrySearchTerm, RegistryEntry
+    query = select(t.context_window, t.price).join(e, e.doc_id == t.doc_id).where(e.slug == slug)
+    with app.state.engine.connect() as connection:
+        return {
+            (window, None if price is None else Decimal(str(price)).normalize())
+            for window, price in connection.execute(query)
+        }
+
+
+class TestReadingTheIndex:
+    """What the search reads from its index alone: the filters its postings carry, a prefix's
+    completions merged into one list per entry, and the other words of a query either sought
+    per entry or read as a set."""
+
+    def test_context_window_and_price_filters_follow_the_listed_version(
+        self, app: FastAPI, client: TestClient, shelf: Headers
+    ) -> None:
+        slug = "acme/zephyr-window"
+        publish(client, shelf, "models", _model(slug) | {"description": "Zephyrine windows"})
+        assert _filter_postings(app, slug) == {(32768, Decimal("0.0000005"))}
+        assert _search(client, shelf, q="zephyrine", min_context_window=100000)["total"] == 0
+
+        body = {
+            "version": "1.1.0",
+            "pricing": {"model": "per_token", "price": 0.000003},
+            "royalty_bps": 250,
+            "model": {**model_body()["model"], "context_window": 200000},
+        }
+        answer = client.post(f"{REGISTRY}/models/{slug}/versions", json=body, headers=shelf)
+        assert answer.status_code == 201, answer.text
+        assert _filter_postings(app, slug) == {(200000, Decimal("0.000003"))}
+        wide = _search(client, shelf, q="zephyrine", min_context_window=100000)
+        assert _slugs(wide) == [slug]
+        assert _search(client, shelf, q="zephyrine", max_price="0.0000029")["total"] == 0
+        assert _slugs(_search(client, shelf, q="zephyrine", max_price="0.000003")) == [slug]
+
+        _status(client, shelf, slug, "1.1.0", "yanked")  # 1.0.0's terms are listed again
+        assert _filter_postings(app, slug) == {(32768, Decimal("0.0000005"))}
+        assert _search(client, shelf, q="zephyrine", min_context_window=100000)["total"] == 0
+        assert _slugs(_search(client, shelf, q="zephyrine", max_price="0.000001")) == [slug]
+
+    def test_an_entry_holding_several_completions_is_one_hit(
+        self, client: TestClient, shelf: Headers, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from flow_memory.registry import search
+
+        both = "acme/zorbax-zorbaxy"  # two completions of "zorba" in its name
+        publish(client, shelf, "models", _model(both) | {"description": "A model"})
+        publish(
+            client, shelf, "models", _model("acme/plain-one") | {"description": "Zorbaxium tool"}
+        )
+        every = _search(client, shelf, q="zorba")
+        assert (_slugs(every), every["total"], every["total_exact"]) == (
+            [both, "acme/plain-one"],
+            2,
+            True,
+        )
+        # Reading as few rows as the hits wanted: the first two rows are both of one entry,
+        # so more are read until the hits are there.
+        monkeypatch.setattr(search, "FACETS_OVER", 1)
+        pair = _search(client, shelf, q="zorba", limit=2)
+        assert (pair["results"], pair["total"], pair["total_exact"]) == (every["results"], 2, True)
+        first = _search(client, shelf, q="zorba", limit=1)
+        assert first["results"] == every["results"][:1]
+        assert first["total"] >= 2 and first["facets_over"] == 1
+
+    def test_a_prefix_with_more_completions_than_named_finds_every_word_it_starts(
+        self, client: TestClient, shelf: Headers, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from flow_memory.registry import search
+
+        publish(client, shelf, "models", _model("acme/cobalt-one") | {"description": "A model"})
+        every = _search(client, shelf, q="model c", kind="model")
+        assert "acme/cobalt-one" in _slugs(every)
+        assert every["total_exact"] is True
+        monkeypatch.setattr(search, "PREFIX_TERMS", 1)  # "c" now names one of its words
+        for cost in (0.0, 1e9):  # "c" sought for each entry of "model", or read as a set
+            monkeypatch.setattr(search, "SEEK_COST", {"sqlite": cost, "postgresql": cost})
+            few = _search(client, shelf, q="model c", kind="model")
+            assert set(_slugs(few)) == set(_slugs(every))
+            assert few["total"] == every["total"]
+
+    def test_other_words_sought_or_read_as_a_set_find_the_same(
+        self, client: TestClient, shelf: Headers, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from flow_memory.registry import search, search_sql
+
+        queries = ("coding model", "model cod", "long cod", "chat coding assistants", "model c")
+        found = {}
+        for name, cost in (("sought", 0.0), ("set", 1e9)):
+            monkeypatch.setattr(search, "SEEK_COST", {"sqlite": cost, "postgresql": cost})
+            found[name] = [_search(client, shelf, q=q, kind="model") for q in queries]
+        assert found["sought"] == found["set"]
+        assert [len(answer["results"]) for answer in found["set"]] == [2, 2, 1, 1, 2]
+        # Each shape of statement is built once and kept.
+        built = search_sql.hits_sql.cache_info()
+        _search(client, shelf, q="coding model", kind="model")
+        assert search_sql.hits_sql.cache_info().hits == built.hits + 1
+        assert search_sql.hits_sql.cache_info().misses == built.misses
+
+
+def test_migration_0018_copies_context_window_and_price_into_existing_postings(
+    tmp_path: Path,
+) -> None:
+    """Entries indexed before 0018 (0015 indexes with the columns its postings have) get their
+    context window and price in their postings."""
+    from sqlalchemy import insert, select
+
+    from flow_memory.kit.db import make_engine
+    from flow_memory.migrations import upgrade
+    from flow_memory.registry import search_index
+    from flow_memory.registry.domain import api_text
+    from flow_memory.registry.models import RegistryEntry, RegistrySearchTerm
+
+    url = f"sqlite:///{tmp_path / 'before_0018.db'}"
+    upgrade(url, "0017")
+    engine = make_engine(url)
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    rows = [
+        {
+            "entry_id": f"reg_m{index}",
+            "doc_id": 100 + index,
+            "kind": kind,
+            "slug": f"acme/old-{index}",
+            "publisher_id": "acme",
+            "name": f"old-{index}",
+            "display_name": "Old entry",
+            "description": "Indexed before the filters were",
+            "tags": [],
+            "tag_text": "",
+            "license": "mit",
+            "published_by": "acme",
+            "created_at": now,
+            "updated_at": now,
+            "listed": True,
+            "latest_version": "1.0.0",
+            "modality": None,
+            "family": None,
+            "api_text": api_text(["chat_completions"]),
+            "context_window": window,
+            "tool_calling": False,
+            "pricing_model": None if price is None else "per_token",
+            "price": price,
+            "royalty_bps": 0,
+        }
+        for index, (kind, window, price) in enumerate(
+            (("model", 8192, Decimal("0.000002")), ("solution", 131072, None))
+        )
+    ]
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(RegistryEntry), rows)
+            assert search_index.rebuild(connection) == 2
+        engine.dispose()
+        upgrade(url)
+        t = RegistrySearchTerm
+        with engine.connect() as connection:
+            held = set(connection.execute(select(t.doc_id, t.context_window, t.price).distinct()))
+    finally:
+        engine.dispose()
+    assert held == {(100, 8192, 0.000002), (101, 131072, None)}

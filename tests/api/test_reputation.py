@@ -62,7 +62,7 @@ def agent(client: TestClient, headers: Headers, kind: str) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return quiet_settings(database_url)
+    return quiet_settings(database_url, bid_rules=True)
 
 
 @pytest.fixture
@@ -206,6 +206,11 @@ def by_bidder(job: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
 
 
 class TestTheBoard:
+    @pytest.fixture
+    def settings(self, database_url: str) -> Settings:
+        """Bids without stakes: these tests call the capacity rule themselves."""
+        return quiet_settings(database_url)
+
     def test_the_award_reads_the_real_standing(
         self, app: FastAPI, client: TestClient, buyer: Headers
     ) -> None:

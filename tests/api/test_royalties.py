@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from flow_memory.deployments import royalties
 from flow_memory.kit.clock import FrozenClock
 from flow_memory.kit.safety import SAFETY_ENVELOPE
 from flow_memory.kit.scopes import AUDIT, PUBLISH, READ
 from flow_memory.ledger.models import LedgerPosting, LedgerTransfer
 from flow_memory.ledger.reconcile import check_ledger
 from flow_memory.ledger.service import account_of
+from flow_memory.usage.models import UsageRecord
 from tests.api.test_deployment_calls import AGENT_BPS, MODEL_BPS, call, deployed
 from tests.api.test_proxy import SECRET, Market, _events, scripted_market
 from tests.factories import admin_headers, key_headers
@@ -162,3 +164,57 @@ def test_the_export_as_one_json_document(market: Market) -> None:
     assert document["schema_version"] == "flow_memory.royalty_export.v1"
     assert document["complete"] is True and document["funds_moved"] is False
     assert {r["kind"] for r in document["records"]} == {"agent", "model"}
+
+
+def test_lines_moved_before_are_not_moved_again(market: Market, clock: FrozenClock) -> None:
+    """The batch path skips a line whose transfer key is written, as a retried batch would
+    find it, and moves the others with the exact amounts."""
+    found = calls(market)
+    ids = [meta["usage_id"] for meta in found]
+    with market.app.state.session_factory() as session:
+        records = session.scalars(select(UsageRecord).where(UsageRecord.usage_id.in_(ids))).all()
+        rows = [
+            {name: getattr(r, name) for name in ROW_FIELDS} | {"usage_id": f"{r.usage_id}x"}
+            for r in records[:2]
+        ] + [{name: getattr(r, name) for name in ROW_FIELDS} for r in records[2:]]
+        before = _royalty_keys(session)
+        paid = royalties.record(
+            session, rows, payers={"buyer-one": "buyer-one"}, transfers=True, now=clock.now()
+        )
+        after = _royalty_keys(session)
+        # Only the two renamed calls' lines are new: the others were moved already.
+        assert paid.transfers == 4
+        assert after - before == {f"{r['usage_id']}:{kind}" for r in rows[:2] for kind in KINDS}
+        amounts = dict(
+            session.execute(
+                select(LedgerTransfer.idempotency_key, LedgerPosting.amount)
+                .join(LedgerPosting, LedgerPosting.transfer_id == LedgerTransfer.transfer_id)
+                .where(LedgerTransfer.cause_kind == "royalty", LedgerPosting.amount > 0)
+            ).all()
+        )
+        for row in rows[:2]:
+            cost = row["actual_cost"]
+            assert amounts[f"royalty:{row['usage_id']}:agent"] == cost * AGENT_BPS / 10_000
+            assert amounts[f"royalty:{row['usage_id']}:model"] == cost * MODEL_BPS / 10_000
+        check = check_ledger(session)
+        assert check.ok, check.report()
+        session.rollback()
+
+
+ROW_FIELDS = (
+    "usage_id",
+    "actual_cost",
+    "created_at",
+    "agent_id",
+    "owner_id",
+    "agent_version_id",
+    "model_version_id",
+)
+KINDS = ("agent", "model")
+
+
+def _royalty_keys(session: Any) -> set[str]:
+    keys = session.scalars(
+        select(LedgerTransfer.idempotency_key).where(LedgerTransfer.cause_kind == "royalty")
+    )
+    return {key.removeprefix("royalty:") for key in keys}

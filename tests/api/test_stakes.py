@@ -31,7 +31,7 @@ STAKES = "/inference/stakes"
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return quiet_settings(database_url)
+    return quiet_settings(database_url, bid_rules=True)
 
 
 @pytest.fixture

@@ -1060,6 +1060,7 @@ class TestVisibility:
             "workspace_id": None,
             "route_id": None,
             "task_id": None,
+            "deployment_id": None,
             "unit_type": None,
             "since": None,
             "until": None,

@@ -56,6 +56,7 @@ FILTER_NAMES = (
     "workspace_id",
     "route_id",
     "task_id",
+    "deployment_id",
     "unit_type",
     "since",
     "until",

@@ -123,7 +123,7 @@ class TestRefusals:
             record(app, SELLER, "validator_no_answer", job_id=f"job_{job}")
         answer = client.post(VALIDATORS, json={"stake": 1}, headers=judge)
         body = error(answer, 409, "below_reputation_floor", "identity_id")
-        assert "0.166667" in body["message"] and "0.2" in body["message"]
+        assert "0.166667" in body["message"] and "0.35" in body["message"]  # the default
         assert account(client, SELLER)["held"] == 0
 
     def test_short_of_credit_or_a_bad_stake(self, client: TestClient, judge: Headers) -> None:

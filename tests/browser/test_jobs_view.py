@@ -54,6 +54,9 @@ def _seller(running: Running, owner_id: str) -> Seller:
             model=MODEL,
             ask_unit_price="0.000001",
         )
+        # Bids need a bid stake; 5 covers as many jobs held at once as these tests give one.
+        staked = client.post("/inference/stakes", json={"amount": "5"}, headers=key.headers)
+        assert staked.status_code == 201, staked.text
     return Seller(owner_id, key, provider.provider_id)
 
 

@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from flow_memory.kit.db import make_engine
+from flow_memory.reputation import domain
 from flow_memory.reputation import service as reputation
 from tests.browser.conftest import Running
 from tests.browser.dashboard import (
@@ -101,6 +102,26 @@ def record_outcomes(running: Running, identity_id: str) -> None:
                 )
     finally:
         engine.dispose()
+
+
+def scores_after_each(page_of: dict[str, Any]) -> dict[str, Decimal]:
+    """Each outcome's role's score right after it, by the rule itself (``domain.add``)."""
+    half_life = Decimal(str(page_of["half_life_days"]))
+    found: dict[str, Decimal] = {}
+    for role in ("bidder", "validator"):
+        record = domain.Record()
+        for outcome in reversed(page_of["history"]):
+            if outcome["role"] != role:
+                continue
+            record = domain.add(
+                record,
+                good=Decimal(str(outcome["good"])),
+                bad=Decimal(str(outcome["bad"])),
+                at=datetime.fromisoformat(outcome["recorded_at"].replace("Z", "+00:00")),
+                half_life_days=half_life,
+            )
+            found[outcome["outcome_id"]] = record.score
+    return found
 
 
 def use_key(page: Any, key: IssuedKey) -> None:
@@ -186,6 +207,24 @@ def test_an_agents_page_shows_its_reputation_exactly_as_the_api_answers_it(
         expect(slot).to_have_attribute("data-kind", outcome["kind"])
         expect(slot).to_have_attribute("data-good", shown(outcome["good"]))
         expect(slot).to_have_attribute("data-bad", shown(outcome["bad"]))
+    # The standing chart: each role's score after each outcome, worked back from the record;
+    # the newest point of each role is the API's score, the others the rule's own scores.
+    dots = frame.locator("[data-testid=standing-chart] circle[data-outcome]")
+    expect(dots).to_have_count(len(OUTCOMES))
+    after = scores_after_each(page_of)
+    for index, outcome in enumerate(oldest_first):
+        dot = dots.nth(index)
+        expect(dot).to_have_attribute("data-role", outcome["role"])
+        drawn = Decimal(str(dot.get_attribute("data-score")))
+        assert abs(drawn - after[outcome["outcome_id"]]) < Decimal("0.000002"), outcome
+    for role in ("bidder", "validator"):
+        newest = next(o for o in page_of["history"] if o["role"] == role)
+        newest_dot = frame.locator(
+            f"[data-testid=standing-chart] [data-outcome={newest['outcome_id']}]"
+        )
+        expect(newest_dot).to_have_attribute("data-score", shown(page_of[role]["score"]))
+    lines = frame.locator("[data-testid=standing-chart] polyline")
+    expect(lines).to_have_count(2)
     rows = frame.locator("[data-testid=reputation-history] tbody tr")
     expect(rows).to_have_count(len(OUTCOMES))
     newest = page_of["history"][0]
@@ -224,6 +263,17 @@ def test_validators_and_stakes_are_listed_joined_placed_and_withdrawn_from_the_p
         expect(line.locator("td[data-label=Standing]")).to_have_text(shown(row["standing"]))
         expect(line.locator("td[data-label=Stake]")).to_have_text(shown(row["stake"]))
     assert {row["identity_id"] for row in listed["validators"]} >= set(JUDGES)
+    # Each one's share of the draw weight, standing * sqrt(stake), among those listed.
+    weights = {
+        row["identity_id"]: float(row["standing"]) * float(row["stake"]) ** 0.5
+        for row in listed["validators"]
+    }
+    for identity_id, weight in weights.items():
+        line = listing.locator("tbody tr").filter(has_text=identity_id)
+        drawn = line.locator("td[data-label='Share of draws'] [data-share]")
+        share = float(str(drawn.get_attribute("data-share")))
+        assert abs(share - weight / sum(weights.values())) < 1e-9, identity_id
+        expect(drawn).to_have_text(f"≈ {100 * share:.1f} %")
 
     join = page.locator("#validator-join-form")
     join.get_by_label("Stake (USD_CREDIT)").fill("0.75")
@@ -404,6 +454,34 @@ def test_a_jobs_verdict_and_dispute_are_recorded_from_the_page_and_shown(
     expect(detail.locator("[data-testid=validation-status]")).to_have_text("disputed")
     expect(detail).to_contain_text("Nine is not a prime")
     expect(detail).to_contain_text("Fees are paid when the validation ends.")
+
+    # The three validators accept: the dispute is won, the job completes, and its judging shows
+    # the completion the decision led to, as the timeline does.
+    with running.server.client() as client:
+        for name in JUDGES:
+            body = {"decision": "accept", "score": "0.875", "reason": "A number was asked"}
+            ok(
+                client.post(
+                    f"/inference/jobs/{job_id}/verdicts", json=body, headers=judges[name].headers
+                ),
+                201,
+            )
+        events = ok(client.get(f"/inference/jobs/{job_id}", headers=seller.headers))["job"][
+            "events"
+        ]
+    completed = [e for e in events if e["kind"] == "job.completed"]
+    assert [e["payload"]["decision"] for e in completed] == ["overturned"]
+    page.locator("#job-form").get_by_role("button", name="Show job").click()
+    expect(page.locator("#job-result [data-testid=job-status]")).to_have_text("completed")
+    rows = page.locator("#job-result [data-testid=job-judging] tbody tr")
+    done = rows.filter(has_text="job.completed")
+    expect(done).to_have_count(1)
+    expect(done.locator("td[data-label=Decision]")).to_have_text("overturned")
+    expect(rows.filter(has_text="job.verdict")).to_have_count(1 + len(JUDGES))
+    timeline = page.locator("#job-result [data-testid=job-timeline] tbody tr")
+    expect(
+        timeline.filter(has_text="job.completed").locator("td[data-label=Details]")
+    ).to_contain_text("decision: overturned")
     shot(page, artifacts, "reputation job verdicts")
 
 

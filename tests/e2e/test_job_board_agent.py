@@ -1,8 +1,9 @@
 """The job board end to end with the real local model: a Flow Memory server, a provider agent
-process started with ``--jobs`` in front of the local model server, and a requester. A job is
-posted; the agent bids on it, wins, answers it with the local model and uploads the result; the
-result is archived, the job completes and the ledger shows the payment. The requester follows
-the job stream to know when, and the agent's log never holds the prompt or the answer."""
+process started with ``--jobs`` in front of the local model server, and a requester. The agent
+stakes to bid when it starts (bids need a stake); a job is posted; the agent bids on it, wins,
+answers it with the local model and uploads the result; the result is archived, the job
+completes and the ledger shows the payment. The requester follows the job stream to know when,
+and the agent's log never holds the prompt or the answer."""
 
 from __future__ import annotations
 
@@ -173,6 +174,16 @@ def test_a_job_is_bid_won_answered_by_the_local_model_archived_and_paid(
     assert accounts.status_code == 200, accounts.text
     (account,) = accounts.json()["accounts"]
     assert Decimal(str(account["balance"])) == price
+    # Bids need a stake (the server's default): the agent staked its configured 1 credit when
+    # it started, held on its account (a hold, not a payment) and still in place.
+    stakes = httpx.get(
+        f"{board.server.base_url}/inference/stakes", headers=board.seller.headers, timeout=30
+    )
+    assert stakes.status_code == 200, stakes.text
+    assert [(s["purpose"], s["amount"], s["status"]) for s in stakes.json()["stakes"]] == [
+        ("bid", 1, "active")
+    ]
+    assert Decimal(str(account["held"])) == 1
 
     # The agent said what it did, without the prompt or the answer.
     def answered() -> str | None:

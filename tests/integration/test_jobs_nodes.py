@@ -132,8 +132,12 @@ def _provider(client: httpx.Client, key: IssuedKey) -> str:
 
 def _board(deployment: Deployment, scopes: dict[str, str]) -> Board:
     """Three servers, a key per owner and a provider for every owner that may sell. Results
-    are accepted as they arrive (a review window of 0): these tests are about paying once."""
+    are accepted as they arrive (a review window of 0): these tests are about paying once, so
+    bids need no stake and a bidder may hold any number of jobs (tests/api/test_jobs_capacity.py
+    covers those rules)."""
     deployment.settings["FLOW_MEMORY_VALIDATION_REVIEW_SECONDS"] = "0"
+    deployment.settings["FLOW_MEMORY_STAKE_PER_JOB_SLOT"] = "0"
+    deployment.settings["FLOW_MEMORY_EARNED_CAPACITY_ENFORCED"] = "false"
     keys = _issue_keys(deployment.database_url, {**scopes, "operator": "inference:admin"})
     servers = [deployment.start() for _ in range(3)]
     members: dict[str, Member] = {}

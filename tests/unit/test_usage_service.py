@@ -424,7 +424,9 @@ class TestUsageFilters:
         UsageFilters(until=NOW)
         UsageFilters(since=NOW, until=NOW + timedelta(microseconds=1))
 
-    @pytest.mark.parametrize("name", ["agent_id", "workspace_id", "route_id", "task_id"])
+    @pytest.mark.parametrize(
+        "name", ["agent_id", "workspace_id", "route_id", "task_id", "deployment_id"]
+    )
     def test_filters_the_rollup_does_not_keep_need_records(self, name: str) -> None:
         named: dict[str, Any] = {name: "x"}
         assert UsageFilters(**named).needs_records
@@ -449,6 +451,7 @@ class TestUsageFilters:
             "workspace_id": None,
             "route_id": None,
             "task_id": None,
+            "deployment_id": None,
             "unit_type": None,
             "since": NOW,
             "until": None,
