@@ -25,7 +25,6 @@ from flow_memory.kit.actors import (
 )
 from flow_memory.kit.broadcast import KEY_REVOKED, announce
 from flow_memory.kit.cursors import decode_cursor, encode_cursor
-from flow_memory.kit.db import transaction_memo
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Conflict, Forbidden, Invalid, NotFound
 from flow_memory.kit.ids import new_id
@@ -147,21 +146,6 @@ def suspend(session: Session, *, agent_id: str, reason: str, now: datetime) -> A
     session.flush()
     _keys_change_after_commit(session)
     return agent
-
-
-def payer_of(session: Session, identity_id: str) -> str:
-    """Whose account pays for and earns from what ``identity_id`` does: a bound agent's
-    operator, anyone else itself. An identity's kind and creator never change: read once a
-    transaction."""
-    known = transaction_memo(session, "payer_of")
-    payer: str | None = known.get(identity_id)
-    if payer is None:
-        agent = repository.get(session, identity_id)
-        payer = identity_id
-        if agent is not None and agent.kind == "bound":
-            payer = agent.creator_id
-        known[identity_id] = payer
-    return payer
 
 
 # -- reading --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from flow_memory.identities.service import payer_of
+from flow_memory.identities.payers import payer_of
 from flow_memory.jobs.models import Job
 from flow_memory.kit.errors import Conflict, InsufficientCredit
 from flow_memory.ledger import holds

@@ -2,7 +2,7 @@
 
 The payer is the account of the identity the call is recorded for (``Plan.agent_id``: the
 identity the call names, else the route's, else the key's owner); a bound agent's calls are paid
-by its operator (``flow_memory.identities.service.payer_of``). Its cost is charged after the call
+by its operator (``flow_memory.identities.payers.payer_of``). Its cost is charged after the call
 by the usage writer (``flow_memory.ledger.charges``), in the transaction that writes the call's
 usage record.
 

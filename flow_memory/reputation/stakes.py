@@ -10,7 +10,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from sqlalchemy.orm import Session
 
-from flow_memory.identities.service import payer_of
+from flow_memory.identities.payers import payer_of
 from flow_memory.kit.actors import ensure_may_act_as
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.errors import Conflict, InsufficientCredit, NotFound

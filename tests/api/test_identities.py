@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
+from flow_memory.identities.models import AgentIdentity
+from flow_memory.identities.payers import payer_of
 from flow_memory.market.models import MarketOrder, Reservation
 from flow_memory.reputation import service as reputation
 from flow_memory.routing.models import RouteRecord
@@ -378,3 +380,49 @@ class TestStandingOnTheProfile:
         # The operator's record holds the no-show too: (0 + 1) / (0 + 1 + 2) gates both.
         assert self.standing(client, mine, failing)["bidder"] == 0.333333
         assert self.standing(client, mine, fresh) == {"bidder": 0.333333, "validator": 0.5}
+
+
+class TestWhoPaysForAnIdentity:
+    """``payer_of`` keeps what it read for the database's life: an identity's kind and creator
+    never change. An identity registered and not yet written is not kept as nobody's."""
+
+    def test_a_bound_agents_operator_is_read_once(self, app: FastAPI, client: TestClient) -> None:
+        agent_id = register_agent(client, buyer_headers(app), "bound")
+        reads: list[str] = []
+
+        @event.listens_for(app.state.engine, "before_cursor_execute")
+        def noted(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if "FROM agent_identities" in statement:
+                reads.append(statement)
+
+        for _ in range(2):  # two transactions
+            with app.state.session_factory() as session:
+                assert payer_of(session, agent_id) == BUYER
+        assert len(reads) <= 1
+
+    def test_an_identity_registered_in_the_same_transaction_is_not_kept_as_its_own_payer(
+        self, app: FastAPI
+    ) -> None:
+        agent_id = "agent_payer_test_double"
+        with app.state.session_factory.begin() as session:
+            session.add(
+                AgentIdentity(
+                    agent_id=agent_id,
+                    kind="bound",
+                    display_name="a bound agent",
+                    description="",
+                    values=[],
+                    memory_ref=None,
+                    models=[],
+                    profile={},
+                    creator_id=BUYER,
+                    status="active",
+                    keyed_at=None,
+                    suspended_at=None,
+                    suspend_reason=None,
+                    created_at=app.state.clock.now(),
+                )
+            )
+            assert payer_of(session, agent_id) == agent_id  # not written yet: not found
+        with app.state.session_factory() as session:
+            assert payer_of(session, agent_id) == BUYER
