@@ -11,7 +11,10 @@
   requester's verdict decides (its weight tips the tied ones) and its silence accepts. A tie in
   a dispute waits for a validator, drawn at the next look.
 - A dispute opened when no validator could be drawn waits for them: each look draws what it
-  can, until the round has its validators.
+  can, until the round has its validators. One that no validator could hear for
+  ``UNHEARD_WAITS`` answer times ends ``unheard``: the rejection stands, final, as if it had not
+  been disputed (no validator was paid, so nobody bears fees). The job's escrow lasts the whole
+  judging with a margin (``jobs.domain.escrow_expiry``): a dispute never outlives it.
 - A rejection whose dispute window closed undisputed is final (``rejected_final``): the winner's
   record shows a bad completion, and the board settles the job (its stake is slashed)."""
 
@@ -24,7 +27,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from flow_memory.reputation import domain, repository, service
-from flow_memory.reputation.models import Validation
+from flow_memory.reputation.models import Validation, ValidationDispute
 from flow_memory.reputation.verdicts import (
     DISPUTE_VALIDATORS,
     REQUESTER,
@@ -34,6 +37,9 @@ from flow_memory.reputation.verdicts import (
     decide,
     draw_round,
 )
+
+# A dispute no validator could hear for this many validator answer times ends ``unheard``.
+UNHEARD_WAITS = 3
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,23 @@ def expire(
         if wanted
         else []
     )
+    if record.status == "disputed" and not draws and not drawn:
+        dispute = session.get(ValidationDispute, record.job_id)
+        waited = timedelta(seconds=review_seconds) * UNHEARD_WAITS
+        if dispute is not None and now >= dispute.opened_at + waited:
+            dispute.status, dispute.decided_at = "unheard", now
+            record.status = "rejected"  # the rejection stands: final, as when undisputed
+            return expire(
+                session,
+                record,
+                now=now,
+                half_life=half_life,
+                review_seconds=review_seconds,
+                dispute_seconds=dispute_seconds,
+                threshold=threshold,
+                on_decision=on_decision,
+                requester_seconds=requester_seconds,
+            )
     decided = None
     tie = False
     if not drawn and repository.verdicts(session, record.job_id, record.round):

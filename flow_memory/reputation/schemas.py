@@ -267,7 +267,9 @@ class DisputeRead(BaseModel):
     job_id: str
     winner_id: str
     reason: str
-    status: Literal["open", "won", "lost"]
+    status: Literal["open", "won", "lost", "unheard"] = Field(
+        description="unheard: no validator could be drawn in time; the rejection stands"
+    )
     opened_at: datetime
     decided_at: datetime | None
 

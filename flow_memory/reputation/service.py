@@ -26,6 +26,7 @@ from flow_memory.kit.db import transaction_memo
 from flow_memory.kit.errors import Conflict, Invalid
 from flow_memory.kit.ids import new_ordered_id
 from flow_memory.reputation import domain, known_answers, repository
+from flow_memory.reputation import rows as bid_reads
 from flow_memory.reputation.domain import BIDDER, VALIDATOR
 from flow_memory.reputation.models import ReputationOutcome, ReputationRecord
 
@@ -168,7 +169,7 @@ def _add_to_record(
 
 def scores(session: Session, ids: Collection[str], role: str) -> dict[str, Decimal]:
     """Each identity's own score in ``role`` (the prior for one without a record)."""
-    found = repository.records(session, ids, role)
+    found = bid_reads.records(session, ids, role)
     return {
         i: domain.PRIOR if i not in found else domain.score(found[i].good, found[i].bad)
         for i in ids
@@ -257,10 +258,10 @@ def capacity_of(session: Session, identity_id: str, *, stake_per_slot: float | D
     known = groups.get(identity_id)
     if known is None:
         head = operators_of(session, [identity_id]).get(identity_id, identity_id)
-        members = tuple(sorted({head, identity_id, *repository.bound_agents_of(session, head)}))
-        record = repository.records(session, [head], BIDDER).get(head)
+        members = tuple(sorted({head, identity_id, *bid_reads.bound_agents_of(session, head)}))
+        record = bid_reads.records(session, [head], BIDDER).get(head)
         points = 0 if record is None else record.points
-        stake = sum(repository.staked(session, members, "bid").values(), Decimal(0))
+        stake = sum(bid_reads.staked(session, members, "bid").values(), Decimal(0))
         known = groups[identity_id] = (head, members, points, stake)
     head, members, points, stake = known
     per_slot = as_decimal(stake_per_slot)

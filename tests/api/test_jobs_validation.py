@@ -23,6 +23,7 @@ from flow_memory.jobs.models import Job
 from flow_memory.jobs.timer import JobTimer, TickReport
 from flow_memory.kit.clock import FrozenClock
 from flow_memory.reputation import domain as reputation
+from flow_memory.reputation import expiry
 from flow_memory.reputation import repository as judged
 from flow_memory.settings import Settings
 from tests.api.jobs_helpers import (
@@ -533,6 +534,32 @@ class TestTiesAndWaits:
         job = ended_sound(client, app, job_id, buyer)
         assert job["status"] == "completed"
         assert outcome(app, SELLER, job_id, reputation.DISPUTE_WON)
+
+    def test_a_dispute_no_validator_could_hear_ends_unheard_and_the_rejection_stands(
+        self, app: FastAPI, client: TestClient, clock: FrozenClock, buyer: Headers, seller: Bidder
+    ) -> None:
+        first = opted_in(app, client, "v-beta")
+        mode = {"mode": "random_validator", "validators": 1, "validator_fee": float(FEE)}
+        job_id = submitted(app, client, clock, buyer, seller, **mode)
+        ok(verdict(client, first["v-beta"], job_id, "reject", 0.2), 201)
+        disputed = client.post(
+            f"{JOBS}/{job_id}/disputes", json={"reason": "it was right"}, headers=seller.headers
+        )
+        ok(disputed, 201)
+        for _ in range(expiry.UNHEARD_WAITS - 1):  # looks that find nobody: it waits
+            clock.advance(ANSWER)
+            assert tick(app).judged == 0
+            assert validation(client, seller.headers, job_id)["status"] == "disputed"
+        clock.advance(ANSWER)  # the last look: nobody could hear it in time
+        assert tick(app).judged == 1
+        job = ended_sound(client, app, job_id, buyer)
+        assert job["status"] == "rejected"
+        seen = validation(client, seller.headers, job_id)
+        assert seen["status"] == "rejected_final"
+        assert seen["dispute"]["status"] == "unheard"
+        assert outcome(app, SELLER, job_id, reputation.COMPLETION_BAD)
+        assert not outcome(app, SELLER, job_id, reputation.DISPUTE_LOST)
+        assert account(client, "v-beta")["balance"] == FEE  # the rejection's validator, paid
 
 
 class TestTimers:
