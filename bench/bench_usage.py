@@ -43,7 +43,7 @@ from flow_memory.kit.db import make_engine, make_session_factory
 from flow_memory.kit.deps import Principal
 from flow_memory.kit.scopes import ADMIN, READ
 from flow_memory.migrations import upgrade
-from flow_memory.usage import service
+from flow_memory.usage import rollup, service
 from flow_memory.usage.models import UsageRecord
 
 START = datetime(2026, 5, 18, tzinfo=UTC)
@@ -113,7 +113,7 @@ def seed(database_url: str, records: int) -> float:
     seeded = time.perf_counter() - started
     with make_session_factory(engine).begin() as session:
         started = time.perf_counter()
-        rollups = service.rebuild_rollups(session)
+        rollups = rollup.rebuild_rollups(session)
     rebuilt = time.perf_counter() - started
     engine.dispose()
     print(f"seeded {records:,} records in {seeded:.1f} s")

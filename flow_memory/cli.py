@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _db(settings: Settings, args: argparse.Namespace) -> int:
     from flow_memory.kit.db import make_engine, make_session_factory
     from flow_memory.migrations import upgrade
-    from flow_memory.usage.service import rebuild_rollups
+    from flow_memory.usage.rollup import rebuild_rollups
 
     upgrade(settings.database_url)
     if args.db_command == "upgrade":

@@ -24,7 +24,8 @@ from flow_memory.ledger.charges import Charge, Charged, charge_many
 from flow_memory.ledger.holds import release_expired
 from flow_memory.proxy.paying import payers
 from flow_memory.routing.models import RouteRecord
-from flow_memory.usage.service import add_to_rollup, insert_records
+from flow_memory.usage.rollup import add_to_rollup
+from flow_memory.usage.service import insert_records
 
 log = logging.getLogger("flow_memory.proxy.usage")
 

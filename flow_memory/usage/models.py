@@ -120,3 +120,10 @@ class UsageTotal(_RollupSums, Base):
     model: Mapped[str] = mapped_column(String(128), primary_key=True)
     unit_type: Mapped[str] = mapped_column(String(32), primary_key=True)
     provider_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+# A usage record's columns, in the table's order, but those only the proxy's usage writer
+# writes (``service.record_row`` gives a record's values so).
+RECORD_COLUMNS: tuple[str, ...] = tuple(
+    column.key for column in UsageRecord.__table__.columns if column.key not in DEPLOYMENT_COLUMNS
+)

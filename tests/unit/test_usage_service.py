@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from flow_memory.kit.errors import Invalid
 from flow_memory.usage.models import UsageRecord
+from flow_memory.usage.rollup import Totals
 from flow_memory.usage.service import (
-    Totals,
     UsageFilters,
     UsageInput,
     _decode_cursor,
