@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from flow_memory.identities.payers import payer_of
+from flow_memory.identities.payers import payers_of
 from flow_memory.jobs.standing import forget_standings, register_standing_source
 from flow_memory.kit.cursors import decode_cursor, encode_cursor
 from flow_memory.kit.db import transaction_memo
@@ -42,8 +42,7 @@ def as_decimal(setting: float | Decimal) -> Decimal:
 def operators_of(session: Session, ids: Collection[str]) -> dict[str, str]:
     """The operator of each bound agent among ``ids`` (identities not bound are absent): the
     account that pays for a bound agent is its operator's (``payer_of``, read once)."""
-    payers = {i: payer_of(session, i) for i in ids}
-    return {i: payer for i, payer in payers.items() if payer != i}
+    return {i: payer for i, payer in payers_of(session, ids).items() if payer != i}
 
 
 def owner_of(session: Session, identity_id: str) -> str:
