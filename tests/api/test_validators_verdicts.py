@@ -15,12 +15,20 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from flow_memory.reputation import expiry, settlement, validation_page, verdicts
+from flow_memory.settings import Settings
 from tests.api.test_reputation import page, work
 from tests.assertions import error, ok
 from tests.factories import BUYER, SELLER, Headers, key_headers
 
 JOB = "job_judged"
 VALIDATORS = ("v-beta", "v-delta", "v-gamma", "v-kappa")
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    # The tests move the clock and call the expiry themselves: no timer thread acts on what
+    # falls due between a clock's move and the request that follows it.
+    return Settings(database_url=database_url, job_timer_seconds=0)
 
 
 def open_validation(
