@@ -52,12 +52,6 @@ def identities(session: Session, ids: Collection[str]) -> dict[str, AgentIdentit
     return {a.agent_id: a for a in session.scalars(query)}
 
 
-def bound_agents_of(session: Session, operator_id: str) -> list[str]:
-    a = AgentIdentity
-    query = select(a.agent_id).where(a.creator_id == operator_id, a.kind == "bound")
-    return list(session.scalars(query))
-
-
 # -- outcomes and records ---------------------------------------------------------------------
 
 
